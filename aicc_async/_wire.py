@@ -1,0 +1,95 @@
+"""The one cattrs converter: snake_case attrs fields <-> AICC's wire names.
+
+A field's wire name is its camelCase form (``called_party`` -> ``calledParty``)
+unless its metadata says otherwise (``wire_name("callBackUrl")``). A field whose
+metadata carries ``to_wire`` has its value encoded on the way out (Base64 URLs,
+numbers sent as strings). Fields defaulting to ``None`` are omitted while
+``None``; all other fields are always sent. Result fields typed ``str`` accept
+numbers and turn them into strings, so codes compare as strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+__all__ = ["code_of", "converter", "structure_result", "to_wire", "wire_field"]
+
+T = TypeVar("T")
+
+_WIRE = "aicc_wire_name"
+_ENCODE = "aicc_to_wire"
+
+converter = cattrs.Converter()
+
+
+def wire_field(
+    name: str | None = None, encode: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """Metadata for an attrs field: its wire ``name`` and an ``encode`` for outgoing values."""
+    meta: dict[str, Any] = {}
+    if name is not None:
+        meta[_WIRE] = name
+    if encode is not None:
+        meta[_ENCODE] = encode
+    return meta
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def _wire_name(field: attrs.Attribute[Any]) -> str:
+    return str(field.metadata.get(_WIRE, _camel(field.name)))
+
+
+def _unstructure_factory(cls: type[Any]) -> Callable[[Any], dict[str, Any]]:
+    overrides: dict[str, Any] = {
+        f.name: override(
+            rename=_wire_name(f),
+            omit_if_default=f.default is None,
+            unstruct_hook=f.metadata.get(_ENCODE),
+        )
+        for f in attrs.fields(cls)
+    }
+    return make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=False, **overrides)
+
+
+def _structure_factory(cls: type[Any]) -> Callable[[Mapping[str, Any], Any], Any]:
+    overrides: dict[str, Any] = {f.name: override(rename=_wire_name(f)) for f in attrs.fields(cls)}
+    return make_dict_structure_fn(cls, converter, **overrides)
+
+
+converter.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
+converter.register_structure_hook_factory(attrs.has, _structure_factory)
+
+
+def to_wire(request: attrs.AttrsInstance) -> dict[str, Any]:
+    """The JSON body of a request object, with wire names and ``None``s omitted."""
+    body: dict[str, Any] = converter.unstructure(request)
+    return body
+
+
+def structure_result(cls: type[T], payload: object, raw: Mapping[str, Any]) -> T:
+    """Build a result object from its wire ``payload`` (a non-mapping counts as empty).
+
+    ``raw`` is the whole response body, kept on the result's ``raw`` field.
+    """
+    fields = dict(payload) if isinstance(payload, Mapping) else {}
+    fields["raw"] = raw
+    return converter.structure(fields, cls)
+
+
+def code_of(body: Mapping[str, Any], field: str) -> str | None:
+    """A result code as a string, whether the server sent ``0`` or ``"0"``; ``None`` if absent."""
+    value = body.get(field)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()

@@ -1,0 +1,122 @@
+"""The AccessToken cache (tokenByAkSk) shared by every coroutine of one client.
+
+- **Single flight**: however many coroutines need a token at once, one request
+  fetches it and all of them get its result (or its error).
+- **Refresh ahead**: once less than ``max(30 s, 10 %)`` of a token's lifetime is
+  left (but not before half of it has passed) one background refresh starts;
+  callers keep using the current token meanwhile.
+- **Never an expired token**: a token is not handed out after its lifetime
+  (minus a small safety margin) has passed; callers then wait for the new one.
+- **Rejection**: ``invalidate(token)`` drops that token if it is still the
+  current one, so a burst of 401s causes one refresh, not one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+import attrs
+
+__all__ = ["AccessToken", "AccessTokenCache"]
+
+logger = logging.getLogger("aicc_async")
+
+
+@attrs.frozen(repr=False)
+class AccessToken:
+    """A bearer token and the local monotonic times at which it ages.
+
+    ``obtained_at`` is taken *before* the token request was sent, so the local
+    expiry is never later than the server's.
+    """
+
+    value: str
+    lifetime: float
+    obtained_at: float
+
+    @property
+    def refresh_at(self) -> float:
+        """When a background refresh should start."""
+        lead = max(30.0, 0.1 * self.lifetime)
+        return self.obtained_at + max(self.lifetime / 2, self.lifetime - lead)
+
+    @property
+    def expires_at(self) -> float:
+        """After this the token is not used any more (5 % or 5 s before the server's expiry)."""
+        return self.obtained_at + self.lifetime - min(5.0, 0.05 * self.lifetime)
+
+    def __repr__(self) -> str:
+        return f"AccessToken(value='***', lifetime={self.lifetime!r})"
+
+
+class AccessTokenCache:
+    """Hands out a valid AccessToken, fetching one via ``fetch`` when needed.
+
+    Args:
+        fetch: coroutine function that requests a token; it receives the clock
+            reading taken before sending and raises ``AICCError`` on failure.
+        clock: monotonic clock in seconds (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[float], Awaitable[AccessToken]],
+        clock: Callable[[], float],
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._token: AccessToken | None = None
+        self._inflight: asyncio.Task[AccessToken] | None = None
+
+    @property
+    def current(self) -> AccessToken | None:
+        """The cached token, if any (it may be past its refresh point)."""
+        return self._token
+
+    async def get(self) -> str:
+        """A token value that is valid now. Raises what ``fetch`` raises."""
+        token = self._token
+        if token is not None:
+            now = self._clock()
+            if now < token.refresh_at:
+                return token.value
+            if now < token.expires_at:
+                self._start_fetch()  # refresh ahead; this caller keeps the current token
+                return token.value
+            self._token = None
+        return (await asyncio.shield(self._start_fetch())).value
+
+    def invalidate(self, value: str) -> None:
+        """Drop the token ``value`` (rejected by AICC) if it is still the cached one."""
+        if self._token is not None and self._token.value == value:
+            logger.info("AccessToken rejected by AICC; fetching a new one")
+            self._token = None
+
+    async def close(self) -> None:
+        """Cancel a fetch in progress and forget the token."""
+        task, self._inflight, self._token = self._inflight, None, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _start_fetch(self) -> asyncio.Task[AccessToken]:
+        if self._inflight is None:
+            task = asyncio.get_running_loop().create_task(self._run_fetch())
+            # A refresh-ahead nobody awaits must not warn "exception never retrieved".
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._inflight = task
+        return self._inflight
+
+    async def _run_fetch(self) -> AccessToken:
+        try:
+            token = await self._fetch(self._clock())
+            self._token = token
+            logger.debug("AccessToken obtained, valid for %.0f s", token.lifetime)
+            return token
+        except Exception:
+            logger.warning("AccessToken request failed", exc_info=True)
+            raise
+        finally:
+            self._inflight = None

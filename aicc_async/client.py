@@ -1,0 +1,146 @@
+"""``AICCClient``: one pooled session, one shared token, the endpoint namespaces."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from aicc_async._transport import Transport
+from aicc_async.config import ClientConfig, Timeout
+from aicc_async.endpoints.voice_notification import VoiceNotificationAPI
+from aicc_async.retry import RetryPolicy
+
+__all__ = ["AICCClient"]
+
+_DEFAULT_TIMEOUT = Timeout()
+
+
+class AICCClient:
+    """An asyncio client for Huawei Cloud AICC's open APIs.
+
+    Use it as ``async with AICCClient(...) as aicc:`` (or call ``await aicc.close()``).
+    All coroutines may share one client: it holds one connection pool and one
+    AccessToken, fetched on first use and refreshed ahead of expiry.
+
+    Args:
+        base_url: tenant URL, e.g. ``"https://service.besclouds.com"``.
+        app_key, app_secret: the API Fabric app credentials (the secret is never logged).
+        token_url: where tokenByAkSk is served if not on ``base_url`` (e.g. port 28070).
+        token_ttl: AccessToken lifetime to ask for, 60..3600 s.
+        timeout: per-attempt limits, seconds (``float`` = total) or a ``Timeout``.
+        max_connections: size of the connection pool.
+        retry: a ``RetryPolicy`` for failures that are safe to retry.
+        limits: requests in flight per endpoint group, merged over ``DEFAULT_LIMITS``.
+        rate_limits: optional requests-per-second cap per endpoint group.
+        session: an ``aiohttp.ClientSession`` to use; it is never closed by the SDK.
+        messaging_channel_id, messaging_locale, messaging_user_name: used when
+            ``messaging.leave_message`` applies for a ccmessaging-token itself.
+        clock: monotonic clock for token lifetimes (tests inject a fake one).
+
+    Raises ``AICCValidationError`` for a bad argument.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        app_key: str,
+        app_secret: str,
+        *,
+        token_url: str | None = None,
+        token_ttl: int = 600,
+        timeout: Timeout | float = _DEFAULT_TIMEOUT,
+        max_connections: int = 100,
+        retry: RetryPolicy | None = None,
+        limits: Mapping[str, int] | None = None,
+        rate_limits: Mapping[str, float] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        messaging_channel_id: str | None = None,
+        messaging_locale: str = "en",
+        messaging_user_name: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        config = ClientConfig(
+            base_url=base_url,
+            app_key=app_key,
+            app_secret=app_secret,
+            token_url=token_url,
+            token_ttl=token_ttl,
+            timeout=timeout,
+            max_connections=max_connections,
+            retry=RetryPolicy() if retry is None else retry,
+            limits=limits or {},
+            rate_limits=rate_limits or {},
+            messaging_channel_id=messaging_channel_id,
+            messaging_locale=messaging_locale,
+            messaging_user_name=messaging_user_name,
+            clock=clock,
+        )
+        self._init(config, session)
+
+    def _init(self, config: ClientConfig, session: aiohttp.ClientSession | None) -> None:
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(
+                f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+            )
+        self.config = config
+        self._transport = Transport(config, session)
+        self.voice_notification = VoiceNotificationAPI(self._transport)
+
+    @classmethod
+    def from_config(
+        cls, config: ClientConfig, *, session: aiohttp.ClientSession | None = None
+    ) -> AICCClient:
+        """A client for a prepared ``ClientConfig``."""
+        client = cls.__new__(cls)
+        client._init(config, session)
+        return client
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        **options: Any,
+    ) -> AICCClient:
+        """A client configured from ``AICC_BASE_URL``, ``AICC_APP_KEY``,
+        ``AICC_APP_SECRET`` and optional ``AICC_TOKEN_URL``; ``options`` are the
+        other constructor arguments. Raises ``AICCValidationError`` naming what is missing.
+        """
+        return cls.from_config(ClientConfig.from_env(environ, **options), session=session)
+
+    async def close(self) -> None:
+        """Close the connection pool (unless it was passed in) and stop token refreshes.
+
+        Safe to call more than once.
+        """
+        await self._transport.close()
+
+    async def __aenter__(self) -> AICCClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AICCClient(base_url={self.config.base_url!r}, app_key={self.config.app_key!r})"
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        transport = getattr(self, "_transport", None)
+        if transport is not None and transport.session_open:
+            _warn(
+                f"unclosed {self!r}: use 'async with AICCClient(...)' or 'await client.close()'",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )

@@ -1,0 +1,210 @@
+"""Client configuration: where AICC is, how to authenticate, timeouts, pool, retries, limits."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from aicc_async.errors import AICCValidationError
+from aicc_async.retry import RetryPolicy
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "GROUPS",
+    "TOKEN_PATH",
+    "ClientConfig",
+    "Timeout",
+]
+
+TOKEN_PATH = "/apigovernance/api/oauth/tokenByAkSk"  # noqa: S105 - a path, not a secret
+
+#: The endpoint groups, each with its own in-flight limit.
+GROUPS = ("voice_notification", "outbound", "mobile_agent", "messaging")
+
+#: Requests of a group on the wire at once, unless ``limits=`` says otherwise.
+DEFAULT_LIMITS: Mapping[str, int] = MappingProxyType(
+    {"voice_notification": 50, "outbound": 50, "mobile_agent": 20, "messaging": 20}
+)
+
+
+def _fail(field: str, message: str) -> AICCValidationError:
+    return AICCValidationError(f"{field}: {message}", field=field)
+
+
+@attrs.frozen
+class Timeout:
+    """Per-attempt time limits in seconds.
+
+    Args:
+        total: one attempt, from asking for a connection to the last byte of the answer.
+        connect: getting a connection (pool wait included). A connect timeout proves
+            nothing was sent, so it is retried on every endpoint; a ``total`` timeout
+            after sending is ambiguous (see the retry table).
+    """
+
+    total: float = 15.0
+    connect: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("total", "connect"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise _fail(
+                    f"timeout.{name}", f"must be a positive number of seconds, got {value!r}"
+                )
+
+
+def _url(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(
+            field, f"must be an http(s) URL such as 'https://service.besclouds.com', got {value!r}"
+        )
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _fail(
+            field, f"must be an http(s) URL such as 'https://service.besclouds.com', got {value!r}"
+        )
+    if parts.query or parts.fragment:
+        raise _fail(field, "must not have a query string or fragment")
+    return url
+
+
+def _text(field: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(field, "must be a non-empty string")
+    if any(c in value for c in "\r\n\0"):
+        raise _fail(field, "must not contain line breaks or NUL")
+    return value
+
+
+def _base_url(value: object) -> str:
+    return _url("base_url", value)
+
+
+def _app_key(value: object) -> str:
+    return _text("app_key", value)
+
+
+def _app_secret(value: object) -> str:
+    return _text("app_secret", value)
+
+
+def _timeout(value: Timeout | float) -> Timeout:
+    if isinstance(value, Timeout):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail("timeout", f"must be a number of seconds or a Timeout, got {value!r}")
+    return Timeout(total=float(value), connect=min(5.0, float(value)))
+
+
+def _items(field: str, value: object) -> list[tuple[Any, Any]]:
+    if not isinstance(value, Mapping):
+        raise _fail(field, f"must be a mapping of endpoint group to number, got {value!r}")
+    return list(value.items())
+
+
+def _limits(value: Mapping[str, int]) -> Mapping[str, int]:
+    merged = dict(DEFAULT_LIMITS)
+    for group, limit in _items("limits", value):
+        if group not in GROUPS:
+            raise _fail(
+                "limits", f"unknown endpoint group {group!r}; groups are {', '.join(GROUPS)}"
+            )
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise _fail(f"limits[{group!r}]", f"must be an integer >= 1, got {limit!r}")
+        merged[group] = limit
+    return MappingProxyType(merged)
+
+
+def _rates(value: Mapping[str, float]) -> Mapping[str, float]:
+    rates: dict[str, float] = {}
+    for group, rate in _items("rate_limits", value):
+        if group not in GROUPS:
+            raise _fail(
+                "rate_limits", f"unknown endpoint group {group!r}; groups are {', '.join(GROUPS)}"
+            )
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+            raise _fail(
+                f"rate_limits[{group!r}]",
+                f"must be a positive number of requests per second, got {rate!r}",
+            )
+        rates[group] = float(rate)
+    return MappingProxyType(rates)
+
+
+@attrs.frozen(kw_only=True)
+class ClientConfig:
+    """Everything an ``AICCClient`` is configured with, validated on construction.
+
+    Raises ``AICCValidationError`` naming the bad field. ``app_secret`` never
+    appears in ``repr``.
+    """
+
+    base_url: str = attrs.field(converter=_base_url)
+    app_key: str = attrs.field(converter=_app_key)
+    app_secret: str = attrs.field(converter=_app_secret, repr=False)
+    token_url: str | None = None
+    token_ttl: int = 600
+    timeout: Timeout = attrs.field(default=Timeout(), converter=_timeout)
+    max_connections: int = 100
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    limits: Mapping[str, int] = attrs.field(factory=dict, converter=_limits)
+    rate_limits: Mapping[str, float] = attrs.field(factory=dict, converter=_rates)
+    messaging_channel_id: str | None = None
+    messaging_locale: str = "en"
+    messaging_user_name: str | None = None
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
+    #: The full tokenByAkSk URL: ``token_url`` (or ``base_url``) + the token path.
+    token_endpoint: str = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        token_url = self.base_url if self.token_url is None else _url("token_url", self.token_url)
+        if not token_url.endswith(TOKEN_PATH):
+            token_url += TOKEN_PATH
+        object.__setattr__(self, "token_endpoint", token_url)
+        ttl = self.token_ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 3600:
+            raise _fail("token_ttl", f"must be an integer from 60 to 3600 seconds, got {ttl!r}")
+        n = self.max_connections
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise _fail("max_connections", f"must be an integer >= 1, got {n!r}")
+        if not isinstance(self.retry, RetryPolicy):
+            raise _fail("retry", f"must be a RetryPolicy, got {self.retry!r}")
+        if self.messaging_channel_id is not None:
+            _text("messaging_channel_id", self.messaging_channel_id)
+        _text("messaging_locale", self.messaging_locale)
+        if self.messaging_user_name is not None:
+            _text("messaging_user_name", self.messaging_user_name)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
+        """Build a config from ``AICC_BASE_URL``, ``AICC_APP_KEY``, ``AICC_APP_SECRET``
+        and optional ``AICC_TOKEN_URL``; keyword arguments set the other options.
+
+        Raises ``AICCValidationError`` naming each missing variable.
+        """
+        env = os.environ if environ is None else environ
+        names = {
+            "base_url": "AICC_BASE_URL",
+            "app_key": "AICC_APP_KEY",
+            "app_secret": "AICC_APP_SECRET",
+        }
+        missing = [var for var in names.values() if not env.get(var)]
+        if missing:
+            raise AICCValidationError(
+                f"set the environment variable(s) {', '.join(missing)} "
+                "(AICC_TOKEN_URL is optional) or pass them to AICCClient(...)",
+                field=missing[0],
+            )
+        values: dict[str, Any] = {field: env[var] for field, var in names.items()}
+        if env.get("AICC_TOKEN_URL"):
+            values["token_url"] = env["AICC_TOKEN_URL"]
+        values.update(overrides)
+        return cls(**values)

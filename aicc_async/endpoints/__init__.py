@@ -1,0 +1,1 @@
+"""One module per AICC service: request and result classes and the namespace class."""

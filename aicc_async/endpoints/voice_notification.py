@@ -1,0 +1,253 @@
+"""createVoiceNotification: play a voice notification to one person by phoning them.
+
+Not idempotent: each processed request phones a real person. After an ambiguous
+failure (timeout, reset, 502/503/504) it raises ``AICCOutcomeUnknownError`` and
+is never re-sent unless the call passed ``retry_unsafe=True``. ``retCode`` "1"
+(busy: the platform did not take it) is retried with back-off.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from aicc_async._transport import Endpoint
+from aicc_async._wire import structure_result, to_wire, wire_field
+from aicc_async.errors import AICCValidationError
+
+if TYPE_CHECKING:
+    from aicc_async._transport import Transport
+
+__all__ = [
+    "CreateVoiceNotificationRequest",
+    "VoiceContent",
+    "VoiceNotificationAPI",
+    "VoiceNotificationCode",
+    "VoiceNotificationResult",
+]
+
+MAX_VOICE_CONTENT = 1000
+_NUMBER = re.compile(r"\+?[0-9]{1,32}")
+_DIGITS = re.compile(r"[0-9]{1,32}")
+_CALLBACK_CHARS = re.compile(r"https?://[A-Za-z0-9\-:./_#?&]+")
+
+
+class VoiceNotificationCode(str, enum.Enum):
+    """Documented ``retCode`` values of createVoiceNotification."""
+
+    SUCCESS = "0"
+    BUSY = "1"
+    CALL_DATA_TOO_LONG = "2"
+    CREATION_FAILED = "3"
+    SOFTPHONE_FORMAT = "4"
+    CALLER_OR_CALLED_INVALID = "5"
+    VDN_NOT_ENABLED = "6"
+    CALLER_PRESENT_REJECTED = "7"
+    VOICE_CONTENT_INVALID = "8"
+    CALLBACK_URL_INVALID = "9"
+    CALLED_NOT_TRUSTLISTED = "16"
+    PRIORITY_INVALID = "36"
+
+    @property
+    def meaning(self) -> str:
+        """The documented meaning of this code."""
+        return _MEANINGS[self.value]
+
+
+_MEANINGS = {
+    "0": "created",
+    "1": "a task is in progress; try again later (the call was not taken)",
+    "2": "callData is longer than 1024 characters",
+    "3": "creation failed; no call serial number was generated",
+    "4": "the softphone number does not match the rule",
+    "5": "caller or called is missing or malformed",
+    "6": "the VDN is not enabled",
+    "7": "callerPresent or agentPresent failed verification: use the tenant's access code",
+    "8": "voiceContent is empty, too long or refers to a voice that does not exist",
+    "9": "callBackUrl does not meet the requirements (format or trustlist)",
+    "16": "the tenant is in trial commercial use and the called number is not on its trustlist",
+    "36": "priority is not in the right format",
+}
+
+ENDPOINT = Endpoint(
+    name="createVoiceNotification",
+    path="/apiaccess/rest/voiceNotification/v1/createVoiceNotification",
+    group="voice_notification",
+    idempotent=False,
+    code_field="retCode",
+    message_field="retMsg",
+    codes=_MEANINGS,
+    retry_codes=frozenset({VoiceNotificationCode.BUSY.value}),
+)
+
+
+def _fail(field: str, message: str) -> AICCValidationError:
+    return AICCValidationError(f"{field}: {message}", field=field, endpoint=ENDPOINT.name)
+
+
+def _check_part(kind: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("voice_content", f"a {kind} part must be a non-empty string, got {value!r}")
+    if "~" in value or "$" in value:
+        raise _fail("voice_content", f"a {kind} part must not contain '~' or '$', got {value!r}")
+    return value
+
+
+@attrs.frozen
+class VoiceContent:
+    """What is played, built part by part: recorded voices and text read aloud (TTS).
+
+    ``VoiceContent().voice("1133999").text("Tom").voice("2225149")`` renders as
+    ``1133999~$Tom$~2225149``. Each method returns a new object. Raises
+    ``AICCValidationError`` for an empty part or one containing ``~`` or ``$``.
+    """
+
+    parts: tuple[str, ...] = ()
+
+    def voice(self, voice_id: str) -> VoiceContent:
+        """Append a recorded voice, by its voice ID."""
+        return VoiceContent((*self.parts, _check_part("voice", voice_id)))
+
+    def text(self, words: str) -> VoiceContent:
+        """Append text to be read aloud."""
+        return VoiceContent((*self.parts, f"${_check_part('text', words)}$"))
+
+    def __str__(self) -> str:
+        return "~".join(self.parts)
+
+
+def _voice_content(value: object) -> str:
+    if isinstance(value, VoiceContent):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _fail("voice_content", f"must be a str or VoiceContent, got {type(value).__name__}")
+    if not value.strip():
+        raise _fail("voice_content", "must not be empty")
+    if len(value) > MAX_VOICE_CONTENT:
+        raise _fail("voice_content", f"is {len(value)} characters; AICC accepts at most 1000")
+    return value
+
+
+def _called(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _NUMBER.fullmatch(value):
+        raise _fail("called", "must be a phone number of 1 to 32 digits (a leading + is allowed)")
+
+
+def _caller_present(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not _DIGITS.fullmatch(value)):
+        raise _fail(
+            "caller_present",
+            "must be the tenant's access code or an 11-14 digit number (digits only)",
+        )
+
+
+def _callback_url(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not _CALLBACK_CHARS.fullmatch(value):
+        raise _fail(
+            "callback_url",
+            "must be an http(s) URL of letters, digits and -:./_#?& only "
+            "(no '=', '%', '+' or spaces); pass it plain, the SDK Base64-encodes it",
+        )
+
+
+def _priority(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 9:
+        raise _fail(
+            "priority", f"must be an integer from 1 (soonest) to 9 (default), got {value!r}"
+        )
+
+
+def _b64(url: str) -> str:
+    return base64.b64encode(url.encode("utf-8")).decode("ascii")
+
+
+@attrs.frozen
+class CreateVoiceNotificationRequest:
+    """One voice notification. Validated on construction (``AICCValidationError``).
+
+    Args:
+        called: the number to phone (digits, optional leading +).
+        voice_content: a ``VoiceContent`` or its ``~``-joined string, 1..1000 characters.
+        caller_present: number shown to the callee (the access code; digits only).
+        callback_url: plain http(s) URL for release events; sent Base64-encoded.
+        priority: 1 (soonest) .. 9 (AICC's default); sent as a string.
+    """
+
+    called: str = attrs.field(validator=_called)
+    voice_content: str = attrs.field(converter=_voice_content)
+    caller_present: str | None = attrs.field(default=None, validator=_caller_present)
+    callback_url: str | None = attrs.field(
+        default=None, validator=_callback_url, metadata=wire_field("callBackUrl", encode=_b64)
+    )
+    priority: int | None = attrs.field(
+        default=None, validator=_priority, metadata=wire_field(encode=str)
+    )
+
+
+@attrs.frozen(kw_only=True)
+class VoiceNotificationResult:
+    """A created voice notification.
+
+    ``call_serial_no`` identifies the call (release callbacks carry it); ``None``
+    only if AICC accepted the call without returning one. ``raw`` is the response
+    body as received.
+    """
+
+    call_serial_no: str | None = None
+    raw: Mapping[str, Any] = attrs.field(repr=False)
+
+
+class VoiceNotificationAPI:
+    """``aicc.voice_notification``: create voice notifications."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    async def create(
+        self,
+        called: str,
+        voice_content: str | VoiceContent,
+        *,
+        caller_present: str | None = None,
+        callback_url: str | None = None,
+        priority: int | None = None,
+        retry_unsafe: bool = False,
+    ) -> VoiceNotificationResult:
+        """Phone ``called`` and play ``voice_content``. Arguments as for
+        ``CreateVoiceNotificationRequest``.
+
+        Raises ``AICCValidationError`` before any I/O for bad input,
+        ``AICCBusinessError`` for a refusing ``retCode`` (``VoiceNotificationCode``),
+        ``AICCOutcomeUnknownError`` when it was sent but the outcome is unknown (not
+        re-sent unless ``retry_unsafe=True``, which risks phoning the person twice).
+        """
+        request = CreateVoiceNotificationRequest(
+            called=called,
+            voice_content=voice_content,
+            caller_present=caller_present,
+            callback_url=callback_url,
+            priority=priority,
+        )
+        return await self.send(request, retry_unsafe=retry_unsafe)
+
+    async def send(
+        self, request: CreateVoiceNotificationRequest, *, retry_unsafe: bool = False
+    ) -> VoiceNotificationResult:
+        """Send a prepared request; raises as ``create`` does."""
+        if not isinstance(request, CreateVoiceNotificationRequest):
+            raise AICCValidationError(
+                f"send() takes a CreateVoiceNotificationRequest, got {type(request).__name__}",
+                field="request",
+                endpoint=ENDPOINT.name,
+            )
+        body = await self._transport.call(ENDPOINT, to_wire(request), retry_unsafe=retry_unsafe)
+        return structure_result(VoiceNotificationResult, body.get("result"), body)
