@@ -159,8 +159,11 @@ class Transport:
             raise exc.error from exc.__cause__
 
     async def _attempt(self, endpoint: Endpoint, data: bytes, retry_unsafe: bool) -> dict[str, Any]:
-        async with self.throttle.slot(endpoint.group):
+        await self.throttle.acquire(endpoint.group)
+        try:
             status, headers, raw = await self._send_authorised(endpoint, data, retry_unsafe)
+        finally:
+            self.throttle.release(endpoint.group)
         if 200 <= status < 300:
             return self._decode(endpoint, status, raw, retry_unsafe)
         raise self._status_error(endpoint, status, headers, raw, retry_unsafe)

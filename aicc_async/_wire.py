@@ -66,6 +66,8 @@ def _structure_factory(cls: type[Any]) -> Callable[[Mapping[str, Any], Any], Any
 
 
 converter.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
+# ``raw`` fields (the only ``Mapping[str, Any]`` fields) keep the body as received, uncopied.
+converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda value, _: value)
 converter.register_structure_hook_factory(attrs.has, _structure_factory)
 
 

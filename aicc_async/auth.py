@@ -29,23 +29,22 @@ class AccessToken:
     """A bearer token and the local monotonic times at which it ages.
 
     ``obtained_at`` is taken *before* the token request was sent, so the local
-    expiry is never later than the server's.
+    expiry is never later than the server's. ``refresh_at``: when a background
+    refresh starts; ``expires_at``: after it the token is not used (5 % or 5 s
+    before the server's expiry, whichever is less).
     """
 
     value: str
     lifetime: float
     obtained_at: float
+    refresh_at: float = attrs.field(init=False)
+    expires_at: float = attrs.field(init=False)
 
-    @property
-    def refresh_at(self) -> float:
-        """When a background refresh should start."""
-        lead = max(30.0, 0.1 * self.lifetime)
-        return self.obtained_at + max(self.lifetime / 2, self.lifetime - lead)
-
-    @property
-    def expires_at(self) -> float:
-        """After this the token is not used any more (5 % or 5 s before the server's expiry)."""
-        return self.obtained_at + self.lifetime - min(5.0, 0.05 * self.lifetime)
+    def __attrs_post_init__(self) -> None:
+        life, start = self.lifetime, self.obtained_at
+        refresh = start + max(life / 2, life - max(30.0, 0.1 * life))
+        object.__setattr__(self, "refresh_at", refresh)
+        object.__setattr__(self, "expires_at", start + life - min(5.0, 0.05 * life))
 
     def __repr__(self) -> str:
         return f"AccessToken(value='***', lifetime={self.lifetime!r})"

@@ -157,17 +157,37 @@ def with_retries(
 ) -> Callable[P, Awaitable[T]]:
     """Wrap ``attempt`` so that each ``RetryableAttempt`` it raises is retried per ``policy``.
 
-    When attempts or time run out, the last ``RetryableAttempt`` propagates; the
-    caller raises its ``.error``. ``on_retry`` gets backoff's details before each wait.
+    The first attempt runs directly (no retry bookkeeping on the hot path); only
+    after a retryable failure does backoff's loop take over, starting from that
+    failure, so attempts and waits are counted as if it had run from the start.
+    ``max_elapsed`` counts from the first failure. When attempts or time run out,
+    the last ``RetryableAttempt`` propagates; the caller raises its ``.error``.
+    ``on_retry`` gets backoff's details before each wait.
     """
-    decorated: Callable[P, Awaitable[T]] = backoff.on_exception(
-        _waits,
-        RetryableAttempt,
-        max_tries=policy.max_attempts,
-        max_time=policy.max_elapsed,
-        jitter=None,
-        on_backoff=on_retry,
-        logger=None,
-        policy=policy,
-    )(attempt)
-    return decorated
+
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await attempt(*args, **kwargs)
+        except RetryableAttempt as first:
+            if policy.max_attempts == 1:
+                raise
+            failures = [first]
+
+            async def again(*args: P.args, **kwargs: P.kwargs) -> T:
+                if failures:
+                    raise failures.pop()
+                return await attempt(*args, **kwargs)
+
+            retrying: Callable[P, Awaitable[T]] = backoff.on_exception(
+                _waits,
+                RetryableAttempt,
+                max_tries=policy.max_attempts,
+                max_time=policy.max_elapsed,
+                jitter=None,
+                on_backoff=on_retry,
+                logger=None,
+                policy=policy,
+            )(again)
+            return await retrying(*args, **kwargs)
+
+    return run

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 
 __all__ = ["RateCap", "Throttle"]
 
@@ -44,11 +43,21 @@ class Throttle:
         self._semaphores = {g: asyncio.BoundedSemaphore(n) for g, n in limits.items()}
         self._rates = {g: RateCap(r) for g, r in rates.items()}
 
-    @asynccontextmanager
-    async def slot(self, group: str) -> AsyncIterator[None]:
-        """Hold one in-flight slot of ``group`` for the duration of the block."""
-        async with self._semaphores[group]:
-            cap = self._rates.get(group)
-            if cap is not None:
+    async def acquire(self, group: str) -> None:
+        """Take one in-flight slot of ``group`` (waiting for a free one and the rate cap).
+
+        Pair every successful call with ``release(group)``.
+        """
+        semaphore = self._semaphores[group]
+        await semaphore.acquire()
+        cap = self._rates.get(group)
+        if cap is not None:
+            try:
                 await cap.wait()
-            yield
+            except BaseException:
+                semaphore.release()
+                raise
+
+    def release(self, group: str) -> None:
+        """Give back a slot taken by ``acquire``."""
+        self._semaphores[group].release()

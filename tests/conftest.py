@@ -7,7 +7,6 @@ The ``fake_aicc`` fixture comes from the package's own pytest plugin
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -37,7 +36,6 @@ class _ShimmedClientResponse(aiohttp.ClientResponse):
 
 
 @pytest.fixture(autouse=True)
-def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
     if _NEEDS_STREAM_WRITER:
         monkeypatch.setattr(aioresponses.core, "ClientResponse", _ShimmedClientResponse)
-    yield

@@ -27,7 +27,7 @@ class FakeClock:
 async def until(condition: Callable[[], bool]) -> None:
     """Yield to the loop until ``condition`` holds (bounded: fails the test after 5 s)."""
     async with asyncio.timeout(5):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - the condition is FakeAICC's counter
             await asyncio.sleep(0.001)
 
 

@@ -133,7 +133,7 @@ def test_bad_client_options_name_the_field(kwargs: dict[str, Any], field: str) -
 
 
 def test_bad_session_type_is_refused() -> None:
-    with pytest.raises(TypeError, match="aiohttp.ClientSession"):
+    with pytest.raises(TypeError, match=r"aiohttp\.ClientSession"):
         AICCClient("https://aicc.test", "k", "s", session=object())  # type: ignore[arg-type]
 
 
