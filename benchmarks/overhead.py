@@ -139,13 +139,11 @@ async def main() -> None:
 
     proc, info = start_server()
     try:
-        print(
-            f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}"
-        )
+        python = sys.version.split()[0]
+        print(f"# {os.cpu_count()} cores, Python {python}, aiohttp {aiohttp.__version__}")
         print(f"# {args.requests} requests per measurement, {args.rounds} rounds, median shown")
-        print(
-            f"{'concurrency':>11} | {'raw µs/req':>10} | {'sdk µs/req':>10} | {'ratio':>5} | {'raw req/s':>9} | {'sdk req/s':>9}"
-        )
+        columns = ("raw µs/req", "sdk µs/req", "ratio", "raw req/s", "sdk req/s")
+        print(f"{'concurrency':>11} | " + " | ".join(f"{c:>10}" for c in columns))
         print("-" * 72)
         for c in (1, 50, 200):
             total = args.requests if c > 1 else args.requests // 3
@@ -159,9 +157,10 @@ async def main() -> None:
                 sdk_rps.append(got[SDK][1])
                 ratios.append(got[SDK][0] / got[Raw][0])
             med = statistics.median
+            figures = (med(raw_cpu), med(sdk_cpu), med(ratios), med(raw_rps), med(sdk_rps))
             print(
-                f"{c:>11} | {med(raw_cpu):>10.0f} | {med(sdk_cpu):>10.0f} | {med(ratios):>5.2f} | "
-                f"{med(raw_rps):>9.0f} | {med(sdk_rps):>9.0f}"
+                f"{c:>11} | "
+                + " | ".join(f"{f:>10.{2 if i == 2 else 0}f}" for i, f in enumerate(figures))
             )
     finally:
         proc.terminate()

@@ -13,6 +13,8 @@ import aiohttp
 import aioresponses.core
 import pytest
 
+pytest_plugins = ["pytester"]
+
 # --- aioresponses 0.7.9 vs aiohttp >= 3.14 compatibility shim --------------------------
 # aiohttp 3.14 added a keyword-only ``stream_writer`` argument to ClientResponse.__init__;
 # aioresponses 0.7.9 does not pass it, so every mocked call fails with TypeError
