@@ -402,12 +402,14 @@ class Transport:
 
     @staticmethod
     def _log_retry(details: dict[str, Any]) -> None:
-        exc = details["exception"]
-        error = exc.error if isinstance(exc, RetryableAttempt) else exc
+        # Only what the SDK itself knows: server text could echo a phone number.
+        error = details["exception"].error
+        detail = getattr(error, "code", None) or getattr(error, "status", None)
         logger.info(
-            "%s: attempt %d failed, retrying in %.2f s: %s",
-            getattr(error, "endpoint", "?"),
+            "%s: attempt %d failed (%s%s), retrying in %.2f s",
+            error.endpoint,
             details["tries"],
+            type(error).__name__,
+            f" {detail}" if detail else "",
             details["wait"],
-            getattr(error, "message", error),
         )

@@ -32,12 +32,19 @@ TOKEN_PATH = "/apigovernance/api/oauth/tokenByAkSk"
 CONTENT = "$Your parcel arrives today$"
 
 
+PIN = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+
+
 def start_server() -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """FakeAICC in its own process; with 2+ cores, server on core 1 and client on core 0."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "aicc_async.testing", "--port", "0", "--no-record"],
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {1})) if PIN else None,
     )
+    if PIN:
+        os.sched_setaffinity(0, {0})
     assert proc.stdout is not None
     info = json.loads(proc.stdout.readline())
     return proc, info
@@ -140,7 +147,8 @@ async def main() -> None:
     proc, info = start_server()
     try:
         python = sys.version.split()[0]
-        print(f"# {os.cpu_count()} cores, Python {python}, aiohttp {aiohttp.__version__}")
+        pinned = ", server and client pinned to one core each" if PIN else ""
+        print(f"# {os.cpu_count()} cores{pinned}, Python {python}, aiohttp {aiohttp.__version__}")
         print(f"# {args.requests} requests per measurement, {args.rounds} rounds, median shown")
         columns = ("raw µs/req", "sdk µs/req", "ratio", "raw req/s", "sdk req/s")
         print(f"{'concurrency':>11} | " + " | ".join(f"{c:>10}" for c in columns))

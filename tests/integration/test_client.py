@@ -119,3 +119,19 @@ async def test_no_secret_or_token_in_logs_errors_or_reprs(
     # Full phone numbers never appear at INFO or above.
     loud = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert not [t for t in loud if "1380000" in t]
+
+
+@pytest.mark.asyncio
+async def test_retry_log_does_not_repeat_server_text(
+    fake_aicc: FakeAICC, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A busy answer whose text echoes the number must not put it in an INFO record.
+    caplog.set_level(logging.INFO, logger="aicc_async")
+    fake_aicc.inject(Fault.BUSY, endpoint=VOICE)
+    async with fake_aicc.client() as aicc:
+        await aicc.voice_notification.create(called="13800005555", voice_content="$a$")
+    (record,) = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert record.getMessage().startswith(
+        "createVoiceNotification: attempt 1 failed (AICCBusinessError 1), retrying in"
+    )
+    assert "try again later" not in record.getMessage()  # the server's retMsg stays out
