@@ -317,7 +317,7 @@ class Transport:
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("POST %s -> HTTP %d, %d bytes", name, resp.status, len(raw))
                 return resp.status, resp.headers, raw
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             failure = classify_exception(exc)
             reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
             error: AICCError

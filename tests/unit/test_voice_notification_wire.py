@@ -229,3 +229,17 @@ async def test_token_url_override_is_used(http: Any) -> None:
         result = await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
 
     assert result.call_serial_no == "9"
+
+
+@pytest.mark.parametrize("error", [ConnectionResetError(104, "reset"), TimeoutError()])
+@pytest.mark.asyncio
+async def test_bare_os_errors_after_sending_are_outcome_unknown(
+    aicc: AICCClient, http: Any, error: Exception
+) -> None:
+    http.post(TOKEN_URL, payload=TOKEN_BODY)
+    http.post(VOICE_URL, exception=error)
+    http.post(VOICE_URL, payload={"result": {"callSerialNo": "2"}, "retCode": "0"})  # never reached
+
+    with pytest.raises(AICCOutcomeUnknownError):
+        await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
+    assert len(sent(http, VOICE_URL)) == 1
