@@ -1,4 +1,5 @@
-"""aicc-async: an asyncio SDK for Huawei Cloud AICC.
+"""aicc-async: an asyncio SDK for Huawei Cloud AICC: voice notifications, outbound
+result write-back, mobile-agent calls, called-party lookup and web-channel messages.
 
 ```python
 from aicc_async import AICCClient
@@ -10,6 +11,24 @@ async with AICCClient.from_env() as aicc:
 
 from aicc_async.client import AICCClient
 from aicc_async.config import DEFAULT_LIMITS, ClientConfig, Timeout
+from aicc_async.endpoints.messaging import (
+    APPLY_TOKEN_CODES,
+    LEAVE_MESSAGE_CODES,
+    ApplyTokenRequest,
+    ApplyTokenResult,
+    LeaveMessageRequest,
+    LeaveMessageResult,
+)
+from aicc_async.endpoints.mobile_agent import (
+    CREATE_CALL_CODES,
+    GET_CALLED_INFO_CODES,
+    CalledInfo,
+    CreateCallRequest,
+    CreateCallResult,
+    DevType,
+    GetCalledInfoRequest,
+)
+from aicc_async.endpoints.outbound import WRITE_BACK_CODES, WriteBackResult, WriteBackResultRequest
 from aicc_async.endpoints.voice_notification import (
     CreateVoiceNotificationRequest,
     VoiceContent,
@@ -28,7 +47,12 @@ from aicc_async.errors import (
 from aicc_async.retry import RetryPolicy
 
 __all__ = [
+    "APPLY_TOKEN_CODES",
+    "CREATE_CALL_CODES",
     "DEFAULT_LIMITS",
+    "GET_CALLED_INFO_CODES",
+    "LEAVE_MESSAGE_CODES",
+    "WRITE_BACK_CODES",
     "AICCAuthError",
     "AICCBusinessError",
     "AICCClient",
@@ -37,13 +61,24 @@ __all__ = [
     "AICCHTTPError",
     "AICCOutcomeUnknownError",
     "AICCValidationError",
+    "ApplyTokenRequest",
+    "ApplyTokenResult",
+    "CalledInfo",
     "ClientConfig",
+    "CreateCallRequest",
+    "CreateCallResult",
     "CreateVoiceNotificationRequest",
+    "DevType",
+    "GetCalledInfoRequest",
+    "LeaveMessageRequest",
+    "LeaveMessageResult",
     "RetryPolicy",
     "Timeout",
     "VoiceContent",
     "VoiceNotificationCode",
     "VoiceNotificationResult",
+    "WriteBackResult",
+    "WriteBackResultRequest",
 ]
 
 __version__ = "0.1.0.dev0"

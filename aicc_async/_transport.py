@@ -13,14 +13,14 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
 import attrs
 
 from aicc_async._wire import code_of
-from aicc_async.auth import AccessToken, AccessTokenCache
+from aicc_async.auth import AccessToken, AccessTokenCache, SessionToken
 from aicc_async.config import ClientConfig
 from aicc_async.errors import (
     AICCAuthError,
@@ -66,7 +66,8 @@ class Endpoint:
     Args:
         name: the interface name used in errors and logs (``"createVoiceNotification"``).
         path: URL path below ``base_url``.
-        group: throttle group (``"voice_notification"`` ...).
+        group: throttle group (``"voice_notification"`` ...); ``None``: not throttled
+            (token flows the SDK runs for itself).
         idempotent: whether sending it twice is harmless (see the retry table).
         code_field / message_field: where the body carries its result code and text.
         codes: documented result codes and their meanings (for error messages).
@@ -76,7 +77,7 @@ class Endpoint:
 
     name: str
     path: str
-    group: str
+    group: str | None
     idempotent: bool
     code_field: str
     message_field: str
@@ -139,10 +140,18 @@ class Transport:
     # -- business calls ------------------------------------------------------------------
 
     async def call(
-        self, endpoint: Endpoint, body: Mapping[str, Any], *, retry_unsafe: bool = False
+        self,
+        endpoint: Endpoint,
+        body: Mapping[str, Any],
+        *,
+        retry_unsafe: bool = False,
+        session_token: SessionToken | None = None,
     ) -> dict[str, Any]:
         """Send ``body`` to ``endpoint`` and return the decoded response body on success.
 
+        ``session_token`` supplies a second, per-call token header (ccmessaging-token):
+        it is fetched before a throttle slot is taken, dropped with the AccessToken when
+        AICC rejects the request, and replaced by a fresh one the response may carry.
         Raises the ``AICCError`` subclass that describes the failure (see ``retry.py``
         for what is retried).
         """
@@ -154,36 +163,67 @@ class Transport:
             )
         data = json.dumps(body, ensure_ascii=False).encode()
         try:
-            return await self._business(endpoint, data, retry_unsafe)
+            return await self._business(endpoint, data, retry_unsafe, session_token)
         except RetryableAttempt as exc:
             raise exc.error from exc.__cause__
 
-    async def _attempt(self, endpoint: Endpoint, data: bytes, retry_unsafe: bool) -> dict[str, Any]:
-        await self.throttle.acquire(endpoint.group)
+    async def _attempt(
+        self,
+        endpoint: Endpoint,
+        data: bytes,
+        retry_unsafe: bool,
+        session_token: SessionToken | None,
+    ) -> dict[str, Any]:
+        group = endpoint.group
+        if session_token is not None:
+            # Before the slot: applying for it may itself be a request.
+            await self._token_for(endpoint, session_token.get)
+        if group is not None:
+            await self.throttle.acquire(group)
         try:
-            status, headers, raw = await self._send_authorised(endpoint, data, retry_unsafe)
+            status, headers, raw = await self._send_authorised(
+                endpoint, data, retry_unsafe, session_token
+            )
         finally:
-            self.throttle.release(endpoint.group)
+            if group is not None:
+                self.throttle.release(group)
         if 200 <= status < 300:
             return self._decode(endpoint, status, raw, retry_unsafe)
         raise self._status_error(endpoint, status, headers, raw, retry_unsafe)
 
     async def _send_authorised(
-        self, endpoint: Endpoint, data: bytes, retry_unsafe: bool
+        self,
+        endpoint: Endpoint,
+        data: bytes,
+        retry_unsafe: bool,
+        session_token: SessionToken | None,
     ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send with the current token; on a token rejection refresh once and replay once."""
+        """Send with the current token(s); on a rejection refresh once and replay once.
+
+        A 401 does not say which token was refused, so both are dropped.
+        """
         for replay in (False, True):
-            token = await self._token_for(endpoint)
+            token = await self._token_for(endpoint, self.tokens.get)
             headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
             if endpoint.app_key_header:
                 headers[endpoint.app_key_header] = self.config.app_key
+            second = None
+            if session_token is not None:
+                second = await self._token_for(endpoint, session_token.get)
+                headers[session_token.header] = second
             status, resp_headers, raw = await self._exchange(
                 endpoint.name, self.config.base_url + endpoint.path, data, headers,
                 idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe,
             )  # fmt: skip
+            if session_token is not None:
+                fresh = resp_headers.get(session_token.header)
+                if fresh:
+                    session_token.adopt(fresh)
             if not (status == 401 or (status == 403 and b"auth fail" in raw.lower())):
                 return status, resp_headers, raw
             self.tokens.invalidate(token)
+            if session_token is not None and second is not None:
+                session_token.invalidate(second)
             if replay:
                 raise AICCAuthError(
                     f"AICC rejected a freshly issued AccessToken for {endpoint.name} "
@@ -196,12 +236,15 @@ class Transport:
             logger.debug("%s: token rejected (HTTP %d), replaying once", endpoint.name, status)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _token_for(self, endpoint: Endpoint) -> str:
+    @staticmethod
+    async def _token_for(endpoint: Endpoint, get: Callable[[], Awaitable[str]]) -> str:
+        """A token for ``endpoint``. A token request that could not be completed means
+        ``endpoint`` was not sent: never report that as an unknown outcome."""
         try:
-            return await self.tokens.get()
+            return await get()
         except AICCConnectionError as exc:
             raise AICCConnectionError(
-                f"{endpoint.name} was not sent: no AccessToken could be obtained ({exc.message})",
+                f"{endpoint.name} was not sent: no token could be obtained ({exc.message})",
                 endpoint=endpoint.name,
             ) from exc
 

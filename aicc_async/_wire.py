@@ -10,8 +10,9 @@ numbers and turn them into strings, so codes compare as strings.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import attrs
 import cattrs
@@ -66,6 +67,36 @@ def _structure_factory(cls: type[Any]) -> Callable[[Mapping[str, Any], Any], Any
 
 
 converter.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
+
+
+def _optional_int_target(t: Any) -> type[int] | None:
+    """``int`` or the IntEnum ``X`` when ``t`` is ``X | None``; else ``None``."""
+    args = [a for a in get_args(t) if a is not type(None)]
+    if len(args) == 1 and len(get_args(t)) == 2 and isinstance(args[0], type):
+        target = args[0]
+        if target is int or issubclass(target, enum.IntEnum):
+            return target
+    return None
+
+
+def _lenient_optional_int(t: Any) -> Callable[[Any, Any], Any]:
+    target = _optional_int_target(t)
+    assert target is not None
+
+    def structure(value: Any, _: Any) -> Any:
+        # ``0``, ``"0"`` and ``0.0`` all read as 0; anything unreadable (or an
+        # undocumented enum value) as None, so a successful answer never fails to decode.
+        try:
+            return None if value is None else target(int(value))
+        except (TypeError, ValueError):
+            return None
+
+    return structure
+
+
+converter.register_structure_hook_factory(
+    lambda t: _optional_int_target(t) is not None, _lenient_optional_int
+)
 # ``raw`` fields (the only ``Mapping[str, Any]`` fields) keep the body as received, uncopied.
 converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda value, _: value)
 converter.register_structure_hook_factory(attrs.has, _structure_factory)

@@ -1,4 +1,7 @@
-"""The AccessToken cache (tokenByAkSk) shared by every coroutine of one client.
+"""Token caches: the AccessToken (tokenByAkSk) shared by every coroutine of one
+client, and ccmessaging-tokens (applyToken), one per messaging user.
+
+AccessToken:
 
 - **Single flight**: however many coroutines need a token at once, one request
   fetches it and all of them get its result (or its error).
@@ -15,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import attrs
 
-__all__ = ["AccessToken", "AccessTokenCache"]
+__all__ = ["AccessToken", "AccessTokenCache", "MessagingTokenCache", "SessionToken"]
 
 logger = logging.getLogger("aicc_async")
 
@@ -119,3 +124,104 @@ class AccessTokenCache:
             raise
         finally:
             self._inflight = None
+
+
+class SessionToken(Protocol):
+    """A second token header a call carries (the ccmessaging-token of one user)."""
+
+    @property
+    def header(self) -> str:
+        """The header it is sent in."""
+        ...
+
+    async def get(self) -> str:
+        """A token to send now (may apply for one)."""
+        ...
+
+    def invalidate(self, value: str) -> None:
+        """AICC refused ``value``: do not hand it out again."""
+        ...
+
+    def adopt(self, value: str) -> None:
+        """AICC handed out ``value`` on a response: use it from now on."""
+        ...
+
+
+class MessagingTokenCache:
+    """ccmessaging-tokens per user: single flight per user, a bounded LRU of users.
+
+    Args:
+        apply: coroutine function applying for a token for a user ID (applyToken).
+        clock: monotonic clock in seconds.
+        lifetime: seconds a token is used; AICC's tokens live 1 hour, so less.
+        max_users: users kept; the least recently used is forgotten beyond it.
+    """
+
+    def __init__(
+        self,
+        apply: Callable[[str], Awaitable[str]],
+        clock: Callable[[], float],
+        *,
+        lifetime: float = 50 * 60,
+        max_users: int = 10_000,
+    ) -> None:
+        self._apply = apply
+        self._clock = clock
+        self._lifetime = lifetime
+        self._max_users = max_users
+        self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._inflight: dict[str, asyncio.Task[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    async def get(self, user_id: str) -> str:
+        """A valid token for ``user_id``; one applyToken however many callers wait."""
+        entry = self._tokens.get(user_id)
+        if entry is not None:
+            if self._clock() < entry[1]:
+                self._tokens.move_to_end(user_id)
+                return entry[0]
+            del self._tokens[user_id]
+        task = self._inflight.get(user_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._apply_for(user_id))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._inflight[user_id] = task
+        return await asyncio.shield(task)
+
+    async def _apply_for(self, user_id: str) -> str:
+        started = self._clock()
+        try:
+            value = await self._apply(user_id)
+            self._store(user_id, value, started)
+            logger.debug("ccmessaging-token obtained for a user")
+            return value
+        finally:
+            self._inflight.pop(user_id, None)
+
+    def _store(self, user_id: str, value: str, obtained_at: float) -> None:
+        self._tokens[user_id] = (value, obtained_at + self._lifetime)
+        self._tokens.move_to_end(user_id)
+        while len(self._tokens) > self._max_users:
+            self._tokens.popitem(last=False)
+
+    def invalidate(self, user_id: str, value: str) -> None:
+        """Drop ``value`` if it is still the token cached for ``user_id``."""
+        entry = self._tokens.get(user_id)
+        if entry is not None and entry[0] == value:
+            del self._tokens[user_id]
+
+    def adopt(self, user_id: str, value: str) -> None:
+        """Use ``value`` for ``user_id`` from now on (a fresh token AICC handed out)."""
+        entry = self._tokens.get(user_id)
+        if entry is None or entry[0] != value:
+            self._store(user_id, value, self._clock())
+
+    async def close(self) -> None:
+        """Cancel applications in progress and forget every token."""
+        tasks, self._inflight = list(self._inflight.values()), {}
+        self._tokens.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

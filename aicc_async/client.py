@@ -12,6 +12,9 @@ import aiohttp
 
 from aicc_async._transport import Transport
 from aicc_async.config import ClientConfig, Timeout
+from aicc_async.endpoints.messaging import MessagingAPI
+from aicc_async.endpoints.mobile_agent import MobileAgentAPI
+from aicc_async.endpoints.outbound import OutboundAPI
 from aicc_async.endpoints.voice_notification import VoiceNotificationAPI
 from aicc_async.retry import RetryPolicy
 
@@ -90,6 +93,9 @@ class AICCClient:
         self.config = config
         self._transport = Transport(config, session)
         self.voice_notification = VoiceNotificationAPI(self._transport)
+        self.outbound = OutboundAPI(self._transport)
+        self.mobile_agent = MobileAgentAPI(self._transport)
+        self.messaging = MessagingAPI(self._transport, config)
 
     @classmethod
     def from_config(
@@ -119,6 +125,7 @@ class AICCClient:
 
         Safe to call more than once.
         """
+        await self.messaging._token_cache.close()
         await self._transport.close()
 
     async def __aenter__(self) -> AICCClient:

@@ -18,6 +18,7 @@ import attrs
 
 from aicc_async._transport import Endpoint
 from aicc_async._wire import structure_result, to_wire, wire_field
+from aicc_async.endpoints._validate import digits, fail, optional, phone_number
 from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ __all__ = [
 ]
 
 MAX_VOICE_CONTENT = 1000
-_NUMBER = re.compile(r"\+?[0-9]{1,32}")
-_DIGITS = re.compile(r"[0-9]{1,32}")
 _CALLBACK_CHARS = re.compile(r"https?://[A-Za-z0-9\-:./_#?&]+")
 
 
@@ -87,7 +86,7 @@ ENDPOINT = Endpoint(
 
 
 def _fail(field: str, message: str) -> AICCValidationError:
-    return AICCValidationError(f"{field}: {message}", field=field, endpoint=ENDPOINT.name)
+    return fail(ENDPOINT.name, field, message)
 
 
 def _check_part(kind: str, value: object) -> str:
@@ -133,19 +132,6 @@ def _voice_content(value: object) -> str:
     return value
 
 
-def _called(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not _NUMBER.fullmatch(value):
-        raise _fail("called", "must be a phone number of 1 to 32 digits (a leading + is allowed)")
-
-
-def _caller_present(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and (not isinstance(value, str) or not _DIGITS.fullmatch(value)):
-        raise _fail(
-            "caller_present",
-            "must be the tenant's access code or an 11-14 digit number (digits only)",
-        )
-
-
 def _callback_url(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
@@ -182,9 +168,14 @@ class CreateVoiceNotificationRequest:
         priority: 1 (soonest) .. 9 (AICC's default); sent as a string.
     """
 
-    called: str = attrs.field(validator=_called)
+    called: str = attrs.field(validator=phone_number(ENDPOINT.name))
     voice_content: str = attrs.field(converter=_voice_content)
-    caller_present: str | None = attrs.field(default=None, validator=_caller_present)
+    caller_present: str | None = attrs.field(
+        default=None,
+        validator=optional(
+            digits(ENDPOINT.name, 32, "the tenant's access code or an 11-14 digit number")
+        ),
+    )
     callback_url: str | None = attrs.field(
         default=None, validator=_callback_url, metadata=wire_field("callBackUrl", encode=_b64)
     )

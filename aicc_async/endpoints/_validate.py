@@ -1,0 +1,108 @@
+"""attrs validators shared by the request classes. Each raises ``AICCValidationError``
+naming the field (and the endpoint), before anything is sent."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from aicc_async.errors import AICCValidationError
+
+__all__ = [
+    "digits",
+    "fail",
+    "non_negative_int",
+    "optional",
+    "phone_number",
+    "string",
+    "text",
+]
+
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
+
+_PHONE = re.compile(r"\+?[0-9]{1,32}")
+_DIGITS = re.compile(r"[0-9]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def fail(endpoint: str, field: str, message: str) -> AICCValidationError:
+    """The error for a bad ``field`` of a request to ``endpoint``."""
+    return AICCValidationError(f"{field}: {message}", field=field, endpoint=endpoint)
+
+
+def text(endpoint: str, max_len: int | None = None, *, single_line: bool = True) -> Validator:
+    """A non-blank ``str`` of at most ``max_len`` characters (no control characters if
+    ``single_line``)."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise fail(endpoint, attribute.name, f"must be a non-empty string, got {value!r}")
+        if max_len is not None and len(value) > max_len:
+            raise fail(
+                endpoint, attribute.name, f"is {len(value)} characters; at most {max_len} allowed"
+            )
+        if single_line and _CONTROL.search(value):
+            raise fail(endpoint, attribute.name, "must not contain line breaks or control chars")
+
+    return check
+
+
+def string(endpoint: str, max_len: int) -> Validator:
+    """Any ``str`` (empty allowed) of at most ``max_len`` characters."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str) or len(value) > max_len:
+            raise fail(
+                endpoint,
+                attribute.name,
+                f"must be a string of at most {max_len} characters, got {type(value).__name__}",
+            )
+
+    return check
+
+
+def phone_number(endpoint: str) -> Validator:
+    """Digits (1..32), an optional leading ``+``."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str) or not _PHONE.fullmatch(value):
+            raise fail(
+                endpoint,
+                attribute.name,
+                "must be a phone number of 1 to 32 digits (a leading + is allowed)",
+            )
+
+    return check
+
+
+def digits(endpoint: str, max_len: int, hint: str) -> Validator:
+    """A string of 1..``max_len`` digits; ``hint`` says what it should be."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str) or not _DIGITS.fullmatch(value) or len(value) > max_len:
+            raise fail(endpoint, attribute.name, f"must be {hint} (digits only)")
+
+    return check
+
+
+def non_negative_int(endpoint: str) -> Validator:
+    """An ``int`` >= 0 (``bool`` refused)."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise fail(endpoint, attribute.name, f"must be an integer >= 0, got {value!r}")
+
+    return check
+
+
+def optional(validator: Validator) -> Validator:
+    """``validator``, or ``None``."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            validator(instance, attribute, value)
+
+    return check

@@ -1,0 +1,293 @@
+"""CC-Messaging: applyToken (a ccmessaging-token per user) and doLeaveMessage.
+
+applyToken is safe to repeat (it only issues another token) and is retried after
+ambiguous failures. doLeaveMessage is not: a replay leaves a duplicate message, so
+after an ambiguous failure it raises ``AICCOutcomeUnknownError`` unless the call
+passed ``retry_unsafe=True``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, overload
+
+import attrs
+
+from aicc_async._transport import Endpoint
+from aicc_async._wire import structure_result, to_wire, wire_field
+from aicc_async.auth import MessagingTokenCache
+from aicc_async.endpoints._validate import fail, text
+from aicc_async.errors import AICCAuthError, AICCValidationError
+
+if TYPE_CHECKING:
+    from aicc_async._transport import Transport
+    from aicc_async.config import ClientConfig
+
+__all__ = [
+    "APPLY_TOKEN_CODES",
+    "LEAVE_MESSAGE_CODES",
+    "ApplyTokenRequest",
+    "ApplyTokenResult",
+    "LeaveMessageRequest",
+    "LeaveMessageResult",
+    "MessagingAPI",
+]
+
+MESSAGING_TOKEN_HEADER = "ccmessaging-token"  # noqa: S105 - a header name
+
+#: Documented ``resultCode`` values of applyToken.
+APPLY_TOKEN_CODES: Mapping[str, str] = {
+    "0": "token issued",
+    "1": "applying for a token failed: check userId, channelId (the channel configuration "
+    "ID) and locale",
+}
+
+#: Documented ``resultCode`` values of doLeaveMessage.
+LEAVE_MESSAGE_CODES: Mapping[str, str] = {
+    "0": "message saved",
+    "3": "the message parameters are wrong (leaveMessageParams is error)",
+    "13": "saving the message failed on the platform",
+}
+
+APPLY_TOKEN = Endpoint(
+    name="applyToken",
+    path="/apiaccess/ccmessaging/applyToken",
+    group="messaging",
+    idempotent=True,
+    code_field="resultCode",
+    message_field="resultDesc",
+    codes=APPLY_TOKEN_CODES,
+    app_key_header="x-app-key",
+)
+# The SDK's own applications (for leave_message) are not throttled: a message holding
+# a "messaging" slot must never wait for another slot to get its token.
+_APPLY_TOKEN_INTERNAL = attrs.evolve(APPLY_TOKEN, group=None)
+
+LEAVE_MESSAGE = Endpoint(
+    name="doLeaveMessage",
+    path="/apiaccess/ccmessaging/doLeaveMessage",
+    group="messaging",
+    idempotent=False,
+    code_field="resultCode",
+    message_field="resultDesc",
+    codes=LEAVE_MESSAGE_CODES,
+    app_key_header="x-app-key",
+)
+
+LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")
+
+
+def _locale(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not LOCALE.fullmatch(value):
+        raise fail(
+            APPLY_TOKEN.name, "locale", f"must look like 'en', 'en_US' or 'zh_CN', got {value!r}"
+        )
+
+
+@attrs.frozen
+class ApplyTokenRequest:
+    """An application for a ccmessaging-token.
+
+    Args:
+        user_id: the customer's ID, 1..32 characters (doLeaveMessage's ``call_id``).
+        user_name: the customer's display name.
+        channel_id: the channel configuration ID.
+        locale: ``"en"``, ``"en_US"``, ``"zh"``, ``"zh_CN"``, ...
+    """
+
+    user_id: str = attrs.field(validator=text(APPLY_TOKEN.name, 32))
+    user_name: str = attrs.field(validator=text(APPLY_TOKEN.name, 256))
+    channel_id: str = attrs.field(validator=text(APPLY_TOKEN.name, 256))
+    locale: str = attrs.field(validator=_locale)
+
+
+@attrs.frozen(kw_only=True)
+class ApplyTokenResult:
+    """An issued ccmessaging-token (valid for 1 hour). Neither it nor ``raw`` is in the repr."""
+
+    token: str | None = attrs.field(default=None, repr=False)
+    raw: Mapping[str, Any] = attrs.field(repr=False)
+
+
+@attrs.frozen
+class LeaveMessageRequest:
+    """A customer's message.
+
+    Args:
+        call_id: the customer's user ID, 1..32 characters.
+        caller: the number leaving the message (may be masked, e.g. ``138****7777``).
+        message: the text, non-empty.
+        channel: the channel name; AICC documents ``"WEB"``.
+    """
+
+    call_id: str = attrs.field(validator=text(LEAVE_MESSAGE.name, 32))
+    caller: str = attrs.field(validator=text(LEAVE_MESSAGE.name, 32))
+    message: str = attrs.field(
+        validator=text(LEAVE_MESSAGE.name, single_line=False),
+        metadata=wire_field("leaveMessage"),
+    )
+    channel: str = attrs.field(default="WEB", validator=text(LEAVE_MESSAGE.name, 32))
+
+
+@attrs.frozen(kw_only=True)
+class LeaveMessageResult:
+    """A saved message: ``description`` is AICC's ``resultDesc``."""
+
+    description: str | None = attrs.field(default=None, metadata=wire_field("resultDesc"))
+    raw: Mapping[str, Any] = attrs.field(repr=False)
+
+
+@attrs.frozen
+class _UserToken:
+    """The ccmessaging-token of one user, from the client's cache."""
+
+    cache: MessagingTokenCache
+    user_id: str
+    header: str = MESSAGING_TOKEN_HEADER
+
+    async def get(self) -> str:
+        return await self.cache.get(self.user_id)
+
+    def invalidate(self, value: str) -> None:
+        self.cache.invalidate(self.user_id, value)
+
+    def adopt(self, value: str) -> None:
+        self.cache.adopt(self.user_id, value)
+
+
+@attrs.frozen
+class _GivenToken:
+    """A ccmessaging-token the caller passed; used as is."""
+
+    value: str
+    header: str = MESSAGING_TOKEN_HEADER
+
+    async def get(self) -> str:
+        return self.value
+
+    def invalidate(self, value: str) -> None:
+        pass
+
+    def adopt(self, value: str) -> None:
+        pass
+
+
+class MessagingAPI:
+    """``aicc.messaging``: ccmessaging-tokens and customers' messages."""
+
+    def __init__(self, transport: Transport, config: ClientConfig) -> None:
+        self._transport = transport
+        self._config = config
+        self._token_cache = MessagingTokenCache(self._apply_for_user, config.clock)
+
+    async def apply_token(
+        self, user_id: str, user_name: str, channel_id: str, locale: str
+    ) -> ApplyTokenResult:
+        """Apply for a ccmessaging-token (arguments as for ``ApplyTokenRequest``).
+
+        You rarely need this: ``leave_message`` applies for and caches tokens itself.
+        Raises ``AICCValidationError`` before I/O, ``AICCBusinessError`` for
+        ``resultCode`` "1". Retried after ambiguous failures (a second token is harmless).
+        """
+        return await self.send(ApplyTokenRequest(user_id, user_name, channel_id, locale))
+
+    async def leave_message(
+        self,
+        call_id: str,
+        caller: str,
+        message: str,
+        *,
+        channel: str = "WEB",
+        token: str | None = None,
+        retry_unsafe: bool = False,
+    ) -> LeaveMessageResult:
+        """Submit a customer's message (arguments as for ``LeaveMessageRequest``).
+
+        Without ``token=`` the client applies for a ccmessaging-token with ``call_id``
+        as the user ID and its ``messaging_channel_id`` / ``messaging_locale`` /
+        ``messaging_user_name`` (default: the user ID), caches it per user for 50
+        minutes, and on a 401 applies again and replays once.
+
+        Raises ``AICCValidationError`` before I/O (also when ``messaging_channel_id``
+        is not configured), ``AICCBusinessError`` for codes 3 and 13,
+        ``AICCOutcomeUnknownError`` when it was sent but the outcome is unknown (not
+        re-sent unless ``retry_unsafe=True``, which risks a duplicate message).
+        """
+        request = LeaveMessageRequest(call_id, caller, message, channel)
+        return await self.send(request, token=token, retry_unsafe=retry_unsafe)
+
+    @overload
+    async def send(self, request: ApplyTokenRequest) -> ApplyTokenResult: ...
+
+    @overload
+    async def send(
+        self,
+        request: LeaveMessageRequest,
+        *,
+        token: str | None = None,
+        retry_unsafe: bool = False,
+    ) -> LeaveMessageResult: ...
+
+    async def send(
+        self,
+        request: ApplyTokenRequest | LeaveMessageRequest,
+        *,
+        token: str | None = None,
+        retry_unsafe: bool = False,
+    ) -> ApplyTokenResult | LeaveMessageResult:
+        """Send a prepared ``ApplyTokenRequest`` or ``LeaveMessageRequest``; raises as the
+        keyword methods do."""
+        if isinstance(request, ApplyTokenRequest):
+            return await self._apply(request, APPLY_TOKEN)
+        if not isinstance(request, LeaveMessageRequest):
+            raise AICCValidationError(
+                "send() takes an ApplyTokenRequest or a LeaveMessageRequest, "
+                f"got {type(request).__name__}",
+                field="request",
+            )
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            # Never echo the value: it is a credential.
+            raise fail(LEAVE_MESSAGE.name, "token", "must be a non-empty ccmessaging-token string")
+        if token is not None:
+            session_token: _UserToken | _GivenToken = _GivenToken(token)
+        elif self._config.messaging_channel_id is None:
+            raise AICCValidationError(
+                "messaging_channel_id: leave_message needs a ccmessaging-token; pass "
+                "token=..., or configure AICCClient(messaging_channel_id=...) with the "
+                "channel configuration ID so the client can apply for one",
+                field="messaging_channel_id",
+                endpoint=LEAVE_MESSAGE.name,
+            )
+        else:
+            session_token = _UserToken(self._token_cache, request.call_id)
+        body = await self._transport.call(
+            LEAVE_MESSAGE,
+            to_wire(request),
+            retry_unsafe=retry_unsafe,
+            session_token=session_token,
+        )
+        return structure_result(LeaveMessageResult, body, body)
+
+    async def _apply(self, request: ApplyTokenRequest, endpoint: Endpoint) -> ApplyTokenResult:
+        body = await self._transport.call(endpoint, to_wire(request))
+        result = structure_result(ApplyTokenResult, body, body)
+        if not result.token:
+            raise AICCAuthError(
+                "applyToken answered resultCode 0 without a token",
+                endpoint=APPLY_TOKEN.name,
+            )
+        return result
+
+    async def _apply_for_user(self, user_id: str) -> str:
+        config = self._config
+        assert config.messaging_channel_id is not None  # checked before any I/O
+        request = ApplyTokenRequest(
+            user_id=user_id,
+            user_name=config.messaging_user_name or user_id,
+            channel_id=config.messaging_channel_id,
+            locale=config.messaging_locale,
+        )
+        token = (await self._apply(request, _APPLY_TOKEN_INTERNAL)).token
+        assert token is not None  # _apply refuses an empty token
+        return token
