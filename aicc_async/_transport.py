@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -48,8 +49,10 @@ logger = logging.getLogger("aicc_async")
 
 TOKEN_ENDPOINT = "tokenByAkSk"  # noqa: S105 - an interface name
 _EXCERPT = 300
+_MIN_SECRET = 6  # shorter values are not masked: they would mangle ordinary text
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
+_REDIRECT_ADVICE = "AICC answered with a redirect, which the SDK never follows: check base_url"
 _HTTP_ADVICE = {
     400: "AICC called the request incorrect: check the path and parameters",
     401: "AICC refused the authorisation: check that the app is subscribed to this service",
@@ -86,12 +89,6 @@ class Endpoint:
     app_key_header: str | None = "X-APP-Key"
 
 
-def _excerpt(body: bytes) -> str:
-    text = body[: _EXCERPT * 8].decode("utf-8", errors="replace")
-    text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
-    return text[:_EXCERPT]
-
-
 class Transport:
     """Owns the HTTP session, the token cache and the throttle of one client."""
 
@@ -116,8 +113,6 @@ class Transport:
         return self._owns_session and self._session is not None and not self._session.closed
 
     def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("this AICCClient is closed; create a new one")
         session = self._session
         if session is None:
             connector = aiohttp.TCPConnector(
@@ -155,6 +150,8 @@ class Transport:
         Raises the ``AICCError`` subclass that describes the failure (see ``retry.py``
         for what is retried).
         """
+        if self._closed:
+            raise RuntimeError("this AICCClient is closed; create a new one")
         if not isinstance(retry_unsafe, bool):
             raise AICCValidationError(
                 f"retry_unsafe must be True or False, got {retry_unsafe!r}",
@@ -219,6 +216,8 @@ class Transport:
                 fresh = resp_headers.get(session_token.header)
                 if fresh:
                     session_token.adopt(fresh)
+                if second is not None and len(second) >= _MIN_SECRET and second.encode() in raw:
+                    raw = raw.replace(second.encode(), b"***")  # never in an error message
             if not (status == 401 or (status == 403 and b"auth fail" in raw.lower())):
                 return status, resp_headers, raw
             self.tokens.invalidate(token)
@@ -231,7 +230,7 @@ class Transport:
                     "and that the account is active. Nothing was processed.",
                     endpoint=endpoint.name,
                     status=status,
-                    reason=self._redact(_excerpt(raw)),
+                    reason=self._excerpt(raw),
                 )
             logger.debug("%s: token rejected (HTTP %d), replaying once", endpoint.name, status)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -242,7 +241,7 @@ class Transport:
         ``endpoint`` was not sent: never report that as an unknown outcome."""
         try:
             return await get()
-        except AICCConnectionError as exc:
+        except (AICCConnectionError, AICCHTTPError) as exc:
             raise AICCConnectionError(
                 f"{endpoint.name} was not sent: no token could be obtained ({exc.message})",
                 endpoint=endpoint.name,
@@ -299,9 +298,11 @@ class Transport:
             )
             return self._maybe_retry(error, failure, endpoint, retry_unsafe)
         advice = _HTTP_ADVICE.get(status, "see the body for details")
+        if 300 <= status < 400:
+            advice = _REDIRECT_ADVICE
         if failure is Failure.NOT_SENT:
             advice = "AICC is throttling; it did not process the request, so send it again later"
-        excerpt = self._redact(_excerpt(raw))
+        excerpt = self._excerpt(raw)
         error = AICCHTTPError(
             f"{endpoint.name} failed with HTTP {status}: {advice}. Body: {excerpt!r}",
             endpoint=endpoint.name,
@@ -315,7 +316,7 @@ class Transport:
         return error
 
     def _ambiguous(self, endpoint: Endpoint, what: str, *, status: int, raw: bytes) -> AICCError:
-        excerpt = self._redact(_excerpt(raw))
+        excerpt = self._excerpt(raw)
         if endpoint.idempotent:
             return AICCHTTPError(
                 f"{endpoint.name} {what}; sending it again is harmless. Body: {excerpt!r}",
@@ -351,10 +352,25 @@ class Transport:
         retry_unsafe: bool,
     ) -> tuple[int, Mapping[str, str], bytes]:
         """POST once; return status, headers and body, or raise a classified error."""
+        if self._closed:
+            raise AICCConnectionError(f"{name} was not sent: the client was closed", endpoint=name)
         session = self._get_session()
+        if session.closed:
+            raise AICCConnectionError(
+                f"{name} was not sent: the aiohttp session passed to AICCClient is closed",
+                endpoint=name,
+            )
         try:
+            # Never follow a redirect (it would re-send the body, secret included, to
+            # another URL) and never run a caller session's middlewares (one might retry).
             async with session.post(
-                url, data=data, headers=headers, timeout=self._timeout, raise_for_status=False
+                url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                raise_for_status=False,
+                allow_redirects=False,
+                middlewares=(),
             ) as resp:
                 raw = await resp.read()
                 if logger.isEnabledFor(logging.DEBUG):
@@ -403,45 +419,55 @@ class Transport:
         )
         if status >= 300:
             retry_after = parse_retry_after(resp_headers.get("Retry-After"))
-            reason = self._redact(_excerpt(raw))
-            error = AICCAuthError(
-                f"tokenByAkSk refused to issue an AccessToken (HTTP {status}: {reason!r}); "
-                "check AICC_APP_KEY / AICC_APP_SECRET and the token URL",
-                endpoint=TOKEN_ENDPOINT,
-                status=status,
-                reason=reason,
-            )
-            if classify_status(status, retry_after) is not None:
+            reason = self._excerpt(raw)
+            failure = classify_status(status, retry_after)
+            error: AICCError
+            if status < 500 and status != 429:
+                error = AICCAuthError(
+                    f"tokenByAkSk refused to issue an AccessToken (HTTP {status}: {reason!r}); "
+                    "check AICC_APP_KEY / AICC_APP_SECRET and the token URL",
+                    endpoint=TOKEN_ENDPOINT,
+                    status=status,
+                    reason=reason,
+                )
+            else:
+                error = AICCConnectionError(
+                    f"tokenByAkSk is unavailable (HTTP {status}: {reason!r}); try again later",
+                    endpoint=TOKEN_ENDPOINT,
+                )
+            if failure is not None:
                 raise RetryableAttempt(error, retry_after)
             raise error
+        value: object = None
         try:
             body = json.loads(raw)
             value = body["AccessToken"]
             lifetime = float(body.get("Expires") or cfg.token_ttl)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError):
+            lifetime = math.nan
+        if not isinstance(value, str) or not value or not 0 < lifetime < math.inf:
+            excerpt = self._excerpt(raw, value if isinstance(value, str) else None)
             raise AICCAuthError(
-                f"tokenByAkSk answered HTTP {status} without a usable AccessToken: "
-                f"{self._redact(_excerpt(raw))!r}",
-                endpoint=TOKEN_ENDPOINT,
-                status=status,
-            ) from exc
-        if not isinstance(value, str) or not value or lifetime <= 0:
-            raise AICCAuthError(
-                f"tokenByAkSk answered HTTP {status} with an empty AccessToken or lifetime",
+                f"tokenByAkSk answered HTTP {status} without a usable AccessToken and "
+                f"lifetime: {excerpt!r}",
                 endpoint=TOKEN_ENDPOINT,
                 status=status,
             )
+        # The server's lifetime, but never longer than was asked for.
+        lifetime = min(lifetime, float(cfg.token_ttl))
         return AccessToken(value=value, lifetime=lifetime, obtained_at=started_at)
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _redact(self, text: str) -> str:
-        """Mask the app secret and the current token in text from the server."""
-        text = text.replace(self.config.app_secret, "***")
-        token = self.tokens.current
-        if token is not None:
-            text = text.replace(token.value, "***")
-        return text
+    def _excerpt(self, body: bytes, *secrets: str | None) -> str:
+        """A short, tag-free excerpt of a server's answer, with the app secret, recent
+        AccessTokens and ``secrets`` masked (masked before cutting, so no prefix leaks)."""
+        text = body[:65536].decode("utf-8", errors="replace")
+        for secret in (self.config.app_secret, *self.tokens.recent, *secrets):
+            if secret and len(secret) >= _MIN_SECRET:
+                text = text.replace(secret, "***")
+        text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
+        return text[:_EXCERPT]
 
     @staticmethod
     def _log_retry(details: dict[str, Any]) -> None:

@@ -18,15 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+import math
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import attrs
 
+from aicc_async.errors import AICCConnectionError
+
 __all__ = ["AccessToken", "AccessTokenCache", "MessagingTokenCache", "SessionToken"]
 
 logger = logging.getLogger("aicc_async")
+
+_REFRESH_COOLDOWN = 5.0  # seconds between refresh-ahead attempts after one failed
 
 
 @attrs.frozen(repr=False)
@@ -73,6 +78,10 @@ class AccessTokenCache:
         self._clock = clock
         self._token: AccessToken | None = None
         self._inflight: asyncio.Task[AccessToken] | None = None
+        self._closed = False
+        self._no_refresh_before = -math.inf
+        #: Recently issued token values, so error texts can mask them even once replaced.
+        self.recent: deque[str] = deque(maxlen=8)
 
     @property
     def current(self) -> AccessToken | None:
@@ -87,10 +96,19 @@ class AccessTokenCache:
             if now < token.refresh_at:
                 return token.value
             if now < token.expires_at:
-                self._start_fetch()  # refresh ahead; this caller keeps the current token
+                if now >= self._no_refresh_before:
+                    self._start_fetch()  # refresh ahead; this caller keeps the current token
                 return token.value
             self._token = None
-        return (await asyncio.shield(self._start_fetch())).value
+        task = self._start_fetch()
+        try:
+            return (await asyncio.shield(task)).value
+        except asyncio.CancelledError:
+            if self._closed and task.cancelled():
+                raise AICCConnectionError(
+                    "the client was closed while waiting for an AccessToken; nothing was sent"
+                ) from None
+            raise
 
     def invalidate(self, value: str) -> None:
         """Drop the token ``value`` (rejected by AICC) if it is still the cached one."""
@@ -100,6 +118,7 @@ class AccessTokenCache:
 
     async def close(self) -> None:
         """Cancel a fetch in progress and forget the token."""
+        self._closed = True
         task, self._inflight, self._token = self._inflight, None, None
         if task is not None and not task.done():
             task.cancel()
@@ -116,14 +135,18 @@ class AccessTokenCache:
     async def _run_fetch(self) -> AccessToken:
         try:
             token = await self._fetch(self._clock())
-            self._token = token
-            logger.debug("AccessToken obtained, valid for %.0f s", token.lifetime)
-            return token
-        except Exception:
-            logger.warning("AccessToken request failed", exc_info=True)
+        except Exception as exc:
+            # A failed refresh-ahead is not retried for a while: the current token is
+            # still good, and a struggling token endpoint should not be hammered.
+            self._no_refresh_before = self._clock() + _REFRESH_COOLDOWN
+            logger.warning("AccessToken request failed: %s", exc)
             raise
         finally:
             self._inflight = None
+        self.recent.append(token.value)
+        self._token = token
+        logger.debug("AccessToken obtained, valid for %.0f s", token.lifetime)
+        return token
 
 
 class SessionToken(Protocol):

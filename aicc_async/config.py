@@ -54,10 +54,14 @@ class Timeout:
     def __attrs_post_init__(self) -> None:
         for name in ("total", "connect"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise _fail(
                     f"timeout.{name}", f"must be a positive number of seconds, got {value!r}"
                 )
+        if not self.connect < self.total:
+            # Otherwise a wait for a pooled connection could end in the total timeout,
+            # which cannot prove that nothing was sent.
+            raise _fail("timeout.connect", "must be shorter than timeout.total")
 
 
 def _url(field: str, value: object) -> str:
@@ -73,6 +77,8 @@ def _url(field: str, value: object) -> str:
         )
     if parts.query or parts.fragment:
         raise _fail(field, "must not have a query string or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise _fail(field, "must not contain credentials; pass app_key and app_secret")
     return url
 
 
@@ -101,7 +107,7 @@ def _timeout(value: Timeout | float) -> Timeout:
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail("timeout", f"must be a number of seconds or a Timeout, got {value!r}")
-    return Timeout(total=float(value), connect=min(5.0, float(value)))
+    return Timeout(total=float(value), connect=min(5.0, float(value) / 2))
 
 
 def _items(field: str, value: object) -> list[tuple[Any, Any]]:

@@ -116,7 +116,8 @@ class AICCConnectionError(AICCError):
     """The request never reached AICC (DNS, refused connection, TLS, connect timeout).
 
     Nothing was processed, so sending it again is safe; the SDK already retried it
-    as often as the retry policy allows.
+    as often as the retry policy allows. Careful: ``AICCOutcomeUnknownError`` is a
+    subclass and is *not* safe to re-send; catch it first.
     """
 
 

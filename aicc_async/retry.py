@@ -90,10 +90,15 @@ def classify_exception(exc: BaseException) -> Failure:
 
 
 def classify_status(status: int, retry_after: float | None) -> Failure | None:
-    """Classify a non-2xx status; ``None`` means final (not retried on any endpoint)."""
+    """Classify a non-2xx status; ``None`` means final (not retried on any endpoint).
+
+    500 is AICC's documented "business failure" and 501/505 refuse the request
+    itself; every other 5xx (502, 503, 504, CDN codes like 524) comes from a gateway
+    that may have passed the request on, so it is ambiguous.
+    """
     if status == 429 or (status == 503 and retry_after is not None):
         return Failure.NOT_SENT
-    if status in (502, 503, 504):
+    if status >= 500 and status not in (500, 501, 505):
         return Failure.AMBIGUOUS
     return None
 
@@ -120,11 +125,11 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)

@@ -19,6 +19,7 @@ __all__ = [
     "phone_number",
     "string",
     "text",
+    "utf8",
 ]
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
@@ -46,8 +47,17 @@ def text(endpoint: str, max_len: int | None = None, *, single_line: bool = True)
             )
         if single_line and _CONTROL.search(value):
             raise fail(endpoint, attribute.name, "must not contain line breaks or control chars")
+        utf8(endpoint, attribute.name, value)
 
     return check
+
+
+def utf8(endpoint: str, field: str, value: str) -> None:
+    """Refuse text that cannot be sent as UTF-8 (lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise fail(endpoint, field, "must be valid Unicode text (no lone surrogates)") from None
 
 
 def string(endpoint: str, max_len: int) -> Validator:
@@ -60,6 +70,7 @@ def string(endpoint: str, max_len: int) -> Validator:
                 attribute.name,
                 f"must be a string of at most {max_len} characters, got {type(value).__name__}",
             )
+        utf8(endpoint, attribute.name, value)
 
     return check
 

@@ -18,7 +18,7 @@ import attrs
 
 from aicc_async._transport import Endpoint
 from aicc_async._wire import structure_result, to_wire, wire_field
-from aicc_async.endpoints._validate import digits, fail, optional, phone_number
+from aicc_async.endpoints._validate import digits, fail, optional, phone_number, utf8
 from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
@@ -33,7 +33,8 @@ __all__ = [
 ]
 
 MAX_VOICE_CONTENT = 1000
-_CALLBACK_CHARS = re.compile(r"https?://[A-Za-z0-9\-:./_#?&]+")
+_CALLBACK_CHARS = re.compile(r"https?://[A-Za-z0-9\-:./_#?&]{1,1000}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class VoiceNotificationCode(str, enum.Enum):
@@ -129,6 +130,9 @@ def _voice_content(value: object) -> str:
         raise _fail("voice_content", "must not be empty")
     if len(value) > MAX_VOICE_CONTENT:
         raise _fail("voice_content", f"is {len(value)} characters; AICC accepts at most 1000")
+    if _CONTROL.search(value):
+        raise _fail("voice_content", "must not contain line breaks or control characters")
+    utf8(ENDPOINT.name, "voice_content", value)
     return value
 
 

@@ -1,9 +1,11 @@
 """Test helpers: :class:`FakeAICC`, an AICC simulator on 127.0.0.1, and its faults.
 
+:class:`CalledParty` configures what the simulator's getCalledInfo answers.
+
 A ``fake_aicc`` pytest fixture (needs pytest-asyncio) is provided by the
 ``aicc_async.testing.pytest_plugin`` plugin, registered automatically.
 """
 
-from aicc_async.testing.fake_server import FakeAICC, Fault, RecordedRequest
+from aicc_async.testing.fake_server import CalledParty, FakeAICC, Fault, RecordedRequest
 
-__all__ = ["FakeAICC", "Fault", "RecordedRequest"]
+__all__ = ["CalledParty", "FakeAICC", "Fault", "RecordedRequest"]

@@ -1,6 +1,8 @@
 """FakeAICC: an in-process AICC simulator for tests and benchmarks.
 
-It serves ``tokenByAkSk`` and ``createVoiceNotification`` on 127.0.0.1 with the
+It serves ``tokenByAkSk``, ``createVoiceNotification``, the CC-Messaging
+``applyToken`` / ``doLeaveMessage`` pair, the mobile-agent ``createcall`` and
+``getCalledInfo``, and the outbound ``midresult`` write-back on 127.0.0.1 with the
 validation rules of the real platform, records what it received, and can inject
 faults (latency, hangs, connection resets, gateway HTML pages, throttling, busy
 answers, token rejections) either on demand (:meth:`FakeAICC.inject`) or at
@@ -38,17 +40,40 @@ from multidict import CIMultiDict, CIMultiDictProxy
 if TYPE_CHECKING:
     from aicc_async import AICCClient  # type: ignore[attr-defined,unused-ignore]
 
-__all__ = ["FakeAICC", "Fault", "RecordedRequest"]
+__all__ = ["CalledParty", "FakeAICC", "Fault", "RecordedRequest"]
 
 _TOKEN_ENDPOINT: Final = "tokenByAkSk"  # noqa: S105 - not a secret
 _VOICE_ENDPOINT: Final = "createVoiceNotification"
+_APPLY_TOKEN_ENDPOINT: Final = "applyToken"  # noqa: S105 - not a secret
+_LEAVE_MESSAGE_ENDPOINT: Final = "doLeaveMessage"
+_CREATE_CALL_ENDPOINT: Final = "createcall"
+_CALLED_INFO_ENDPOINT: Final = "getCalledInfo"
+_MIDRESULT_ENDPOINT: Final = "midresult"
 _UNKNOWN_ENDPOINT: Final = "unknown"
 
 _TOKEN_PATH: Final = "/apigovernance/api/oauth/tokenByAkSk"  # noqa: S105 - not a secret
 _VOICE_PATH: Final = "/apiaccess/rest/voiceNotification/v1/createVoiceNotification"
+_APPLY_TOKEN_PATH: Final = "/apiaccess/ccmessaging/applyToken"  # noqa: S105 - not a secret
+_LEAVE_MESSAGE_PATH: Final = "/apiaccess/ccmessaging/doLeaveMessage"
+_CREATE_CALL_PATH: Final = "/apiaccess/ccmessaging/v1/mobileagent/createcall"
+_CALLED_INFO_PATH: Final = "/apiaccess/CC-Management/v1/mobileAgent/getCalledInfo"
+_MIDRESULT_PATH: Final = "/rest/isales/v1/openapi/obs/business/push/midresult"
 
-_PATHS: Final[Mapping[str, str]] = {_TOKEN_PATH: _TOKEN_ENDPOINT, _VOICE_PATH: _VOICE_ENDPOINT}
-_ENDPOINTS: Final = frozenset({_TOKEN_ENDPOINT, _VOICE_ENDPOINT})
+_PATHS: Final[Mapping[str, str]] = {
+    _TOKEN_PATH: _TOKEN_ENDPOINT,
+    _VOICE_PATH: _VOICE_ENDPOINT,
+    _APPLY_TOKEN_PATH: _APPLY_TOKEN_ENDPOINT,
+    _LEAVE_MESSAGE_PATH: _LEAVE_MESSAGE_ENDPOINT,
+    _CREATE_CALL_PATH: _CREATE_CALL_ENDPOINT,
+    _CALLED_INFO_PATH: _CALLED_INFO_ENDPOINT,
+    _MIDRESULT_PATH: _MIDRESULT_ENDPOINT,
+}
+_ENDPOINTS: Final = frozenset(_PATHS.values())
+
+_MESSAGING_TOKEN_HEADER: Final = "ccmessaging-token"  # noqa: S105 - a header name
+_MESSAGING_TOKEN_TTL: Final = 3600
+_FIRST_ACCESS_CODE: Final = 179080024600000
+_SIP_SERVICE_ADDRESS: Final = "127.0.0.1:5063"
 
 _DEFAULT_TTL: Final = 600
 _MIN_TTL: Final = 60
@@ -77,6 +102,55 @@ _RET_MSGS: Final[Mapping[str, str]] = {
     "36": "The value of priority is in an incorrect format.",
 }
 
+_BUSY_DESC: Final = _RET_MSGS["1"]
+
+_BUSY_BODIES: Final[Mapping[str, Mapping[str, str]]] = {
+    _VOICE_ENDPOINT: {"retCode": "1", "retMsg": _BUSY_DESC},
+    _CALLED_INFO_ENDPOINT: {"retCode": "1", "retMsg": _BUSY_DESC},
+    _MIDRESULT_ENDPOINT: {"result": "1", "resultDesc": _BUSY_DESC},
+    _APPLY_TOKEN_ENDPOINT: {"resultCode": "1", "resultDesc": _BUSY_DESC},
+    _LEAVE_MESSAGE_ENDPOINT: {"resultCode": "1", "resultDesc": _BUSY_DESC},
+    _CREATE_CALL_ENDPOINT: {"resultCode": "1", "resultDesc": _BUSY_DESC},
+}
+
+_BAD_MESSAGING_TOKEN: Final[Mapping[str, str]] = {
+    "resultCode": "401",
+    "resultDesc": "ccmessaging-token is invalid",
+}
+_LEAVE_MESSAGE_SAVED: Final[Mapping[str, str]] = {
+    "resultCode": "0",
+    "resultDesc": "Save leaveMessage success!",
+}
+_LEAVE_MESSAGE_BAD_PARAMS: Final[Mapping[str, str]] = {
+    "resultCode": "3",
+    "resultDesc": "the leaveMessageParams is error",
+}
+_LEAVE_MESSAGE_FAILED: Final[Mapping[str, str]] = {
+    "resultCode": "13",
+    "resultDesc": "Save leaveMessage failed!",
+}
+_CREATE_CALL_BAD_PARAMS: Final[Mapping[str, str]] = {
+    "resultCode": "30010000003",
+    "resultDesc": "Input parameter verification failed",
+}
+_CALLED_INFO_MSGS: Final[Mapping[str, str]] = {
+    "0": "success",
+    "3": "Parameter error",
+    "4": "The called party ID cannot be obtained",
+    "5": "Called is not configured",
+}
+_MIDRESULT_BAD_PARAMS: Final[Mapping[str, Any]] = {"result": 1, "resultDesc": "Parameter error"}
+_MIDRESULT_OPTIONAL_STRINGS: Final = (
+    "status",
+    "phoneNumber",
+    "failCode",
+    "asrResult",
+    "fetchTime",
+    "writeStartTime",
+    "endCallTime",
+    "callId",
+)
+
 _BAD_CREDENTIALS: Final[Mapping[str, str]] = {
     "error_code": "APIGW.0101",
     "error_msg": "The app key or app secret is incorrect",
@@ -102,7 +176,8 @@ _HTML_REASONS: Final[Mapping[int, str]] = {
 class Fault(enum.Enum):
     """A misbehaviour FakeAICC can apply to one request.
 
-    "Processed" means the fake did the thing (issued a token / placed the call)
+    "Processed" means the fake did the thing (issued a token, placed the call, saved
+    the message, created the call task, answered the look-up, wrote the result back)
     before misbehaving, so a retry would do it twice.
     """
 
@@ -125,7 +200,12 @@ class Fault(enum.Enum):
     HTTP_429 = "http_429"
     """Not processed; 429 JSON body, with ``Retry-After`` when ``retry_after`` is given."""
     BUSY = "busy"
-    """Not processed; HTTP 200 ``{"retCode": "1", ...}`` ("a task is in progress")."""
+    """Not processed; HTTP 200 with the endpoint's own code field set to ``"1"``.
+
+    ``{"retCode": "1", "retMsg": ...}`` for createVoiceNotification and getCalledInfo,
+    ``{"resultCode": "1", "resultDesc": ...}`` for applyToken, doLeaveMessage and
+    createcall, ``{"result": "1", "resultDesc": ...}`` for midresult.
+    """
     TOKEN_EXPIRED = "token_expired"  # noqa: S105 - not a secret
     """Not processed; answered exactly like a request with an expired token."""
 
@@ -134,8 +214,9 @@ class Fault(enum.Enum):
 class RecordedRequest:
     """One request as FakeAICC saw it.
 
-    ``endpoint`` is ``"tokenByAkSk"``, ``"createVoiceNotification"`` or ``"unknown"``
-    (any other method/path, answered 404/405). ``headers`` look-ups are
+    ``endpoint`` is ``"tokenByAkSk"``, ``"createVoiceNotification"``, ``"applyToken"``,
+    ``"doLeaveMessage"``, ``"createcall"``, ``"getCalledInfo"``, ``"midresult"`` or
+    ``"unknown"`` (any other method/path, answered 404/405). ``headers`` look-ups are
     case-insensitive. ``body`` is the parsed JSON, or the raw text when it was not
     JSON. ``time`` is the fake's clock at arrival.
     """
@@ -147,6 +228,26 @@ class RecordedRequest:
     processed: bool
     fault: Fault | None
     time: float
+
+
+@attrs.frozen
+class CalledParty:
+    """What getCalledInfo answers for one configured called number (see ``called_parties``).
+
+    ``dev_type`` is 0 for a skill queue, 1 for a number; ``skill_id`` and
+    ``skill_name`` are left out of the answer when None.
+    """
+
+    dev_type: int
+    called: str
+    skill_id: int | None = None
+    skill_name: str | None = None
+
+
+@attrs.frozen
+class _MessagingToken:
+    user_id: str
+    expires_at: float
 
 
 @attrs.frozen
@@ -246,6 +347,56 @@ def _voice_ret_code(body: Mapping[str, Any], trustlist: set[str] | None) -> str 
     return None
 
 
+def _is_int(value: object) -> bool:
+    """A JSON integer (booleans are not integers here)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_text(value: object, min_len: int = 1, max_len: int | None = None) -> bool:
+    if not isinstance(value, str) or len(value) < min_len:
+        return False
+    return max_len is None or len(value) <= max_len
+
+
+def _apply_token_error(body: Mapping[str, Any], channels: set[str] | None) -> str | None:
+    """The resultDesc refusing an applyToken body, or None if it is valid."""
+    if not _is_text(body.get("userId"), 1, 32):
+        return "The userId is invalid"
+    for name in ("userName", "channelId", "locale"):
+        if not _is_text(body.get(name)):
+            return f"The {name} is invalid"
+    if channels is not None and body["channelId"] not in channels:
+        return "The channelId is not configured"
+    return None
+
+
+def _leave_message_valid(body: Mapping[str, Any]) -> bool:
+    fields = ("callId", "caller", "leaveMessage", "channel")
+    return all(_is_text(body.get(name)) for name in fields) and body["channel"] == "WEB"
+
+
+def _create_call_valid(body: Mapping[str, Any]) -> bool:
+    if not (_is_text(body.get("called"), 1, 32) and _is_text(body.get("callerPresent"), 1, 32)):
+        return False
+    return "callData" not in body or _is_text(body["callData"], 0, 1024)
+
+
+def _called_info_number(value: object) -> str | None:
+    """``value`` (a string or a JSON integer) as 1..32 characters, or None if invalid."""
+    text = str(value) if _is_int(value) else value
+    return text if isinstance(text, str) and 1 <= len(text) <= 32 else None
+
+
+def _midresult_valid(body: Mapping[str, Any]) -> bool:
+    if not (_is_int(body.get("subCCNo")) and _is_int(body.get("vdnId"))):
+        return False
+    if not (_is_text(body.get("uniqueId")) and _is_text(body.get("serviceId"))):
+        return False
+    if "deviceType" in body and not _is_int(body["deviceType"]):
+        return False
+    return all(_is_text(body[name], 0) for name in _MIDRESULT_OPTIONAL_STRINGS if name in body)
+
+
 def _same_secret(given: object, expected: str) -> bool:
     if not isinstance(given, str):
         return False
@@ -269,7 +420,13 @@ class FakeAICC:
     :meth:`close`. Point a client at :attr:`url` with :attr:`app_key` /
     :attr:`app_secret`. Tokens live for the ``X-Token-Expire`` seconds asked for
     (default 600) on ``clock`` (default :func:`time.monotonic`); pass a fake clock
-    to expire them without sleeping.
+    to expire them without sleeping. ccmessaging-tokens (from applyToken) live 3600 s
+    on the same clock.
+
+    Every business endpoint (all but tokenByAkSk) needs ``Authorization: Bearer
+    <AccessToken>`` and, except midresult, the ``X-APP-Key`` header; a body that is
+    not a JSON object is answered HTTP 400. The public attributes set below tune
+    the business answers.
     """
 
     def __init__(
@@ -293,6 +450,20 @@ class FakeAICC:
 
         self.trial_trustlist: set[str] | None = None
         """When a set, createVoiceNotification to a ``called`` not in it answers retCode 16."""
+        self.messaging_channels: set[str] | None = None
+        """When a set, applyToken for a ``channelId`` not in it answers resultCode 1."""
+        self.leave_message_fails = False
+        """When True, a valid doLeaveMessage answers resultCode 13 and is not processed."""
+        self.rotate_messaging_token = False
+        """When True, a successful doLeaveMessage carries a fresh ``ccmessaging-token`` header."""
+        self.omit_call_serial_no = False
+        """When True, createcall answers without ``resultData.callSerialNo`` (as the seed does)."""
+        self.called_parties: dict[str, CalledParty] = {}
+        """getCalledInfo answers, keyed by the ``called`` number as a string."""
+        self.unobtainable: set[str] = set()
+        """Called numbers for which getCalledInfo answers retCode 4 (checked first)."""
+        self.midresult_result_as_string = False
+        """When True, a successful midresult answers ``{"result": "0"}`` instead of ``0``."""
 
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -301,15 +472,31 @@ class FakeAICC:
 
         self._requests: list[RecordedRequest] = []
         self._tokens: dict[str, float] = {}
+        self._messaging_tokens: dict[str, _MessagingToken] = {}
         self._calls: Counter[str] = Counter()
+        self._call_tasks: Counter[str] = Counter()
+        self._write_backs: Counter[str] = Counter()
         self._serial = _FIRST_SERIAL
+        self._access_code = _FIRST_ACCESS_CODE
         self._queued: list[_FaultSpec] = []
         self._chaos: _Chaos | None = None
 
         self._token_requests = 0
         self._rejected_token_requests = 0
+        self._messaging_token_requests = 0
+        self._rejected_messaging_tokens = 0
         self._in_flight = 0
         self._max_in_flight = 0
+
+        self._handlers: Mapping[str, Callable[[_Exchange], web.Response]] = {
+            _TOKEN_ENDPOINT: self._issue_token,
+            _VOICE_ENDPOINT: self._create_voice_notification,
+            _APPLY_TOKEN_ENDPOINT: self._apply_token,
+            _LEAVE_MESSAGE_ENDPOINT: self._do_leave_message,
+            _CREATE_CALL_ENDPOINT: self._create_call,
+            _CALLED_INFO_ENDPOINT: self._get_called_info,
+            _MIDRESULT_ENDPOINT: self._midresult,
+        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -390,10 +577,11 @@ class FakeAICC:
         """Queue ``times`` copies of ``fault``.
 
         Each request whose endpoint matches consumes the first matching queued
-        fault (FIFO). ``endpoint=None`` matches every endpoint except
-        ``tokenByAkSk``; token requests get faults only when queued with
-        ``endpoint="tokenByAkSk"``. ``delay`` is used by LATENCY and HANG,
-        ``retry_after`` (seconds) by HTML_503 and HTTP_429.
+        fault (FIFO). ``endpoint`` is an endpoint name as in
+        :attr:`RecordedRequest.endpoint`; ``None`` matches every business endpoint
+        (everything except ``tokenByAkSk``, so applyToken included); token requests
+        get faults only when queued with ``endpoint="tokenByAkSk"``. ``delay`` is
+        used by LATENCY and HANG, ``retry_after`` (seconds) by HTML_503 and HTTP_429.
         """
         if not isinstance(fault, Fault):
             raise TypeError(f"fault must be a Fault, got {fault!r}")
@@ -476,6 +664,10 @@ class FakeAICC:
         """Make every token issued so far invalid right now."""
         self._tokens.clear()
 
+    def expire_messaging_tokens(self) -> None:
+        """Make every ccmessaging-token issued so far invalid right now."""
+        self._messaging_tokens.clear()
+
     # ------------------------------------------------------------------ what happened
 
     @property
@@ -488,12 +680,21 @@ class FakeAICC:
         return [r for r in self._requests if r.endpoint == endpoint]
 
     def processed(self, endpoint: str) -> list[RecordedRequest]:
-        """Recorded requests to ``endpoint`` that were processed (token issued / call placed)."""
+        """Recorded requests to ``endpoint`` that were processed (see :class:`Fault`)."""
         return [r for r in self._requests if r.endpoint == endpoint and r.processed]
 
     def calls_to(self, called: str) -> int:
-        """How many calls were placed to ``called`` (works with ``record=False`` too)."""
+        """How many voice notification calls were placed to ``called`` (``record=False`` too)."""
         return self._calls[called]
+
+    def call_tasks_to(self, called: str) -> int:
+        """How many createcall tasks were created for ``called`` (``record=False`` too)."""
+        return self._call_tasks[called]
+
+    @property
+    def write_backs(self) -> dict[str, int]:
+        """Processed midresult write-backs per ``uniqueId`` (a copy; ``record=False`` too)."""
+        return dict(self._write_backs)
 
     @property
     def token_requests(self) -> int:
@@ -504,6 +705,16 @@ class FakeAICC:
     def rejected_token_requests(self) -> int:
         """Business requests refused for a missing/invalid/expired token (TOKEN_EXPIRED too)."""
         return self._rejected_token_requests
+
+    @property
+    def messaging_token_requests(self) -> int:
+        """How many applyToken requests arrived (whatever their outcome)."""
+        return self._messaging_token_requests
+
+    @property
+    def rejected_messaging_tokens(self) -> int:
+        """doLeaveMessage requests refused (HTTP 401) for their ccmessaging-token."""
+        return self._rejected_messaging_tokens
 
     @property
     def in_flight(self) -> int:
@@ -525,7 +736,7 @@ class FakeAICC:
         endpoint = _PATHS.get(request.path, _UNKNOWN_ENDPOINT)
         if request.method != "POST":
             endpoint = _UNKNOWN_ENDPOINT
-        business = endpoint == _VOICE_ENDPOINT
+        business = endpoint not in (_TOKEN_ENDPOINT, _UNKNOWN_ENDPOINT)
         if business:
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
@@ -560,6 +771,8 @@ class FakeAICC:
             )
         if endpoint == _TOKEN_ENDPOINT:
             self._token_requests += 1
+        elif endpoint == _APPLY_TOKEN_ENDPOINT:
+            self._messaging_token_requests += 1
         ex = _Exchange(request, endpoint, headers, body, index)
         if endpoint == _UNKNOWN_ENDPOINT:
             if request.path in _PATHS:
@@ -607,7 +820,7 @@ class FakeAICC:
                 headers=self._retry_after_header(spec.retry_after),
             )
         if fault is Fault.BUSY:
-            return web.json_response({"retCode": "1", "retMsg": _RET_MSGS["1"]})
+            return web.json_response(dict(_BUSY_BODIES[ex.endpoint]))
         # Fault.TOKEN_EXPIRED
         return self._reject_token(ex)
 
@@ -650,9 +863,7 @@ class FakeAICC:
 
     def _process(self, ex: _Exchange) -> web.Response:
         """Answer as the real platform would, marking the request processed if it was."""
-        if ex.endpoint == _TOKEN_ENDPOINT:
-            return self._issue_token(ex)
-        return self._create_voice_notification(ex)
+        return self._handlers[ex.endpoint](ex)
 
     def _issue_token(self, ex: _Exchange) -> web.Response:
         body = ex.body
@@ -711,17 +922,24 @@ class FakeAICC:
             return web.json_response(dict(_BAD_TOKEN_403), status=403)
         return web.json_response(dict(_BAD_TOKEN_401), status=401)
 
-    def _create_voice_notification(self, ex: _Exchange) -> web.Response:
+    def _refuse(self, ex: _Exchange, *, app_key: bool = True) -> web.Response | None:
+        """The answer refusing a business request's token, app key or body; None if fine."""
         if not self._token_valid(ex.headers.get("Authorization")):
             return self._reject_token(ex)
-        if ex.headers.get("X-APP-Key") != self.app_key:
+        if app_key and ex.headers.get("X-APP-Key") != self.app_key:
             return web.json_response(dict(_BAD_CREDENTIALS), status=401)
-        body = ex.body
-        if not isinstance(body, dict):
+        if not isinstance(ex.body, dict):
             return web.json_response(
                 {"error_code": "APIGW.0201", "error_msg": "The request body must be a JSON object"},
                 status=400,
             )
+        return None
+
+    def _create_voice_notification(self, ex: _Exchange) -> web.Response:
+        refusal = self._refuse(ex)
+        if refusal is not None:
+            return refusal
+        body = ex.body
         code = _voice_ret_code(body, self.trial_trustlist)
         if code is not None:
             return web.json_response({"retCode": code, "retMsg": _RET_MSGS[code]})
@@ -735,3 +953,112 @@ class FakeAICC:
                 "retMsg": _RET_MSGS["0"],
             }
         )
+
+    def _issue_messaging_token(self, user_id: str) -> str:
+        token = secrets.token_hex(16)
+        expires_at = self._clock() + _MESSAGING_TOKEN_TTL
+        self._messaging_tokens[token] = _MessagingToken(user_id, expires_at)
+        return token
+
+    def _messaging_token_user(self, token: str | None) -> str | None:
+        """The userId a valid, unexpired ccmessaging-token was issued for, else None."""
+        if token is None:
+            return None
+        entry = self._messaging_tokens.get(token)
+        if entry is None:
+            return None
+        if self._clock() >= entry.expires_at:
+            del self._messaging_tokens[token]
+            return None
+        return entry.user_id
+
+    def _reject_messaging_token(self) -> web.Response:
+        self._rejected_messaging_tokens += 1
+        return web.json_response(dict(_BAD_MESSAGING_TOKEN), status=401)
+
+    def _apply_token(self, ex: _Exchange) -> web.Response:
+        refusal = self._refuse(ex)
+        if refusal is not None:
+            return refusal
+        error = _apply_token_error(ex.body, self.messaging_channels)
+        if error is not None:
+            return web.json_response({"resultCode": "1", "resultDesc": error})
+        token = self._issue_messaging_token(ex.body["userId"])
+        self._mark_processed(ex)
+        return web.json_response({"resultCode": "0", "token": token})
+
+    def _do_leave_message(self, ex: _Exchange) -> web.Response:
+        refusal = self._refuse(ex)
+        if refusal is not None:
+            return refusal
+        user_id = self._messaging_token_user(ex.headers.get(_MESSAGING_TOKEN_HEADER))
+        if user_id is None:
+            return self._reject_messaging_token()
+        body = ex.body
+        if not _leave_message_valid(body):
+            return web.json_response(dict(_LEAVE_MESSAGE_BAD_PARAMS))
+        if body["callId"] != user_id:
+            return self._reject_messaging_token()
+        if self.leave_message_fails:
+            return web.json_response(dict(_LEAVE_MESSAGE_FAILED))
+        self._mark_processed(ex)
+        headers: dict[str, str] = {}
+        if self.rotate_messaging_token:
+            headers[_MESSAGING_TOKEN_HEADER] = self._issue_messaging_token(user_id)
+        return web.json_response(dict(_LEAVE_MESSAGE_SAVED), headers=headers)
+
+    def _create_call(self, ex: _Exchange) -> web.Response:
+        refusal = self._refuse(ex)
+        if refusal is not None:
+            return refusal
+        body = ex.body
+        if not _create_call_valid(body):
+            return web.json_response(dict(_CREATE_CALL_BAD_PARAMS))
+        self._serial += 1
+        self._access_code += 1
+        self._call_tasks[body["called"]] += 1
+        self._mark_processed(ex)
+        data: dict[str, str] = {}
+        if not self.omit_call_serial_no:
+            data["callSerialNo"] = str(self._serial)
+        data["sipServiceAddress"] = _SIP_SERVICE_ADDRESS
+        data["accesscode"] = str(self._access_code)
+        return web.json_response({"resultCode": "0", "resultDesc": "Success", "resultData": data})
+
+    def _get_called_info(self, ex: _Exchange) -> web.Response:
+        refusal = self._refuse(ex)
+        if refusal is not None:
+            return refusal
+        called = _called_info_number(ex.body.get("called"))
+        if called is None or _called_info_number(ex.body.get("caller")) is None:
+            return self._called_info_answer("3")
+        if called in self.unobtainable:
+            return self._called_info_answer("4")
+        party = self.called_parties.get(called)
+        if party is None:
+            return self._called_info_answer("5")
+        result: dict[str, Any] = {"devType": party.dev_type, "called": party.called}
+        if party.skill_id is not None:
+            result["skillId"] = party.skill_id
+        if party.skill_name is not None:
+            result["skillName"] = party.skill_name
+        self._mark_processed(ex)
+        return self._called_info_answer("0", result)
+
+    @staticmethod
+    def _called_info_answer(code: str, result: Mapping[str, Any] | None = None) -> web.Response:
+        answer: dict[str, Any] = {"retCode": code, "retMsg": _CALLED_INFO_MSGS[code]}
+        if result is not None:
+            answer["result"] = dict(result)
+        return web.json_response(answer)
+
+    def _midresult(self, ex: _Exchange) -> web.Response:
+        refusal = self._refuse(ex, app_key=False)
+        if refusal is not None:
+            return refusal
+        body = ex.body
+        if not _midresult_valid(body):
+            return web.json_response(dict(_MIDRESULT_BAD_PARAMS))
+        self._write_backs[body["uniqueId"]] += 1
+        self._mark_processed(ex)
+        return web.json_response({"result": "0" if self.midresult_result_as_string else 0})

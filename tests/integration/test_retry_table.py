@@ -28,7 +28,7 @@ FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.05, max_elapsed
 
 
 def client(fake: FakeAICC, **kwargs: Any) -> AICCClient:
-    return fake.client(retry=FAST, timeout=Timeout(total=0.5, connect=0.5), **kwargs)
+    return fake.client(retry=FAST, timeout=Timeout(total=0.5, connect=0.25), **kwargs)
 
 
 async def notify(aicc: AICCClient, **kwargs: Any) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from aicc_async import AICCAuthError, AICCClient
+from aicc_async import AICCAuthError, AICCClient, AICCConnectionError, RetryPolicy
 from aicc_async.auth import AccessToken
 from aicc_async.testing import FakeAICC, Fault
 
@@ -170,3 +170,51 @@ async def test_token_fetch_survives_a_gateway_error(fake_aicc: FakeAICC) -> None
     assert result.call_serial_no
     assert fake_aicc.token_requests == 2  # tokenByAkSk is safe to repeat
     assert len(fake_aicc.processed(VOICE)) == 1
+
+
+@pytest.mark.parametrize("fault", [Fault.HTML_503, Fault.HTTP_500, Fault.HTML_502])
+@pytest.mark.asyncio
+async def test_token_endpoint_outage_means_not_sent_not_bad_credentials(
+    fake_aicc: FakeAICC, fault: Fault
+) -> None:
+    fake_aicc.inject(fault, times=10, endpoint="tokenByAkSk")
+    fast = RetryPolicy(base_delay=0.001, max_delay=0.01)
+    async with fake_aicc.client(retry=fast) as aicc:
+        with pytest.raises(AICCConnectionError) as caught:
+            await aicc.voice_notification.create(called="5", voice_content="$a$")
+
+    assert type(caught.value) is AICCConnectionError  # safe to send later; not "unknown"
+    assert caught.value.endpoint == VOICE
+    assert "was not sent" in str(caught.value)
+    assert fake_aicc.received(VOICE) == []
+
+
+@pytest.mark.asyncio
+async def test_close_while_waiting_for_a_token_is_not_sent(fake_aicc: FakeAICC) -> None:
+    fake_aicc.inject(Fault.HANG, endpoint="tokenByAkSk")
+    aicc = fake_aicc.client()
+    call = asyncio.ensure_future(aicc.voice_notification.create(called="5", voice_content="$a$"))
+    await until(lambda: fake_aicc.token_requests == 1)
+    await aicc.close()
+
+    with pytest.raises(AICCConnectionError, match="closed"):
+        await call
+    assert fake_aicc.received(VOICE) == []
+
+
+@pytest.mark.asyncio
+async def test_failed_refresh_ahead_is_not_retried_for_a_while() -> None:
+    clock = FakeClock()
+    async with FakeAICC(clock=clock) as fake, fake.client(clock=clock) as aicc:
+        await aicc.voice_notification.create(called="1", voice_content="$a$")
+        clock.now += 545  # inside the refresh window
+        fake.inject(Fault.HTTP_500, endpoint="tokenByAkSk")
+        await aicc.voice_notification.create(called="2", voice_content="$a$")
+        await until(lambda: fake.token_requests == 2)  # the refresh, which fails
+        for n in range(20):  # the old token is still good: no hammering meanwhile
+            await aicc.voice_notification.create(called=f"3{n}", voice_content="$a$")
+        assert fake.token_requests == 2
+        clock.now += 6  # past the cool-down: one more try, which succeeds
+        await aicc.voice_notification.create(called="4", voice_content="$a$")
+        await until(lambda: fake.token_requests == 3)
+    assert fake.rejected_token_requests == 0

@@ -48,6 +48,10 @@ GOOD: dict[str, Any] = {"called": "88880000", "voice_content": "$Hello$"}
         ({"priority": "3"}, "priority"),
         ({"priority": True}, "priority"),
         ({"priority": 2.0}, "priority"),
+        ({"voice_content": "$line\nbreak$"}, "voice_content"),
+        ({"voice_content": "$nul\x00$"}, "voice_content"),
+        ({"voice_content": "$lone \udc80 surrogate$"}, "voice_content"),
+        ({"callback_url": "https://cb.example.com/" + "a" * 1000}, "callback_url"),
     ],
 )
 @pytest.mark.asyncio
@@ -105,6 +109,7 @@ async def test_send_refuses_other_objects_and_non_bool_retry_unsafe() -> None:
         ({"base_url": "ftp://x"}, "base_url"),
         ({"base_url": "https://x/?a=1"}, "base_url"),
         ({"base_url": None}, "base_url"),
+        ({"base_url": "https://user:pw@aicc.test"}, "base_url"),
         ({"app_key": ""}, "app_key"),
         ({"app_key": "k\r\nX-Evil: 1"}, "app_key"),  # header injection
         ({"app_secret": ""}, "app_secret"),
@@ -119,6 +124,7 @@ async def test_send_refuses_other_objects_and_non_bool_retry_unsafe() -> None:
         ({"limits": {"voice_notification": 0}}, "limits['voice_notification']"),
         ({"limits": {"voice": 5}}, "limits"),
         ({"limits": [("voice_notification", 5)]}, "limits"),
+        ({"limits": []}, "limits"),
         ({"rate_limits": {"outbound": -2}}, "rate_limits['outbound']"),
         ({"rate_limits": {"outbound": True}}, "rate_limits['outbound']"),
         ({"retry": {"max_attempts": 3}}, "retry"),
@@ -152,9 +158,21 @@ def test_bad_retry_policy_is_refused(kwargs: dict[str, Any], match: str) -> None
         RetryPolicy(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("total", "connect", "field"),
+    [(5, 5, "timeout.connect"), (5, 6, "timeout.connect"), (5, float("nan"), "timeout.connect"),
+     (0, 1, "timeout.total"), (True, 1, "timeout.total")],
+)  # fmt: skip
+def test_timeout_connect_must_be_shorter_than_total(total: Any, connect: Any, field: str) -> None:
+    # A pool wait that ends in the total timeout could not prove nothing was sent.
+    with pytest.raises(AICCValidationError) as caught:
+        Timeout(total=total, connect=connect)
+    assert caught.value.field == field
+
+
 def test_timeout_number_means_total_per_attempt() -> None:
     config = ClientConfig(base_url="https://a.test", app_key="k", app_secret="s", timeout=2)
-    assert config.timeout == Timeout(total=2.0, connect=2.0)
+    assert config.timeout == Timeout(total=2.0, connect=1.0)  # connect < total, always
     assert ClientConfig(base_url="https://a.test/", app_key="k", app_secret="s").base_url == (
         "https://a.test"
     )

@@ -243,3 +243,90 @@ async def test_bare_os_errors_after_sending_are_outcome_unknown(
     with pytest.raises(AICCOutcomeUnknownError):
         await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
     assert len(sent(http, VOICE_URL)) == 1
+
+
+@pytest.mark.asyncio
+async def test_redirects_are_never_followed(aicc: AICCClient, http: Any) -> None:
+    # Following would re-send the body (a second phone call, or the app secret) elsewhere.
+    http.post(TOKEN_URL, payload=TOKEN_BODY)
+    http.post(VOICE_URL, status=307, headers={"Location": "https://elsewhere.test/voice"})
+    http.post("https://elsewhere.test/voice", payload={"retCode": "0"})
+
+    with pytest.raises(AICCHTTPError, match="redirect") as caught:
+        await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
+
+    assert caught.value.status == 307
+    assert sent(http, "https://elsewhere.test/voice") == []
+
+
+@pytest.mark.asyncio
+async def test_token_redirect_does_not_carry_the_secret_away(aicc: AICCClient, http: Any) -> None:
+    http.post(TOKEN_URL, status=308, headers={"Location": "http://elsewhere.test/token"})
+    http.post("http://elsewhere.test/token", payload=TOKEN_BODY)
+
+    with pytest.raises(AICCAuthError):
+        await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
+    assert sent(http, "http://elsewhere.test/token") == []
+
+
+@pytest.mark.asyncio
+async def test_rejected_token_echoed_by_the_server_is_masked(aicc: AICCClient, http: Any) -> None:
+    http.post(TOKEN_URL, payload=TOKEN_BODY, repeat=True)
+    echo = {"exceptionInfo": "auth fail! illegal token: Bearer tok-123"}
+    http.post(VOICE_URL, status=403, payload=echo, repeat=True)
+
+    with pytest.raises(AICCAuthError) as caught:
+        await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
+
+    err = caught.value
+    assert "auth fail" in (err.reason or "")
+    assert "tok-123" not in str(err) + repr(err) + (err.reason or "")
+
+
+@pytest.mark.parametrize("expires", ["abc", "nan", "inf", "-5", "0"])
+@pytest.mark.asyncio
+async def test_unusable_token_lifetime_is_refused_without_leaking_the_token(
+    aicc: AICCClient, http: Any, caplog: pytest.LogCaptureFixture, expires: str
+) -> None:
+    http.post(TOKEN_URL, payload={"AccessToken": "NEWTOKEN-9876", "Expires": expires})
+
+    with pytest.raises(AICCAuthError, match="usable AccessToken") as caught:
+        await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
+
+    texts = str(caught.value) + repr(caught.value) + caplog.text
+    assert "NEWTOKEN-9876" not in texts
+    assert caught.value.__cause__ is None or "NEWTOKEN" not in str(caught.value.__cause__)
+    assert sent(http, VOICE_URL) == []
+
+
+@pytest.mark.asyncio
+async def test_token_lifetime_is_capped_at_what_was_asked(aicc: AICCClient, http: Any) -> None:
+    http.post(TOKEN_URL, payload={"AccessToken": "tok-123", "Expires": "86400"})
+    http.post(VOICE_URL, payload={"retCode": "0"})
+    await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
+    token = aicc._transport.tokens.current
+    assert token is not None
+    assert token.lifetime == 600
+
+
+@pytest.mark.asyncio
+async def test_garbage_retry_after_on_a_504_is_still_outcome_unknown(
+    aicc: AICCClient, http: Any
+) -> None:
+    http.post(TOKEN_URL, payload=TOKEN_BODY)
+    http.post(VOICE_URL, status=504, body="gateway", headers={"Retry-After": "²"})
+
+    with pytest.raises(AICCOutcomeUnknownError):
+        await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
+    assert len(sent(http, VOICE_URL)) == 1
+
+
+@pytest.mark.parametrize("status", [520, 524, 599])
+@pytest.mark.asyncio
+async def test_unknown_gateway_5xx_is_ambiguous(aicc: AICCClient, http: Any, status: int) -> None:
+    http.post(TOKEN_URL, payload=TOKEN_BODY)
+    http.post(VOICE_URL, status=status, body="cdn error")
+
+    with pytest.raises(AICCOutcomeUnknownError):
+        await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
+    assert len(sent(http, VOICE_URL)) == 1
