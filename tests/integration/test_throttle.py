@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from aicc_async.testing import FakeAICC, Fault
-from aicc_async.throttle import RateCap
+from aicc_async.throttle import RateCap, Throttle
 
 VOICE = "createVoiceNotification"
 
@@ -54,3 +54,17 @@ async def test_rate_cap_applies_per_group(fake_aicc: FakeAICC) -> None:
         )
     times = [r.time for r in fake_aicc.received(VOICE)]
     assert max(times) - min(times) >= 8 / 40 * 0.9  # 9 starts, 1/40 s apart
+
+
+@pytest.mark.asyncio
+async def test_cancelled_while_waiting_for_the_rate_cap_gives_the_slot_back() -> None:
+    throttle = Throttle({"outbound": 1}, {"outbound": 0.001})  # one start per 1000 s
+    await throttle.acquire("outbound")  # the first start is immediate
+    throttle.release("outbound")
+    waiter = asyncio.ensure_future(throttle.acquire("outbound"))  # holds the slot, sleeps
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    async with asyncio.timeout(1):  # the slot is free again (only the rate cap would wait)
+        await throttle._semaphores["outbound"].acquire()
