@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
@@ -23,6 +24,9 @@ __all__ = [
 ]
 
 TOKEN_PATH = "/apigovernance/api/oauth/tokenByAkSk"  # noqa: S105 - a path, not a secret
+
+#: What a CC-Messaging locale looks like: ``en``, ``en_US``, ``zh_CN``.
+LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")
 
 #: The endpoint groups, each with its own in-flight limit.
 GROUPS = ("voice_notification", "outbound", "mobile_agent", "messaging")
@@ -185,7 +189,13 @@ class ClientConfig:
             raise _fail("retry", f"must be a RetryPolicy, got {self.retry!r}")
         if self.messaging_channel_id is not None:
             _text("messaging_channel_id", self.messaging_channel_id)
-        _text("messaging_locale", self.messaging_locale)
+        if not isinstance(self.messaging_locale, str) or not LOCALE.fullmatch(
+            self.messaging_locale
+        ):
+            raise _fail(
+                "messaging_locale",
+                f"must look like 'en', 'en_US' or 'zh_CN', got {self.messaging_locale!r}",
+            )
         if self.messaging_user_name is not None:
             _text("messaging_user_name", self.messaging_user_name)
 

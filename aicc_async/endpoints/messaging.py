@@ -8,7 +8,6 @@ passed ``retry_unsafe=True``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, overload
 
@@ -17,6 +16,7 @@ import attrs
 from aicc_async._transport import Endpoint
 from aicc_async._wire import structure_result, to_wire, wire_field
 from aicc_async.auth import MessagingTokenCache
+from aicc_async.config import LOCALE
 from aicc_async.endpoints._validate import fail, text
 from aicc_async.errors import AICCAuthError, AICCValidationError
 
@@ -74,8 +74,6 @@ LEAVE_MESSAGE = Endpoint(
     codes=LEAVE_MESSAGE_CODES,
     app_key_header="x-app-key",
 )
-
-LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")
 
 
 def _locale(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

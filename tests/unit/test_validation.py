@@ -129,6 +129,8 @@ async def test_send_refuses_other_objects_and_non_bool_retry_unsafe() -> None:
         ({"rate_limits": {"outbound": True}}, "rate_limits['outbound']"),
         ({"retry": {"max_attempts": 3}}, "retry"),
         ({"messaging_channel_id": ""}, "messaging_channel_id"),
+        ({"messaging_locale": "english"}, "messaging_locale"),
+        ({"messaging_locale": None}, "messaging_locale"),
     ],
 )
 def test_bad_client_options_name_the_field(kwargs: dict[str, Any], field: str) -> None:
