@@ -20,8 +20,8 @@ import asyncio
 import logging
 import math
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -32,6 +32,31 @@ __all__ = ["AccessToken", "AccessTokenCache", "MessagingTokenCache", "SessionTok
 logger = logging.getLogger("aicc_async")
 
 _REFRESH_COOLDOWN = 5.0  # seconds between refresh-ahead attempts after one failed
+
+T = TypeVar("T")
+
+
+def _spawn(coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A shared fetch; a failure nobody awaits must not warn "exception never retrieved"."""
+    task = asyncio.get_running_loop().create_task(coro)
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    return task
+
+
+async def _join(task: asyncio.Task[T], closed: Callable[[], bool], what: str) -> T:
+    """Wait for a shared fetch without letting this caller's cancellation cancel it.
+
+    If ``close()`` cancelled the fetch, say so with a typed error: the request that
+    waited for the token was not sent.
+    """
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if closed() and task.cancelled():
+            raise AICCConnectionError(
+                f"the client was closed while waiting for {what}; nothing was sent"
+            ) from None
+        raise
 
 
 @attrs.frozen(repr=False)
@@ -100,15 +125,8 @@ class AccessTokenCache:
                     self._start_fetch()  # refresh ahead; this caller keeps the current token
                 return token.value
             self._token = None
-        task = self._start_fetch()
-        try:
-            return (await asyncio.shield(task)).value
-        except asyncio.CancelledError:
-            if self._closed and task.cancelled():
-                raise AICCConnectionError(
-                    "the client was closed while waiting for an AccessToken; nothing was sent"
-                ) from None
-            raise
+        token = await _join(self._start_fetch(), lambda: self._closed, "an AccessToken")
+        return token.value
 
     def invalidate(self, value: str) -> None:
         """Drop the token ``value`` (rejected by AICC) if it is still the cached one."""
@@ -126,10 +144,7 @@ class AccessTokenCache:
 
     def _start_fetch(self) -> asyncio.Task[AccessToken]:
         if self._inflight is None:
-            task = asyncio.get_running_loop().create_task(self._run_fetch())
-            # A refresh-ahead nobody awaits must not warn "exception never retrieved".
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            self._inflight = task
+            self._inflight = _spawn(self._run_fetch())
         return self._inflight
 
     async def _run_fetch(self) -> AccessToken:
@@ -194,6 +209,7 @@ class MessagingTokenCache:
         self._max_users = max_users
         self._tokens: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[str]] = {}
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._tokens)
@@ -208,10 +224,8 @@ class MessagingTokenCache:
             del self._tokens[user_id]
         task = self._inflight.get(user_id)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._apply_for(user_id))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            self._inflight[user_id] = task
-        return await asyncio.shield(task)
+            task = self._inflight[user_id] = _spawn(self._apply_for(user_id))
+        return await _join(task, lambda: self._closed, "a ccmessaging-token")
 
     async def _apply_for(self, user_id: str) -> str:
         started = self._clock()
@@ -243,6 +257,7 @@ class MessagingTokenCache:
 
     async def close(self) -> None:
         """Cancel applications in progress and forget every token."""
+        self._closed = True
         tasks, self._inflight = list(self._inflight.values()), {}
         self._tokens.clear()
         for task in tasks:

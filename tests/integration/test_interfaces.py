@@ -289,3 +289,18 @@ async def test_outbound_group_is_throttled(fake: FakeAICC) -> None:
             *(aicc.outbound.write_back_result(1, 88, f"u{n}", "s") for n in range(60))
         )
     assert fake.max_in_flight == 3
+
+
+@pytest.mark.asyncio
+async def test_close_while_waiting_for_a_messaging_token_is_not_sent(fake: FakeAICC) -> None:
+    fake.inject(Fault.HANG, endpoint="applyToken")
+    aicc = client(fake)
+    call = asyncio.ensure_future(leave_message(aicc))
+    async with asyncio.timeout(5):
+        while fake.messaging_token_requests == 0:  # noqa: ASYNC110 - FakeAICC's counter
+            await asyncio.sleep(0.001)
+    await aicc.close()
+
+    with pytest.raises(AICCConnectionError, match="closed"):
+        await call
+    assert fake.received("doLeaveMessage") == []
