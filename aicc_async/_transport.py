@@ -224,11 +224,9 @@ class Transport:
             if session_token is not None and second is not None:
                 session_token.invalidate(second)
             if replay:
-                which = (
-                    "AccessToken"
-                    if session_token is None
-                    else "AccessToken or " + (f"{session_token.header} (check one you passed)")
-                )
+                which = "AccessToken"
+                if session_token is not None:
+                    which += f" or {session_token.header} (check one you passed)"
                 raise AICCAuthError(
                     f"AICC rejected a fresh {which} for {endpoint.name} (HTTP {status}): "
                     "check that the app key is subscribed to this service and that the "

@@ -18,7 +18,7 @@ import attrs
 
 from aicc_async._transport import Endpoint
 from aicc_async._wire import structure_result, to_wire, wire_field
-from aicc_async.endpoints._validate import digits, fail, optional, phone_number, utf8
+from aicc_async.endpoints._validate import digits, fail, optional, phone_number, text
 from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ __all__ = [
 
 MAX_VOICE_CONTENT = 1000
 _CALLBACK_CHARS = re.compile(r"https?://[A-Za-z0-9\-:./_#?&]{1,1000}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class VoiceNotificationCode(str, enum.Enum):
@@ -121,19 +120,9 @@ class VoiceContent:
         return "~".join(self.parts)
 
 
-def _voice_content(value: object) -> str:
-    if isinstance(value, VoiceContent):
-        value = str(value)
-    if not isinstance(value, str):
-        raise _fail("voice_content", f"must be a str or VoiceContent, got {type(value).__name__}")
-    if not value.strip():
-        raise _fail("voice_content", "must not be empty")
-    if len(value) > MAX_VOICE_CONTENT:
-        raise _fail("voice_content", f"is {len(value)} characters; AICC accepts at most 1000")
-    if _CONTROL.search(value):
-        raise _fail("voice_content", "must not contain line breaks or control characters")
-    utf8(ENDPOINT.name, "voice_content", value)
-    return value
+def _voice_content(value: object) -> object:
+    """A ``VoiceContent`` becomes its string; anything else is left to the validator."""
+    return str(value) if isinstance(value, VoiceContent) else value
 
 
 def _callback_url(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -173,7 +162,9 @@ class CreateVoiceNotificationRequest:
     """
 
     called: str = attrs.field(validator=phone_number(ENDPOINT.name))
-    voice_content: str = attrs.field(converter=_voice_content)
+    voice_content: str = attrs.field(
+        converter=_voice_content, validator=text(ENDPOINT.name, MAX_VOICE_CONTENT)
+    )
     caller_present: str | None = attrs.field(
         default=None,
         validator=optional(
