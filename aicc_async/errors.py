@@ -7,7 +7,8 @@ AICCError
  +- AICCHTTPError                          non-2xx answer: .status, .body (text), .endpoint
  +- AICCBusinessError                      2xx with a non-zero result code
  +- AICCConnectionError                    the request never reached AICC (safe to retry)
-     +- AICCOutcomeUnknownError            it may have been processed; not re-sent
+ |   +- AICCOutcomeUnknownError            it may have been processed; not re-sent
+ +- CampaignError                          a bulk campaign's journal or input is unusable
 ```
 
 No message, attribute or ``repr`` of these errors holds the app secret or a token.
@@ -26,6 +27,7 @@ __all__ = [
     "AICCHTTPError",
     "AICCOutcomeUnknownError",
     "AICCValidationError",
+    "CampaignError",
 ]
 
 
@@ -133,3 +135,13 @@ class AICCOutcomeUnknownError(AICCConnectionError):
     def __init__(self, message: str, *, endpoint: str | None, status: int | None = None) -> None:
         super().__init__(message, endpoint=endpoint)
         self.status = status
+
+
+class CampaignError(AICCError):
+    """A bulk campaign cannot go on: its journal or its input is unusable.
+
+    Raised before anything more is sent: the journal cannot be opened or created,
+    belongs to another kind of campaign, is in use by another process, or the input
+    file is unreadable or gives a key a different row than the journal holds. The
+    message says which and what to do; the journal is left consistent.
+    """

@@ -6,7 +6,7 @@ again. It is therefore retried after ambiguous failures (timeout, reset, 502/504
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -18,6 +18,7 @@ from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
+    from aicc_async.bulk.fanout import Outcome
 
 __all__ = ["WRITE_BACK_CODES", "OutboundAPI", "WriteBackResult", "WriteBackResultRequest"]
 
@@ -136,3 +137,29 @@ class OutboundAPI:
             )
         body = await self._transport.call(WRITE_BACK, to_wire(request))
         return structure_result(WriteBackResult, None, body)
+
+    def write_back_many(
+        self,
+        requests: Iterable[WriteBackResultRequest] | AsyncIterable[WriteBackResultRequest],
+        *,
+        concurrency: int | None = None,
+    ) -> AsyncIterator[Outcome[WriteBackResultRequest, WriteBackResult]]:
+        """Write back many prepared results; yield an ``Outcome`` per request as each
+        completes.
+
+        ``requests`` (any iterable or async iterable) is read only as fast as requests
+        go out, so memory stays flat. ``concurrency`` (default: the client's
+        ``outbound`` limit) bounds the requests in flight; the group's throttle
+        applies as for ``send``. Each outcome holds the result or the error ``send``
+        would have raised. Leaving the loop early cancels the requests in flight.
+        """
+        # Imported here because aicc_async.bulk imports this module.
+        from aicc_async.bulk.fanout import check_concurrency, fan_out
+
+        limit = self._transport.config.limits[WRITE_BACK.group or ""]
+        return fan_out(
+            self.send,
+            requests,
+            concurrency=check_concurrency(concurrency, limit, _name),
+            endpoint=_name,
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -23,6 +23,7 @@ from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
+    from aicc_async.bulk.fanout import Outcome
 
 __all__ = [
     "CreateVoiceNotificationRequest",
@@ -237,3 +238,34 @@ class VoiceNotificationAPI:
             )
         body = await self._transport.call(ENDPOINT, to_wire(request), retry_unsafe=retry_unsafe)
         return structure_result(VoiceNotificationResult, body.get("result"), body)
+
+    def create_many(
+        self,
+        requests: Iterable[CreateVoiceNotificationRequest]
+        | AsyncIterable[CreateVoiceNotificationRequest],
+        *,
+        concurrency: int | None = None,
+        retry_unsafe: bool = False,
+    ) -> AsyncIterator[Outcome[CreateVoiceNotificationRequest, VoiceNotificationResult]]:
+        """Send many prepared requests; yield an ``Outcome`` per request as each completes.
+
+        ``requests`` (any iterable or async iterable) is read only as fast as requests
+        go out, so memory stays flat however long it is. ``concurrency`` (default: the
+        client's ``voice_notification`` limit) bounds the requests in flight; the
+        group's throttle applies as for ``send``. Each outcome holds the result or
+        the error ``send`` would have raised. Leaving the loop early cancels the
+        requests in flight (their outcome is unknown). For resumable campaigns with
+        a record of every row, use ``aicc_async.bulk.Campaign``.
+        """
+        # Imported here because aicc_async.bulk imports this module.
+        from aicc_async.bulk.fanout import check_concurrency, fan_out
+
+        if not isinstance(retry_unsafe, bool):
+            raise _fail("retry_unsafe", f"must be True or False, got {retry_unsafe!r}")
+        limit = self._transport.config.limits[ENDPOINT.group or ""]
+        return fan_out(
+            lambda request: self.send(request, retry_unsafe=retry_unsafe),
+            requests,
+            concurrency=check_concurrency(concurrency, limit, ENDPOINT.name),
+            endpoint=ENDPOINT.name,
+        )

@@ -1,0 +1,243 @@
+"""Campaign CSV files: reading input rows, writing failed and unknown rows for follow-up.
+
+Voice notification input (``aicc notify``): ``called`` and either ``voice_content``
+or ``text`` (read aloud: sent as ``$text$``), optional ``caller_present``,
+``callback_url``, ``priority`` and ``id``. Write-back input (``aicc write-back``):
+the ``WriteBackResultRequest`` field names (``sub_cc_no``, ``vdn_id``,
+``unique_id``, ``service_id`` required) and optional ``id``. A row's key is its
+``id``, or else the line it starts on. Cells are stripped; an empty cell is absent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import attrs
+
+from aicc_async.bulk.campaign import Campaign, CampaignRow
+from aicc_async.endpoints.outbound import WriteBackResultRequest
+from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest, VoiceContent
+from aicc_async.errors import AICCValidationError, CampaignError
+
+__all__ = ["CampaignFile", "export_problems"]
+
+ID = "id"
+
+
+def _integer(field: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise AICCValidationError(
+            f"{field}: must be a whole number, got {value!r}", field=field
+        ) from None
+
+
+def _voice(cells: Mapping[str, str]) -> CreateVoiceNotificationRequest:
+    content, text = cells.get("voice_content"), cells.get("text")
+    if content is not None and text is not None:
+        raise AICCValidationError("fill in voice_content or text, not both", field="text")
+    if text is not None:
+        content = str(VoiceContent().text(text))
+    if content is None:
+        raise AICCValidationError("voice_content or text: one must be filled in", field="text")
+    return CreateVoiceNotificationRequest(
+        called=cells.get("called", ""),
+        voice_content=content,
+        caller_present=cells.get("caller_present"),
+        callback_url=cells.get("callback_url"),
+        priority=_integer("priority", cells.get("priority")),
+    )
+
+
+_WRITE_BACK_FIELDS = attrs.fields(WriteBackResultRequest)
+_WRITE_BACK_TYPES = typing.get_type_hints(WriteBackResultRequest)
+_WRITE_BACK_INTS = frozenset(
+    f.name
+    for f in _WRITE_BACK_FIELDS
+    if int in (_WRITE_BACK_TYPES[f.name], *typing.get_args(_WRITE_BACK_TYPES[f.name]))
+)
+
+
+def _write_back(cells: Mapping[str, str]) -> WriteBackResultRequest:
+    values: dict[str, Any] = {}
+    for f in _WRITE_BACK_FIELDS:
+        value = cells.get(f.name)
+        if f.name in _WRITE_BACK_INTS:
+            values[f.name] = _integer(f.name, value)
+        elif value is not None or f.default is attrs.NOTHING:
+            values[f.name] = value
+    return WriteBackResultRequest(**values)
+
+
+@attrs.frozen
+class _Format:
+    columns: tuple[str, ...]
+    required: tuple[tuple[str, ...], ...]
+    """Each entry: at least one of these columns must be present."""
+    build: Callable[[Mapping[str, str]], Any]
+
+
+FORMATS: Mapping[str, _Format] = {
+    "voice_notification": _Format(
+        columns=(
+            ID,
+            "called",
+            "voice_content",
+            "text",
+            "caller_present",
+            "callback_url",
+            "priority",
+        ),
+        required=(("called",), ("voice_content", "text")),
+        build=_voice,
+    ),
+    "write_back": _Format(
+        columns=(ID, *(f.name for f in _WRITE_BACK_FIELDS)),
+        required=tuple((f.name,) for f in _WRITE_BACK_FIELDS if f.default is attrs.NOTHING),
+        build=_write_back,
+    ),
+}
+
+
+class CampaignFile:
+    """An input CSV for a ``kind`` of campaign (UTF-8, a header line first).
+
+    Use as a context manager; iterate :meth:`rows`. Raises ``CampaignError`` when the
+    file cannot be read, is empty, is not UTF-8, is not valid CSV or lacks a
+    required column. A row that cannot become a request is yielded as an invalid
+    ``CampaignRow`` (recorded as ``failed``), and reading goes on.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], kind: str) -> None:
+        self.path = Path(os.fspath(path))
+        self._format = FORMATS[kind]
+        try:
+            self._file: IO[str] = self.path.open(encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise CampaignError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        try:
+            self._reader = csv.reader(self._file)
+            self.header = self._read_header()
+        except BaseException:
+            self._file.close()
+            raise
+        #: Header columns this kind of campaign does not use (they are ignored).
+        self.ignored = tuple(c for c in self.header if c not in self._format.columns)
+
+    def _read_header(self) -> tuple[str, ...]:
+        header = next(self._guard(iter(self._reader)), None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise CampaignError(
+                f"{self.path} is empty: the first line must name the columns "
+                f"({', '.join(self._format.columns)})"
+            )
+        names = tuple(cell.strip() for cell in header)
+        seen = {n for n in names if names.count(n) > 1}
+        if seen:
+            raise CampaignError(f"{self.path}: column {sorted(seen)[0]!r} appears twice")
+        for options in self._format.required:
+            if not any(o in names for o in options):
+                want = " or ".join(repr(o) for o in options)
+                raise CampaignError(
+                    f"{self.path} has no {want} column (its columns: {', '.join(names)})"
+                )
+        return names
+
+    def _guard(self, records: Iterator[list[str]]) -> Iterator[list[str]]:
+        try:
+            yield from records
+        except UnicodeDecodeError:
+            raise CampaignError(
+                f"{self.path} is not UTF-8 text (near line {self._reader.line_num + 1}): "
+                "save it as UTF-8 (in Excel: 'CSV UTF-8')"
+            ) from None
+        except csv.Error as exc:
+            raise CampaignError(f"{self.path} line {self._reader.line_num}: {exc}") from None
+
+    def rows(self) -> Iterator[CampaignRow]:
+        """The data rows as ``CampaignRow``s, read lazily; blank lines are skipped."""
+        width = len(self.header)
+        line = self._reader.line_num + 1
+        for record in self._guard(iter(self._reader)):
+            start, line = line, self._reader.line_num + 1
+            if not any(cell.strip() for cell in record):
+                continue
+            cells = {
+                name: value.strip()
+                for name, value in zip(self.header, record, strict=False)
+                if name in self._format.columns and value.strip()
+            }
+            yield self._row(start, cells, len(record) - width)
+
+    def _row(self, line: int, cells: dict[str, str], extra: int) -> CampaignRow:
+        key = cells.pop(ID, None)
+        if key is None:
+            if ID in self.header:
+                return CampaignRow(
+                    key=f"line {line}",
+                    invalid="id: is empty (this file keys rows by id)",
+                    source=cells,
+                )
+            key = str(line)
+        if extra > 0:
+            return CampaignRow(
+                key=key,
+                invalid=f"has {extra} more cell(s) than the header names columns",
+                source=cells,
+            )
+        try:
+            return CampaignRow(key=key, request=self._format.build(cells))
+        except AICCValidationError as exc:
+            return CampaignRow(key=key, invalid=exc.message, source=cells)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> CampaignFile:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+async def export_problems(campaign: Campaign, path: str | os.PathLike[str]) -> int:
+    """Write the campaign's failed and unknown rows to the CSV at ``path``; returns how many.
+
+    Columns: ``id``, ``state``, ``code``, ``description``, ``reference``, then the
+    input columns, so the file can be corrected and fed to a new campaign. Raises
+    ``CampaignError`` if the file cannot be written.
+    """
+    columns: Sequence[str] = FORMATS[campaign.kind].columns[1:]
+    header = [ID, "state", "code", "description", "reference", *columns]
+    count = 0
+    try:
+        target = Path(os.fspath(path))
+        with await asyncio.to_thread(target.open, "w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(header)
+            async for row in campaign.problem_rows():
+                fields = row["fields"]
+                writer.writerow(
+                    [row["key"], row["state"], row["code"], row["description"], row["reference"]]
+                    + ["" if fields.get(c) is None else fields[c] for c in columns]
+                )
+                count += 1
+    except OSError as exc:
+        raise CampaignError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return count

@@ -1,0 +1,233 @@
+"""The send loop of a campaign run: claim rows, send them, commit their outcomes.
+
+Each turn commits the outcomes that came in and claims as many ``pending`` rows as
+slots just freed, in one transaction, then starts them. So the journal never holds
+more ``sending`` rows than the concurrency, and a row is ``sending`` on disk before
+its request leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+
+from aicc_async.bulk.journal import (
+    INTERRUPTED,
+    INVALID,
+    Claimed,
+    Finished,
+    Journal,
+    State,
+    StateCounts,
+)
+from aicc_async.errors import (
+    AICCAuthError,
+    AICCBusinessError,
+    AICCConnectionError,
+    AICCError,
+    AICCHTTPError,
+    AICCOutcomeUnknownError,
+)
+
+__all__ = ["Engine", "Kind", "Pacer"]
+
+logger = logging.getLogger("aicc_async")
+
+
+@attrs.frozen
+class Kind:
+    """What a campaign sends: its request class, throttle group and how to send one."""
+
+    name: str
+    request_type: type[Any]
+    group: str
+    idempotent: bool
+    send: Callable[[Any, Any], Awaitable[Any]]
+    """``send(client, request)``: the endpoint's ``send`` method."""
+    reference: Callable[[Any], str | None]
+    """What to keep of a result (the voice call's serial number)."""
+
+
+class Pacer:
+    """Admits at most ``rate`` row starts per second (bursts of at most 0.1 s worth)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._next = clock()
+
+    def take(self, want: int) -> int:
+        """How many of ``want`` starts may happen now (they are counted as started)."""
+        now = self._clock()
+        self._next = max(self._next, now - 0.1)
+        if want <= 0 or now < self._next:
+            return 0
+        granted = min(want, int((now - self._next) / self._interval) + 1)
+        self._next += granted * self._interval
+        return granted
+
+    def delay(self) -> float:
+        """Seconds until the next start may happen."""
+        return max(0.0, self._next - self._clock())
+
+
+def _code(status: int | None, fallback: str) -> str:
+    return fallback if status is None else f"HTTP {status}"
+
+
+class Engine:
+    """One run of a campaign; :meth:`run` once."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        kind: Kind,
+        client: Any,
+        *,
+        concurrency: int,
+        pacer: Pacer | None,
+        counts: StateCounts,
+        on_progress: Callable[[StateCounts], None] | None,
+    ) -> None:
+        self._journal = journal
+        self._kind = kind
+        self._client = client
+        self._concurrency = concurrency
+        self._pacer = pacer
+        self.counts = counts
+        self._on_progress = on_progress
+        self.stopping = False
+        self.halt: AICCError | None = None
+        self._queue: asyncio.Queue[Finished] = asyncio.Queue()
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._finished: list[Finished] = []
+        self._cursor = 0
+
+    async def run(self) -> StateCounts:
+        """Send every pending row (until stopped or halted); returns the final counts.
+
+        Raises the ``AICCAuthError`` / ``AICCConnectionError`` that halted the run,
+        after the rows in flight finished and were recorded.
+        """
+        exhausted = False
+        try:
+            while True:
+                self._drain()
+                want = 0
+                if not (exhausted or self.stopping or self.halt):
+                    want = self._concurrency - len(self._tasks)
+                    if self._pacer is not None:
+                        want = self._pacer.take(want)
+                if self._finished or want > 0:
+                    claimed = await self._commit(want)
+                    exhausted = exhausted or len(claimed) < want
+                    for row in claimed:
+                        self._cursor = row.seq
+                        self._tasks[row.seq] = asyncio.create_task(self._send(row))
+                if not self._tasks:
+                    if exhausted or self.stopping or self.halt:
+                        break
+                    assert self._pacer is not None  # only the rate cap holds rows back
+                    await asyncio.sleep(self._pacer.delay())
+                    continue
+                await self._next_outcome(None if exhausted or self.stopping else self._pacer)
+        except BaseException:
+            await self._abandon()
+            raise
+        if self.halt is not None:
+            raise self.halt
+        return self.counts
+
+    def _drain(self) -> None:
+        while not self._queue.empty():
+            finished = self._queue.get_nowait()
+            self._tasks.pop(finished.seq, None)
+            self._finished.append(finished)
+
+    async def _next_outcome(self, pacer: Pacer | None) -> None:
+        timeout = None if pacer is None else pacer.delay()
+        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+            finished = await asyncio.wait_for(self._queue.get(), timeout)
+            self._tasks.pop(finished.seq, None)
+            self._finished.append(finished)
+
+    async def _commit(self, claim: int) -> list[Claimed]:
+        finished, self._finished = self._finished, []
+        commit = asyncio.ensure_future(self._journal.commit(finished, claim, self._cursor))
+        cancelled: asyncio.CancelledError | None = None
+        try:
+            claimed = await asyncio.shield(commit)
+        except asyncio.CancelledError as exc:
+            claimed = await commit  # the transaction goes on in its thread regardless
+            cancelled = exc
+        self.counts = self.counts.moved("sending", [f.state for f in finished]).moved(
+            "pending", ["sending"] * len(claimed)
+        )
+        if self._on_progress is not None:
+            self._on_progress(self.counts)
+        if cancelled is not None:
+            # Rows claimed by that transaction were never sent: give them back.
+            self._finished = [Finished(c.seq, "pending") for c in claimed]
+            raise cancelled
+        return claimed
+
+    async def _abandon(self) -> None:
+        """Cancel what is in flight and record it (the run is being cancelled or failed)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._drain()
+        try:
+            await self._commit(0)
+        except Exception:  # the rows stay 'sending'; opening the journal settles them
+            logger.exception("could not record the outcomes of the rows in flight")
+
+    async def _send(self, row: Claimed) -> None:
+        try:
+            finished = await self._attempt(row)
+        except asyncio.CancelledError:
+            state: State = "pending" if self._kind.idempotent else "unknown"
+            self._queue.put_nowait(
+                Finished(
+                    row.seq,
+                    state,
+                    INTERRUPTED,
+                    "the run stopped while this row was in flight; AICC may have processed it",
+                )
+            )
+            raise
+        self._queue.put_nowait(finished)
+
+    async def _attempt(self, row: Claimed) -> Finished:
+        seq = row.seq
+        try:
+            request = self._kind.request_type(**json.loads(row.payload))
+        except (TypeError, ValueError) as exc:  # AICCValidationError is a ValueError
+            return Finished(seq, "failed", INVALID, str(exc))
+        try:
+            result = await self._kind.send(self._client, request)
+        except AICCOutcomeUnknownError as exc:
+            return Finished(seq, "unknown", _code(exc.status, "no answer"), exc.message)
+        except (AICCAuthError, AICCConnectionError) as exc:
+            # Certainly not sent, and every other row would fail the same way: stop.
+            if self.halt is None:
+                self.halt = exc
+            return Finished(seq, "pending")
+        except AICCBusinessError as exc:
+            return Finished(seq, "failed", exc.code, exc.description or exc.meaning or exc.message)
+        except AICCHTTPError as exc:
+            return Finished(seq, "failed", f"HTTP {exc.status}", exc.message)
+        except AICCError as exc:
+            return Finished(seq, "failed", INVALID, exc.message)
+        except Exception as exc:
+            logger.exception("unexpected error sending campaign row %r", row.key)
+            return Finished(seq, "unknown", "internal error", f"{type(exc).__name__}: {exc}")
+        return Finished(seq, "done", reference=self._kind.reference(result))
