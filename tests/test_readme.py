@@ -41,7 +41,7 @@ def test_fake_aicc_fixture_example_passes_in_a_users_project(pytester: pytest.Py
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 
 
-def test_there_is_an_example_per_interface() -> None:
+def test_there_is_an_example_per_interface_and_for_campaigns() -> None:
     names = {p.stem for p in EXAMPLES}
     assert names == {
         "voice_notification",
@@ -49,6 +49,7 @@ def test_there_is_an_example_per_interface() -> None:
         "create_call",
         "called_info",
         "leave_message",
+        "campaign",
     }
 
 

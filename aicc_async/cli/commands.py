@@ -118,12 +118,7 @@ def _check_environment(err: Console) -> None:
     try:
         ClientConfig.from_env(os.environ)
     except AICCValidationError as exc:
-        raise _fail(
-            err,
-            f"{exc.message}. Set AICC_BASE_URL, AICC_APP_KEY and AICC_APP_SECRET (and "
-            "AICC_TOKEN_URL if tokens come from another address), or try it out with "
-            "--sandbox.",
-        ) from None
+        raise _fail(err, f"{exc.message}; or try it out with --sandbox") from None
 
 
 async def _campaign(
