@@ -181,6 +181,12 @@ class Journal:
             # EXCLUSIVE before WAL: the WAL index lives in this process only, and no
             # other process can open the journal while a campaign runs.
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            if tables and "campaign" not in tables:
+                raise CampaignError(
+                    f"{path} is not an aicc journal (it is another SQLite database): "
+                    "choose another --journal path"
+                )
             if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CampaignError(f"{path}: SQLite could not switch the journal to WAL mode")
             db.execute("PRAGMA synchronous=FULL")
