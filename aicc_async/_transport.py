@@ -108,6 +108,11 @@ class Transport:
     # -- session -------------------------------------------------------------------------
 
     @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
+    @property
     def session_open(self) -> bool:
         """True while this transport holds an open session it must close."""
         return self._owns_session and self._session is not None and not self._session.closed

@@ -120,6 +120,11 @@ class AICCClient:
         """
         return cls.from_config(ClientConfig.from_env(environ, **options), session=session)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called; a closed client sends nothing."""
+        return self._transport.closed
+
     async def close(self) -> None:
         """Close the connection pool (unless it was passed in) and stop token refreshes.
 

@@ -250,9 +250,8 @@ class Campaign:
             )
         if row.request is None:
             payload = Journal.dumps(dict(row.source))
-            return LoadedRow(
-                row.key, _fingerprint("invalid", payload), "failed", payload, INVALID, row.invalid
-            )
+            fingerprint = _fingerprint("invalid", f"{payload}:{row.invalid}")
+            return LoadedRow(row.key, fingerprint, "failed", payload, INVALID, row.invalid)
         if not isinstance(row.request, self._kind.request_type):
             raise AICCValidationError(
                 f"row {row.key!r}: a {self.kind} campaign takes "
@@ -315,6 +314,8 @@ class Campaign:
                 raise AICCValidationError(f"{name}: must be True or False, got {flag!r}")
         if self._engine is not None:
             raise CampaignError(f"{self.path}: this campaign is already running")
+        if aicc.closed:
+            raise RuntimeError("this AICCClient is closed; create a new one")
         if retry_unknown and not kind.idempotent:
             unknown = (await self._journal.counts()).unknown
             if unknown:

@@ -170,12 +170,15 @@ class Engine:
         self.counts = self.counts.moved("sending", [f.state for f in finished]).moved(
             "pending", ["sending"] * len(claimed)
         )
-        if self._on_progress is not None:
-            self._on_progress(self.counts)
-        if cancelled is not None:
+        try:
+            if cancelled is not None:
+                raise cancelled
+            if self._on_progress is not None:
+                self._on_progress(self.counts)
+        except BaseException:
             # Rows claimed by that transaction were never sent: give them back.
             self._finished = [Finished(c.seq, "pending") for c in claimed]
-            raise cancelled
+            raise
         return claimed
 
     async def _abandon(self) -> None:
@@ -228,6 +231,12 @@ class Engine:
         except AICCError as exc:
             return Finished(seq, "failed", INVALID, exc.message)
         except Exception as exc:
+            if isinstance(exc, RuntimeError) and self._client.closed:  # nothing was sent
+                if self.halt is None:
+                    self.halt = AICCConnectionError(
+                        "the client was closed during the campaign; the rows not sent stay pending"
+                    )
+                return Finished(seq, "pending")
             logger.exception("unexpected error sending campaign row %r", row.key)
             return Finished(seq, "unknown", "internal error", f"{type(exc).__name__}: {exc}")
         return Finished(seq, "done", reference=self._kind.reference(result))

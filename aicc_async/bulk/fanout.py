@@ -4,7 +4,14 @@ outcome as it completes. Memory is bounded by the concurrency, not by the input.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+)
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -75,7 +82,7 @@ def fan_out(
     *,
     concurrency: int,
     endpoint: str,
-) -> AsyncIterator[Outcome[RequestT, ResultT]]:
+) -> AsyncGenerator[Outcome[RequestT, ResultT], None]:
     """Call ``send`` for each item of ``requests``, at most ``concurrency`` at once,
     yielding an :class:`Outcome` per item in completion order.
 
@@ -92,7 +99,7 @@ async def _fan_out(
     send: Callable[[RequestT], Awaitable[ResultT]],
     source: AsyncIterator[RequestT],
     concurrency: int,
-) -> AsyncIterator[Outcome[RequestT, ResultT]]:
+) -> AsyncGenerator[Outcome[RequestT, ResultT], None]:
     done: asyncio.Queue[Outcome[RequestT, ResultT]] = asyncio.Queue()
     tasks: set[asyncio.Task[None]] = set()
     in_flight = 0

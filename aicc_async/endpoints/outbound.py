@@ -6,7 +6,7 @@ again. It is therefore retried after ambiguous failures (timeout, reset, 502/504
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -143,7 +143,7 @@ class OutboundAPI:
         requests: Iterable[WriteBackResultRequest] | AsyncIterable[WriteBackResultRequest],
         *,
         concurrency: int | None = None,
-    ) -> AsyncIterator[Outcome[WriteBackResultRequest, WriteBackResult]]:
+    ) -> AsyncGenerator[Outcome[WriteBackResultRequest, WriteBackResult], None]:
         """Write back many prepared results; yield an ``Outcome`` per request as each
         completes.
 

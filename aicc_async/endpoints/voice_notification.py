@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import enum
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -246,7 +246,7 @@ class VoiceNotificationAPI:
         *,
         concurrency: int | None = None,
         retry_unsafe: bool = False,
-    ) -> AsyncIterator[Outcome[CreateVoiceNotificationRequest, VoiceNotificationResult]]:
+    ) -> AsyncGenerator[Outcome[CreateVoiceNotificationRequest, VoiceNotificationResult], None]:
         """Send many prepared requests; yield an ``Outcome`` per request as each completes.
 
         ``requests`` (any iterable or async iterable) is read only as fast as requests

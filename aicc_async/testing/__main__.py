@@ -1,7 +1,19 @@
-"""Run FakeAICC in the foreground: ``python -m aicc_async.testing [--host H] [--port P]``.
+"""Run FakeAICC in the foreground: ``python -m aicc_async.testing [options]``.
 
 Prints one JSON line ``{"url": ..., "app_key": ..., "app_secret": ...}`` to stdout,
-then serves until SIGINT or SIGTERM and exits 0.
+then serves until SIGINT or SIGTERM and exits 0. Options::
+
+    --host H / --port P          where to listen (default 127.0.0.1, any free port)
+    --no-record                  keep counters only, not every request
+    --latency SECONDS            delay every business request (FakeAICC(latency=...))
+    --chaos-probability P        enable seeded chaos (FakeAICC.chaos) when P > 0
+    --chaos-faults LIST          comma-separated Fault values, required with P > 0
+    --chaos-seed N               the chaos seed (default 0)
+    --chaos-delay SECONDS        the delay of chaos HANG / LATENCY faults
+
+``GET <url>/_fake/stats`` answers the fake's counters as JSON (see FakeAICC.stats).
+:func:`add_server_arguments`, :func:`fake_from_args` and :func:`serve` let another
+command line tool offer the same options and serving loop.
 """
 
 from __future__ import annotations
@@ -10,50 +22,186 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from aicc_async.testing.fake_server import FakeAICC
+from aicc_async.testing.fake_server import FakeAICC, Fault
+
+__all__ = ["add_server_arguments", "fake_from_args", "main", "serve"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_FAULT_NAMES = ", ".join(f.value for f in Fault)
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m aicc_async.testing",
-        description="Run the FakeAICC simulator until SIGINT/SIGTERM.",
-    )
+def _non_negative_seconds(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    """argparse type: a float within [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text!r}")
+    return value
+
+
+def _fault_list(text: str) -> tuple[Fault, ...]:
+    """argparse type: comma-separated :class:`Fault` values (repeats weigh the choice)."""
+    names = [name.strip() for name in text.split(",")]
+    if not any(names):
+        raise argparse.ArgumentTypeError(f"expected at least one of: {_FAULT_NAMES}")
+    faults: list[Fault] = []
+    for name in names:
+        try:
+            faults.append(Fault(name))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"unknown fault {name!r}; valid faults: {_FAULT_NAMES}"
+            ) from None
+    return tuple(faults)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the FakeAICC options (host, port, recording, latency, chaos) to ``parser``.
+
+    Single values are checked while parsing (argparse error, exit 2); the
+    combination is checked by :func:`fake_from_args`.
+    """
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free)")
     parser.add_argument(
         "--no-record",
         action="store_true",
-        help="do not keep every request in memory (for long benchmarks)",
+        help="do not keep every request in memory (for long benchmarks); counters are kept",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--latency",
+        type=_non_negative_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before handling each business request (default 0)",
+    )
+    chaos = parser.add_argument_group(
+        "chaos", "random faults with a fixed seed; enabled by --chaos-probability > 0"
+    )
+    chaos.add_argument(
+        "--chaos-probability",
+        type=_probability,
+        default=None,
+        metavar="P",
+        help="probability in [0, 1] that a business request gets a fault",
+    )
+    chaos.add_argument(
+        "--chaos-faults",
+        type=_fault_list,
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated faults to choose from, among: {_FAULT_NAMES}",
+    )
+    chaos.add_argument(
+        "--chaos-seed", type=int, default=None, metavar="N", help="random seed (default 0)"
+    )
+    chaos.add_argument(
+        "--chaos-delay",
+        type=_non_negative_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long hang/latency faults wait (default: hang forever, latency 0.5 s)",
+    )
 
 
-async def _serve(host: str, port: int, record: bool) -> None:
+def fake_from_args(args: argparse.Namespace) -> FakeAICC:
+    """Build the (not yet started) FakeAICC that options from :func:`add_server_arguments` ask for.
+
+    Raises ValueError when the chaos options do not fit together (``--chaos-probability``
+    above 0 without ``--chaos-faults``, or another chaos option without
+    ``--chaos-probability``); pass the message to ``parser.error`` to exit 2.
+    """
+    probability: float | None = args.chaos_probability
+    faults: tuple[Fault, ...] | None = args.chaos_faults
+    seed: int | None = args.chaos_seed
+    delay: float | None = args.chaos_delay
+    if probability is None:
+        given = [
+            option
+            for option, value in (
+                ("--chaos-faults", faults),
+                ("--chaos-seed", seed),
+                ("--chaos-delay", delay),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"{' and '.join(given)} given without --chaos-probability, which enables chaos"
+            )
+    elif probability > 0 and faults is None:
+        raise ValueError(
+            f"--chaos-probability above 0 needs --chaos-faults (among: {_FAULT_NAMES})"
+        )
+    fake = FakeAICC(host=args.host, port=args.port, record=not args.no_record, latency=args.latency)
+    if probability is not None and probability > 0 and faults is not None:
+        fake.chaos(
+            seed=seed if seed is not None else 0,
+            probability=probability,
+            faults=faults,
+            delay=delay,
+        )
+    return fake
+
+
+async def serve(fake: FakeAICC, on_ready: Callable[[FakeAICC], None]) -> None:
+    """Start ``fake``, call ``on_ready(fake)`` once it listens, serve until SIGINT/SIGTERM.
+
+    The signal handlers are installed on the running loop (where supported) and
+    removed afterwards; ``fake`` is closed on the way out, whatever happens.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _SIGNALS:
         with contextlib.suppress(NotImplementedError):  # Windows
             loop.add_signal_handler(sig, stop.set)
-    async with FakeAICC(host=host, port=port, record=record) as fake:
-        line = json.dumps({"url": fake.url, "app_key": fake.app_key, "app_secret": fake.app_secret})
-        print(line, flush=True)
-        try:
+    try:
+        async with fake:
+            on_ready(fake)
             await stop.wait()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.remove_signal_handler(sig)
+    finally:
+        for sig in _SIGNALS:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+
+def _print_ready(fake: FakeAICC) -> None:
+    line = json.dumps({"url": fake.url, "app_key": fake.app_key, "app_secret": fake.app_secret})
+    print(line, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
-    args = _parse_args(argv)
+    """Entry point; returns the process exit code (argparse exits 2 on bad options)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m aicc_async.testing",
+        description="Run the FakeAICC simulator until SIGINT/SIGTERM.",
+    )
+    add_server_arguments(parser)
+    args = parser.parse_args(argv)
     try:
-        asyncio.run(_serve(args.host, args.port, not args.no_record))
+        fake = fake_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(serve(fake, _print_ready))
     except KeyboardInterrupt:  # a SIGINT that arrived before the handler was installed
         return 0
     return 0

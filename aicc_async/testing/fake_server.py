@@ -6,7 +6,9 @@ It serves ``tokenByAkSk``, ``createVoiceNotification``, the CC-Messaging
 validation rules of the real platform, records what it received, and can inject
 faults (latency, hangs, connection resets, gateway HTML pages, throttling, busy
 answers, token rejections) either on demand (:meth:`FakeAICC.inject`) or at
-random with a fixed seed (:meth:`FakeAICC.chaos`).
+random with a fixed seed (:meth:`FakeAICC.chaos`). ``latency=`` slows every
+business request down, and ``GET /_fake/stats`` answers :meth:`FakeAICC.stats` as
+JSON for tests that run the fake in another process (``python -m aicc_async.testing``).
 
 Typical use::
 
@@ -23,6 +25,7 @@ import base64
 import binascii
 import enum
 import json
+import math
 import random
 import re
 import secrets
@@ -69,6 +72,8 @@ _PATHS: Final[Mapping[str, str]] = {
     _MIDRESULT_PATH: _MIDRESULT_ENDPOINT,
 }
 _ENDPOINTS: Final = frozenset(_PATHS.values())
+_ALL_ENDPOINTS: Final = (*_PATHS.values(), _UNKNOWN_ENDPOINT)
+_STATS_PATH: Final = "/_fake/stats"
 
 _MESSAGING_TOKEN_HEADER: Final = "ccmessaging-token"  # noqa: S105 - a header name
 _MESSAGING_TOKEN_TTL: Final = 3600
@@ -427,6 +432,17 @@ class FakeAICC:
     <AccessToken>`` and, except midresult, the ``X-APP-Key`` header; a body that is
     not a JSON object is answered HTTP 400. The public attributes set below tune
     the business answers.
+
+    ``latency`` (seconds, default 0) makes every business request wait that long in
+    real time after it arrived and before it is handled: before its fault (chosen at
+    arrival) is applied or it is processed. The wait counts in :attr:`in_flight`;
+    :meth:`close` cuts it short and drops the connection unprocessed.
+    tokenByAkSk and the stats route are never delayed.
+
+    For tests that run FakeAICC in another process, ``GET /_fake/stats`` answers
+    :meth:`stats` as JSON (HTTP 200, no token needed; any other method is answered
+    405). It is not a business request: it is not recorded, not counted, and never
+    gets faults or latency.
     """
 
     def __init__(
@@ -439,7 +455,10 @@ class FakeAICC:
         token_reject_status: int = 401,
         clock: Callable[[], float] | None = None,
         record: bool = True,
+        latency: float = 0.0,
     ) -> None:
+        if not (math.isfinite(latency) and latency >= 0):
+            raise ValueError(f"latency must be a finite number >= 0, got {latency!r}")
         self.app_key = app_key
         self.app_secret = app_secret
         self._host = host
@@ -447,6 +466,7 @@ class FakeAICC:
         self.token_reject_status = token_reject_status
         self._clock: Callable[[], float] = clock if clock is not None else time.monotonic
         self._record = record
+        self._latency = float(latency)
 
         self.trial_trustlist: set[str] | None = None
         """When a set, createVoiceNotification to a ``called`` not in it answers retCode 16."""
@@ -476,6 +496,8 @@ class FakeAICC:
         self._calls: Counter[str] = Counter()
         self._call_tasks: Counter[str] = Counter()
         self._write_backs: Counter[str] = Counter()
+        self._received: Counter[str] = Counter()
+        self._processed: Counter[str] = Counter()
         self._serial = _FIRST_SERIAL
         self._access_code = _FIRST_ACCESS_CODE
         self._queued: list[_FaultSpec] = []
@@ -718,7 +740,7 @@ class FakeAICC:
 
     @property
     def in_flight(self) -> int:
-        """Business requests (not tokenByAkSk) being handled right now, fault delays included."""
+        """Business requests (not tokenByAkSk) being handled now, latency and fault delays too."""
         return self._in_flight
 
     @property
@@ -730,9 +752,34 @@ class FakeAICC:
         """Restart :attr:`max_in_flight` from the current :attr:`in_flight` (0 when idle)."""
         self._max_in_flight = self._in_flight
 
+    def stats(self) -> dict[str, Any]:
+        """A JSON-able snapshot of the counters (kept with ``record=False`` too).
+
+        ``calls`` (see :meth:`calls_to`), ``call_tasks`` (:meth:`call_tasks_to`) and
+        ``write_backs`` count per number / ``uniqueId``; ``received`` and
+        ``processed`` count requests per endpoint name (as in
+        :attr:`RecordedRequest.endpoint`, every name present, 0 included);
+        ``token_requests``, ``rejected_token_requests``, ``in_flight`` and
+        ``max_in_flight`` are the properties of the same names. Also served as
+        ``GET /_fake/stats``.
+        """
+        return {
+            "calls": dict(self._calls),
+            "call_tasks": dict(self._call_tasks),
+            "write_backs": dict(self._write_backs),
+            "received": {name: self._received[name] for name in _ALL_ENDPOINTS},
+            "processed": {name: self._processed[name] for name in _ALL_ENDPOINTS},
+            "token_requests": self._token_requests,
+            "rejected_token_requests": self._rejected_token_requests,
+            "in_flight": self._in_flight,
+            "max_in_flight": self._max_in_flight,
+        }
+
     # ------------------------------------------------------------------ HTTP
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == _STATS_PATH:
+            return self._stats_response(request)
         endpoint = _PATHS.get(request.path, _UNKNOWN_ENDPOINT)
         if request.method != "POST":
             endpoint = _UNKNOWN_ENDPOINT
@@ -745,6 +792,16 @@ class FakeAICC:
         finally:
             if business:
                 self._in_flight -= 1
+
+    def _stats_response(self, request: web.Request) -> web.Response:
+        """The control route: GET answers :meth:`stats`, anything else 405."""
+        if request.method != "GET":
+            return web.json_response(
+                {"error": f"{request.method} not allowed on {_STATS_PATH}; use GET"},
+                status=405,
+                headers={"Allow": "GET"},
+            )
+        return web.json_response(self.stats())
 
     async def _serve(self, request: web.Request, endpoint: str) -> web.StreamResponse:
         arrival = self._clock()
@@ -769,6 +826,7 @@ class FakeAICC:
                     time=arrival,
                 )
             )
+        self._received[endpoint] += 1
         if endpoint == _TOKEN_ENDPOINT:
             self._token_requests += 1
         elif endpoint == _APPLY_TOKEN_ENDPOINT:
@@ -782,6 +840,8 @@ class FakeAICC:
             return web.json_response(
                 {"error_code": "APIGW.0404", "error_msg": "The API does not exist"}, status=404
             )
+        if self._latency > 0 and endpoint != _TOKEN_ENDPOINT and await self._wait(self._latency):
+            return self._abort(request)
         if spec is None:
             return self._process(ex)
         return await self._apply_fault(ex, spec)
@@ -858,6 +918,7 @@ class FakeAICC:
         )
 
     def _mark_processed(self, ex: _Exchange) -> None:
+        self._processed[ex.endpoint] += 1
         if ex.index is not None:
             self._requests[ex.index] = attrs.evolve(self._requests[ex.index], processed=True)
 

@@ -1,0 +1,531 @@
+"""The campaign journal without sending: loading, keys, opening, argument checks, recovery.
+
+Rows are read back either through the public API (``report()``, ``problem_rows()``)
+or, where a test needs every row's state, straight from the SQLite file after the
+campaign was closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aicc_async import (
+    AICCClient,
+    AICCValidationError,
+    CreateVoiceNotificationRequest,
+    WriteBackResultRequest,
+)
+from aicc_async.bulk import (
+    Campaign,
+    CampaignKind,
+    CampaignRow,
+    LoadSummary,
+    Problem,
+    StateCounts,
+)
+from aicc_async.errors import CampaignError
+from aicc_async.testing import FakeAICC
+
+VOICE: CampaignKind = "voice_notification"
+WRITE_BACK: CampaignKind = "write_back"
+
+
+def number(i: int) -> str:
+    return f"8888{i:05d}"
+
+
+def voice(i: int, content: str = "$Your parcel$") -> CreateVoiceNotificationRequest:
+    return CreateVoiceNotificationRequest(called=number(i), voice_content=content)
+
+
+def write_back(i: int, status: str = "0") -> WriteBackResultRequest:
+    return WriteBackResultRequest(
+        sub_cc_no=1, vdn_id=2, unique_id=f"uid-{i}", service_id="svc", status=status
+    )
+
+
+def voice_rows(n: int, content: str = "$Your parcel$") -> list[CampaignRow]:
+    return [CampaignRow(key=f"k{i}", request=voice(i, content)) for i in range(n)]
+
+
+def files_in(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+def rows_of(path: Path) -> dict[str, tuple[str, str | None, str | None, str]]:
+    """key -> (state, code, description, payload), read from a closed journal."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {
+            key: (state, code, description, payload)
+            for key, state, code, description, payload in db.execute(
+                "SELECT key, state, code, description, payload FROM rows"
+            )
+        }
+
+
+def set_state(path: Path, keys: Iterable[str], state: str, code: str | None = None) -> None:
+    """What a run (or a crash) would have left in the journal for ``keys``."""
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executemany(
+            "UPDATE rows SET state = ?, code = ? WHERE key = ?",
+            [(state, code, key) for key in keys],
+        )
+
+
+async def loaded(path: Path, rows: list[CampaignRow], kind: CampaignKind = VOICE) -> LoadSummary:
+    async with Campaign(path, kind) as campaign:
+        return await campaign.load(rows)
+
+
+async def counts(path: Path) -> StateCounts:
+    async with Campaign(path) as campaign:
+        return (await campaign.report()).counts
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_loading_the_same_rows_twice_adds_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    async with Campaign(path, VOICE) as campaign:
+        first = await campaign.load(voice_rows(50))
+        second = await campaign.load(voice_rows(50))
+        report = await campaign.report()
+
+    assert (first.read, first.added, first.replaced, first.unchanged) == (50, 50, 0, 0)
+    assert (second.read, second.added, second.replaced, second.unchanged) == (50, 0, 0, 50)
+    assert report.counts == StateCounts(pending=50)
+    assert report.problems == ()
+
+
+@pytest.mark.asyncio
+async def test_load_accepts_generators_and_async_iterables_and_reports_progress(
+    tmp_path: Path,
+) -> None:
+    async def rows() -> AsyncIterator[CampaignRow]:
+        for row in voice_rows(4500):
+            yield row
+
+    progress: list[int] = []
+    async with Campaign(tmp_path / "c.db", VOICE) as campaign:
+        summary = await campaign.load(rows(), on_progress=progress.append)
+        more = await campaign.load(
+            (CampaignRow(key=f"x{i}", request=voice(9000 + i)) for i in range(3)),
+        )
+        total = (await campaign.report()).counts.total
+
+    assert summary.added == 4500
+    assert progress == sorted(progress)
+    assert progress[-1] == 4500
+    assert len(progress) >= 2  # reported per batch, not only at the end
+    assert more.added == 3
+    assert total == 4503
+
+
+@pytest.mark.asyncio
+async def test_load_rows_in_a_later_session_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(30))
+    summary = await loaded(path, voice_rows(40))
+    assert (summary.added, summary.unchanged, summary.replaced) == (10, 30, 0)
+    assert await counts(path) == StateCounts(pending=40)
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [("done", None), ("unknown", "no answer"), ("failed", "16"), ("failed", "HTTP 500")],
+)
+@pytest.mark.asyncio
+async def test_changed_row_for_a_key_already_sent_is_refused(
+    tmp_path: Path, state: str, code: str | None
+) -> None:
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(5))
+    set_state(path, ["k3"], state, code)
+    before = rows_of(path)
+
+    changed = voice_rows(5)
+    changed[3] = CampaignRow(key="k3", request=voice(3, "$Another message$"))
+    changed[1] = CampaignRow(key="k1", request=voice(1, "$Changed but pending$"))
+    changed.append(CampaignRow(key="k-new", request=voice(77)))
+    async with Campaign(path, VOICE) as campaign:
+        with pytest.raises(CampaignError, match="'k3'") as caught:
+            await campaign.load(changed)
+        assert "Nothing was sent" in str(caught.value)
+
+    # Nothing of that batch was written: no new key, the pending row not replaced.
+    assert rows_of(path) == before
+
+
+@pytest.mark.asyncio
+async def test_changed_row_still_pending_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(5))
+    changed = voice_rows(5)
+    changed[2] = CampaignRow(key="k2", request=voice(2, "$Corrected text$"))
+    summary = await loaded(path, changed)
+
+    assert (summary.read, summary.added, summary.replaced, summary.unchanged) == (5, 0, 1, 4)
+    state, code, _, payload = rows_of(path)["k2"]
+    assert state == "pending"
+    assert code is None
+    assert "Corrected text" in payload
+
+
+@pytest.mark.asyncio
+async def test_invalid_row_is_stored_failed_and_can_be_corrected(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    rows = voice_rows(3)
+    rows.append(CampaignRow(key="bad", invalid="called: bad", source={"called": "12ab"}))
+    async with Campaign(path, VOICE) as campaign:
+        summary = await campaign.load(rows)
+        report = await campaign.report()
+        problems = [row async for row in campaign.problem_rows()]
+
+    assert summary.added == 4
+    assert report.counts == StateCounts(pending=3, failed=1)
+    assert report.problems == (Problem("failed", "invalid", 1, "called: bad"),)
+    assert report.to_json()["problems"] == [
+        {"state": "failed", "code": "invalid", "count": 1, "example": "called: bad"}
+    ]
+    assert problems == [
+        {
+            "key": "bad",
+            "state": "failed",
+            "code": "invalid",
+            "description": "called: bad",
+            "reference": None,
+            "fields": {"called": "12ab"},
+        }
+    ]
+
+    # The corrected row replaces the invalid one (it was never sent) and becomes pending.
+    fixed = [*voice_rows(3), CampaignRow(key="bad", request=voice(99))]
+    summary = await loaded(path, fixed)
+    assert (summary.added, summary.replaced, summary.unchanged) == (0, 1, 3)
+    assert rows_of(path)["bad"][:3] == ("pending", None, None)
+    async with Campaign(path) as campaign:
+        assert (await campaign.report()).problems == ()
+
+
+@pytest.mark.asyncio
+async def test_pending_row_can_become_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(2))
+    summary = await loaded(
+        path, [voice_rows(2)[0], CampaignRow(key="k1", invalid="voice_content: empty")]
+    )
+    assert summary.replaced == 1
+    assert rows_of(path)["k1"][:3] == ("failed", "invalid", "voice_content: empty")
+
+
+@pytest.mark.asyncio
+async def test_retry_failed_does_not_requeue_invalid_rows(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    rows = [*voice_rows(2), CampaignRow(key="bad", invalid="called: bad")]
+    await loaded(path, rows)
+    set_state(path, ["k0", "k1"], "done")
+    async with (
+        Campaign(path, VOICE) as campaign,
+        AICCClient(base_url="http://127.0.0.1:9", app_key="k", app_secret="s") as aicc,
+    ):
+        # Nothing is pending: the invalid row is never sent (port 9 would refuse it).
+        result = await campaign.run(aicc, retry_failed=True)
+    assert result == StateCounts(done=2, failed=1)
+
+
+# -- row and kind validation ----------------------------------------------------------------------
+
+
+def test_unknown_kind_is_refused(tmp_path: Path) -> None:
+    for kind in ("voice", "", "WRITE_BACK", 3):
+        with pytest.raises(AICCValidationError) as caught:
+            Campaign(tmp_path / "c.db", kind)  # type: ignore[arg-type]
+        assert caught.value.field == "kind"
+    assert files_in(tmp_path) == []
+
+
+def test_campaign_row_needs_exactly_one_of_request_and_invalid() -> None:
+    with pytest.raises(AICCValidationError):
+        CampaignRow(key="a")
+    with pytest.raises(AICCValidationError):
+        CampaignRow(key="a", request=voice(1), invalid="called: bad")
+
+
+@pytest.mark.parametrize("key", ["", "   ", "x" * 257, None, 5])
+def test_bad_keys_are_refused(key: Any) -> None:
+    with pytest.raises(AICCValidationError) as caught:
+        CampaignRow(key=key, request=voice(1))
+    assert caught.value.field == "key"
+
+
+def test_longest_key_is_accepted() -> None:
+    assert CampaignRow(key="x" * 256, request=voice(1)).key == "x" * 256
+
+
+@pytest.mark.asyncio
+async def test_row_of_the_wrong_request_type_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    async with Campaign(path, VOICE) as campaign:
+        with pytest.raises(AICCValidationError, match="CreateVoiceNotificationRequest"):
+            await campaign.load([*voice_rows(3), CampaignRow(key="wb", request=write_back(1))])
+        with pytest.raises(AICCValidationError):
+            await campaign.load([{"key": "k0"}])  # type: ignore[list-item]
+        with pytest.raises(AICCValidationError):
+            await campaign.load(None)  # type: ignore[arg-type]
+        assert (await campaign.report()).counts.total == 0  # nothing of that batch
+
+    async with Campaign(tmp_path / "w.db", WRITE_BACK) as campaign:
+        with pytest.raises(AICCValidationError, match="WriteBackResultRequest"):
+            await campaign.load([CampaignRow(key="v", request=voice(1))])
+
+
+# -- opening ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_journal_of_another_kind_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(2))
+    with pytest.raises(CampaignError, match="voice_notification"):
+        await Campaign(path, WRITE_BACK).open()
+    # kind=None opens whatever it holds.
+    async with Campaign(path) as campaign:
+        assert campaign.kind == VOICE
+        assert (await campaign.report()).counts == StateCounts(pending=2)
+
+
+@pytest.mark.asyncio
+async def test_missing_journal_without_kind_is_refused_and_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "missing.db"
+    with pytest.raises(CampaignError, match="no journal"):
+        await Campaign(path).open()
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_non_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "numbers.csv"
+    text = "key,called\n" + "".join(f"{i},8888{i:04d}\n" for i in range(200))
+    path.write_text(text)
+    kinds: list[CampaignKind | None] = [VOICE, None]
+    for kind in kinds:
+        with pytest.raises(CampaignError, match="not an aicc journal"):
+            await Campaign(path, kind).open()
+    assert path.read_text() == text
+
+
+# An existing SQLite database of another application is refused before anything is
+# written to it: a table named `rows` once let it open and then fail with a raw
+# sqlite3.OperationalError; one without it was silently turned into a journal.
+@pytest.mark.asyncio
+async def test_sqlite_database_with_a_foreign_rows_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "crm.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE rows (name TEXT, phone TEXT)")
+        db.execute("INSERT INTO rows VALUES ('Ann', '88880000')")
+    campaign = Campaign(path, VOICE)
+    try:
+        with pytest.raises(CampaignError, match="not an aicc journal"):
+            await campaign.open()
+    finally:
+        await campaign.close()
+
+
+@pytest.mark.asyncio
+async def test_sqlite_database_of_another_application_is_refused_and_left_alone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "crm.db"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE people (name TEXT, phone TEXT)")
+        db.execute("INSERT INTO people VALUES ('Ann', '88880000')")
+    before = path.read_bytes()
+    campaign = Campaign(path, VOICE)
+    try:
+        with pytest.raises(CampaignError, match="not an aicc journal"):
+            await campaign.open()
+    finally:
+        await campaign.close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"people"}
+    assert path.read_bytes() == before
+
+
+@pytest.mark.asyncio
+async def test_journal_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "no" / "such" / "dir" / "c.db"
+    kinds: list[CampaignKind | None] = [VOICE, None]
+    for kind in kinds:
+        with pytest.raises(CampaignError):
+            await Campaign(path, kind).open()
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.asyncio
+async def test_journal_that_cannot_be_written_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # not root: a read-only directory
+            with pytest.raises(CampaignError, match="journal"):
+                await Campaign(locked / "c.db", VOICE).open()
+            assert files_in(locked) == []
+        else:  # root writes anywhere: a path whose parent is a regular file instead
+            parent = tmp_path / "a-file"
+            parent.write_text("not a directory")
+            with pytest.raises(CampaignError, match="journal"):
+                await Campaign(parent / "c.db", VOICE).open()
+            assert parent.read_text() == "not a directory"
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.asyncio
+async def test_a_journal_is_used_by_one_campaign_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    first = Campaign(path, VOICE)
+    await first.open()
+    try:
+        await first.load(voice_rows(3))
+        with pytest.raises(CampaignError, match="in use"):
+            await Campaign(path).open()
+        assert (await first.report()).counts == StateCounts(pending=3)  # still usable
+    finally:
+        await first.close()
+    # Once closed, the next one opens it.
+    assert await counts(path) == StateCounts(pending=3)
+
+
+@pytest.mark.asyncio
+async def test_campaign_must_be_opened_first_and_closes_idempotently(tmp_path: Path) -> None:
+    campaign = Campaign(tmp_path / "c.db", VOICE)
+    with pytest.raises(CampaignError, match="open the campaign first"):
+        await campaign.load(voice_rows(1))
+    with pytest.raises(CampaignError, match="open the campaign first"):
+        await campaign.report()
+    await campaign.open()
+    await campaign.open()  # a second open is a no-op
+    await campaign.load(voice_rows(1))
+    await campaign.close()
+    await campaign.close()
+    with pytest.raises(CampaignError):
+        await campaign.report()
+    assert campaign.path == tmp_path / "c.db"
+
+
+# -- run() argument validation ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"concurrency": 51},  # the client's voice_notification limit is 50
+        {"concurrency": 0},
+        {"concurrency": -1},
+        {"concurrency": True},
+        {"concurrency": "5"},
+        {"rate": 0},
+        {"rate": -1},
+        {"rate": math.nan},
+        {"rate": math.inf},
+        {"rate": True},
+        {"rate": "10"},
+        {"retry_unknown": "yes"},
+        {"retry_unknown": 1},
+        {"retry_failed": "no"},
+    ],
+    ids=repr,
+)
+@pytest.mark.asyncio
+async def test_run_refuses_bad_arguments_before_sending(
+    tmp_path: Path, kwargs: dict[str, Any]
+) -> None:
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(3))
+    set_state(path, ["k2"], "unknown", "no answer")
+    async with (
+        Campaign(path) as campaign,
+        AICCClient(base_url="http://127.0.0.1:9", app_key="k", app_secret="s") as aicc,
+    ):
+        with pytest.raises(AICCValidationError):
+            await campaign.run(aicc, **kwargs)
+        report = await campaign.report()
+    assert report.counts == StateCounts(pending=2, unknown=1)  # nothing requeued, nothing sent
+
+
+@pytest.mark.asyncio
+async def test_run_concurrency_limit_follows_the_client(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(1))
+    set_state(path, ["k0"], "done")
+    async with (
+        Campaign(path) as campaign,
+        AICCClient(
+            base_url="http://127.0.0.1:9",
+            app_key="k",
+            app_secret="s",
+            limits={"voice_notification": 80},
+        ) as aicc,
+    ):
+        with pytest.raises(AICCValidationError, match="80"):
+            await campaign.run(aicc, concurrency=81)
+        assert await campaign.run(aicc, concurrency=80) == StateCounts(done=1)
+
+
+# -- recovery after a crash ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_rows_left_sending_by_a_crash_become_unknown_in_a_voice_campaign(
+    tmp_path: Path, fake_aicc: FakeAICC
+) -> None:
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(10))
+    set_state(path, ["k1", "k4", "k7"], "sending")  # the process died mid-run
+
+    async with Campaign(path) as campaign:
+        report = await campaign.report()
+        problems = [row async for row in campaign.problem_rows()]
+        assert report.counts == StateCounts(pending=7, unknown=3)
+        assert [p["key"] for p in problems] == ["k1", "k4", "k7"]
+        assert {(p["state"], p["code"]) for p in problems} == {("unknown", "interrupted")}
+        assert all("may have processed" in p["description"] for p in problems)
+        assert problems[0]["fields"]["called"] == number(1)
+
+        # The next run phones everyone else, and not them.
+        async with fake_aicc.client() as aicc:
+            assert await campaign.run(aicc) == StateCounts(done=7, unknown=3)
+
+    for i in range(10):
+        assert fake_aicc.calls_to(number(i)) == (0 if i in (1, 4, 7) else 1)
+
+
+@pytest.mark.asyncio
+async def test_rows_left_sending_by_a_crash_are_sent_again_in_a_write_back_campaign(
+    tmp_path: Path, fake_aicc: FakeAICC
+) -> None:
+    path = tmp_path / "w.db"
+    rows = [CampaignRow(key=f"w{i}", request=write_back(i)) for i in range(10)]
+    await loaded(path, rows, WRITE_BACK)
+    set_state(path, ["w0", "w5"], "sending")
+
+    async with Campaign(path) as campaign:
+        assert campaign.kind == WRITE_BACK
+        assert (await campaign.report()).counts == StateCounts(pending=10)
+        async with fake_aicc.client() as aicc:
+            assert await campaign.run(aicc) == StateCounts(done=10)
+
+    assert fake_aicc.write_backs == {f"uid-{i}": 1 for i in range(10)}
+    assert {state for state, *_ in rows_of(path).values()} == {"done"}
