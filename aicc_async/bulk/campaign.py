@@ -220,22 +220,24 @@ class Campaign:
         Rows the journal already holds unchanged are skipped, so loading the same
         input again is how a campaign resumes. ``on_progress(rows_read)`` is called
         after each batch. Raises ``CampaignError`` when a key's row differs from the
-        one already sent for it (nothing of that batch is written, nothing is sent).
+        one already sent for it, or the input gives a key to two different rows
+        (nothing of that batch is written, nothing is sent).
         """
         read = added = replaced = 0
         batch: list[LoadedRow] = []
         await self._journal.set_durable(False)
+        load = await self._journal.new_load()
         try:
             async for row in async_items(rows, "campaign"):
                 batch.append(self._loaded(row))
                 if len(batch) >= _LOAD_BATCH:
-                    a, r = await self._journal.load(batch)
+                    a, r = await self._journal.load(batch, load)
                     read, added, replaced = read + len(batch), added + a, replaced + r
                     batch = []
                     if on_progress is not None:
                         on_progress(read)
             if batch:
-                a, r = await self._journal.load(batch)
+                a, r = await self._journal.load(batch, load)
                 read, added, replaced = read + len(batch), added + a, replaced + r
                 if on_progress is not None:
                     on_progress(read)

@@ -183,6 +183,7 @@ class Engine:
 
     async def _abandon(self) -> None:
         """Cancel what is in flight and record it (the run is being cancelled or failed)."""
+        self._on_progress = None  # it may be what failed
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()

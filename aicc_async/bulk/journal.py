@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS campaign (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
     kind TEXT NOT NULL,
     version INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    loads INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS rows (
     seq INTEGER PRIMARY KEY,
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS rows (
     description TEXT,
     reference TEXT,
     sends INTEGER NOT NULL DEFAULT 0,
+    loaded INTEGER NOT NULL DEFAULT 0,
     updated REAL NOT NULL
 );
 """
@@ -260,40 +262,59 @@ class Journal:
 
     # -- loading input ------------------------------------------------------------------
 
-    async def load(self, rows: Sequence[LoadedRow]) -> tuple[int, int]:
-        """Add ``rows`` in one transaction; returns (added, replaced).
+    async def new_load(self) -> int:
+        """Number a new pass over the input (see :meth:`load`)."""
+
+        def work(db: sqlite3.Connection) -> int:
+            db.execute("UPDATE campaign SET loads = loads + 1")
+            return int(db.execute("SELECT loads FROM campaign").fetchone()[0])
+
+        return await self._run(self._transaction, work)
+
+    async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[int, int]:
+        """Add ``rows`` of input pass ``load`` in one transaction; returns (added, replaced).
 
         A key already in the journal with the same fingerprint is left alone. With a
-        different fingerprint it is replaced if it was never sent (``pending``, or
-        ``failed`` as invalid input), else ``CampaignError`` is raised and nothing of
+        different fingerprint it is replaced if an earlier pass left it unsent
+        (``pending``, or ``failed`` as invalid input). Otherwise, or when this pass
+        already gave the key another row, ``CampaignError`` is raised and nothing of
         ``rows`` is written.
         """
-        return await self._run(self._transaction, lambda db: self._load(db, rows))
+        return await self._run(self._transaction, lambda db: self._load(db, rows, load))
 
-    def _load(self, db: sqlite3.Connection, rows: Sequence[LoadedRow]) -> tuple[int, int]:
-        known: dict[str, tuple[str, str, str | None]] = {}
+    def _load(
+        self, db: sqlite3.Connection, rows: Sequence[LoadedRow], load: int
+    ) -> tuple[int, int]:
+        known: dict[str, tuple[str, str, str | None, int]] = {}
         keys = [row.key for row in rows]
         for i in range(0, len(keys), _KEYS_PER_SELECT):
             part = keys[i : i + _KEYS_PER_SELECT]
             marks = ",".join("?" * len(part))
-            for key, fingerprint, state, code in db.execute(
-                f"SELECT key, fingerprint, state, code FROM rows WHERE key IN ({marks})",  # noqa: S608 - only '?' marks
+            for key, fingerprint, state, code, loaded in db.execute(
+                f"SELECT key, fingerprint, state, code, loaded FROM rows WHERE key IN ({marks})",  # noqa: S608 - only '?' marks
                 part,
             ):
-                known[key] = (fingerprint, state, code)
+                known[key] = (fingerprint, state, code, loaded)
         now = time.time()
         added: list[tuple[Any, ...]] = []
         replaced: list[tuple[Any, ...]] = []
+        seen: list[tuple[int, str]] = []
         for row in rows:
-            values = (row.fingerprint, row.state, row.payload, row.code, row.description, now)
+            values = (row.fingerprint, row.state, row.payload, row.code, row.description, load, now)
             old = known.get(row.key)
             if old is None:
                 added.append((row.key, *values))
-                known[row.key] = (row.fingerprint, row.state, row.code)
+                known[row.key] = (row.fingerprint, row.state, row.code, load)
                 continue
-            fingerprint, state, code = old
+            fingerprint, state, code, loaded = old
             if fingerprint == row.fingerprint:
+                seen.append((load, row.key))
                 continue
+            if loaded == load:
+                raise CampaignError(
+                    f"the input gives key {row.key!r} to two different rows: each row needs "
+                    "its own id. Nothing was sent."
+                )
             if state != "pending" and not (state == "failed" and code == INVALID):
                 raise CampaignError(
                     f"the input's row for key {row.key!r} differs from the one this journal "
@@ -302,17 +323,18 @@ class Journal:
                     "Nothing was sent."
                 )
             replaced.append((*values, row.key))
-            known[row.key] = (row.fingerprint, row.state, row.code)
+            known[row.key] = (row.fingerprint, row.state, row.code, load)
         db.executemany(
-            "INSERT INTO rows (key, fingerprint, state, payload, code, description, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO rows (key, fingerprint, state, payload, code, description, loaded, "
+            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             added,
         )
         db.executemany(
             "UPDATE rows SET fingerprint = ?, state = ?, payload = ?, code = ?, "
-            "description = ?, updated = ?, reference = NULL WHERE key = ?",
+            "description = ?, loaded = ?, updated = ?, reference = NULL WHERE key = ?",
             replaced,
         )
+        db.executemany("UPDATE rows SET loaded = ? WHERE key = ?", seen)
         return len(added), len(replaced)
 
     def set_durable(self, durable: bool) -> Any:

@@ -74,28 +74,35 @@ def _log_to(err: Console) -> Any:
 
 
 class _Signals:
-    """First Ctrl-C (or SIGTERM): ``soft()``; the second: ``hard()``."""
+    """Ctrl-C (SIGINT) and SIGTERM while a command runs: the first calls ``soft`` if it
+    is set, otherwise it cancels the command's task, as every later one does."""
 
-    def __init__(self, soft: Callable[[], None], hard: Callable[[], None]) -> None:
+    def __init__(self) -> None:
         self.count = 0
-        self._soft, self._hard = soft, hard
+        self.soft: Callable[[], None] | None = None
+        task = asyncio.current_task()
+        assert task is not None
+        self._task = task
 
     def _handle(self) -> None:
         self.count += 1
-        (self._soft if self.count == 1 else self._hard)()
+        if self.count == 1 and self.soft is not None:
+            self.soft()
+        else:
+            self._task.cancel()
 
-    @contextlib.contextmanager
-    def installed(self) -> Any:
+    def __enter__(self) -> _Signals:
         loop = asyncio.get_running_loop()
         for sig in _SIGNALS:
             with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt
                 loop.add_signal_handler(sig, self._handle)
-        try:
-            yield self
-        finally:
-            for sig in _SIGNALS:
-                with contextlib.suppress(NotImplementedError):
-                    loop.remove_signal_handler(sig)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in _SIGNALS:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
 
 
 @contextlib.asynccontextmanager
@@ -137,27 +144,32 @@ async def _campaign(
 ) -> int:
     """Load ``source`` into ``journal`` and send its pending rows; returns the exit status."""
     group = _GROUPS[kind]
-    try:
-        with CampaignFile(source, kind) as rows:
-            if rows.ignored:
-                err.print(f"[yellow]Ignoring column(s) {', '.join(rows.ignored)}[/]")
-            async with Campaign(journal, kind) as campaign:
-                with CampaignProgress(err) as progress:
-                    status = await _load_and_send(
-                        campaign,
-                        rows,
-                        progress,
-                        lambda: _client(sandbox, group, concurrency, timeout),
-                        concurrency=concurrency,
-                        rate=rate,
-                        retry_unknown=retry_unknown,
-                        retry_failed=retry_failed,
-                        err=err,
-                    )
-                report = await campaign.report()
-    except CampaignError as exc:
-        raise _fail(err, exc.message) from None
-    out.print(render_report(report))
+    with _Signals() as signals:
+        try:
+            with CampaignFile(source, kind) as rows:
+                if rows.ignored:
+                    err.print(f"[yellow]Ignoring column(s) {', '.join(rows.ignored)}[/]")
+                async with Campaign(journal, kind) as campaign:
+                    with CampaignProgress(err) as progress:
+                        status = await _load_and_send(
+                            campaign,
+                            rows,
+                            progress,
+                            lambda: _client(sandbox, group, concurrency, timeout),
+                            signals,
+                            concurrency=concurrency,
+                            rate=rate,
+                            retry_unknown=retry_unknown,
+                            retry_failed=retry_failed,
+                            err=err,
+                        )
+                    report = await campaign.report()
+        except CampaignError as exc:
+            raise _fail(err, exc.message) from None
+        except asyncio.CancelledError:
+            err.print("[yellow]Stopped. Run the same command again to resume.[/]")
+            return INTERRUPTED
+        out.print(render_report(report))
     if status != OK:
         return status
     counts = report.counts
@@ -169,6 +181,7 @@ async def _load_and_send(
     rows: CampaignFile,
     progress: CampaignProgress,
     client: Callable[[], contextlib.AbstractAsyncContextManager[AICCClient]],
+    signals: _Signals,
     *,
     concurrency: int,
     rate: float | None,
@@ -176,18 +189,11 @@ async def _load_and_send(
     retry_failed: bool,
     err: Console,
 ) -> int:
-    task = asyncio.current_task()
-    assert task is not None
-
-    def cancel() -> None:
-        task.cancel()
-
-    with _Signals(cancel, cancel).installed():
-        try:
-            summary = await campaign.load(rows.rows(), on_progress=progress.loading)
-        except asyncio.CancelledError:
-            err.print("[yellow]Stopped while reading the input; nothing was sent.[/]")
-            return INTERRUPTED
+    try:
+        summary = await campaign.load(rows.rows(), on_progress=progress.loading)
+    except asyncio.CancelledError:
+        err.print("[yellow]Stopped while reading the input; nothing was sent.[/]")
+        return INTERRUPTED
     progress.loaded(summary.read)
     if summary.replaced:
         err.print(f"{summary.replaced:,} rows changed since the last run and were never sent.")
@@ -206,29 +212,30 @@ async def _load_and_send(
             "abandon them (they will be recorded as unknown).[/]"
         )
 
-    signals = _Signals(soft, cancel)
-    with signals.installed():
-        try:
-            async with client() as aicc:
-                await campaign.run(
-                    aicc,
-                    concurrency=concurrency,
-                    rate=rate,
-                    retry_unknown=retry_unknown,
-                    retry_failed=retry_failed,
-                    on_progress=progress.sending,
-                )
-        except asyncio.CancelledError:
-            pass
-        except AICCAuthError as exc:
-            err.print(f"[bold red]aicc:[/] {exc.message}. The rows not sent stay pending.")
-            return BAD_USAGE
-        except AICCConnectionError as exc:
-            err.print(
-                f"[bold red]aicc:[/] {exc.message} Stopped; the rows not sent stay pending: "
-                "run the same command again to send them."
+    signals.soft = soft
+    try:
+        async with client() as aicc:
+            await campaign.run(
+                aicc,
+                concurrency=concurrency,
+                rate=rate,
+                retry_unknown=retry_unknown,
+                retry_failed=retry_failed,
+                on_progress=progress.sending,
             )
-            return SOME_NOT_DONE
+    except asyncio.CancelledError:
+        pass
+    except AICCAuthError as exc:
+        err.print(f"[bold red]aicc:[/] {exc.message}. The rows not sent stay pending.")
+        return BAD_USAGE
+    except AICCConnectionError as exc:
+        err.print(
+            f"[bold red]aicc:[/] {exc.message} Stopped; the rows not sent stay pending: "
+            "run the same command again to send them."
+        )
+        return SOME_NOT_DONE
+    finally:
+        signals.soft = None
     if signals.count:
         err.print("[yellow]Stopped. Run the same command again to resume.[/]")
         return INTERRUPTED
