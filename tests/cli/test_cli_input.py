@@ -328,9 +328,8 @@ def test_bom_and_windows_line_endings(tmp_path, fake, aicc, journal_rows):
 
 
 def test_duplicate_id_does_not_silently_drop_a_row(tmp_path, fake, aicc, journal_rows):
-    # Two different people under the same id: one of them must not vanish from the
-    # campaign with an "every row done" exit status. Either the file is refused
-    # (exit 2, nothing sent) or the duplicate is recorded as a failed row (exit 1).
+    # Two different people under the same id: the file is refused before anything is
+    # sent, instead of one of them vanishing from an "every row done" campaign.
     source = tmp_path / "contacts.csv"
     source.write_text(
         "id,called,text\n"
@@ -343,13 +342,6 @@ def test_duplicate_id_does_not_silently_drop_a_row(tmp_path, fake, aicc, journal
 
     done = aicc.run("notify", source, "--journal", journal, env=fake.env)
     no_traceback(done)
-    calls = fake.calls()
-    if done.returncode == 2:
-        assert "'2'" in flat(done.stderr), done
-        assert calls == {}, calls
-        return
-    assert done.returncode == 1, f"a row of the input was dropped: {done}; calls: {calls}"
-    rows = journal_rows(journal)
-    failed = [r for r in rows if r["state"] == "failed"]
-    assert failed, rows
-    assert any("2" in r["key"] or "13900000022" in r["payload"] for r in failed), rows
+    assert done.returncode == 2, done
+    assert "key '2' to two different rows" in flat(done.stderr), done
+    assert fake.calls() == {}
