@@ -132,6 +132,18 @@ class Finished:
     reference: str | None = None
 
 
+def _transaction(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(db)`` inside ``BEGIN IMMEDIATE`` .. ``COMMIT`` (``ROLLBACK`` if it raises)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return result
+
+
 def _locked(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
@@ -143,7 +155,9 @@ class Journal:
         self.path = path
         self.kind = kind
         self._db = db
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aicc-journal")
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aicc-journal")
+        )
 
     # -- opening ------------------------------------------------------------------------
 
@@ -192,24 +206,8 @@ class Journal:
             if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CampaignError(f"{path}: SQLite could not switch the journal to WAL mode")
             db.execute("PRAGMA synchronous=FULL")
-            db.execute("BEGIN IMMEDIATE")  # takes the lock now, or fails fast
-            try:
-                for statement in _SCHEMA.split(";")[:-1]:
-                    db.execute(statement)
-                found = db.execute("SELECT kind, version FROM campaign").fetchone()
-                if found is None:
-                    if kind is None:
-                        raise CampaignError(f"{path} is an empty journal: no campaign was run")
-                    db.execute(
-                        "INSERT INTO campaign (singleton, kind, version, created) "
-                        "VALUES (1, ?, ?, ?)",
-                        (kind, SCHEMA_VERSION, time.time()),
-                    )
-                    found = (kind, SCHEMA_VERSION)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            # The transaction takes the exclusive lock now, or fails fast.
+            found = _transaction(db, lambda db: Journal._create(db, path, kind))
         except sqlite3.DatabaseError as exc:
             if _locked(exc):
                 raise CampaignError(
@@ -235,13 +233,29 @@ class Journal:
             )
         return str(found_kind)
 
+    @staticmethod
+    def _create(db: sqlite3.Connection, path: Path, kind: str | None) -> tuple[str, int]:
+        for statement in _SCHEMA.split(";")[:-1]:
+            db.execute(statement)
+        found = db.execute("SELECT kind, version FROM campaign").fetchone()
+        if found is not None:
+            return str(found[0]), int(found[1])
+        if kind is None:
+            raise CampaignError(f"{path} is an empty journal: no campaign was run")
+        db.execute(
+            "INSERT INTO campaign (singleton, kind, version, created) VALUES (1, ?, ?, ?)",
+            (kind, SCHEMA_VERSION, time.time()),
+        )
+        return kind, SCHEMA_VERSION
+
     async def close(self) -> None:
         """Close the file (the WAL is checkpointed). Safe to call more than once."""
-        if self._worker is None:
+        worker = self._worker
+        if worker is None:
             return
         await self._run(self._db.close)
-        self._worker.shutdown()
-        self._worker = None  # type: ignore[assignment]
+        worker.shutdown()
+        self._worker = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._worker is None:
@@ -249,16 +263,9 @@ class Journal:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, fn, *args)
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return result
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(db)`` in one write transaction on the journal's thread."""
+        return await self._run(_transaction, self._db, fn)
 
     # -- loading input ------------------------------------------------------------------
 
@@ -269,7 +276,7 @@ class Journal:
             db.execute("UPDATE campaign SET loads = loads + 1")
             return int(db.execute("SELECT loads FROM campaign").fetchone()[0])
 
-        return await self._run(self._transaction, work)
+        return await self._write(work)
 
     async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[int, int]:
         """Add ``rows`` of input pass ``load`` in one transaction; returns (added, replaced).
@@ -280,7 +287,7 @@ class Journal:
         already gave the key another row, ``CampaignError`` is raised and nothing of
         ``rows`` is written.
         """
-        return await self._run(self._transaction, lambda db: self._load(db, rows, load))
+        return await self._write(lambda db: self._load(db, rows, load))
 
     def _load(
         self, db: sqlite3.Connection, rows: Sequence[LoadedRow], load: int
@@ -366,7 +373,7 @@ class Journal:
                 )
             return self._counts(db)
 
-        return await self._run(self._transaction, work)
+        return await self._write(work)
 
     async def recover(self, *, idempotent: bool) -> int:
         """Settle rows left ``sending`` by a run that stopped without recording them.
@@ -387,14 +394,12 @@ class Journal:
                 "was being sent when a run stopped; AICC may have processed it",
                 now,
             )
-        return await self._run(self._transaction, lambda db: db.execute(sql, args).rowcount)
+        return await self._write(lambda db: db.execute(sql, args).rowcount)
 
     async def commit(self, finished: Sequence[Finished], claim: int, after: int) -> list[Claimed]:
         """In one transaction: record ``finished`` outcomes, then mark up to ``claim``
         ``pending`` rows with ``seq > after`` as ``sending`` and return them."""
-        return await self._run(
-            self._transaction, lambda db: self._commit(db, finished, claim, after)
-        )
+        return await self._write(lambda db: self._commit(db, finished, claim, after))
 
     @staticmethod
     def _commit(

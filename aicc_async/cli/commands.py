@@ -242,40 +242,38 @@ async def _load_and_send(
     return OK
 
 
-def _campaign_command(kind: CampaignKind) -> Callable[..., None]:
-    def command(
-        source: Path,
-        journal: Path,
-        concurrency: int,
-        rate: float | None,
-        timeout: float,
-        sandbox: bool,
-        retry_failed: bool,
-        retry_unknown: bool = False,
-    ) -> None:
-        out, err = _consoles()
-        if not sandbox:
-            _check_environment(err)
-        fake = FakeAICC() if sandbox else None
-        with _log_to(err):
-            status = asyncio.run(
-                _campaign(
-                    kind,
-                    source,
-                    journal,
-                    concurrency=concurrency,
-                    rate=rate,
-                    timeout=timeout,
-                    sandbox=fake,
-                    retry_unknown=retry_unknown,
-                    retry_failed=retry_failed,
-                    out=out,
-                    err=err,
-                )
+def _campaign_command(
+    kind: CampaignKind,
+    source: Path,
+    journal: Path,
+    concurrency: int,
+    rate: float | None,
+    timeout: float,
+    sandbox: bool,
+    retry_failed: bool,
+    retry_unknown: bool = False,
+) -> None:
+    """What ``notify`` and ``write-back`` run; ends with ``_Stop(exit status)``."""
+    out, err = _consoles()
+    if not sandbox:
+        _check_environment(err)
+    with _log_to(err):
+        status = asyncio.run(
+            _campaign(
+                kind,
+                source,
+                journal,
+                concurrency=concurrency,
+                rate=rate,
+                timeout=timeout,
+                sandbox=FakeAICC() if sandbox else None,
+                retry_unknown=retry_unknown,
+                retry_failed=retry_failed,
+                out=out,
+                err=err,
             )
-        raise _Stop(status)
-
-    return command
+        )
+    raise _Stop(status)
 
 
 def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -352,7 +350,7 @@ def notify(**kwargs: Any) -> None:
     callback_url, priority and id (the row's key; default: its line number). Running
     the same command again resumes: rows already sent are never sent again.
     """
-    _campaign_command("voice_notification")(**kwargs)
+    _campaign_command("voice_notification", **kwargs)
 
 
 @aicc.command("write-back")
@@ -365,7 +363,7 @@ def write_back(**kwargs: Any) -> None:
     call_id and id (the row's key; default: its line number). Running the same
     command again resumes, re-sending rows whose outcome was unknown (harmless).
     """
-    _campaign_command("write_back")(**kwargs)
+    _campaign_command("write_back", **kwargs)
 
 
 @aicc.command()
