@@ -133,6 +133,11 @@ class CampaignReport:
         }
 
 
+def _check_callback(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise AICCValidationError(f"{name}: must be callable or None, got {value!r}", field=name)
+
+
 def _fingerprint(tag: str, payload: str) -> str:
     return hashlib.sha256(f"{tag}:{payload}".encode()).hexdigest()[:32]
 
@@ -152,6 +157,10 @@ class Campaign:
             raise AICCValidationError(
                 f"kind: must be one of {', '.join(get_args(CampaignKind))}, got {kind!r}",
                 field="kind",
+            )
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise AICCValidationError(
+                f"path: must be a file path (str or os.PathLike), got {path!r}", field="path"
             )
         self._path = Path(os.fspath(path))
         self._wanted = kind
@@ -186,17 +195,18 @@ class Campaign:
             )
         self._opened = journal, kind
 
-    @property
-    def _journal(self) -> Journal:
+    def _open_state(self) -> tuple[Journal, Kind]:
         if self._opened is None:
             raise CampaignError(f"{self._path}: open the campaign first (async with Campaign(...))")
-        return self._opened[0]
+        return self._opened
+
+    @property
+    def _journal(self) -> Journal:
+        return self._open_state()[0]
 
     @property
     def _kind(self) -> Kind:
-        if self._opened is None:
-            raise CampaignError(f"{self._path}: open the campaign first (async with Campaign(...))")
-        return self._opened[1]
+        return self._open_state()[1]
 
     @property
     def kind(self) -> str:
@@ -223,27 +233,33 @@ class Campaign:
         one already sent for it, or the input gives a key to two different rows
         (nothing of that batch is written, nothing is sent).
         """
-        read = added = replaced = 0
+        _check_callback("on_progress", on_progress)
+        journal = self._journal
+        summary = LoadSummary(0, 0, 0)
         batch: list[LoadedRow] = []
-        await self._journal.set_durable(False)
-        load = await self._journal.new_load()
+
+        async def flush() -> None:
+            nonlocal summary
+            added, replaced = await journal.load(batch, load)
+            summary = LoadSummary(
+                summary.read + len(batch), summary.added + added, summary.replaced + replaced
+            )
+            batch.clear()
+            if on_progress is not None:
+                on_progress(summary.read)
+
+        await journal.set_durable(False)
+        load = await journal.new_load()
         try:
             async for row in async_items(rows, "campaign"):
                 batch.append(self._loaded(row))
                 if len(batch) >= _LOAD_BATCH:
-                    a, r = await self._journal.load(batch, load)
-                    read, added, replaced = read + len(batch), added + a, replaced + r
-                    batch = []
-                    if on_progress is not None:
-                        on_progress(read)
+                    await flush()
             if batch:
-                a, r = await self._journal.load(batch, load)
-                read, added, replaced = read + len(batch), added + a, replaced + r
-                if on_progress is not None:
-                    on_progress(read)
+                await flush()
         finally:
-            await self._journal.set_durable(True)
-        return LoadSummary(read, added, replaced)
+            await journal.set_durable(True)
+        return summary
 
     def _loaded(self, row: object) -> LoadedRow:
         if not isinstance(row, CampaignRow):
@@ -314,6 +330,7 @@ class Campaign:
         for name, flag in (("retry_unknown", retry_unknown), ("retry_failed", retry_failed)):
             if not isinstance(flag, bool):
                 raise AICCValidationError(f"{name}: must be True or False, got {flag!r}")
+        _check_callback("on_progress", on_progress)
         if self._engine is not None:
             raise CampaignError(f"{self.path}: this campaign is already running")
         if aicc.closed:

@@ -254,6 +254,21 @@ def test_unknown_kind_is_refused(tmp_path: Path) -> None:
     assert files_in(tmp_path) == []
 
 
+@pytest.mark.parametrize("path", [None, 5, "", b"c.db", ["c.db"]], ids=repr)
+def test_bad_journal_paths_are_refused(path: Any) -> None:
+    with pytest.raises(AICCValidationError) as caught:
+        Campaign(path, "voice_notification")
+    assert caught.value.field == "path"
+
+
+@pytest.mark.asyncio
+async def test_load_refuses_a_progress_callback_that_is_not_callable(tmp_path: Path) -> None:
+    async with Campaign(tmp_path / "c.db", "voice_notification") as campaign:
+        with pytest.raises(AICCValidationError, match="on_progress"):
+            await campaign.load(voice_rows(3), on_progress=3)  # type: ignore[arg-type]
+        assert (await campaign.report()).counts == StateCounts()
+
+
 def test_campaign_row_needs_exactly_one_of_request_and_invalid() -> None:
     with pytest.raises(AICCValidationError):
         CampaignRow(key="a")
@@ -445,6 +460,7 @@ async def test_campaign_must_be_opened_first_and_closes_idempotently(tmp_path: P
         {"retry_unknown": "yes"},
         {"retry_unknown": 1},
         {"retry_failed": "no"},
+        {"on_progress": "print"},
     ],
     ids=repr,
 )
