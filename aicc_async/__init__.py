@@ -9,6 +9,13 @@ async with AICCClient.from_env() as aicc:
 ```
 """
 
+from aicc_async._wire import ResponseInfo
+from aicc_async.callbacks import (
+    CallbackReceiver,
+    ReleaseEvent,
+    compute_signature,
+    verify_signature,
+)
 from aicc_async.client import AICCClient
 from aicc_async.config import DEFAULT_LIMITS, ClientConfig, Timeout
 from aicc_async.endpoints.messaging import (
@@ -43,6 +50,8 @@ from aicc_async.errors import (
     AICCHTTPError,
     AICCOutcomeUnknownError,
     AICCValidationError,
+    CampaignError,
+    JournalError,
 )
 from aicc_async.retry import RetryPolicy
 
@@ -63,15 +72,20 @@ __all__ = [
     "AICCValidationError",
     "ApplyTokenRequest",
     "ApplyTokenResult",
+    "CallbackReceiver",
     "CalledInfo",
+    "CampaignError",
     "ClientConfig",
     "CreateCallRequest",
     "CreateCallResult",
     "CreateVoiceNotificationRequest",
     "DevType",
     "GetCalledInfoRequest",
+    "JournalError",
     "LeaveMessageRequest",
     "LeaveMessageResult",
+    "ReleaseEvent",
+    "ResponseInfo",
     "RetryPolicy",
     "Timeout",
     "VoiceContent",
@@ -79,6 +93,8 @@ __all__ = [
     "VoiceNotificationResult",
     "WriteBackResult",
     "WriteBackResultRequest",
+    "compute_signature",
+    "verify_signature",
 ]
 
 __version__ = "0.1.0.dev0"

@@ -11,14 +11,25 @@ numbers and turn them into strings, so codes compare as strings.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar, get_args
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from multidict import CIMultiDict, CIMultiDictProxy
 
-__all__ = ["code_of", "converter", "structure_result", "to_wire", "wire_field"]
+__all__ = [
+    "ResponseInfo",
+    "code_of",
+    "converter",
+    "parse_aicc_time",
+    "structure_result",
+    "to_wire",
+    "wire_field",
+]
 
 T = TypeVar("T")
 
@@ -26,6 +37,53 @@ _WIRE = "aicc_wire_name"
 _ENCODE = "aicc_to_wire"
 
 converter = cattrs.Converter()
+
+#: Headers never shown as sent: they carry credentials.
+_HIDDEN_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "ccmessaging-token", "set-cookie", "cookie"}
+)
+#: Where a request/trace id is looked for, in this order.
+REQUEST_ID_HEADERS = ("X-Request-Id", "X-Trace-Id", "X-B3-TraceId")
+
+
+def _unmasked(text: str) -> str:
+    return text
+
+
+@attrs.frozen(repr=False)
+class ResponseInfo:
+    """The HTTP answer a result or an error came from.
+
+    ``status`` is the HTTP status; ``headers`` a case-insensitive copy of the response
+    headers in which credentials are masked (``ccmessaging-token``, ``Set-Cookie``
+    ... read ``"***"``, and any known secret inside another value too);
+    ``request_id`` the first of ``X-Request-Id``, ``X-Trace-Id`` or ``X-B3-TraceId``
+    that AICC sent (``None`` if none), for AICC support.
+    """
+
+    status: int
+    _raw_headers: Mapping[str, str] = attrs.field(alias="raw_headers", eq=False)
+    _mask: Callable[[str], str] = attrs.field(alias="mask", default=_unmasked, eq=False)
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The response headers, credentials masked."""
+        masked: CIMultiDict[str] = CIMultiDict()
+        for name, value in self._raw_headers.items():
+            masked.add(name, "***" if name.lower() in _HIDDEN_HEADERS else self._mask(value))
+        return CIMultiDictProxy(masked)
+
+    @property
+    def request_id(self) -> str | None:
+        """The request/trace id AICC sent, if any."""
+        for name in REQUEST_ID_HEADERS:
+            value = self._raw_headers.get(name)
+            if value:
+                return self._mask(value)[:200]
+        return None
+
+    def __repr__(self) -> str:
+        return f"ResponseInfo(status={self.status!r}, request_id={self.request_id!r})"
 
 
 def wire_field(
@@ -88,7 +146,7 @@ def _lenient_optional_int(t: Any) -> Callable[[Any, Any], Any]:
         # undocumented enum value) as None, so a successful answer never fails to decode.
         try:
             return None if value is None else target(int(value))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # Infinity is not an int
             return None
 
     return structure
@@ -99,6 +157,32 @@ converter.register_structure_hook_factory(
 )
 # ``raw`` fields (the only ``Mapping[str, Any]`` fields) keep the body as received, uncopied.
 converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda value, _: value)
+# ``response`` fields get the transport's ResponseInfo as is.
+converter.register_structure_hook(ResponseInfo, lambda value, _: value)
+
+# AICC's times: ``2022/02/17,13:10:06:836`` (tenant local time, milliseconds last, optional).
+_AICC_TIME = re.compile(
+    r"(\d{4})/(\d{1,2})/(\d{1,2}),(\d{1,2}):(\d{1,2}):(\d{1,2})(?::(\d{1,3}))?", re.ASCII
+)
+
+
+def parse_aicc_time(value: object) -> datetime | None:
+    """A naive ``datetime`` from AICC's ``2022/02/17,13:10:06:836``; anything else is None."""
+    if not isinstance(value, str):
+        return None
+    match = _AICC_TIME.fullmatch(value.strip())
+    if match is None:
+        return None
+    *parts, millis = match.groups()
+    try:
+        y, mo, d, h, mi, s = (int(p) for p in parts)
+        return datetime(y, mo, d, h, mi, s, int(millis or 0) * 1000)
+    except ValueError:  # 2022/02/30, 25:00:00 ...
+        return None
+
+
+# ``datetime | None`` fields read AICC's time format; unreadable values become None.
+converter.register_structure_hook(datetime | None, lambda value, _: parse_aicc_time(value))
 converter.register_structure_hook_factory(attrs.has, _structure_factory)
 
 
@@ -108,13 +192,20 @@ def to_wire(request: attrs.AttrsInstance) -> dict[str, Any]:
     return body
 
 
-def structure_result(cls: type[T], payload: object, raw: Mapping[str, Any]) -> T:
+def structure_result(
+    cls: type[T],
+    payload: object,
+    raw: Mapping[str, Any],
+    response: ResponseInfo | None = None,
+) -> T:
     """Build a result object from its wire ``payload`` (a non-mapping counts as empty).
 
-    ``raw`` is the whole response body, kept on the result's ``raw`` field.
+    ``raw`` is the whole response body, kept on the result's ``raw`` field, and
+    ``response`` the HTTP answer, kept on its ``response`` field.
     """
     fields = dict(payload) if isinstance(payload, Mapping) else {}
     fields["raw"] = raw
+    fields["response"] = response
     return converter.structure(fields, cls)
 
 

@@ -81,6 +81,10 @@ class AccessToken:
         object.__setattr__(self, "refresh_at", refresh)
         object.__setattr__(self, "expires_at", start + life - min(5.0, 0.05 * life))
 
+    def usable(self, now: float) -> bool:
+        """Whether it may still be sent at monotonic time ``now``."""
+        return now < self.expires_at
+
     def __repr__(self) -> str:
         return f"AccessToken(value='***', lifetime={self.lifetime!r})"
 
@@ -133,6 +137,12 @@ class AccessTokenCache:
         if self._token is not None and self._token.value == value:
             logger.info("AccessToken rejected by AICC; fetching a new one")
             self._token = None
+
+    def forget(self) -> None:
+        """Close without waiting: for a client closed from another event loop, where
+        a fetch in progress belongs to a loop that is gone."""
+        self._closed = True
+        self._inflight, self._token = None, None
 
     async def close(self) -> None:
         """Cancel a fetch in progress and forget the token."""

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from aicc_async._transport import Transport
-from aicc_async.config import ClientConfig, Timeout
+from aicc_async.config import DEFAULT_MAX_RESPONSE_BYTES, ClientConfig, Timeout
 from aicc_async.endpoints.messaging import MessagingAPI
 from aicc_async.endpoints.mobile_agent import MobileAgentAPI
 from aicc_async.endpoints.outbound import OutboundAPI
@@ -43,7 +43,22 @@ class AICCClient:
         session: an ``aiohttp.ClientSession`` to use; it is never closed by the SDK.
         messaging_channel_id, messaging_locale, messaging_user_name: used when
             ``messaging.leave_message`` applies for a ccmessaging-token itself.
-        clock: monotonic clock for token lifetimes (tests inject a fake one).
+        max_response_bytes: the largest answer read, in bytes after decompression
+            (default 1 MiB). A longer answer is dropped unread and never retried: for
+            a non-idempotent call it raises ``AICCOutcomeUnknownError``, otherwise
+            ``AICCHTTPError``.
+        allow_insecure_http: accept an ``http://`` ``base_url`` / ``token_url`` that is
+            not a loopback address (the app secret and tokens then travel in cleartext).
+        proxy: an ``http(s)://[user:password@]host:port`` proxy for every request.
+        trust_env: when the SDK creates the session, honour ``HTTP_PROXY`` /
+            ``HTTPS_PROXY`` / ``NO_PROXY`` (and ``~/.netrc``) as aiohttp does. Off by
+            default: the SDK reads no environment unless told to. A ``session=`` you
+            pass keeps its own setting.
+        default_headers: headers added to every request (e.g. a tracing header). They
+            may not set ``Authorization``, the app-key headers, ``ccmessaging-token`` or
+            the body's framing headers: the SDK's own always win.
+        clock: monotonic clock for token lifetimes and the retry time budget (tests
+            inject a fake one).
 
     Raises ``AICCValidationError`` for a bad argument.
     """
@@ -65,6 +80,11 @@ class AICCClient:
         messaging_channel_id: str | None = None,
         messaging_locale: str = "en",
         messaging_user_name: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        allow_insecure_http: bool = False,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        default_headers: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         config = ClientConfig(
@@ -81,6 +101,11 @@ class AICCClient:
             messaging_channel_id=messaging_channel_id,
             messaging_locale=messaging_locale,
             messaging_user_name=messaging_user_name,
+            max_response_bytes=max_response_bytes,
+            allow_insecure_http=allow_insecure_http,
+            proxy=proxy,
+            trust_env=trust_env,
+            default_headers={} if default_headers is None else default_headers,
             clock=clock,
         )
         self._init(config, session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from aicc_async.retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "GROUPS",
     "TOKEN_PATH",
     "ClientConfig",
@@ -30,6 +32,10 @@ LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")
 
 #: The endpoint groups, each with its own in-flight limit.
 GROUPS = ("voice_notification", "outbound", "mobile_agent", "messaging")
+
+#: The largest answer read, in bytes after decompression, unless ``max_response_bytes=``
+#: says otherwise.
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 
 #: Requests of a group on the wire at once, unless ``limits=`` says otherwise.
 DEFAULT_LIMITS: Mapping[str, int] = MappingProxyType(
@@ -68,22 +74,135 @@ class Timeout:
             raise _fail("timeout.connect", "must be shorter than timeout.total")
 
 
+_URL_HINT = "must be an http(s) URL such as 'https://service.besclouds.com'"
+
+
+def _shown(value: object) -> str:
+    """``value`` for an error message, unless it may hold a credential (never echoed)."""
+    if isinstance(value, str) and ("@" in value or len(value) > 200):
+        return "a value that is not shown (it may hold a password)"
+    return repr(value)
+
+
 def _url(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _fail(
-            field, f"must be an http(s) URL such as 'https://service.besclouds.com', got {value!r}"
-        )
+        raise _fail(field, f"{_URL_HINT}, got {_shown(value)}")
     url = value.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _fail(
-            field, f"must be an http(s) URL such as 'https://service.besclouds.com', got {value!r}"
-        )
-    if parts.query or parts.fragment:
-        raise _fail(field, "must not have a query string or fragment")
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise _fail(field, f"{_URL_HINT}, got {_shown(value)}") from None
     if parts.username is not None or parts.password is not None:
         raise _fail(field, "must not contain credentials; pass app_key and app_secret")
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise _fail(field, f"{_URL_HINT}, got {_shown(value)}")
+    if parts.query or parts.fragment:
+        raise _fail(field, "must not have a query string or fragment")
     return url
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback
+
+
+def _insecure(field: str, url: str) -> AICCValidationError:
+    return _fail(
+        field,
+        "an http:// URL would send the app secret and tokens in cleartext; use https://, "
+        "or pass allow_insecure_http=True if this network is trusted (loopback "
+        "addresses are always allowed)",
+    )
+
+
+def _proxy(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _fail("proxy", f"must be an http(s) proxy URL, got {_shown(value)}")
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise _fail("proxy", "must be an http(s) proxy URL such as 'http://proxy:3128'") from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise _fail("proxy", "must be an http(s) proxy URL such as 'http://proxy:3128'")
+    return url
+
+
+def _redacted_url(value: str | None) -> str:
+    """A URL for a repr: any ``user:password@`` is replaced by ``***@``."""
+    if value is None:
+        return "None"
+    parts = urlsplit(value)
+    if "@" in parts.netloc:
+        value = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+    return repr(value)
+
+
+#: Headers the SDK sets itself; ``default_headers`` may not set them.
+RESERVED_HEADERS = frozenset(
+    {
+        "authorization",
+        "x-app-key",
+        "ccmessaging-token",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "transfer-encoding",
+        "host",
+        "x-token-expire",
+        "proxy-authorization",
+    }
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+
+
+def _default_headers(value: object) -> Mapping[str, str]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise _fail("default_headers", f"must be a mapping of header name to value, got {value!r}")
+    headers: dict[str, str] = {}
+    for name, text in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            raise _fail("default_headers", f"{name!r} is not a valid header name")
+        if name.lower() in RESERVED_HEADERS:
+            raise _fail(
+                "default_headers",
+                f"must not set {name}: the SDK sets it itself (it carries the credentials "
+                "or frames the body)",
+            )
+        if not isinstance(text, str) or not _HEADER_VALUE.fullmatch(text):
+            raise _fail(
+                "default_headers",
+                f"the value of {name} must be a string without line breaks or control characters",
+            )
+        headers[name] = text
+    return MappingProxyType(headers)
+
+
+def _max_response_bytes(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise _fail("max_response_bytes", f"must be an integer >= 1024, got {value!r}")
+    return value
+
+
+def _flag(field: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _fail(field, f"must be True or False, got {value!r}")
+    return value
 
 
 def _text(field: str, value: object) -> str:
@@ -106,7 +225,9 @@ def _app_secret(value: object) -> str:
     return _text("app_secret", value)
 
 
-def _timeout(value: Timeout | float) -> Timeout:
+def to_timeout(value: Timeout | float) -> Timeout:
+    """A ``Timeout`` from a ``Timeout`` or a number of seconds (the total; connect is
+    at most 5 s). Raises ``AICCValidationError``."""
     if isinstance(value, Timeout):
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -154,7 +275,8 @@ class ClientConfig:
     """Everything an ``AICCClient`` is configured with, validated on construction.
 
     Raises ``AICCValidationError`` naming the bad field. ``app_secret`` never
-    appears in ``repr``.
+    appears in ``repr``, nor does a password in ``proxy``. See ``AICCClient`` for
+    what each option means.
     """
 
     base_url: str = attrs.field(converter=_base_url)
@@ -162,7 +284,7 @@ class ClientConfig:
     app_secret: str = attrs.field(converter=_app_secret, repr=False)
     token_url: str | None = None
     token_ttl: int = 600
-    timeout: Timeout = attrs.field(default=Timeout(), converter=_timeout)
+    timeout: Timeout = attrs.field(default=Timeout(), converter=to_timeout)
     max_connections: int = 100
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     limits: Mapping[str, int] = attrs.field(factory=dict, converter=_limits)
@@ -170,12 +292,25 @@ class ClientConfig:
     messaging_channel_id: str | None = None
     messaging_locale: str = "en"
     messaging_user_name: str | None = None
+    max_response_bytes: int = attrs.field(
+        default=DEFAULT_MAX_RESPONSE_BYTES, converter=_max_response_bytes
+    )
+    allow_insecure_http: bool = False
+    proxy: str | None = attrs.field(default=None, converter=_proxy, repr=_redacted_url)
+    trust_env: bool = False
+    default_headers: Mapping[str, str] = attrs.field(factory=dict, converter=_default_headers)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     #: The full tokenByAkSk URL: ``token_url`` (or ``base_url``) + the token path.
     token_endpoint: str = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        _flag("allow_insecure_http", self.allow_insecure_http)
+        _flag("trust_env", self.trust_env)
         token_url = self.base_url if self.token_url is None else _url("token_url", self.token_url)
+        if not self.allow_insecure_http:
+            for field, url in (("base_url", self.base_url), ("token_url", token_url)):
+                if url.startswith("http://") and not _is_loopback(url):
+                    raise _insecure(field, url)
         if not token_url.endswith(TOKEN_PATH):
             token_url += TOKEN_PATH
         object.__setattr__(self, "token_endpoint", token_url)

@@ -17,7 +17,10 @@ No message, attribute or ``repr`` of these errors holds the app secret or a toke
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aicc_async._transport import ResponseInfo
 
 __all__ = [
     "AICCAuthError",
@@ -28,6 +31,7 @@ __all__ = [
     "AICCOutcomeUnknownError",
     "AICCValidationError",
     "CampaignError",
+    "JournalError",
 ]
 
 
@@ -35,13 +39,22 @@ class AICCError(Exception):
     """Base class of every error the SDK raises on purpose.
 
     ``endpoint`` is the AICC interface name (``"createVoiceNotification"``), or
-    ``None`` when the error is not tied to one call (configuration).
+    ``None`` when the error is not tied to one call (configuration). ``response``
+    and ``request_id`` describe the HTTP answer, when there was one.
     """
 
     def __init__(self, message: str, *, endpoint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.endpoint = endpoint
+        #: The HTTP answer this error came from (status, masked headers, request id),
+        #: or ``None`` when no answer came back.
+        self.response: ResponseInfo | None = None
+
+    @property
+    def request_id(self) -> str | None:
+        """The request/trace id AICC sent with the answer (``X-Request-Id``), if any."""
+        return None if self.response is None else self.response.request_id
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, endpoint={self.endpoint!r})"
@@ -144,4 +157,12 @@ class CampaignError(AICCError):
     belongs to another kind of campaign, is in use by another process, or the input
     file is unreadable or gives a key a different row than the journal holds. The
     message says which and what to do; the journal is left consistent.
+    """
+
+
+class JournalError(CampaignError):
+    """A campaign journal could not be read or written (a damaged file, a full disk).
+
+    The rows it recorded before are kept as they were; nothing more was sent. Check
+    the disk and the file, then run the same command again.
     """

@@ -7,23 +7,31 @@ failure                           idempotent endpoints    non-idempotent endpoin
 ================================  =====================  ==============================
 never reached AICC (DNS, refused, retried                retried
 TLS, connect timeout)
-HTTP 429, or 503 + Retry-After    retried (Retry-After)   retried (Retry-After)
+HTTP 429                          retried (Retry-After)   retried (Retry-After)
 voice notification retCode "1"   retried                 retried (the call was not taken)
 token rejected (401, 403 auth)    token refreshed, replayed once, on every endpoint
+HTTP 503, with or without         retried (Retry-After)   AICCOutcomeUnknownError, never
+Retry-After                                               re-sent unless ``retry_unsafe``
 timeout / reset after sending,    retried                 AICCOutcomeUnknownError, never
-502, 503 without Retry-After,                             re-sent unless ``retry_unsafe``
-504, 2xx that is not JSON
+502, 504, 2xx that is not JSON                            re-sent unless ``retry_unsafe``
+answer over max_response_bytes    not retried             AICCOutcomeUnknownError
 HTTP 500, other 4xx               not retried             not retried
 ================================  =====================  ==============================
 
+A proxy may add ``Retry-After`` to a 503 after it passed the request on, so only a
+429 proves that a request was not processed.
+
 Waits grow exponentially with full jitter; ``Retry-After`` (seconds or an HTTP
-date) is honoured as given. The ``backoff`` package drives the loop.
+date) is honoured as given. The ``backoff`` package drives the loop; the time
+budget (``max_elapsed``) is kept on the client's monotonic clock, never the wall clock.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import random
+import time
 from collections.abc import Awaitable, Callable, Generator
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -89,14 +97,15 @@ def classify_exception(exc: BaseException) -> Failure:
     return Failure.AMBIGUOUS
 
 
-def classify_status(status: int, retry_after: float | None) -> Failure | None:
+def classify_status(status: int) -> Failure | None:
     """Classify a non-2xx status; ``None`` means final (not retried on any endpoint).
 
-    500 is AICC's documented "business failure" and 501/505 refuse the request
-    itself; every other 5xx (502, 503, 504, CDN codes like 524) comes from a gateway
+    Only a 429 proves the request was not processed. 500 is AICC's documented
+    "business failure" and 501/505 refuse the request itself; every other 5xx (502,
+    503 with or without ``Retry-After``, 504, CDN codes like 524) comes from a gateway
     that may have passed the request on, so it is ambiguous.
     """
-    if status == 429 or (status == 503 and retry_after is not None):
+    if status == 429:
         return Failure.NOT_SENT
     if status >= 500 and status not in (500, 501, 505):
         return Failure.AMBIGUOUS
@@ -137,10 +146,13 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, delta)
 
 
-def _waits(policy: RetryPolicy) -> Generator[float, Any, None]:
+def _waits(
+    policy: RetryPolicy, remaining: Callable[[], float] = lambda: math.inf
+) -> Generator[float, Any, None]:
     """backoff wait generator: full-jitter exponential, or Retry-After when the server sent one.
 
-    backoff sends the exception of the failed attempt into the generator.
+    backoff sends the exception of the failed attempt into the generator. No wait
+    goes beyond the ``remaining()`` seconds of the time budget.
     """
     attempt = 0
     exc = yield 0.0  # primed by backoff with send(None)
@@ -152,20 +164,22 @@ def _waits(policy: RetryPolicy) -> Generator[float, Any, None]:
             ceiling = min(policy.max_delay, policy.base_delay * (2**attempt))
             wait = random.uniform(0.0, ceiling)  # noqa: S311 - jitter, not security
         attempt += 1
-        exc = yield wait
+        exc = yield max(0.0, min(wait, remaining()))
 
 
 def with_retries(
     policy: RetryPolicy,
     attempt: Callable[P, Awaitable[T]],
     on_retry: Callable[[Any], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Callable[P, Awaitable[T]]:
     """Wrap ``attempt`` so that each ``RetryableAttempt`` it raises is retried per ``policy``.
 
     The first attempt runs directly (no retry bookkeeping on the hot path); only
     after a retryable failure does backoff's loop take over, starting from that
     failure, so attempts and waits are counted as if it had run from the start.
-    ``max_elapsed`` counts from the first failure. When attempts or time run out,
+    ``max_elapsed`` counts from the first failure on ``clock`` (monotonic: a step of
+    the wall clock changes nothing). When attempts or time run out,
     the last ``RetryableAttempt`` propagates; the caller raises its ``.error``.
     ``on_retry`` gets backoff's details before each wait.
     """
@@ -177,6 +191,13 @@ def with_retries(
             if policy.max_attempts == 1:
                 raise
             failures = [first]
+            deadline = clock() + policy.max_elapsed
+
+            def remaining() -> float:
+                return deadline - clock()
+
+            def out_of_time(exc: Exception) -> bool:
+                return remaining() <= 0
 
             async def again(*args: P.args, **kwargs: P.kwargs) -> T:
                 if failures:
@@ -187,11 +208,12 @@ def with_retries(
                 _waits,
                 RetryableAttempt,
                 max_tries=policy.max_attempts,
-                max_time=policy.max_elapsed,
+                giveup=out_of_time,
                 jitter=None,
                 on_backoff=on_retry,
                 logger=None,
                 policy=policy,
+                remaining=lambda: remaining,  # backoff calls a callable argument once
             )(again)
             return await retrying(*args, **kwargs)
 

@@ -9,8 +9,9 @@ for one attempt only, never while waiting to retry.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 __all__ = ["RateCap", "Throttle"]
 
@@ -18,22 +19,38 @@ __all__ = ["RateCap", "Throttle"]
 class RateCap:
     """Spaces request starts at least ``1 / rate`` seconds apart (no bursts).
 
-    Each caller reserves the next free start slot and sleeps until it; so N
-    callers are admitted at ``rate`` per second in arrival order.
+    Callers queue in arrival order (a fair lock); the one at the head sleeps until
+    the next start is due and only then takes it. A caller cancelled while queued or
+    sleeping has reserved nothing, so it never delays those behind it.
+
+    Args:
+        rate: starts per second.
+        clock: monotonic clock in seconds.
+        sleep: coroutine function sleeping for a number of seconds (default
+            ``asyncio.sleep``; tests inject their own).
     """
 
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
         self.interval = 1.0 / rate
         self._clock = clock
-        self._next_slot = 0.0
+        self._sleep = sleep
+        self._next_slot = -math.inf
+        self._queue = asyncio.Lock()
 
     async def wait(self) -> None:
         """Return when this caller may start a request."""
-        now = self._clock()
-        slot = max(now, self._next_slot)
-        self._next_slot = slot + self.interval
-        if slot > now:
-            await asyncio.sleep(slot - now)
+        async with self._queue:
+            now = self._clock()
+            if self._next_slot > now:
+                sleep = self._sleep or asyncio.sleep
+                await sleep(self._next_slot - now)
+                now = max(now, self._next_slot)
+            self._next_slot = now + self.interval
 
 
 class Throttle:

@@ -166,6 +166,20 @@ async def test_stats_counts_without_recording() -> None:
         "rejected_token_requests": 0,
         "in_flight": 0,
         "max_in_flight": 1,
+        "release_events": dict.fromkeys(
+            (
+                "scheduled",
+                "pending",
+                "delivered",
+                "failed",
+                "cancelled",
+                "answered",
+                "not_answered",
+                "attempts",
+                "duplicates",
+            ),
+            0,
+        ),
     }
     assert json.loads(json.dumps(stats)) == stats
 

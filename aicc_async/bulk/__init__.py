@@ -8,15 +8,19 @@ from aicc_async.bulk.campaign import (
     LoadSummary,
 )
 from aicc_async.bulk.fanout import Outcome
-from aicc_async.bulk.journal import Problem, StateCounts
+from aicc_async.bulk.journal import Problem, StateCounts, Target
+from aicc_async.errors import CampaignError, JournalError
 
 __all__ = [
     "Campaign",
+    "CampaignError",
     "CampaignKind",
     "CampaignReport",
     "CampaignRow",
+    "JournalError",
     "LoadSummary",
     "Outcome",
     "Problem",
     "StateCounts",
+    "Target",
 ]

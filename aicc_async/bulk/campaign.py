@@ -9,13 +9,19 @@ async with Campaign("campaign.db", "voice_notification") as campaign:
 States: ``done`` (AICC processed it), ``failed`` (AICC refused it or the input was
 invalid; nobody was called), ``unknown`` (it may have been processed: a timeout,
 a reset or a gateway error after sending, or a run stopped while it was in
-flight). ``unknown`` rows of a voice campaign are never sent again unless a run
-asks for exactly that (``retry_unknown=True``); a write-back campaign (idempotent)
-re-sends them on its next run.
+flight), ``withdrawn`` (left out of the latest input before it was sent) and
+``duplicate`` (not sent: another row of the campaign already used its number).
+``unknown`` rows of a voice campaign are never sent again unless a run asks for
+exactly that (``retry_unknown=True``); a write-back campaign (idempotent) re-sends
+them on its next run.
+
+A journal belongs to the target of its first run and refuses another; a run sends
+only rows of the input last loaded in full.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
@@ -29,16 +35,38 @@ import attrs
 
 from aicc_async.bulk.engine import Engine, Kind, Pacer
 from aicc_async.bulk.fanout import async_items, check_concurrency
-from aicc_async.bulk.journal import INVALID, Journal, LoadedRow, Problem, StateCounts
+from aicc_async.bulk.journal import (
+    INVALID,
+    Journal,
+    LoadedRow,
+    Mode,
+    Outcome,
+    Outcomes,
+    Problem,
+    StateCounts,
+    Target,
+)
+from aicc_async.callbacks import CallbackReceiver, ReleaseEvent
 from aicc_async.endpoints.outbound import WRITE_BACK, WriteBackResultRequest
 from aicc_async.endpoints.voice_notification import ENDPOINT as VOICE
-from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest
-from aicc_async.errors import AICCValidationError, CampaignError
+from aicc_async.endpoints.voice_notification import (
+    CreateVoiceNotificationRequest,
+    check_callback_url,
+)
+from aicc_async.errors import AICCConnectionError, AICCValidationError, CampaignError
 
 if TYPE_CHECKING:
     from aicc_async.client import AICCClient
 
-__all__ = ["KINDS", "Campaign", "CampaignKind", "CampaignReport", "CampaignRow", "LoadSummary"]
+__all__ = [
+    "KINDS",
+    "Campaign",
+    "CampaignKind",
+    "CampaignReport",
+    "CampaignRow",
+    "LoadSummary",
+    "Target",
+]
 
 logger = logging.getLogger("aicc_async")
 
@@ -53,6 +81,10 @@ KINDS: Mapping[str, Kind] = {
         idempotent=VOICE.idempotent,
         send=lambda aicc, request: aicc.voice_notification.send(request),
         reference=lambda result: result.call_serial_no,
+        number=lambda request: request.called,
+        with_callback=lambda request, url: (
+            request if request.callback_url else attrs.evolve(request, callback_url=url)
+        ),
     ),
     "write_back": Kind(
         name="write_back",
@@ -61,6 +93,7 @@ KINDS: Mapping[str, Kind] = {
         idempotent=WRITE_BACK.idempotent,
         send=lambda aicc, request: aicc.outbound.send(request),
         reference=lambda result: None,
+        number=lambda request: None,
     ),
 }
 
@@ -106,11 +139,18 @@ class LoadSummary:
     """Rows new to the journal."""
     replaced: int
     """Rows that changed but had never been sent (pending, or invalid before)."""
+    withdrawn: int = 0
+    """Unsent rows of earlier input that this input leaves out: they will not be sent."""
 
     @property
     def unchanged(self) -> int:
         """Rows the journal already held as given."""
         return self.read - self.added - self.replaced
+
+    @property
+    def resumed(self) -> bool:
+        """True when the journal already held rows of this input (a resume)."""
+        return self.added < self.read
 
 
 @attrs.frozen
@@ -121,21 +161,37 @@ class CampaignReport:
     kind: str
     counts: StateCounts
     problems: tuple[Problem, ...]
+    target: Target | None = None
+    """Where the campaign sends (``None`` before its first run)."""
+    outcomes: Outcomes = attrs.field(factory=Outcomes)
+    """Answered / not answered calls, from the release events recorded."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (what ``aicc report --json`` prints)."""
         return {
             "journal": self.path,
             "kind": self.kind,
+            "target": None if self.target is None else attrs.asdict(self.target),
             "rows": self.counts.total,
             "states": attrs.asdict(self.counts),
             "problems": [attrs.asdict(p) for p in self.problems],
+            "outcomes": {
+                "answered": self.outcomes.answered,
+                "not_answered": self.outcomes.not_answered,
+                "awaiting": self.outcomes.awaiting,
+            },
+            "release_reasons": dict(self.outcomes.reasons),
         }
 
 
 def _check_callback(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise AICCValidationError(f"{name}: must be callable or None, got {value!r}", field=name)
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise AICCValidationError(f"{name}: must be True or False, got {value!r}", field=name)
 
 
 def _fingerprint(tag: str, payload: str) -> str:
@@ -148,11 +204,21 @@ class Campaign:
     Use it as ``async with Campaign(path, kind) as campaign:`` (or ``await
     campaign.open()`` ... ``await campaign.close()``). The journal is created for
     ``kind`` (``"voice_notification"`` or ``"write_back"``) if missing; with
-    ``kind=None`` it must exist, whatever its kind. Raises ``AICCValidationError``
-    for an unknown ``kind``.
+    ``kind=None`` it must exist, whatever its kind. ``read_only=True`` opens an
+    existing journal without writing a byte to it (reports and exports; it may be in
+    use by a running campaign). ``outcomes_only=True`` opens an existing journal to
+    record call outcomes (:meth:`record_outcome`), beside a campaign running on it or
+    after it. Raises ``AICCValidationError`` for an unknown ``kind`` or both flags.
     """
 
-    def __init__(self, path: str | os.PathLike[str], kind: CampaignKind | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        kind: CampaignKind | None = None,
+        *,
+        read_only: bool = False,
+        outcomes_only: bool = False,
+    ) -> None:
         if kind is not None and kind not in KINDS:
             raise AICCValidationError(
                 f"kind: must be one of {', '.join(get_args(CampaignKind))}, got {kind!r}",
@@ -162,32 +228,43 @@ class Campaign:
             raise AICCValidationError(
                 f"path: must be a file path (str or os.PathLike), got {path!r}", field="path"
             )
+        _check_flag("read_only", read_only)
+        _check_flag("outcomes_only", outcomes_only)
+        if read_only and outcomes_only:
+            raise AICCValidationError(
+                "read_only and outcomes_only: choose one", field="outcomes_only"
+            )
         self._path = Path(os.fspath(path))
         self._wanted = kind
+        self._mode: Mode = "read" if read_only else "record" if outcomes_only else "run"
         self._opened: tuple[Journal, Kind] | None = None
         self._engine: Engine | None = None
+        self.interrupted = 0
+        """Rows a stopped run had left in flight, settled when the journal was opened."""
 
     async def open(self) -> None:
         """Open (or create) the journal.
 
         Rows a stopped run left ``sending`` are settled: ``unknown`` for a voice
-        campaign, ``pending`` for a write-back one. Raises ``CampaignError`` if the
-        journal cannot be created or opened, holds another kind of campaign or is in
-        use by another process.
+        campaign, ``pending`` for a write-back one (not when read-only). Raises
+        ``CampaignError`` if the journal cannot be created or opened, holds another
+        kind of campaign, is in use by another campaign process, or was not closed
+        cleanly and lost its ``-wal`` file; ``JournalError`` if SQLite cannot read it.
         """
         if self._opened is not None:
             return
-        journal = await Journal.open(self._path, self._wanted)
+        journal = await Journal.open(self._path, self._wanted, mode=self._mode)
         kind = KINDS[journal.kind]
-        try:
-            settled = await journal.recover(idempotent=kind.idempotent)
-        except BaseException:
-            await journal.close()
-            raise
-        if settled:
+        if self._mode == "run":
+            try:
+                self.interrupted = await journal.recover(idempotent=kind.idempotent)
+            except BaseException:
+                await journal.close()
+                raise
+        if self.interrupted:
             logger.warning(
                 "%d rows were in flight when the last run of %s stopped: %s",
-                settled,
+                self.interrupted,
                 self._path,
                 "they will be sent again"
                 if kind.idempotent
@@ -218,38 +295,63 @@ class Campaign:
         """The journal file."""
         return self._path
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The journal file and the files beside it that belong to it (``-wal``,
+        ``-shm``, ``.lock``): copy the first two together, never write over any."""
+        return self._journal.files
+
+    async def source(self) -> Path | None:
+        """The input file the latest complete load named (``load(..., source=...)``)."""
+        found = await self._journal.source()
+        return None if found is None else Path(found)
+
+    async def bind(self, target: Target) -> None:
+        """Bind the journal to ``target`` (done by :meth:`run` too). Raises
+        ``CampaignError`` if it belongs to another target; nothing is sent."""
+        if not isinstance(target, Target):
+            raise AICCValidationError(
+                f"target: must be a Target, got {type(target).__name__}", field="target"
+            )
+        await self._journal.bind(target)
+
     async def load(
         self,
         rows: Iterable[CampaignRow] | AsyncIterable[CampaignRow],
         *,
+        source: str | os.PathLike[str] | None = None,
         on_progress: Callable[[int], None] | None = None,
     ) -> LoadSummary:
-        """Record ``rows`` in the journal as ``pending`` (invalid ones as ``failed``),
-        streaming: memory does not grow with the input.
+        """Record ``rows``, the campaign's whole input, in the journal as ``pending``
+        (invalid ones as ``failed``), streaming: memory does not grow with the input.
 
-        Rows the journal already holds unchanged are skipped, so loading the same
-        input again is how a campaign resumes. ``on_progress(rows_read)`` is called
-        after each batch. Raises ``CampaignError`` when a key's row differs from the
-        one already sent for it, or the input gives a key to two different rows
-        (nothing of that batch is written, nothing is sent).
+        Rows the journal already holds unchanged are kept, so loading the same input
+        again is how a campaign resumes. Unsent rows the input leaves out become
+        ``withdrawn``: a run sends only rows of the input last loaded in full.
+        ``source`` names the file the rows come from (exports refuse to overwrite it).
+        ``on_progress(rows_read)`` is called after each batch.
+
+        Raises ``CampaignError`` (nothing is sent) when a key's row differs from the one
+        already sent for it, the input gives a key to two different rows, or it has no
+        key in common with the rows the journal holds (another file: the rows it added
+        are removed again). If loading stops early, no row is sent until a load completes.
         """
         _check_callback("on_progress", on_progress)
         journal = self._journal
-        summary = LoadSummary(0, 0, 0)
+        read = added = replaced = known = 0
         batch: list[LoadedRow] = []
 
         async def flush() -> None:
-            nonlocal summary
-            added, replaced = await journal.load(batch, load)
-            summary = LoadSummary(
-                summary.read + len(batch), summary.added + added, summary.replaced + replaced
-            )
+            nonlocal read, added, replaced, known
+            counts = await journal.load(batch, load)
+            read += len(batch)
+            added, replaced, known = added + counts[0], replaced + counts[1], known + counts[2]
             batch.clear()
             if on_progress is not None:
-                on_progress(summary.read)
+                on_progress(read)
 
         await journal.set_durable(False)
-        load = await journal.new_load()
+        load = await journal.begin_load()
         try:
             async for row in async_items(rows, "campaign"):
                 batch.append(self._loaded(row))
@@ -259,7 +361,11 @@ class Campaign:
                 await flush()
         finally:
             await journal.set_durable(True)
-        return summary
+        named = None
+        if source is not None:
+            named = str(await asyncio.to_thread(Path(os.fspath(source)).resolve))
+        withdrawn = await journal.end_load(load, known, named)
+        return LoadSummary(read, added, replaced, withdrawn)
 
     def _loaded(self, row: object) -> LoadedRow:
         if not isinstance(row, CampaignRow):
@@ -269,7 +375,9 @@ class Campaign:
         if row.request is None:
             payload = Journal.dumps(dict(row.source))
             fingerprint = _fingerprint("invalid", f"{payload}:{row.invalid}")
-            return LoadedRow(row.key, fingerprint, "failed", payload, INVALID, row.invalid)
+            return LoadedRow(
+                row.key, fingerprint, "failed", payload, code=INVALID, description=row.invalid
+            )
         if not isinstance(row.request, self._kind.request_type):
             raise AICCValidationError(
                 f"row {row.key!r}: a {self.kind} campaign takes "
@@ -277,7 +385,13 @@ class Campaign:
                 field="request",
             )
         payload = Journal.dumps(attrs.asdict(row.request))
-        return LoadedRow(row.key, _fingerprint("request", payload), "pending", payload)
+        return LoadedRow(
+            row.key,
+            _fingerprint("request", payload),
+            "pending",
+            payload,
+            number=self._kind.number(row.request),
+        )
 
     async def run(
         self,
@@ -287,33 +401,46 @@ class Campaign:
         rate: float | None = None,
         retry_unknown: bool = False,
         retry_failed: bool = False,
+        allow_repeat_numbers: bool = False,
+        target: Target | None = None,
+        callback_url: str | None = None,
         on_progress: Callable[[StateCounts], None] | None = None,
     ) -> StateCounts:
-        """Send every ``pending`` row through ``aicc``; returns the counts afterwards.
+        """Send every ``pending`` row of the latest input through ``aicc``; returns the
+        counts afterwards.
 
         Args:
             concurrency: rows in flight at once; default and maximum: the client's
-                limit for the endpoint group (``limits=``).
+                limit for the endpoint group (``limits=``) and its ``max_connections``.
             rate: at most this many rows started per second.
             retry_unknown: send ``unknown`` rows again. For a voice campaign this
                 phones anyone whose call went through a second time.
             retry_failed: send rows that AICC refused again (not invalid input).
+            allow_repeat_numbers: phone a number once per row that has it. By default
+                a voice campaign phones a number once: later rows with a number already
+                used are recorded ``duplicate`` and not sent.
+            target: where ``aicc`` sends, as the journal records it; default: its
+                base URL and app key.
+            callback_url: where AICC posts each call's release event, for the rows
+                that name no ``callback_url`` of their own (voice campaigns).
             on_progress: called with the counts after each journal commit.
 
         A stop (:meth:`stop`) lets the rows in flight finish. Cancelling the run
         records the rows in flight as ``unknown`` (write-back: ``pending``). Raises
-        ``AICCAuthError`` (bad credentials) or ``AICCConnectionError`` (AICC
-        unreachable) after stopping early, the affected rows still ``pending``;
-        ``AICCValidationError`` for bad arguments.
+        ``CampaignError`` (nothing sent) if the journal belongs to another target or
+        no input was loaded in full; ``AICCAuthError`` (bad credentials) or
+        ``AICCConnectionError`` (AICC unreachable, or a failure before a request left)
+        after stopping early, the affected rows still ``pending``; ``JournalError`` if
+        the journal cannot be written; ``AICCValidationError`` for bad arguments.
         """
         kind = self._kind
-        limit = aicc.config.limits[kind.group]
+        limit = min(aicc.config.limits[kind.group], aicc.config.max_connections)
         concurrency = check_concurrency(concurrency, limit, "campaign")
         if concurrency > limit:
             raise AICCValidationError(
-                f"concurrency: {concurrency} is above the client's limit of {limit} for "
-                f"{kind.group!r}; raise it with AICCClient(limits={{{kind.group!r}: "
-                f"{concurrency}}})",
+                f"concurrency: {concurrency} is above what the client allows at once "
+                f"({limit}); raise it with AICCClient(limits={{{kind.group!r}: "
+                f"{concurrency}}}, max_connections={concurrency})",
                 field="concurrency",
             )
         pacer = None
@@ -327,14 +454,35 @@ class Campaign:
                     f"rate: must be a number of rows per second > 0, got {rate!r}", field="rate"
                 )
             pacer = Pacer(float(rate))
-        for name, flag in (("retry_unknown", retry_unknown), ("retry_failed", retry_failed)):
-            if not isinstance(flag, bool):
-                raise AICCValidationError(f"{name}: must be True or False, got {flag!r}")
+        for name, flag in (
+            ("retry_unknown", retry_unknown),
+            ("retry_failed", retry_failed),
+            ("allow_repeat_numbers", allow_repeat_numbers),
+        ):
+            _check_flag(name, flag)
         _check_callback("on_progress", on_progress)
+        if callback_url is not None:
+            if kind.with_callback is None:
+                raise AICCValidationError(
+                    f"callback_url: a {kind.name} campaign has no release events",
+                    field="callback_url",
+                )
+            check_callback_url(callback_url)
         if self._engine is not None:
             raise CampaignError(f"{self.path}: this campaign is already running")
         if aicc.closed:
-            raise RuntimeError("this AICCClient is closed; create a new one")
+            raise AICCConnectionError(
+                "this AICCClient is closed; create a new one. Nothing was sent.",
+                endpoint="campaign",
+            )
+        if target is None:
+            target = Target(aicc.config.base_url, aicc.config.app_key)
+        await self.bind(target)
+        if await self._journal.current_load() is None:
+            raise CampaignError(
+                f"{self.path}: no input was loaded in full (the last load stopped early); "
+                "load the input again. Nothing was sent."
+            )
         if retry_unknown and not kind.idempotent:
             unknown = (await self._journal.counts()).unknown
             if unknown:
@@ -349,12 +497,18 @@ class Campaign:
             concurrency=concurrency,
             pacer=pacer,
             counts=counts,
+            once_per_number=not allow_repeat_numbers,
+            callback_url=callback_url,
             on_progress=on_progress,
         )
         try:
             return await self._engine.run()
         finally:
             self._engine = None
+            try:
+                await self._journal.checkpoint()
+            except CampaignError:  # the run's own error (if any) says more
+                logger.warning("could not checkpoint the journal %s", self._path)
 
     def stop(self) -> None:
         """Stop the current run: no new row is sent, the rows in flight finish."""
@@ -362,17 +516,70 @@ class Campaign:
             self._engine.stopping = True
 
     async def report(self) -> CampaignReport:
-        """The row counts and failures of this campaign."""
+        """The row counts, problems, target and call outcomes of this campaign."""
         return CampaignReport(
             str(self.path),
             self.kind,
             await self._journal.counts(),
             tuple(await self._journal.problems()),
+            await self._journal.target(),
+            await self._journal.outcomes(),
         )
 
+    async def record_outcome(self, event: ReleaseEvent) -> bool:
+        """Record a release event on the row whose call it reports (answered or not,
+        release reason, talk duration, release time). Returns False, and logs, when no
+        row has its ``call_serial_no`` yet: the event is kept and recorded on the row
+        when its send is. Recording an event again changes nothing."""
+        outcome = Outcome(
+            answered=event.answered,
+            release_reason=event.release_reason,
+            talk_duration=event.talk_duration,
+            release_time=None if event.release_time is None else event.release_time.isoformat(),
+        )
+        found = await self._journal.record_outcome(event.call_serial_no, outcome)
+        if not found:
+            logger.warning(
+                "the release event of call %s matches no row of %s (yet): kept, and "
+                "recorded if a row with that call is",
+                event.call_serial_no,
+                self._path,
+            )
+        return found
+
+    async def has_outcome(self, call_serial_no: str) -> bool:
+        """True when the outcome of that call is recorded already."""
+        return await self._journal.has_outcome(call_serial_no)
+
+    def callback_receiver(
+        self, shared_key: str | None, *, allow_unsigned: bool = False, **options: Any
+    ) -> CallbackReceiver:
+        """A :class:`~aicc_async.callbacks.CallbackReceiver` that records each release
+        event in this campaign's journal, once (the journal also answers whether an
+        event was recorded before). ``options`` go to the receiver."""
+
+        async def record(event: ReleaseEvent) -> None:
+            await self.record_outcome(event)
+
+        return CallbackReceiver(
+            shared_key,
+            on_event=record,
+            allow_unsigned=allow_unsigned,
+            seen=self.has_outcome,
+            **options,
+        )
+
+    async def unanswered_rows(self) -> AsyncIterator[dict[str, Any]]:
+        """Rows whose call was not answered, in input order: ``key`` and ``fields``."""
+        after = 0
+        while rows := await self._journal.unanswered_rows(after, 1000):
+            for seq, key, payload in rows:
+                after = seq
+                yield {"key": key, "fields": Journal.loads(payload)}
+
     async def problem_rows(self) -> AsyncIterator[dict[str, Any]]:
-        """Failed and unknown rows in input order, each as a dict: ``key``, ``state``,
-        ``code``, ``description``, ``reference`` and the row's fields."""
+        """Failed, unknown and duplicate rows in input order, each as a dict: ``key``,
+        ``state``, ``code``, ``description``, ``reference`` and the row's ``fields``."""
         after = 0
         while rows := await self._journal.problem_rows(after, 1000):
             for seq, key, state, code, description, reference, payload in rows:

@@ -6,15 +6,22 @@ or ``text`` (read aloud: sent as ``$text$``), optional ``caller_present``,
 the ``WriteBackResultRequest`` field names (``sub_cc_no``, ``vdn_id``,
 ``unique_id``, ``service_id`` required) and optional ``id``. A row's key is its
 ``id``, or else the line it starts on. Cells are stripped; an empty cell is absent.
+
+Every CSV written here is safe to open in a spreadsheet: a cell that starts with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written with a leading
+``'`` (OWASP's advice against CSV injection), and the reader removes that ``'``
+again, so an export can be fed back as input unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
+import tempfile
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -23,12 +30,41 @@ import attrs
 
 from aicc_async.bulk.campaign import Campaign, CampaignRow
 from aicc_async.endpoints.outbound import WriteBackResultRequest
-from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest, VoiceContent
+from aicc_async.endpoints.voice_notification import (
+    MAX_VOICE_CONTENT,
+    CreateVoiceNotificationRequest,
+    VoiceContent,
+)
 from aicc_async.errors import AICCValidationError, CampaignError
 
-__all__ = ["CampaignFile", "export_problems"]
+__all__ = [
+    "CampaignFile",
+    "export_problems",
+    "export_unanswered_rows",
+    "neutralise",
+    "restore",
+    "write_csv",
+]
 
 ID = "id"
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: str) -> str:
+    """``cell`` as written to a CSV: with a leading ``'`` if a spreadsheet would read it
+    as a formula (or it already starts with ``'`` before such a character)."""
+    return "'" + cell if cell.lstrip("'").startswith(_FORMULA_STARTS) else cell
+
+
+def restore(cell: str) -> str:
+    """A cell read from a CSV, without the ``'`` that :func:`neutralise` added."""
+    if cell.startswith("'") and cell.lstrip("'").startswith(_FORMULA_STARTS):
+        return cell[1:]
+    return cell
+
+
+#: The longest ``text`` cell: it is sent as ``$text$`` within voice content's limit.
+MAX_TEXT = MAX_VOICE_CONTENT - 2
 
 
 def _integer(field: str, value: str | None) -> int | None:
@@ -47,6 +83,10 @@ def _voice(cells: Mapping[str, str]) -> CreateVoiceNotificationRequest:
     if content is not None and text is not None:
         raise AICCValidationError("fill in voice_content or text, not both", field="text")
     if text is not None:
+        if len(text) > MAX_TEXT:
+            raise AICCValidationError(
+                f"text: is {len(text)} characters; at most {MAX_TEXT} allowed", field="text"
+            )
         content = str(VoiceContent().text(text))
     if content is None:
         raise AICCValidationError("voice_content or text: one must be filled in", field="text")
@@ -109,6 +149,17 @@ FORMATS: Mapping[str, _Format] = {
 }
 
 
+def _first_undecodable_line(path: Path) -> int:
+    """The number of the first line of ``path`` that is not UTF-8."""
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return number + 1
+
+
 class CampaignFile:
     """An input CSV for a ``kind`` of campaign (UTF-8, a header line first).
 
@@ -158,7 +209,7 @@ class CampaignFile:
             yield from records
         except UnicodeDecodeError:
             raise CampaignError(
-                f"{self.path} is not UTF-8 text (near line {self._reader.line_num + 1}): "
+                f"{self.path} is not UTF-8 text (line {_first_undecodable_line(self.path)}): "
                 "save it as UTF-8 (in Excel: 'CSV UTF-8')"
             ) from None
         except csv.Error as exc:
@@ -173,7 +224,7 @@ class CampaignFile:
             if not any(cell.strip() for cell in record):
                 continue
             cells = {
-                name: value.strip()
+                name: restore(value.strip())
                 for name, value in zip(self.header, record, strict=False)
                 if name in self._format.columns and value.strip()
             }
@@ -216,28 +267,104 @@ class CampaignFile:
         self.close()
 
 
+def _check_target(path: Path, protected: Sequence[Path]) -> Path:
+    """``path`` resolved; ``CampaignError`` if it is one of the ``protected`` files."""
+    target = path.resolve()
+    for kept in protected:
+        same = kept.resolve() == target
+        if not same and kept.exists() and target.exists():
+            same = os.path.samefile(kept, target)
+        if same:
+            raise CampaignError(
+                f"will not write the export over {path}: it is {kept}, part of the campaign "
+                "(its journal or its input). Choose another file."
+            )
+    return target
+
+
+async def write_csv(
+    path: str | os.PathLike[str],
+    header: Sequence[str],
+    rows: AsyncIterator[Sequence[object]],
+    *,
+    protected: Sequence[Path] = (),
+) -> int:
+    """Write ``header`` and ``rows`` as a CSV at ``path``; returns how many rows.
+
+    Cells are neutralised against formula injection (``None`` is empty). The file is
+    written beside ``path`` under a temporary name and renamed over it when complete.
+    Raises ``CampaignError`` if ``path`` is one of ``protected`` or cannot be written.
+    """
+    given = Path(os.fspath(path))
+    target = _check_target(given, protected)
+    count = 0
+    try:
+        handle, temporary = await asyncio.to_thread(
+            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+    except OSError as exc:
+        raise CampaignError(f"cannot write {given}: {exc.strerror or exc}") from None
+    try:
+        out = await asyncio.to_thread(os.fdopen, handle, "w", encoding="utf-8", newline="")
+        with out:
+            writer = csv.writer(out)
+            writer.writerow(header)
+            async for row in rows:
+                writer.writerow(["" if c is None else neutralise(str(c)) for c in row])
+                count += 1
+        await asyncio.to_thread(os.replace, temporary, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise CampaignError(f"cannot write {given}: {exc.strerror or exc}") from None
+        raise
+    return count
+
+
 async def export_problems(campaign: Campaign, path: str | os.PathLike[str]) -> int:
-    """Write the campaign's failed and unknown rows to the CSV at ``path``; returns how many.
+    """Write the campaign's failed, unknown and duplicate rows to the CSV at ``path``;
+    returns how many.
 
     Columns: ``id``, ``state``, ``code``, ``description``, ``reference``, then the
     input columns, so the file can be corrected and fed to a new campaign. Raises
-    ``CampaignError`` if the file cannot be written.
+    ``CampaignError`` if ``path`` is the journal, a file beside it or the campaign's
+    input, or cannot be written; an existing file is replaced only once the export
+    is complete.
     """
     columns: Sequence[str] = FORMATS[campaign.kind].columns[1:]
-    header = [ID, "state", "code", "description", "reference", *columns]
-    count = 0
-    try:
-        target = Path(os.fspath(path))
-        with await asyncio.to_thread(target.open, "w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(header)
-            async for row in campaign.problem_rows():
-                fields = row["fields"]
-                writer.writerow(
-                    [row["key"], row["state"], row["code"], row["description"], row["reference"]]
-                    + ["" if fields.get(c) is None else fields[c] for c in columns]
-                )
-                count += 1
-    except OSError as exc:
-        raise CampaignError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return count
+    source = await campaign.source()
+
+    async def rows() -> AsyncIterator[Sequence[object]]:
+        async for row in campaign.problem_rows():
+            fields = row["fields"]
+            yield [row["key"], row["state"], row["code"], row["description"], row["reference"]] + [
+                fields.get(c) for c in columns
+            ]
+
+    return await write_csv(
+        path,
+        [ID, "state", "code", "description", "reference", *columns],
+        rows(),
+        protected=(*campaign.files, *(() if source is None else (source,))),
+    )
+
+
+async def export_unanswered_rows(campaign: Campaign, path: str | os.PathLike[str]) -> int:
+    """Write the rows whose call was not answered (their release event said so) to the
+    CSV at ``path``, in the campaign's input format, so it is the input of a follow-up
+    campaign; returns how many. Raises ``CampaignError`` as :func:`export_problems`."""
+    columns: Sequence[str] = FORMATS[campaign.kind].columns
+    source = await campaign.source()
+
+    async def rows() -> AsyncIterator[Sequence[object]]:
+        async for row in campaign.unanswered_rows():
+            fields = row["fields"]
+            yield [row["key"], *(fields.get(c) for c in columns[1:])]
+
+    return await write_csv(
+        path,
+        columns,
+        rows(),
+        protected=(*campaign.files, *(() if source is None else (source,))),
+    )

@@ -53,6 +53,11 @@ class Kind:
     """``send(client, request)``: the endpoint's ``send`` method."""
     reference: Callable[[Any], str | None]
     """What to keep of a result (the voice call's serial number)."""
+    number: Callable[[Any], str | None]
+    """The number a request phones (``None``: it phones nobody)."""
+    with_callback: Callable[[Any, str], Any] | None = None
+    """``with_callback(request, url)``: the request with ``url`` as its release-event
+    callback unless it has one (``None``: this kind has no callbacks)."""
 
 
 class Pacer:
@@ -94,6 +99,8 @@ class Engine:
         concurrency: int,
         pacer: Pacer | None,
         counts: StateCounts,
+        once_per_number: bool,
+        callback_url: str | None,
         on_progress: Callable[[StateCounts], None] | None,
     ) -> None:
         self._journal = journal
@@ -102,6 +109,8 @@ class Engine:
         self._concurrency = concurrency
         self._pacer = pacer
         self.counts = counts
+        self._once_per_number = once_per_number
+        self._callback_url = callback_url
         self._on_progress = on_progress
         self.stopping = False
         self.halt: AICCError | None = None
@@ -129,7 +138,6 @@ class Engine:
                     claimed = await self._commit(want)
                     exhausted = exhausted or len(claimed) < want
                     for row in claimed:
-                        self._cursor = row.seq
                         self._tasks[row.seq] = asyncio.create_task(self._send(row))
                 if not self._tasks:
                     if exhausted or self.stopping or self.halt:
@@ -160,15 +168,23 @@ class Engine:
 
     async def _commit(self, claim: int) -> list[Claimed]:
         finished, self._finished = self._finished, []
-        commit = asyncio.ensure_future(self._journal.commit(finished, claim, self._cursor))
+        commit = asyncio.ensure_future(
+            self._journal.commit(
+                finished, claim, self._cursor, once_per_number=self._once_per_number
+            )
+        )
         cancelled: asyncio.CancelledError | None = None
         try:
-            claimed = await asyncio.shield(commit)
+            claim_ = await asyncio.shield(commit)
         except asyncio.CancelledError as exc:
-            claimed = await commit  # the transaction goes on in its thread regardless
+            claim_ = await commit  # the transaction goes on in its thread regardless
             cancelled = exc
-        self.counts = self.counts.moved("sending", [f.state for f in finished]).moved(
-            "pending", ["sending"] * len(claimed)
+        claimed = claim_.rows
+        self._cursor = claim_.cursor
+        self.counts = (
+            self.counts.moved("sending", [f.state for f in finished])
+            .moved("pending", ["sending"] * len(claimed))
+            .moved("pending", ["duplicate"] * claim_.duplicates)
         )
         try:
             if cancelled is not None:
@@ -214,6 +230,8 @@ class Engine:
         seq = row.seq
         try:
             request = self._kind.request_type(**json.loads(row.payload))
+            if self._callback_url is not None and self._kind.with_callback is not None:
+                request = self._kind.with_callback(request, self._callback_url)
         except (TypeError, ValueError) as exc:  # AICCValidationError is a ValueError
             return Finished(seq, "failed", INVALID, str(exc))
         try:
@@ -232,12 +250,13 @@ class Engine:
         except AICCError as exc:
             return Finished(seq, "failed", INVALID, exc.message)
         except Exception as exc:
-            if isinstance(exc, RuntimeError) and self._client.closed:  # nothing was sent
-                if self.halt is None:
-                    self.halt = AICCConnectionError(
-                        "the client was closed during the campaign; the rows not sent stay pending"
-                    )
-                return Finished(seq, "pending")
-            logger.exception("unexpected error sending campaign row %r", row.key)
+            # Not an error the SDK knows: it may have come after the request left. Record
+            # the row unknown and stop, rather than burn every other row the same way.
+            logger.debug("unexpected error sending campaign row %r", row.key, exc_info=True)
+            if self.halt is None:
+                self.halt = AICCError(
+                    f"the campaign stopped on an unexpected error ({type(exc).__name__}: "
+                    f"{exc}); the rows it was sending are recorded unknown."
+                )
             return Finished(seq, "unknown", "internal error", f"{type(exc).__name__}: {exc}")
         return Finished(seq, "done", reference=self._kind.reference(result))

@@ -1,10 +1,16 @@
 """The campaign journal: one SQLite file (WAL) holding every row's key, request and state.
 
-A row moves ``pending -> sending -> done | failed | unknown``. The ``sending`` mark
-is committed (``synchronous=FULL``) before the request goes out, so after a crash
-a row that may have been sent never looks unsent. One process at a time may hold
-a journal open (SQLite's exclusive locking mode); SQLite calls run on one worker
-thread, never on the event loop.
+A row moves ``pending -> sending -> done | failed | unknown``; rows that leave the
+input become ``withdrawn``, and a voice row whose number was already used becomes
+``duplicate``. The ``sending`` mark is committed (``synchronous=FULL``) before the
+request goes out, so after a crash a row that may have been sent never looks unsent.
+
+A journal belongs to one target (base URL, app key, sandbox or not) and sends only
+rows of the input it was last given in full. One process at a time may run a
+campaign on it (a lock file beside it); readers (``aicc report``) open it read-only
+and may do so while it runs. The ``-wal`` file is part of the journal until the
+journal is closed: a journal not closed cleanly whose ``-wal`` is missing is
+refused. SQLite calls run on one worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -14,26 +20,55 @@ import concurrent.futures
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import attrs
+import filelock
 
-from aicc_async.errors import CampaignError
+from aicc_async.errors import CampaignError, JournalError
 
-__all__ = ["Claimed", "Finished", "Journal", "LoadedRow", "Problem", "StateCounts"]
+__all__ = [
+    "STATES",
+    "Claim",
+    "Claimed",
+    "Finished",
+    "Journal",
+    "LoadedRow",
+    "Outcome",
+    "Outcomes",
+    "Problem",
+    "StateCounts",
+    "Target",
+]
 
 T = TypeVar("T")
 
-State = Literal["pending", "sending", "done", "failed", "unknown"]
+State = Literal["pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"]
+#: Every state, in the order reports list them.
+STATES: tuple[State, ...] = (
+    "done",
+    "failed",
+    "unknown",
+    "duplicate",
+    "withdrawn",
+    "pending",
+    "sending",
+)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``code`` of a row whose input could not become a request (it was never sent).
 INVALID = "invalid"
 #: ``code`` of a row that was in flight when a run stopped.
 INTERRUPTED = "interrupted"
+#: ``code`` of a row left out of the latest input (it was never sent).
+WITHDRAWN = "withdrawn"
+#: ``code`` of a row whose number another row of the campaign already used.
+DUPLICATE = "duplicate"
 _KEYS_PER_SELECT = 500  # below SQLite's oldest limit on bound parameters (999)
+_CHECKPOINT_EVERY = 30.0  # seconds between checkpoints while a campaign runs
+_BUSY_TIMEOUT = 10.0  # seconds a write waits for another writer (aicc listen)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS campaign (
@@ -41,23 +76,46 @@ CREATE TABLE IF NOT EXISTS campaign (
     kind TEXT NOT NULL,
     version INTEGER NOT NULL,
     created REAL NOT NULL,
-    loads INTEGER NOT NULL DEFAULT 0
+    loads INTEGER NOT NULL DEFAULT 0,
+    current_load INTEGER,
+    source TEXT,
+    target TEXT,
+    clean INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS rows (
     seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
     fingerprint TEXT NOT NULL,
-    state TEXT NOT NULL
-        CHECK (state IN ('pending', 'sending', 'done', 'failed', 'unknown')),
+    state TEXT NOT NULL CHECK (state IN
+        ('pending', 'sending', 'done', 'failed', 'unknown', 'withdrawn', 'duplicate')),
     payload TEXT NOT NULL,
+    number TEXT,
     code TEXT,
     description TEXT,
     reference TEXT,
     sends INTEGER NOT NULL DEFAULT 0,
+    first_load INTEGER NOT NULL DEFAULT 0,
     loaded INTEGER NOT NULL DEFAULT 0,
-    updated REAL NOT NULL
+    updated REAL NOT NULL,
+    outcome TEXT CHECK (outcome IN ('answered', 'not_answered')),
+    release_reason TEXT,
+    talk_duration INTEGER,
+    release_time TEXT
 );
+CREATE TABLE IF NOT EXISTS early_outcomes (
+    reference TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    release_reason TEXT,
+    talk_duration INTEGER,
+    release_time TEXT,
+    received REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rows_by_number ON rows (number) WHERE number IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference IS NOT NULL;
 """
+
+#: Rows whose number counts as used: they were (or are being) sent.
+_USED = "(state IN ('sending', 'done', 'unknown') OR (state = 'failed' AND code IS NOT 'invalid'))"
 
 
 @attrs.frozen
@@ -69,22 +127,31 @@ class StateCounts:
     done: int = 0
     failed: int = 0
     unknown: int = 0
+    withdrawn: int = 0
+    """Left out of the latest input before they were sent: never phoned."""
+    duplicate: int = 0
+    """Not sent: another row of the campaign already used the number."""
 
     @property
     def total(self) -> int:
         """All rows."""
-        return self.pending + self.sending + self.done + self.failed + self.unknown
+        return sum(attrs.astuple(self))
 
     @property
     def finished(self) -> int:
-        """Rows with a final state (done, failed or unknown)."""
-        return self.done + self.failed + self.unknown
+        """Rows with a final state (all but pending and sending)."""
+        return self.total - self.pending - self.sending
 
-    def moved(self, source: State, targets: Sequence[State]) -> StateCounts:
+    @property
+    def settled(self) -> bool:
+        """True when nothing is left to act on: every row is done, withdrawn or duplicate."""
+        return self.done + self.withdrawn + self.duplicate == self.total
+
+    def moved(self, source: State, targets: Iterable[State]) -> StateCounts:
         """These counts after one row per item of ``targets`` left ``source`` for it."""
         counts = attrs.asdict(self)
-        counts[source] -= len(targets)
         for target in targets:
+            counts[source] -= 1
             counts[target] += 1
         return StateCounts(**counts)
 
@@ -101,6 +168,22 @@ class Problem:
 
 
 @attrs.frozen
+class Target:
+    """Where a campaign sends: recorded in its journal on the first run, checked on every
+    later one. The app secret is never part of it."""
+
+    base_url: str
+    app_key: str
+    sandbox: bool = False
+
+    def describe(self) -> str:
+        """The target as messages name it."""
+        if self.sandbox:
+            return "the sandbox (FakeAICC)"
+        return f"{self.base_url} (app key {self.app_key})"
+
+
+@attrs.frozen
 class LoadedRow:
     """One input row as the journal stores it."""
 
@@ -108,6 +191,7 @@ class LoadedRow:
     fingerprint: str
     state: State
     payload: str
+    number: str | None = None
     code: str | None = None
     description: str | None = None
 
@@ -119,6 +203,16 @@ class Claimed:
     seq: int
     key: str
     payload: str
+
+
+@attrs.frozen
+class Claim:
+    """What one commit claimed: the rows to send, how many rows it marked ``duplicate``
+    instead, and the last ``seq`` it looked at (the next claim starts after it)."""
+
+    rows: list[Claimed]
+    duplicates: int
+    cursor: int
 
 
 @attrs.frozen
@@ -144,82 +238,246 @@ def _transaction(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) 
     return result
 
 
-def _locked(exc: sqlite3.Error) -> bool:
-    return "locked" in str(exc) or "busy" in str(exc)
+def _wal_header(path: Path) -> bool:
+    """True when the SQLite file at ``path`` says it is in WAL mode."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header.startswith(b"SQLite format 3\0") and header[18] == 2
+
+
+Mode = Literal["run", "read", "record"]
+"""``run``: send (one process at a time); ``read``: read without writing a byte;
+``record``: record call outcomes only, beside a run or after it."""
+
+
+@attrs.frozen
+class Outcome:
+    """What a release event said about one row's call."""
+
+    answered: bool
+    release_reason: str | None = None
+    talk_duration: int | None = None
+    release_time: str | None = None
+    """ISO 8601, tenant local time, when AICC sent one."""
+
+
+@attrs.frozen
+class Outcomes:
+    """Call outcomes of a campaign's ``done`` rows."""
+
+    answered: int = 0
+    not_answered: int = 0
+    awaiting: int = 0
+    """Done rows whose release event has not arrived (yet)."""
+    reasons: tuple[tuple[str, int], ...] = ()
+    """(release reason code, rows), most rows first."""
 
 
 class Journal:
     """An open journal file. Create with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, kind: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        db: sqlite3.Connection,
+        kind: str,
+        mode: Mode,
+        lock: filelock.BaseFileLock | None = None,
+    ) -> None:
         self.path = path
         self.kind = kind
+        self.mode = mode
+        self.read_only = mode == "read"
         self._db = db
+        self._lock = lock
+        self._checkpointed = time.monotonic()
+        self._accepted: int | None = None  # the accepted load before the one under way
         self._worker: concurrent.futures.ThreadPoolExecutor | None = (
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aicc-journal")
+        )
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The journal and the files SQLite and aicc keep beside it."""
+        return (
+            self.path,
+            *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm", ".lock")),
         )
 
     # -- opening ------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, kind: str | None) -> Journal:
-        """Open ``path`` (created for ``kind`` when missing; ``kind=None``: must exist).
+    async def open(cls, path: Path, kind: str | None, *, mode: Mode = "run") -> Journal:
+        """Open ``path``: ``mode="run"`` to send (created for ``kind`` when missing;
+        ``kind=None``: it must exist), ``mode="read"`` to read it without writing a byte,
+        ``mode="record"`` to record call outcomes in an existing journal, beside a
+        campaign running on it or not.
 
         Raises ``CampaignError`` if it cannot be created or opened, is not a journal,
-        holds another kind of campaign, or is in use by another process.
+        holds another kind of campaign, is in use by another campaign process, or was
+        not closed cleanly and lost its ``-wal`` file.
         """
-        db = await asyncio.to_thread(cls._connect, path, kind)
+        if mode == "read":
+            db = await asyncio.to_thread(cls._connect_read_only, path)
+            try:
+                found = await asyncio.to_thread(cls._check_read_only, db, path, kind)
+            except BaseException:
+                db.close()
+                raise
+            return cls(path, db, found, mode)
+        await asyncio.to_thread(cls._check_path, path, kind if mode == "run" else None)
+        wal_kept = path.with_name(path.name + "-wal").exists()
+        in_wal_mode = _wal_header(path)
+        db = await asyncio.to_thread(cls._connect, path)
+        lock: filelock.BaseFileLock | None = None
         try:
-            found = await asyncio.to_thread(cls._check, db, path, kind)
+            lock = await asyncio.to_thread(cls._lock_for, db, path, mode == "run")
+            found = await asyncio.to_thread(
+                cls._check, db, path, kind, in_wal_mode and not wal_kept, mode
+            )
         except BaseException:
             db.close()
+            if lock is not None:
+                lock.release()
             raise
-        return cls(path, db, found)
+        return cls(path, db, found, mode, lock)
 
     @staticmethod
-    def _connect(path: Path, kind: str | None) -> sqlite3.Connection:
+    def _check_path(path: Path, kind: str | None) -> None:
         if kind is None and not path.is_file():
             raise CampaignError(f"no journal at {path}: give the path a campaign was run with")
         if not path.parent.is_dir():
             raise CampaignError(f"cannot create the journal {path}: {path.parent} does not exist")
+
+    @staticmethod
+    def _lock_for(db: sqlite3.Connection, path: Path, take: bool) -> filelock.BaseFileLock | None:
+        """Refuse a file that is not a journal, then (if ``take``) take the campaign lock:
+        a file beside the journal, held until it is closed."""
         try:
-            db = sqlite3.connect(path, timeout=1.0, isolation_level=None, check_same_thread=False)
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.Error as exc:
+            raise Journal._refuse(path, exc) from None
+        if tables and "campaign" not in tables:
+            raise CampaignError(
+                f"{path} is not an aicc journal (it is another SQLite database): "
+                "choose another --journal path"
+            )
+        if not take:
+            return None
+        lock = Journal._campaign_lock(path)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise CampaignError(
+                f"the journal {path} is in use by another aicc process; wait for it to "
+                "finish (or stop it) and try again"
+            ) from None
+        except OSError as exc:
+            raise CampaignError(
+                f"cannot write beside the journal {path} ({exc.strerror or exc}): check that "
+                "its directory is writable, or choose another --journal path"
+            ) from None
+        return lock
+
+    @staticmethod
+    def _campaign_lock(path: Path) -> filelock.BaseFileLock:
+        return filelock.FileLock(
+            path.with_name(path.name + ".lock"), is_singleton=False, thread_local=False
+        )
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
             raise CampaignError(
                 f"cannot open the journal {path} ({exc}): check that its directory is "
                 "writable, or choose another --journal path"
             ) from None
-        return db
 
     @staticmethod
-    def _check(db: sqlite3.Connection, path: Path, kind: str | None) -> str:
+    def _connect_read_only(path: Path) -> sqlite3.Connection:
+        if not path.is_file():
+            raise CampaignError(f"no journal at {path}: give the path a campaign was run with")
         try:
-            # EXCLUSIVE before WAL: the WAL index lives in this process only, and no
-            # other process can open the journal while a campaign runs.
-            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            return sqlite3.connect(
+                f"{path.absolute().as_uri()}?mode=ro",
+                uri=True,
+                timeout=_BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise CampaignError(f"cannot read the journal {path} ({exc})") from None
+
+    @staticmethod
+    def _refuse(path: Path, exc: sqlite3.Error) -> CampaignError:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return CampaignError(
+                f"the journal {path} is in use by another aicc process; wait for it to "
+                "finish (or stop it) and try again"
+            )
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            return CampaignError(
+                f"cannot write the journal {path} ({exc}): check that the file and its "
+                "directory are writable, or choose another --journal path"
+            )
+        if "not a database" in str(exc):
+            return CampaignError(f"{path} is not an aicc journal ({exc})")
+        return JournalError(f"the journal {path} could not be read ({exc})")
+
+    @staticmethod
+    def _check(
+        db: sqlite3.Connection, path: Path, kind: str | None, wal_lost: bool, mode: Mode
+    ) -> str:
+        try:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
-            if tables and "campaign" not in tables:
-                raise CampaignError(
-                    f"{path} is not an aicc journal (it is another SQLite database): "
-                    "choose another --journal path"
-                )
+            held = None
+            if tables:
+                held = db.execute("SELECT kind, version FROM campaign").fetchone()
+            if held is not None:
+                Journal._checked_kind(path, kind, (str(held[0]), int(held[1])))
+                if wal_lost and not db.execute("SELECT clean FROM campaign").fetchone()[0]:
+                    wal = path.with_name(path.name + "-wal")
+                    raise CampaignError(
+                        f"{path} was not closed cleanly (a run was stopped abruptly) and its "
+                        f"write-ahead log {wal} is missing: without it the journal may not "
+                        "know every row already sent. Put the -wal file back beside it "
+                        "(always copy a journal together with its -wal file). Nothing was sent."
+                    )
             if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CampaignError(f"{path}: SQLite could not switch the journal to WAL mode")
             db.execute("PRAGMA synchronous=FULL")
-            # The transaction takes the exclusive lock now, or fails fast.
+            if mode == "record":
+                if held is None:
+                    raise CampaignError(f"{path} is an empty journal: no campaign was run")
+                return Journal._checked_kind(path, kind, (str(held[0]), int(held[1])))
             found = _transaction(db, lambda db: Journal._create(db, path, kind))
-        except sqlite3.DatabaseError as exc:
-            if _locked(exc):
-                raise CampaignError(
-                    f"the journal {path} is in use by another aicc process; wait for it to "
-                    "finish (or stop it) and try again"
-                ) from None
-            if "readonly" in str(exc) or "unable to open" in str(exc):
-                raise CampaignError(
-                    f"cannot write the journal {path} ({exc}): check that the file and its "
-                    "directory are writable, or choose another --journal path"
-                ) from None
-            raise CampaignError(f"{path} is not an aicc journal ({exc})") from None
+            Journal._checkpoint(db, "TRUNCATE")  # 'not closed cleanly' is in the main file now
+        except sqlite3.Error as exc:
+            raise Journal._refuse(path, exc) from None
+        return Journal._checked_kind(path, kind, found)
+
+    @staticmethod
+    def _check_read_only(db: sqlite3.Connection, path: Path, kind: str | None) -> str:
+        try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            if "campaign" not in tables:
+                raise CampaignError(f"{path} is not an aicc journal")
+            found = db.execute("SELECT kind, version FROM campaign").fetchone()
+        except sqlite3.Error as exc:
+            raise Journal._refuse(path, exc) from None
+        if found is None:
+            raise CampaignError(f"{path} is an empty journal: no campaign was run")
+        return Journal._checked_kind(path, kind, (str(found[0]), int(found[1])))
+
+    @staticmethod
+    def _checked_kind(path: Path, kind: str | None, found: tuple[str, int]) -> str:
         found_kind, version = found
         if version != SCHEMA_VERSION:
             raise CampaignError(
@@ -231,7 +489,7 @@ class Journal:
                 f"{path} holds a {found_kind} campaign, not {kind}: use the command that "
                 "created it, or another --journal path"
             )
-        return str(found_kind)
+        return found_kind
 
     @staticmethod
     def _create(db: sqlite3.Connection, path: Path, kind: str | None) -> tuple[str, int]:
@@ -239,6 +497,7 @@ class Journal:
             db.execute(statement)
         found = db.execute("SELECT kind, version FROM campaign").fetchone()
         if found is not None:
+            db.execute("UPDATE campaign SET clean = 0")
             return str(found[0]), int(found[1])
         if kind is None:
             raise CampaignError(f"{path} is an empty journal: no campaign was run")
@@ -248,50 +507,114 @@ class Journal:
         )
         return kind, SCHEMA_VERSION
 
+    @staticmethod
+    def _checkpoint(db: sqlite3.Connection, mode: str) -> None:
+        db.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+
     async def close(self) -> None:
-        """Close the file (the WAL is checkpointed). Safe to call more than once."""
+        """Close the file: a writer marks it closed cleanly and checkpoints the WAL into
+        it first. Safe to call more than once."""
         worker = self._worker
         if worker is None:
             return
-        await self._run(self._db.close)
-        worker.shutdown()
-        self._worker = None
+        lock = self._lock
+        if self.mode == "record":  # closed cleanly only if no campaign has it open
+            lock = self._campaign_lock(self.path)
+            try:
+                lock.acquire(timeout=0)
+            except (filelock.Timeout, OSError):
+                lock = None
+        try:
+            if lock is not None:
+                await self._write(lambda db: db.execute("UPDATE campaign SET clean = 1"))
+                await self._run(self._checkpoint, self._db, "TRUNCATE")
+        finally:
+            await self._run(self._db.close)
+            worker.shutdown()
+            self._worker = None
+            if lock is not None:
+                lock.release()
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._worker is None:
             raise CampaignError(f"the journal {self.path} is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, fn, *args)
+        try:
+            return await loop.run_in_executor(self._worker, fn, *args)
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"the journal {self.path} could not be read or written ({exc}); the rows "
+                "it recorded so far are kept"
+            ) from None
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(db)`` in one write transaction on the journal's thread."""
+        if self.read_only:
+            raise CampaignError(f"the journal {self.path} is open read-only")
         return await self._run(_transaction, self._db, fn)
+
+    # -- binding ------------------------------------------------------------------------
+
+    async def bind(self, target: Target) -> None:
+        """Record ``target`` as this journal's on first use; raise ``CampaignError`` if
+        the journal already belongs to another one."""
+
+        def work(db: sqlite3.Connection) -> None:
+            found = db.execute("SELECT target FROM campaign").fetchone()[0]
+            if found is None:
+                db.execute("UPDATE campaign SET target = ?", (self.dumps(attrs.asdict(target)),))
+                return
+            bound = Target(**json.loads(found))
+            if bound == target:
+                return
+            if db.execute(f"SELECT 1 FROM rows WHERE {_USED} LIMIT 1").fetchone() is None:  # noqa: S608 - constant
+                # Nothing was ever sent: the journal may still move to another target.
+                db.execute("UPDATE campaign SET target = ?", (self.dumps(attrs.asdict(target)),))
+                return
+            if bound != target:
+                raise CampaignError(
+                    f"the journal {self.path} belongs to a campaign sent to "
+                    f"{bound.describe()}, not {target.describe()}: use a new --journal for "
+                    "this target. Nothing was sent."
+                )
+
+        await self._write(work)
+
+    async def source(self) -> str | None:
+        """The input file the latest load named, if any."""
+        return await self._run(
+            lambda: self._db.execute("SELECT source FROM campaign").fetchone()[0]
+        )
 
     # -- loading input ------------------------------------------------------------------
 
-    async def new_load(self) -> int:
-        """Number a new pass over the input (see :meth:`load`)."""
+    async def begin_load(self) -> int:
+        """Number a new pass over the input (see :meth:`load`); until :meth:`end_load`
+        accepts it, nothing can be sent."""
 
         def work(db: sqlite3.Connection) -> int:
-            db.execute("UPDATE campaign SET loads = loads + 1")
+            self._accepted = db.execute("SELECT current_load FROM campaign").fetchone()[0]
+            db.execute("UPDATE campaign SET loads = loads + 1, current_load = NULL")
             return int(db.execute("SELECT loads FROM campaign").fetchone()[0])
 
         return await self._write(work)
 
-    async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[int, int]:
-        """Add ``rows`` of input pass ``load`` in one transaction; returns (added, replaced).
+    async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[int, int, int]:
+        """Add ``rows`` of input pass ``load`` in one transaction; returns (added,
+        replaced, known): rows new to the journal, rows that replaced an unsent row of
+        the same key, and rows whose key the journal already held.
 
-        A key already in the journal with the same fingerprint is left alone. With a
-        different fingerprint it is replaced if an earlier pass left it unsent
-        (``pending``, or ``failed`` as invalid input). Otherwise, or when this pass
-        already gave the key another row, ``CampaignError`` is raised and nothing of
-        ``rows`` is written.
+        A key already in the journal with the same fingerprint is kept (a ``withdrawn``
+        or ``duplicate`` row becomes ``pending`` again). With a different fingerprint it
+        is replaced if it was never sent (``pending``, ``withdrawn``, ``duplicate``, or
+        ``failed`` as invalid input). Otherwise, or when this pass already gave the key
+        another row, ``CampaignError`` is raised and nothing of ``rows`` is written.
         """
         return await self._write(lambda db: self._load(db, rows, load))
 
     def _load(
         self, db: sqlite3.Connection, rows: Sequence[LoadedRow], load: int
-    ) -> tuple[int, int]:
+    ) -> tuple[int, int, int]:
         known: dict[str, tuple[str, str, str | None, int]] = {}
         keys = [row.key for row in rows]
         for i in range(0, len(keys), _KEYS_PER_SELECT):
@@ -306,23 +629,40 @@ class Journal:
         added: list[tuple[Any, ...]] = []
         replaced: list[tuple[Any, ...]] = []
         seen: list[tuple[int, str]] = []
+        revived: list[tuple[float, str]] = []
         for row in rows:
-            values = (row.fingerprint, row.state, row.payload, row.code, row.description, load, now)
+            values = (
+                row.fingerprint,
+                row.state,
+                row.payload,
+                row.number,
+                row.code,
+                row.description,
+                load,
+                now,
+            )
             old = known.get(row.key)
             if old is None:
-                added.append((row.key, *values))
+                added.append((row.key, *values, load))
                 known[row.key] = (row.fingerprint, row.state, row.code, load)
                 continue
             fingerprint, state, code, loaded = old
-            if fingerprint == row.fingerprint:
-                seen.append((load, row.key))
-                continue
             if loaded == load:
+                if fingerprint == row.fingerprint:
+                    continue  # the same row twice in one input: it is one row
                 raise CampaignError(
                     f"the input gives key {row.key!r} to two different rows: each row needs "
                     "its own id. Nothing was sent."
                 )
-            if state != "pending" and not (state == "failed" and code == INVALID):
+            if fingerprint == row.fingerprint:
+                seen.append((load, row.key))
+                known[row.key] = (fingerprint, state, code, load)
+                if state in ("withdrawn", "duplicate"):
+                    revived.append((now, row.key))
+                continue
+            if state not in ("pending", "withdrawn", "duplicate") and not (
+                state == "failed" and code == INVALID
+            ):
                 raise CampaignError(
                     f"the input's row for key {row.key!r} differs from the one this journal "
                     f"holds (state {state}). A key must always name the same row: restore "
@@ -332,17 +672,66 @@ class Journal:
             replaced.append((*values, row.key))
             known[row.key] = (row.fingerprint, row.state, row.code, load)
         db.executemany(
-            "INSERT INTO rows (key, fingerprint, state, payload, code, description, loaded, "
-            "updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO rows (key, fingerprint, state, payload, number, code, description, "
+            "loaded, updated, first_load) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             added,
         )
         db.executemany(
-            "UPDATE rows SET fingerprint = ?, state = ?, payload = ?, code = ?, "
+            "UPDATE rows SET fingerprint = ?, state = ?, payload = ?, number = ?, code = ?, "
             "description = ?, loaded = ?, updated = ?, reference = NULL WHERE key = ?",
             replaced,
         )
         db.executemany("UPDATE rows SET loaded = ? WHERE key = ?", seen)
-        return len(added), len(replaced)
+        db.executemany(
+            "UPDATE rows SET state = 'pending', code = NULL, description = NULL, updated = ? "
+            "WHERE key = ?",
+            revived,
+        )
+        return len(added), len(replaced), len(seen) + len(replaced)
+
+    async def end_load(self, load: int, known: int, source: str | None) -> int:
+        """Accept input pass ``load`` (complete; ``known`` of its rows had keys the journal
+        already held; read from the file ``source``, if any): rows not in it that were
+        never sent become ``withdrawn``. Returns how many.
+
+        Raises ``CampaignError`` (and removes the rows this pass added) when the journal
+        held rows before and the input has no key in common with them.
+        """
+
+        def work(db: sqlite3.Connection) -> int:
+            earlier = db.execute(
+                "SELECT count(*) FROM rows WHERE first_load < ?", (load,)
+            ).fetchone()[0]
+            if earlier and not known:
+                db.execute("DELETE FROM rows WHERE first_load = ?", (load,))
+                db.execute("UPDATE campaign SET current_load = ?", (self._accepted,))
+                return -1
+            db.execute(
+                "UPDATE campaign SET current_load = ?, source = coalesce(?, source)",
+                (load, source),
+            )
+            return int(
+                db.execute(
+                    "UPDATE rows SET state = 'withdrawn', code = ?, description = ?, "
+                    "updated = ? WHERE state IN ('pending', 'duplicate') AND loaded != ?",
+                    (WITHDRAWN, "not in the latest input; never sent", time.time(), load),
+                ).rowcount
+            )
+
+        withdrawn = await self._write(work)
+        if withdrawn < 0:
+            raise CampaignError(
+                f"this input has no row in common with the campaign in {self.path}: it looks "
+                "like another file. Use a new --journal for a new campaign. Nothing was sent."
+            )
+        return withdrawn
+
+    async def current_load(self) -> int | None:
+        """The input pass the next run sends from (``None``: no complete load yet)."""
+        found = await self._run(
+            lambda: self._db.execute("SELECT current_load FROM campaign").fetchone()[0]
+        )
+        return None if found is None else int(found)
 
     def set_durable(self, durable: bool) -> Any:
         """Sync every commit to disk (``True``, while sending) or only at checkpoints.
@@ -356,19 +745,21 @@ class Journal:
     # -- sending ------------------------------------------------------------------------
 
     async def requeue(self, *, unknown: bool, failed: bool) -> StateCounts:
-        """Turn ``unknown`` (if asked) and sent-but-``failed`` (if asked) rows back into
-        ``pending``; returns the counts afterwards."""
+        """Turn ``unknown`` (if asked) and sent-but-``failed`` (if asked) rows of the
+        current input back into ``pending``; returns the counts afterwards."""
 
         def work(db: sqlite3.Connection) -> StateCounts:
+            current = "loaded = (SELECT current_load FROM campaign)"
             if unknown:
                 db.execute(
-                    "UPDATE rows SET state = 'pending', updated = ? WHERE state = 'unknown'",
+                    f"UPDATE rows SET state = 'pending', updated = ? "  # noqa: S608 - constant
+                    f"WHERE state = 'unknown' AND {current}",
                     (time.time(),),
                 )
             if failed:
                 db.execute(
-                    "UPDATE rows SET state = 'pending', updated = ? "
-                    "WHERE state = 'failed' AND code IS NOT ?",
+                    f"UPDATE rows SET state = 'pending', updated = ? "  # noqa: S608 - constant
+                    f"WHERE state = 'failed' AND code IS NOT ? AND {current}",
                     (time.time(), INVALID),
                 )
             return self._counts(db)
@@ -396,36 +787,81 @@ class Journal:
             )
         return await self._write(lambda db: db.execute(sql, args).rowcount)
 
-    async def commit(self, finished: Sequence[Finished], claim: int, after: int) -> list[Claimed]:
+    async def commit(
+        self, finished: Sequence[Finished], claim: int, after: int, *, once_per_number: bool
+    ) -> Claim:
         """In one transaction: record ``finished`` outcomes, then mark up to ``claim``
-        ``pending`` rows with ``seq > after`` as ``sending`` and return them."""
-        return await self._write(lambda db: self._commit(db, finished, claim, after))
+        ``pending`` rows of the current input with ``seq > after`` as ``sending``.
+
+        With ``once_per_number``, a row whose number another row already used is marked
+        ``duplicate`` instead of being claimed. Checkpoints the WAL now and then.
+        """
+        claimed = await self._write(
+            lambda db: self._commit(db, finished, claim, after, once_per_number)
+        )
+        if time.monotonic() - self._checkpointed > _CHECKPOINT_EVERY:
+            self._checkpointed = time.monotonic()
+            await self._run(self._checkpoint, self._db, "PASSIVE")
+        return claimed
 
     @staticmethod
     def _commit(
-        db: sqlite3.Connection, finished: Sequence[Finished], claim: int, after: int
-    ) -> list[Claimed]:
+        db: sqlite3.Connection,
+        finished: Sequence[Finished],
+        claim: int,
+        after: int,
+        once_per_number: bool,
+    ) -> Claim:
         now = time.time()
         db.executemany(
             "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ? "
             "WHERE seq = ?",
             [(f.state, f.code, f.description, f.reference, now, f.seq) for f in finished],
         )
-        if claim <= 0:
-            return []
-        claimed = [
-            Claimed(seq, key, payload)
-            for seq, key, payload in db.execute(
-                "SELECT seq, key, payload FROM rows WHERE state = 'pending' AND seq > ? "
+        if any(f.reference is not None for f in finished):
+            Journal._adopt_early_outcomes(db)
+        claimed: list[Claimed] = []
+        duplicates: list[tuple[str, float, int]] = []
+        taken: dict[str, str] = {}  # number -> key, for rows claimed by this commit
+        while len(claimed) < claim:
+            found = db.execute(
+                "SELECT seq, key, payload, number FROM rows WHERE state = 'pending' "
+                "AND loaded = (SELECT current_load FROM campaign) AND seq > ? "
                 "ORDER BY seq LIMIT ?",
-                (after, claim),
-            )
-        ]
+                (after, claim - len(claimed)),
+            ).fetchall()
+            if not found:
+                break
+            for seq, key, payload, number in found:
+                after = seq
+                if once_per_number and number is not None:
+                    owner = taken.get(number)
+                    if owner is None:
+                        row = db.execute(
+                            f"SELECT key FROM rows WHERE number = ? AND seq != ? AND {_USED} "  # noqa: S608 - constant
+                            "LIMIT 1",
+                            (number, seq),
+                        ).fetchone()
+                        owner = None if row is None else row[0]
+                    if owner is not None:
+                        duplicates.append((f"number already used by row {owner!r}", now, seq))
+                        continue
+                    taken[number] = key
+                claimed.append(Claimed(seq, key, payload))
+        db.executemany(
+            "UPDATE rows SET state = 'duplicate', code = 'duplicate', description = ?, "
+            "updated = ? WHERE seq = ?",
+            duplicates,
+        )
         db.executemany(
             "UPDATE rows SET state = 'sending', sends = sends + 1, updated = ? WHERE seq = ?",
             [(now, c.seq) for c in claimed],
         )
-        return claimed
+        return Claim(claimed, len(duplicates), after)
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL's content into the journal file (the end of a run)."""
+        await self._run(self._checkpoint, self._db, "TRUNCATE")
 
     # -- reporting ----------------------------------------------------------------------
 
@@ -438,15 +874,22 @@ class Journal:
         found = dict(db.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
         return StateCounts(**found)
 
+    async def target(self) -> Target | None:
+        """The target this journal is bound to (``None`` before its first run)."""
+        found = await self._run(
+            lambda: self._db.execute("SELECT target FROM campaign").fetchone()[0]
+        )
+        return None if found is None else Target(**json.loads(found))
+
     async def problems(self) -> list[Problem]:
-        """Failed and unknown rows grouped by state and code, largest group first."""
+        """Failed, unknown and duplicate rows grouped by state and code, largest first."""
 
         def work() -> list[Problem]:
             return [
                 Problem(state, code or "", count, example or "")
                 for state, code, count, example in self._db.execute(
                     "SELECT state, code, count(*), min(description) FROM rows "
-                    "WHERE state IN ('failed', 'unknown') GROUP BY state, code "
+                    "WHERE state IN ('failed', 'unknown', 'duplicate') GROUP BY state, code "
                     "ORDER BY count(*) DESC, state, code"
                 )
             ]
@@ -454,13 +897,109 @@ class Journal:
         return await self._run(work)
 
     async def problem_rows(self, after: int, limit: int) -> list[tuple[Any, ...]]:
-        """Up to ``limit`` failed or unknown rows with ``seq > after``, in input order,
-        as (seq, key, state, code, description, reference, payload)."""
+        """Up to ``limit`` failed, unknown or duplicate rows with ``seq > after``, in input
+        order, as (seq, key, state, code, description, reference, payload)."""
 
         def work() -> list[tuple[Any, ...]]:
             return self._db.execute(
                 "SELECT seq, key, state, code, description, reference, payload FROM rows "
-                "WHERE state IN ('failed', 'unknown') AND seq > ? ORDER BY seq LIMIT ?",
+                "WHERE state IN ('failed', 'unknown', 'duplicate') AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (after, limit),
+            ).fetchall()
+
+        return await self._run(work)
+
+    # -- call outcomes ------------------------------------------------------------------
+
+    async def record_outcome(self, reference: str, outcome: Outcome) -> bool:
+        """Record ``outcome`` on the row whose call has serial number ``reference``.
+
+        Returns False when no row has it yet: the outcome is kept and recorded when a
+        row with that serial number is (an event may overtake the commit of its send).
+        Recording the same event again changes nothing.
+        """
+        values = (
+            "answered" if outcome.answered else "not_answered",
+            outcome.release_reason,
+            outcome.talk_duration,
+            outcome.release_time,
+        )
+
+        def work(db: sqlite3.Connection) -> bool:
+            found = db.execute(
+                "UPDATE rows SET outcome = ?, release_reason = ?, talk_duration = ?, "
+                "release_time = ? WHERE reference = ?",
+                (*values, reference),
+            ).rowcount
+            if not found:
+                db.execute(
+                    "INSERT OR REPLACE INTO early_outcomes (outcome, release_reason, "
+                    "talk_duration, release_time, reference, received) VALUES (?, ?, ?, ?, ?, ?)",
+                    (*values, reference, time.time()),
+                )
+            return found > 0
+
+        return await self._write(work)
+
+    async def has_outcome(self, reference: str) -> bool:
+        """True when the outcome of the call with serial number ``reference`` is recorded."""
+        found = await self._run(
+            lambda: self._db.execute(
+                "SELECT 1 FROM rows WHERE reference = ? AND outcome IS NOT NULL "
+                "UNION ALL SELECT 1 FROM early_outcomes WHERE reference = ?",
+                (reference, reference),
+            ).fetchone()
+        )
+        return found is not None
+
+    @staticmethod
+    def _adopt_early_outcomes(db: sqlite3.Connection) -> None:
+        """Move outcomes that arrived before their row's serial number was recorded."""
+        if db.execute("SELECT 1 FROM early_outcomes LIMIT 1").fetchone() is None:
+            return
+        matched = db.execute(
+            "SELECT e.reference, e.outcome, e.release_reason, e.talk_duration, e.release_time "
+            "FROM early_outcomes e JOIN rows r ON r.reference = e.reference"
+        ).fetchall()
+        db.executemany(
+            "UPDATE rows SET outcome = ?, release_reason = ?, talk_duration = ?, "
+            "release_time = ? WHERE reference = ?",
+            [(o, reason, talk, at, ref) for ref, o, reason, talk, at in matched],
+        )
+        db.executemany("DELETE FROM early_outcomes WHERE reference = ?", [(m[0],) for m in matched])
+
+    async def outcomes(self) -> Outcomes:
+        """The call outcomes recorded so far."""
+
+        def work() -> Outcomes:
+            found = dict(
+                self._db.execute(
+                    "SELECT coalesce(outcome, 'awaiting'), count(*) FROM rows "
+                    "WHERE state = 'done' AND reference IS NOT NULL GROUP BY 1"
+                ).fetchall()
+            )
+            reasons = self._db.execute(
+                "SELECT coalesce(release_reason, ''), count(*) FROM rows "
+                "WHERE outcome IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
+            ).fetchall()
+            return Outcomes(
+                answered=found.get("answered", 0),
+                not_answered=found.get("not_answered", 0),
+                awaiting=found.get("awaiting", 0),
+                reasons=tuple((str(r), int(n)) for r, n in reasons),
+            )
+
+        return await self._run(work)
+
+    async def unanswered_rows(self, after: int, limit: int) -> list[tuple[int, str, str]]:
+        """Up to ``limit`` rows whose call was not answered with ``seq > after``, in input
+        order, as (seq, key, payload)."""
+
+        def work() -> list[tuple[int, str, str]]:
+            return self._db.execute(
+                "SELECT seq, key, payload FROM rows WHERE outcome = 'not_answered' AND seq > ? "
+                "ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
 

@@ -3,281 +3,122 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import logging
 import os
-import signal
-import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
-from importlib import resources
+import secrets
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
 
 from aicc_async.bulk import Campaign, CampaignKind, CampaignReport
-from aicc_async.bulk.csv_files import CampaignFile, export_problems
-from aicc_async.cli.display import CampaignProgress, render_report
-from aicc_async.client import AICCClient
-from aicc_async.config import DEFAULT_LIMITS, ClientConfig, Timeout
-from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest
-from aicc_async.errors import (
-    AICCAuthError,
-    AICCConnectionError,
-    AICCValidationError,
-    CampaignError,
+from aicc_async.bulk.campaign import KINDS
+from aicc_async.bulk.csv_files import export_problems, export_unanswered_rows
+from aicc_async.cli.campaigns import Callbacks, Options, run_campaign
+from aicc_async.cli.demo import run_demo
+from aicc_async.cli.display import render_report
+from aicc_async.cli.outcomes import parse_address, run_listener
+from aicc_async.cli.terminal import (
+    BAD_USAGE,
+    INTERRUPTED,
+    JOURNAL_FAILED,
+    OK,
+    Stop,
+    Terminal,
+    sdk_log,
 )
-from aicc_async.testing import FakeAICC, Fault
+from aicc_async.config import DEFAULT_LIMITS
+from aicc_async.errors import CampaignError, JournalError
+from aicc_async.testing import FakeAICC
 from aicc_async.testing.__main__ import serve
 
 __all__ = ["run"]
 
-#: Exit statuses.
-OK, SOME_NOT_DONE, BAD_USAGE, INTERRUPTED = 0, 1, 2, 130
-
-_GROUPS = {"voice_notification": "voice_notification", "write_back": "outbound"}
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class _Stop(Exception):
-    """Ends a command with an exit status after its message was shown."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
+_VERBOSE = click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Show the SDK's log on stderr (-v: INFO, -vv: DEBUG).",
+)
 
 
-def _consoles() -> tuple[Console, Console]:
-    """(stdout for results, stderr for progress and messages)."""
-    return Console(), Console(stderr=True)
-
-
-def _fail(err: Console, message: str, status: int = BAD_USAGE) -> _Stop:
-    err.print(f"[bold red]aicc:[/] {message}", highlight=False)
-    return _Stop(status)
-
-
-@contextlib.contextmanager
-def _log_to(err: Console) -> Any:
-    """Show the SDK's warnings on ``err`` while a command runs."""
-    logger = logging.getLogger("aicc_async")
-    handler = RichHandler(console=err, show_time=False, show_path=False)
-    handler.setLevel(logging.WARNING)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-
-
-class _Signals:
-    """Ctrl-C (SIGINT) and SIGTERM while a command runs: the first calls ``soft`` if it
-    is set, otherwise it cancels the command's task, as every later one does."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.soft: Callable[[], None] | None = None
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-
-    def _handle(self) -> None:
-        self.count += 1
-        if self.count == 1 and self.soft is not None:
-            self.soft()
-        else:
-            self._task.cancel()
-
-    def __enter__(self) -> _Signals:
-        loop = asyncio.get_running_loop()
-        for sig in _SIGNALS:
-            with contextlib.suppress(NotImplementedError):  # Windows: KeyboardInterrupt
-                loop.add_signal_handler(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in _SIGNALS:
-            with contextlib.suppress(NotImplementedError):
-                loop.remove_signal_handler(sig)
-
-
-@contextlib.asynccontextmanager
-async def _client(
-    sandbox: FakeAICC | None, group: str, concurrency: int, timeout: float
-) -> AsyncIterator[AICCClient]:
-    options: dict[str, Any] = {
-        "limits": {group: concurrency},
-        "timeout": Timeout(total=timeout, connect=min(5.0, timeout / 2)),
-    }
-    if sandbox is not None:
-        async with sandbox, sandbox.client(**options) as aicc:
-            yield aicc
-    else:
-        async with AICCClient.from_config(ClientConfig.from_env(os.environ, **options)) as aicc:
-            yield aicc
-
-
-def _check_environment(err: Console) -> None:
-    try:
-        ClientConfig.from_env(os.environ)
-    except AICCValidationError as exc:
-        raise _fail(err, f"{exc.message}; or try it out with --sandbox") from None
-
-
-async def _campaign(
-    kind: CampaignKind,
-    source: Path,
-    journal: Path,
-    *,
-    concurrency: int,
-    rate: float | None,
-    timeout: float,
-    sandbox: FakeAICC | None,
-    retry_unknown: bool,
-    retry_failed: bool,
-    out: Console,
-    err: Console,
-) -> int:
-    """Load ``source`` into ``journal`` and send its pending rows; returns the exit status."""
-    group = _GROUPS[kind]
-    with _Signals() as signals:
-        try:
-            with CampaignFile(source, kind) as rows:
-                if rows.ignored:
-                    err.print(f"[yellow]Ignoring column(s) {', '.join(rows.ignored)}[/]")
-                async with Campaign(journal, kind) as campaign:
-                    with CampaignProgress(err) as progress:
-                        status = await _load_and_send(
-                            campaign,
-                            rows,
-                            progress,
-                            lambda: _client(sandbox, group, concurrency, timeout),
-                            signals,
-                            concurrency=concurrency,
-                            rate=rate,
-                            retry_unknown=retry_unknown,
-                            retry_failed=retry_failed,
-                            err=err,
-                        )
-                    report = await campaign.report()
-        except CampaignError as exc:
-            raise _fail(err, exc.message) from None
-        except asyncio.CancelledError:
-            err.print("[yellow]Stopped. Run the same command again to resume.[/]")
-            return INTERRUPTED
-        out.print(render_report(report))
-    if status != OK:
-        return status
-    counts = report.counts
-    return OK if counts.done == counts.total else SOME_NOT_DONE
-
-
-async def _load_and_send(
-    campaign: Campaign,
-    rows: CampaignFile,
-    progress: CampaignProgress,
-    client: Callable[[], contextlib.AbstractAsyncContextManager[AICCClient]],
-    signals: _Signals,
-    *,
-    concurrency: int,
-    rate: float | None,
-    retry_unknown: bool,
-    retry_failed: bool,
-    err: Console,
-) -> int:
-    try:
-        summary = await campaign.load(rows.rows(), on_progress=progress.loading)
-    except asyncio.CancelledError:
-        err.print("[yellow]Stopped while reading the input; nothing was sent.[/]")
-        return INTERRUPTED
-    progress.loaded(summary.read)
-    if summary.replaced:
-        err.print(f"{summary.replaced:,} rows changed since the last run and were never sent.")
-    if retry_unknown:
-        unknown = (await campaign.report()).counts.unknown
-        if unknown:
-            err.print(
-                f"[bold yellow]--retry-unknown: sending {unknown:,} rows whose outcome was "
-                "unknown again. Anyone among them who was already called is called twice.[/]"
-            )
-
-    def soft() -> None:
-        campaign.stop()
-        err.print(
-            "[yellow]Stopping: letting the requests in flight finish. Ctrl-C again to "
-            "abandon them (they will be recorded as unknown).[/]"
+def _callback_key(terminal: Terminal, allow_unsigned: bool) -> str | None:
+    """The shared key from ``AICC_CALLBACK_KEY`` (never from an argument)."""
+    key = os.environ.get("AICC_CALLBACK_KEY") or None
+    if key is None and not allow_unsigned:
+        raise terminal.fail(
+            "set AICC_CALLBACK_KEY to the tenant's callback shared key, or pass "
+            "--allow-unsigned to accept unsigned release events (the GUI-configured URL)"
         )
-
-    signals.soft = soft
-    try:
-        async with client() as aicc:
-            await campaign.run(
-                aicc,
-                concurrency=concurrency,
-                rate=rate,
-                retry_unknown=retry_unknown,
-                retry_failed=retry_failed,
-                on_progress=progress.sending,
-            )
-    except asyncio.CancelledError:
-        pass
-    except AICCAuthError as exc:
-        err.print(f"[bold red]aicc:[/] {exc.message}. The rows not sent stay pending.")
-        return BAD_USAGE
-    except AICCConnectionError as exc:
-        err.print(
-            f"[bold red]aicc:[/] {exc.message} Stopped; the rows not sent stay pending: "
-            "run the same command again to send them."
-        )
-        return SOME_NOT_DONE
-    finally:
-        signals.soft = None
-    if signals.count:
-        err.print("[yellow]Stopped. Run the same command again to resume.[/]")
-        return INTERRUPTED
-    return OK
+    if key is not None and allow_unsigned:
+        raise terminal.fail("--allow-unsigned cannot be used with AICC_CALLBACK_KEY set")
+    return key
 
 
 def _campaign_command(
     kind: CampaignKind,
     source: Path,
     journal: Path,
-    concurrency: int,
-    rate: float | None,
-    timeout: float,
     sandbox: bool,
-    retry_failed: bool,
-    retry_unknown: bool = False,
+    verbose: int,
+    callback_url: str | None = None,
+    listen: tuple[str, int] | None = None,
+    wait_outcomes: float = 120.0,
+    allow_unsigned: bool = False,
+    **options: Any,
 ) -> None:
-    """What ``notify`` and ``write-back`` run; ends with ``_Stop(exit status)``."""
-    out, err = _consoles()
-    if not sandbox:
-        _check_environment(err)
-    with _log_to(err):
+    """What ``notify`` and ``write-back`` run; ends with ``Stop(exit status)``."""
+    terminal = Terminal()
+    callbacks = None
+    if listen is not None and callback_url is None:
+        raise terminal.fail("--listen needs --callback-url: the URL AICC posts events to")
+    if callback_url is not None:
+        key = None
+        if listen is not None:
+            key = _callback_key(terminal, allow_unsigned)
+        callbacks = Callbacks(callback_url, listen, key, allow_unsigned, wait_outcomes)
+    fake = None
+    if sandbox:
+        fake = FakeAICC(callback_key=None if callbacks is None else callbacks.shared_key)
+    with sdk_log(terminal, verbose):
         status = asyncio.run(
-            _campaign(
+            run_campaign(
+                terminal,
                 kind,
                 source,
                 journal,
-                concurrency=concurrency,
-                rate=rate,
-                timeout=timeout,
-                sandbox=FakeAICC() if sandbox else None,
-                retry_unknown=retry_unknown,
-                retry_failed=retry_failed,
-                out=out,
-                err=err,
+                Options(callbacks=callbacks, **options),
+                sandbox=fake,
             )
         )
-    raise _Stop(status)
+    raise Stop(status)
+
+
+def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_address(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+_LISTEN = click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    callback=_address,
+    help="Receive the release events here (the shared key comes from AICC_CALLBACK_KEY).",
+)
+_ALLOW_UNSIGNED = click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept unsigned release events (no AICC_CALLBACK_KEY: the GUI-configured URL).",
+)
 
 
 def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    group = _GROUPS[kind]
+    group = KINDS[kind].group
 
     def decorate(fn: Callable[..., None]) -> Callable[..., None]:
         options = [
@@ -286,14 +127,15 @@ def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[...
                 "--journal",
                 required=True,
                 type=click.Path(dir_okay=False, path_type=Path),
-                help="SQLite journal of the campaign; the same path resumes it.",
+                help="SQLite journal of the campaign (with its -wal file); the same path "
+                "resumes it.",
             ),
             click.option(
                 "--concurrency",
                 type=click.IntRange(1, 1000),
                 default=DEFAULT_LIMITS[group],
                 show_default=True,
-                help="Requests in flight at once.",
+                help="Requests in flight at once (the connection pool follows it).",
             ),
             click.option(
                 "--rate",
@@ -317,6 +159,13 @@ def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[...
                 is_flag=True,
                 help="Send rows AICC refused again (not rows with invalid input).",
             ),
+            click.option(
+                "--allow-insecure-http",
+                is_flag=True,
+                help="Allow an http:// AICC_BASE_URL / AICC_TOKEN_URL off this machine "
+                "(the app secret then travels in cleartext).",
+            ),
+            _VERBOSE,
         ]
         for option in reversed(options):
             fn = option(fn)
@@ -331,8 +180,9 @@ def aicc() -> None:
     """Bulk voice notifications and outbound-result write-backs for Huawei Cloud AICC.
 
     Credentials come from AICC_BASE_URL, AICC_APP_KEY and AICC_APP_SECRET (optional
-    AICC_TOKEN_URL). Exit status: 0 every row done, 1 some rows failed or unknown,
-    2 bad usage, configuration or input, 130 stopped by Ctrl-C (run it again to resume).
+    AICC_TOKEN_URL). Exit status: 0 every row done (or withdrawn, or a duplicate), 1
+    some rows failed, unknown or pending, 2 bad usage, configuration or input, 3 the
+    journal could not be read or written, 130 stopped by Ctrl-C (run it again to resume).
     """
 
 
@@ -343,12 +193,34 @@ def aicc() -> None:
     is_flag=True,
     help="Send rows whose outcome is unknown again: anyone already called is called twice.",
 )
+@click.option(
+    "--allow-repeat-numbers",
+    is_flag=True,
+    help="Phone a number once per row that has it (default: once per campaign; later "
+    "rows with the same number are recorded as duplicate).",
+)
+@click.option(
+    "--callback-url",
+    help="Where AICC posts each call's release event (rows without a callback_url).",
+)
+@_LISTEN
+@click.option(
+    "--wait-outcomes",
+    type=click.FloatRange(0, 86400),
+    default=120.0,
+    show_default=True,
+    help="With --listen: seconds to wait for outstanding release events after the last send.",
+)
+@_ALLOW_UNSIGNED
 def notify(**kwargs: Any) -> None:
     """Phone everyone in SOURCE (CSV) with a voice notification.
 
     Columns: called, and voice_content or text (read aloud); optional caller_present,
     callback_url, priority and id (the row's key; default: its line number). Running
-    the same command again resumes: rows already sent are never sent again.
+    the same command again resumes: rows already sent are never sent again, rows
+    removed from SOURCE are not sent, and a number is phoned once per campaign.
+    With --callback-url and --listen, the calls' release events (answered or not) are
+    recorded in the journal as they arrive.
     """
     _campaign_command("voice_notification", **kwargs)
 
@@ -372,29 +244,83 @@ def write_back(**kwargs: Any) -> None:
 @click.option(
     "--export",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the failed and unknown rows to this CSV file.",
+    help="Write the failed, unknown and duplicate rows to this CSV file.",
 )
-def report(journal: Path, as_json: bool, export: Path | None) -> None:
-    """Show how a campaign went: rows per state and failures by code."""
-    out, err = _consoles()
+@click.option(
+    "--export-unanswered",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rows whose call was not answered to this CSV, in the input format "
+    "(the input of a follow-up campaign).",
+)
+@_VERBOSE
+def report(
+    journal: Path,
+    as_json: bool,
+    export: Path | None,
+    export_unanswered: Path | None,
+    verbose: int,
+) -> None:
+    """Show how a campaign went: rows per state, problems by code, call outcomes.
 
-    async def work() -> tuple[CampaignReport, int | None]:
-        async with Campaign(journal) as campaign:
+    Reads the journal without writing to it, also while a campaign runs on it.
+    """
+    terminal = Terminal()
+
+    async def work() -> tuple[CampaignReport, int | None, int | None]:
+        async with Campaign(journal, read_only=True) as campaign:
             exported = None if export is None else await export_problems(campaign, export)
-            return await campaign.report(), exported
+            unanswered = None
+            if export_unanswered is not None:
+                unanswered = await export_unanswered_rows(campaign, export_unanswered)
+            return await campaign.report(), exported, unanswered
 
     try:
-        with _log_to(err):
-            result, exported = asyncio.run(work())
+        with sdk_log(terminal, verbose):
+            result, exported, unanswered = asyncio.run(work())
+    except JournalError as exc:
+        raise terminal.fail(exc.message, JOURNAL_FAILED) from None
     except CampaignError as exc:
-        raise _fail(err, exc.message) from None
+        raise terminal.fail(exc.message) from None
     if as_json:
-        out.print_json(json.dumps(result.to_json()))
+        terminal.out.print_json(json.dumps(result.to_json()))
     else:
-        out.print(render_report(result))
+        terminal.out.print(render_report(result))
     if exported is not None:
-        err.print(f"Wrote {exported:,} failed and unknown rows to {export}.")
-    raise _Stop(OK)
+        terminal.note(f"Wrote {exported:,} failed, unknown and duplicate rows to {export}.")
+    if unanswered is not None:
+        terminal.note(
+            f"Wrote {unanswered:,} rows whose call was not answered to {export_unanswered}: "
+            f"`aicc notify {export_unanswered} --journal NEW.db` calls them again."
+        )
+    raise Stop(OK)
+
+
+@aicc.command()
+@click.option(
+    "--journal",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The voice campaign's journal to record the release events in.",
+)
+@click.option(
+    "--listen",
+    "address",
+    metavar="HOST:PORT",
+    required=True,
+    callback=_address,
+    help="Where to receive the release events (any path, POST).",
+)
+@_ALLOW_UNSIGNED
+@_VERBOSE
+def listen(journal: Path, address: tuple[str, int], allow_unsigned: bool, verbose: int) -> None:
+    """Receive AICC's release events and record each call's outcome in JOURNAL, until
+    Ctrl-C. The shared key comes from AICC_CALLBACK_KEY. A campaign may be running on
+    the same journal meanwhile.
+    """
+    terminal = Terminal()
+    key = _callback_key(terminal, allow_unsigned)
+    with sdk_log(terminal, verbose):
+        raise Stop(asyncio.run(run_listener(terminal, journal, address, key, allow_unsigned)))
 
 
 @aicc.command()
@@ -408,94 +334,50 @@ def report(journal: Path, as_json: bool, export: Path | None) -> None:
 )
 def sandbox(host: str, port: int, latency: float) -> None:
     """Run FakeAICC, a local AICC simulator, until Ctrl-C. Nobody is called."""
-    out, err = _consoles()
+    terminal = Terminal()
+
+    key = secrets.token_urlsafe(24)
 
     def ready(fake: FakeAICC) -> None:
-        out.print(
+        terminal.out.print(
             f"FakeAICC is listening on {fake.url} (Ctrl-C to stop). In another shell:\n\n"
             f"  export AICC_BASE_URL={fake.url}\n"
             f"  export AICC_APP_KEY={fake.app_key}\n"
-            f"  export AICC_APP_SECRET={fake.app_secret}\n",
+            f"  export AICC_APP_SECRET={fake.app_secret}\n"
+            f"  export AICC_CALLBACK_KEY={key}\n\n"
+            "It posts a signed release event for each notification with a callback URL "
+            "(--callback-url).\n",
+            markup=False,
             highlight=False,
             soft_wrap=True,
         )
 
+    fake = FakeAICC(host=host, port=port, record=False, latency=latency, callback_key=key)
     try:
-        asyncio.run(serve(FakeAICC(host=host, port=port, record=False, latency=latency), ready))
+        asyncio.run(serve(fake, ready))
     except OSError as exc:
-        raise _fail(err, f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    raise _Stop(OK)
-
-
-def _demo_contacts() -> Path:
-    packaged = resources.files("aicc_async") / "_demo" / "contacts.csv"
-    if packaged.is_file():
-        return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "examples" / "contacts.csv"
-
-
-def _demo_fake(contacts: Path) -> FakeAICC:
-    """A FakeAICC that behaves like a busy tenant: some numbers not on the trial
-    trustlist, a few busy answers, and rare connection resets after processing."""
-    fake = FakeAICC(record=False, latency=0.02)
-    with CampaignFile(contacts, "voice_notification") as source:
-        called = [
-            row.request.called
-            for row in source.rows()
-            if isinstance(row.request, CreateVoiceNotificationRequest)
-        ]
-    fake.trial_trustlist = {n for i, n in enumerate(called) if i % 250 != 7}
-    fake.chaos(
-        seed=2026,
-        probability=0.01,
-        faults=[Fault.BUSY, Fault.BUSY, Fault.RESET_AFTER_PROCESSING],
-    )
-    return fake
+        raise terminal.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    raise Stop(OK)
 
 
 @aicc.command()
-def demo() -> None:
+@click.option(
+    "--journal",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Keep the demo's journal here (default: a temporary one, removed afterwards).",
+)
+def demo(journal: Path | None) -> None:
     """Run a sample campaign of a few thousand rows against a local AICC simulator."""
-    out, err = _consoles()
-    contacts = _demo_contacts()
-    journal = Path(tempfile.mkdtemp(prefix="aicc-demo-")) / "campaign.db"
-    err.print(
-        f"[bold]aicc demo[/]: the voice campaign in {contacts.name} against FakeAICC, a "
-        "local AICC simulator (nobody is called). Some numbers are not on the simulated "
-        "tenant's trustlist, a few answers are 'busy' (retried) and a few connections "
-        "drop after the call was placed (recorded as unknown, never re-sent).\n",
-        highlight=False,
-    )
-    with _log_to(err):
-        asyncio.run(
-            _campaign(
-                "voice_notification",
-                contacts,
-                journal,
-                concurrency=DEFAULT_LIMITS["voice_notification"],
-                rate=None,
-                timeout=15.0,
-                sandbox=_demo_fake(contacts),
-                retry_unknown=False,
-                retry_failed=False,
-                out=out,
-                err=err,
-            )
-        )
-    err.print(
-        f"\nThe journal is {journal}: `aicc report {journal}` shows this report again. "
-        "Next: `aicc sandbox` in one shell, then `aicc notify YOUR.csv --journal "
-        "campaign.db` in another.",
-        highlight=False,
-    )
-    raise _Stop(OK)
+    terminal = Terminal()
+    with sdk_log(terminal, 0):
+        raise Stop(asyncio.run(run_demo(terminal, journal)))
 
 
 def run(argv: Sequence[str] | None) -> int:
     """Run the ``aicc`` group; returns the exit status."""
     try:
         aicc.main(args=argv, prog_name="aicc", standalone_mode=False)
-    except _Stop as stop:
+    except Stop as stop:
         return stop.status
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code

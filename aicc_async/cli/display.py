@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
@@ -10,7 +11,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
-    SpinnerColumn,
     Task,
     TaskID,
     TextColumn,
@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aicc_async.bulk import CampaignReport, StateCounts
+from aicc_async.callbacks import RELEASE_REASONS
 
 __all__ = ["CampaignProgress", "render_report"]
 
@@ -27,9 +28,13 @@ _STATE_STYLES = {
     "done": "green",
     "failed": "red",
     "unknown": "yellow",
+    "duplicate": "blue",
+    "withdrawn": "dim",
     "pending": "cyan",
     "sending": "magenta",
 }
+#: How the report names a state, where its name alone would mislead.
+_STATE_LABELS = {"sending": "in flight"}
 
 
 class _RateColumn(ProgressColumn):
@@ -37,22 +42,25 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} rows/s", style="progress.data.speed")
+        return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
 
 
-class _CountsColumn(ProgressColumn):
-    """Done / failed / unknown rows, for the sending bar."""
+class _Progress(Progress):
+    """The bars, then one line of counts per state under them: a line of its own, so
+    that on a narrow terminal each count stays beside its label."""
 
-    def render(self, task: Task) -> Text:
-        if "done" not in task.fields:
-            return Text("")
-        return Text.assemble(
-            (f"{task.fields['done']:,} done", "green"),
-            " ",
-            (f"{task.fields['failed']:,} failed", "red"),
-            " ",
-            (f"{task.fields['unknown']:,} unknown", "yellow"),
-        )
+    counts: StateCounts | None = None
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield from super().get_renderables()
+        if self.counts is not None:
+            line = Text("  ")
+            for state in ("done", "failed", "unknown", "duplicate"):
+                value = getattr(self.counts, state)
+                if value or state != "duplicate":
+                    line.append(f"{state} {value:,}", style=_STATE_STYLES[state])
+                    line.append("  ")
+            yield line
 
 
 class CampaignProgress:
@@ -62,12 +70,10 @@ class CampaignProgress:
     """
 
     def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            SpinnerColumn(),
+        self._progress = _Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             MofNCompleteColumn(),
-            _CountsColumn(),
             _RateColumn(),
             TimeRemainingColumn(),
             console=console,
@@ -103,17 +109,15 @@ class CampaignProgress:
         """The campaign's counts after a journal commit."""
         if self._sending is None:
             self._sending = self._progress.add_task("Sending", total=counts.total)
-        self._progress.update(
-            self._sending,
-            completed=counts.finished,
-            done=counts.done,
-            failed=counts.failed,
-            unknown=counts.unknown,
-        )
+        self._progress.counts = counts
+        self._progress.update(self._sending, completed=counts.finished)
 
 
 def render_report(report: CampaignReport) -> RenderableType:
-    """The report as ``aicc report`` prints it: counts per state, then problems by code."""
+    """The report as ``aicc report`` prints it: counts per state, then problems by code.
+
+    Every value from the journal is shown as plain text (no markup).
+    """
     counts = report.counts
     states = Table.grid(padding=(0, 2))
     states.add_column()
@@ -121,24 +125,27 @@ def render_report(report: CampaignReport) -> RenderableType:
     for state, style in _STATE_STYLES.items():
         value = getattr(counts, state)
         if value or state in ("done", "failed", "unknown"):
-            states.add_row(Text(state, style=style), f"{value:,}")
-    parts: list[RenderableType] = [
-        Text.assemble(
-            ("Campaign ", "bold"),
-            (report.path, "bold cyan"),
-            f" ({report.kind}): {counts.total:,} rows",
-        ),
-        states,
-    ]
+            states.add_row(Text(_STATE_LABELS.get(state, state), style=style), f"{value:,}")
+    heading = Text.assemble(
+        ("Campaign ", "bold"),
+        (report.path, "bold cyan"),
+        f" ({report.kind}): {counts.total:,} rows",
+    )
+    if report.target is not None:
+        heading.append(f", sent to {report.target.describe()}")
+    parts: list[RenderableType] = [heading, states]
     if report.problems:
-        table = Table(title="Failed and unknown rows by code", title_justify="left")
+        table = Table(title="Failed, unknown and duplicate rows by code", title_justify="left")
         table.add_column("state")
         table.add_column("code")
         table.add_column("rows", justify="right")
         table.add_column("what AICC or the SDK said (one example)", overflow="fold")
         for p in report.problems:
             table.add_row(
-                Text(p.state, style=_STATE_STYLES[p.state]), p.code, f"{p.count:,}", p.example
+                Text(p.state, style=_STATE_STYLES[p.state]),
+                Text(p.code),
+                f"{p.count:,}",
+                Text(p.example),
             )
         parts.append(table)
         parts.append(
@@ -147,26 +154,64 @@ def render_report(report: CampaignReport) -> RenderableType:
                 style="dim",
             )
         )
-    if counts.unknown and report.kind == "write_back":
+    outcomes = report.outcomes
+    if outcomes.answered or outcomes.not_answered:
         parts.append(
-            Text(
-                "unknown: no answer came back. A write-back can be repeated safely: "
-                "run the same command again to send them again.",
-                style="yellow",
+            Text.assemble(
+                ("Call outcomes (release events): ", "bold"),
+                (f"answered {outcomes.answered:,}", "green"),
+                "  ",
+                (f"not answered {outcomes.not_answered:,}", "red"),
+                "  ",
+                (f"awaiting an event {outcomes.awaiting:,}", "yellow"),
             )
         )
-    elif counts.unknown:
-        parts.append(
-            Text(
-                "unknown: AICC may have processed these rows: the person may have been "
-                "called. They are never sent again on their own. Check them first (release "
-                "callbacks carry the call serial number); re-send with --retry-unknown only "
-                "those that did not go out.",
-                style="yellow",
+        reasons = Table(title="Release reasons", title_justify="left")
+        reasons.add_column("reason")
+        reasons.add_column("meaning")
+        reasons.add_column("calls", justify="right")
+        for code, count in outcomes.reasons:
+            reasons.add_row(Text(code), Text(RELEASE_REASONS.get(code, "")), f"{count:,}")
+        parts.append(reasons)
+        if outcomes.not_answered:
+            parts.append(
+                Text(
+                    f"`aicc report {report.path} --export-unanswered FILE` writes the "
+                    "unanswered rows as the input of a follow-up campaign.",
+                    style="dim",
+                )
             )
-        )
-    if counts.pending:
-        parts.append(
-            Text("pending: not sent yet. Run the same command again to send them.", style="cyan")
-        )
+    notes = [
+        (counts.sending, _SENDING, "magenta"),
+        (
+            counts.unknown,
+            _UNKNOWN_WRITE_BACK if report.kind == "write_back" else _UNKNOWN,
+            "yellow",
+        ),
+        (counts.duplicate, _DUPLICATE, "blue"),
+        (counts.withdrawn, _WITHDRAWN, "dim"),
+        (counts.pending, _PENDING, "cyan"),
+    ]
+    parts.extend(Text(text, style=style) for count, text, style in notes if count)
     return Group(*parts)
+
+
+_SENDING = (
+    "in flight: being sent by a campaign that is running now, or, if none is, in flight "
+    "when its run stopped: the next run records them as unknown."
+)
+_UNKNOWN_WRITE_BACK = (
+    "unknown: no answer came back. A write-back can be repeated safely: run the same "
+    "command again to send them again."
+)
+_UNKNOWN = (
+    "unknown: AICC may have processed these rows: the person may have been called. They "
+    "are never sent again on their own. Check them first (release callbacks carry the "
+    "call serial number); re-send with --retry-unknown only those that did not go out."
+)
+_DUPLICATE = (
+    "duplicate: not sent, because another row of this campaign already used the number "
+    "(--allow-repeat-numbers phones a number once per row)."
+)
+_WITHDRAWN = "withdrawn: removed from the input before they were sent; never phoned."
+_PENDING = "pending: not sent yet. Run the same command again to send them."

@@ -8,15 +8,16 @@ passed ``retry_unsafe=True``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
 from aicc_async._transport import Endpoint
-from aicc_async._wire import structure_result, to_wire, wire_field
+from aicc_async._wire import ResponseInfo, to_wire, wire_field
 from aicc_async.auth import MessagingTokenCache
-from aicc_async.config import LOCALE
+from aicc_async.config import LOCALE, Timeout
 from aicc_async.endpoints._validate import fail, text
 from aicc_async.errors import AICCAuthError, AICCValidationError
 
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 MESSAGING_TOKEN_HEADER = "ccmessaging-token"  # noqa: S105 - a header name
+#: What a token must look like to be sent in a header (visible ASCII, bounded).
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8192}")
 
 #: Documented ``resultCode`` values of applyToken.
 APPLY_TOKEN_CODES: Mapping[str, str] = {
@@ -106,6 +109,7 @@ class ApplyTokenResult:
 
     token: str | None = attrs.field(default=None, repr=False)
     raw: Mapping[str, Any] = attrs.field(repr=False)
+    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen
@@ -134,6 +138,7 @@ class LeaveMessageResult:
 
     description: str | None = attrs.field(default=None, metadata=wire_field("resultDesc"))
     raw: Mapping[str, Any] = attrs.field(repr=False)
+    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen
@@ -156,9 +161,9 @@ class _UserToken:
 
 @attrs.frozen
 class _GivenToken:
-    """A ccmessaging-token the caller passed; used as is."""
+    """A ccmessaging-token the caller passed; used as is (never in the repr)."""
 
-    value: str
+    value: str = attrs.field(repr=False)
     header: str = MESSAGING_TOKEN_HEADER
 
     async def get(self) -> str:
@@ -180,15 +185,23 @@ class MessagingAPI:
         self._token_cache = MessagingTokenCache(self._apply_for_user, config.clock)
 
     async def apply_token(
-        self, user_id: str, user_name: str, channel_id: str, locale: str
+        self,
+        user_id: str,
+        user_name: str,
+        channel_id: str,
+        locale: str,
+        *,
+        timeout: Timeout | float | None = None,
     ) -> ApplyTokenResult:
         """Apply for a ccmessaging-token (arguments as for ``ApplyTokenRequest``).
 
         You rarely need this: ``leave_message`` applies for and caches tokens itself.
         Raises ``AICCValidationError`` before I/O, ``AICCBusinessError`` for
         ``resultCode`` "1". Retried after ambiguous failures (a second token is harmless).
+        ``timeout`` (a ``Timeout`` or seconds) replaces the client's per-attempt timeout.
         """
-        return await self.send(ApplyTokenRequest(user_id, user_name, channel_id, locale))
+        request = ApplyTokenRequest(user_id, user_name, channel_id, locale)
+        return await self.send(request, timeout=timeout)
 
     async def leave_message(
         self,
@@ -199,6 +212,7 @@ class MessagingAPI:
         channel: str = "WEB",
         token: str | None = None,
         retry_unsafe: bool = False,
+        timeout: Timeout | float | None = None,
     ) -> LeaveMessageResult:
         """Submit a customer's message (arguments as for ``LeaveMessageRequest``).
 
@@ -211,12 +225,16 @@ class MessagingAPI:
         is not configured), ``AICCBusinessError`` for codes 3 and 13,
         ``AICCOutcomeUnknownError`` when it was sent but the outcome is unknown (not
         re-sent unless ``retry_unsafe=True``, which risks a duplicate message).
+        ``timeout`` (a ``Timeout`` or seconds) replaces the client's per-attempt
+        timeout for this call (an applyToken it needs keeps the client's).
         """
         request = LeaveMessageRequest(call_id, caller, message, channel)
-        return await self.send(request, token=token, retry_unsafe=retry_unsafe)
+        return await self.send(request, token=token, retry_unsafe=retry_unsafe, timeout=timeout)
 
     @overload
-    async def send(self, request: ApplyTokenRequest) -> ApplyTokenResult: ...
+    async def send(
+        self, request: ApplyTokenRequest, *, timeout: Timeout | float | None = None
+    ) -> ApplyTokenResult: ...
 
     @overload
     async def send(
@@ -225,6 +243,7 @@ class MessagingAPI:
         *,
         token: str | None = None,
         retry_unsafe: bool = False,
+        timeout: Timeout | float | None = None,
     ) -> LeaveMessageResult: ...
 
     async def send(
@@ -233,20 +252,26 @@ class MessagingAPI:
         *,
         token: str | None = None,
         retry_unsafe: bool = False,
+        timeout: Timeout | float | None = None,
     ) -> ApplyTokenResult | LeaveMessageResult:
         """Send a prepared ``ApplyTokenRequest`` or ``LeaveMessageRequest``; raises as the
         keyword methods do."""
         if isinstance(request, ApplyTokenRequest):
-            return await self._apply(request, APPLY_TOKEN)
+            return await self._apply(request, APPLY_TOKEN, timeout)
         if not isinstance(request, LeaveMessageRequest):
             raise AICCValidationError(
                 "send() takes an ApplyTokenRequest or a LeaveMessageRequest, "
                 f"got {type(request).__name__}",
                 field="request",
             )
-        if token is not None and (not isinstance(token, str) or not token.strip()):
+        if token is not None and (not isinstance(token, str) or not _HEADER_SAFE.fullmatch(token)):
             # Never echo the value: it is a credential.
-            raise fail(LEAVE_MESSAGE.name, "token", "must be a non-empty ccmessaging-token string")
+            raise fail(
+                LEAVE_MESSAGE.name,
+                "token",
+                "must be a non-empty ccmessaging-token string without spaces, line breaks "
+                "or non-ASCII characters",
+            )
         if token is not None:
             session_token: _UserToken | _GivenToken = _GivenToken(token)
         elif self._config.messaging_channel_id is None:
@@ -259,20 +284,32 @@ class MessagingAPI:
             )
         else:
             session_token = _UserToken(self._token_cache, request.call_id)
-        body = await self._transport.call(
+        body, response = await self._transport.call(
             LEAVE_MESSAGE,
             to_wire(request),
             retry_unsafe=retry_unsafe,
             session_token=session_token,
+            timeout=timeout,
         )
-        return structure_result(LeaveMessageResult, body, body)
+        return self._transport.result(LEAVE_MESSAGE, LeaveMessageResult, body, body, response)
 
-    async def _apply(self, request: ApplyTokenRequest, endpoint: Endpoint) -> ApplyTokenResult:
-        body = await self._transport.call(endpoint, to_wire(request))
-        result = structure_result(ApplyTokenResult, body, body)
+    async def _apply(
+        self,
+        request: ApplyTokenRequest,
+        endpoint: Endpoint,
+        timeout: Timeout | float | None = None,
+    ) -> ApplyTokenResult:
+        body, response = await self._transport.call(endpoint, to_wire(request), timeout=timeout)
+        result = self._transport.result(endpoint, ApplyTokenResult, body, body, response)
         if not result.token:
             raise AICCAuthError(
                 "applyToken answered resultCode 0 without a token",
+                endpoint=APPLY_TOKEN.name,
+            )
+        if not _HEADER_SAFE.fullmatch(result.token):
+            raise AICCAuthError(
+                "applyToken issued a token that cannot be sent in a header (spaces, line "
+                "breaks, non-ASCII characters or over 8192 characters)",
                 endpoint=APPLY_TOKEN.name,
             )
         return result

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, overload
 import attrs
 
 from aicc_async._transport import Endpoint
-from aicc_async._wire import structure_result, to_wire, wire_field
+from aicc_async._wire import ResponseInfo, to_wire, wire_field
+from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import optional, text
 from aicc_async.errors import AICCValidationError
 
@@ -112,6 +113,7 @@ class CreateCallResult:
     sip_service_address: str | None = None
     access_code: str | None = attrs.field(default=None, metadata=wire_field("accesscode"))
     raw: Mapping[str, Any] = attrs.field(repr=False)
+    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
 
 
 @attrs.frozen
@@ -135,6 +137,7 @@ class CalledInfo:
     skill_id: int | None = None
     skill_name: str | None = None
     raw: Mapping[str, Any] = attrs.field(repr=False)
+    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
 
 
 class MobileAgentAPI:
@@ -150,42 +153,63 @@ class MobileAgentAPI:
         *,
         call_data: str | None = None,
         retry_unsafe: bool = False,
+        timeout: Timeout | float | None = None,
     ) -> CreateCallResult:
         """Create an anonymous outbound call task (arguments as for ``CreateCallRequest``).
 
         Raises ``AICCValidationError`` before I/O, ``AICCBusinessError`` for a refusing
         ``resultCode`` (``CREATE_CALL_CODES``), ``AICCOutcomeUnknownError`` when it was
         sent but the outcome is unknown (not re-sent unless ``retry_unsafe=True``,
-        which risks a second call task).
+        which risks a second call task). ``timeout`` (a ``Timeout`` or seconds) replaces
+        the client's per-attempt timeout for this call.
         """
         request = CreateCallRequest(called, caller_present, call_data)
-        return await self.send(request, retry_unsafe=retry_unsafe)
+        return await self.send(request, retry_unsafe=retry_unsafe, timeout=timeout)
 
-    async def get_called_info(self, called: str, caller: str) -> CalledInfo:
+    async def get_called_info(
+        self, called: str, caller: str, *, timeout: Timeout | float | None = None
+    ) -> CalledInfo:
         """Where a call to ``called`` goes. Raises ``AICCBusinessError`` with code "4"
-        (cannot be obtained) or "5" (not configured); retried after ambiguous failures."""
-        return await self.send(GetCalledInfoRequest(called, caller))
+        (cannot be obtained) or "5" (not configured); retried after ambiguous failures.
+        ``timeout`` replaces the client's per-attempt timeout for this call."""
+        return await self.send(GetCalledInfoRequest(called, caller), timeout=timeout)
 
     @overload
     async def send(
-        self, request: CreateCallRequest, *, retry_unsafe: bool = False
+        self,
+        request: CreateCallRequest,
+        *,
+        retry_unsafe: bool = False,
+        timeout: Timeout | float | None = None,
     ) -> CreateCallResult: ...
 
     @overload
-    async def send(self, request: GetCalledInfoRequest) -> CalledInfo: ...
+    async def send(
+        self, request: GetCalledInfoRequest, *, timeout: Timeout | float | None = None
+    ) -> CalledInfo: ...
 
     async def send(
-        self, request: CreateCallRequest | GetCalledInfoRequest, *, retry_unsafe: bool = False
+        self,
+        request: CreateCallRequest | GetCalledInfoRequest,
+        *,
+        retry_unsafe: bool = False,
+        timeout: Timeout | float | None = None,
     ) -> CreateCallResult | CalledInfo:
-        """Send a prepared ``CreateCallRequest`` or ``GetCalledInfoRequest``."""
+        """Send a prepared ``CreateCallRequest`` or ``GetCalledInfoRequest``; ``timeout``
+        replaces the client's per-attempt timeout for this call."""
+        transport = self._transport
         if isinstance(request, CreateCallRequest):
-            body = await self._transport.call(
-                CREATE_CALL, to_wire(request), retry_unsafe=retry_unsafe
+            body, response = await transport.call(
+                CREATE_CALL, to_wire(request), retry_unsafe=retry_unsafe, timeout=timeout
             )
-            return structure_result(CreateCallResult, body.get("resultData"), body)
+            payload = body.get("resultData")
+            return transport.result(CREATE_CALL, CreateCallResult, payload, body, response)
         if isinstance(request, GetCalledInfoRequest):
-            body = await self._transport.call(GET_CALLED_INFO, to_wire(request))
-            return structure_result(CalledInfo, body.get("result"), body)
+            body, response = await transport.call(
+                GET_CALLED_INFO, to_wire(request), timeout=timeout
+            )
+            payload = body.get("result")
+            return transport.result(GET_CALLED_INFO, CalledInfo, payload, body, response)
         raise AICCValidationError(
             "send() takes a CreateCallRequest or a GetCalledInfoRequest, "
             f"got {type(request).__name__}",

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from aicc_async._transport import Endpoint
-from aicc_async._wire import structure_result, to_wire, wire_field
+from aicc_async._wire import ResponseInfo, to_wire, wire_field
+from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import non_negative_int, optional, string, text
 from aicc_async.errors import AICCValidationError
 
@@ -78,6 +79,7 @@ class WriteBackResult:
     """A written-back result; ``raw`` is the response body (``{"result": 0}``)."""
 
     raw: Mapping[str, Any] = attrs.field(repr=False)
+    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
 
 
 class OutboundAPI:
@@ -102,12 +104,14 @@ class OutboundAPI:
         write_start_time: str | None = None,
         end_call_time: str | None = None,
         call_id: str | None = None,
+        timeout: Timeout | float | None = None,
     ) -> WriteBackResult:
         """Write back one result (arguments as for ``WriteBackResultRequest``).
 
         Raises ``AICCValidationError`` before I/O and ``AICCBusinessError`` for a
         non-zero ``result``. Retried after ambiguous failures: a replay rewrites the
-        same row.
+        same row. ``timeout`` (a ``Timeout`` or seconds) replaces the client's
+        per-attempt timeout for this call.
         """
         return await self.send(
             WriteBackResultRequest(
@@ -124,10 +128,13 @@ class OutboundAPI:
                 write_start_time=write_start_time,
                 end_call_time=end_call_time,
                 call_id=call_id,
-            )
+            ),
+            timeout=timeout,
         )
 
-    async def send(self, request: WriteBackResultRequest) -> WriteBackResult:
+    async def send(
+        self, request: WriteBackResultRequest, *, timeout: Timeout | float | None = None
+    ) -> WriteBackResult:
         """Send a prepared request; raises as ``write_back_result`` does."""
         if not isinstance(request, WriteBackResultRequest):
             raise AICCValidationError(
@@ -135,8 +142,8 @@ class OutboundAPI:
                 field="request",
                 endpoint=_name,
             )
-        body = await self._transport.call(WRITE_BACK, to_wire(request))
-        return structure_result(WriteBackResult, None, body)
+        body, response = await self._transport.call(WRITE_BACK, to_wire(request), timeout=timeout)
+        return self._transport.result(WRITE_BACK, WriteBackResult, None, body, response)
 
     def write_back_many(
         self,

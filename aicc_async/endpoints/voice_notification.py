@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from aicc_async._transport import Endpoint
-from aicc_async._wire import structure_result, to_wire, wire_field
+from aicc_async._wire import ResponseInfo, to_wire, wire_field
+from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import digits, fail, optional, phone_number, text
 from aicc_async.errors import AICCValidationError
 
@@ -31,6 +32,7 @@ __all__ = [
     "VoiceNotificationAPI",
     "VoiceNotificationCode",
     "VoiceNotificationResult",
+    "check_callback_url",
 ]
 
 MAX_VOICE_CONTENT = 1000
@@ -137,6 +139,11 @@ def _callback_url(instance: Any, attribute: attrs.Attribute[Any], value: object)
         )
 
 
+def check_callback_url(url: object) -> None:
+    """Raise ``AICCValidationError`` unless ``url`` is a ``callback_url`` AICC accepts."""
+    _callback_url(None, None, url)  # type: ignore[arg-type]
+
+
 def _priority(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
@@ -186,11 +193,12 @@ class VoiceNotificationResult:
 
     ``call_serial_no`` identifies the call (release callbacks carry it); ``None``
     only if AICC accepted the call without returning one. ``raw`` is the response
-    body as received.
+    body as received; ``response`` the HTTP status, headers and request id.
     """
 
     call_serial_no: str | None = None
     raw: Mapping[str, Any] = attrs.field(repr=False)
+    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
 
 
 class VoiceNotificationAPI:
@@ -208,6 +216,7 @@ class VoiceNotificationAPI:
         callback_url: str | None = None,
         priority: int | None = None,
         retry_unsafe: bool = False,
+        timeout: Timeout | float | None = None,
     ) -> VoiceNotificationResult:
         """Phone ``called`` and play ``voice_content``. Arguments as for
         ``CreateVoiceNotificationRequest``.
@@ -216,6 +225,8 @@ class VoiceNotificationAPI:
         ``AICCBusinessError`` for a refusing ``retCode`` (``VoiceNotificationCode``),
         ``AICCOutcomeUnknownError`` when it was sent but the outcome is unknown (not
         re-sent unless ``retry_unsafe=True``, which risks phoning the person twice).
+        ``timeout`` (a ``Timeout`` or seconds) replaces the client's per-attempt
+        timeout for this call.
         """
         request = CreateVoiceNotificationRequest(
             called=called,
@@ -224,10 +235,14 @@ class VoiceNotificationAPI:
             callback_url=callback_url,
             priority=priority,
         )
-        return await self.send(request, retry_unsafe=retry_unsafe)
+        return await self.send(request, retry_unsafe=retry_unsafe, timeout=timeout)
 
     async def send(
-        self, request: CreateVoiceNotificationRequest, *, retry_unsafe: bool = False
+        self,
+        request: CreateVoiceNotificationRequest,
+        *,
+        retry_unsafe: bool = False,
+        timeout: Timeout | float | None = None,
     ) -> VoiceNotificationResult:
         """Send a prepared request; raises as ``create`` does."""
         if not isinstance(request, CreateVoiceNotificationRequest):
@@ -236,8 +251,12 @@ class VoiceNotificationAPI:
                 field="request",
                 endpoint=ENDPOINT.name,
             )
-        body = await self._transport.call(ENDPOINT, to_wire(request), retry_unsafe=retry_unsafe)
-        return structure_result(VoiceNotificationResult, body.get("result"), body)
+        body, response = await self._transport.call(
+            ENDPOINT, to_wire(request), retry_unsafe=retry_unsafe, timeout=timeout
+        )
+        return self._transport.result(
+            ENDPOINT, VoiceNotificationResult, body.get("result"), body, response
+        )
 
     def create_many(
         self,

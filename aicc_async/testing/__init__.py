@@ -7,5 +7,6 @@ A ``fake_aicc`` pytest fixture (needs pytest-asyncio) is provided by the
 """
 
 from aicc_async.testing.fake_server import CalledParty, FakeAICC, Fault, RecordedRequest
+from aicc_async.testing.release_events import SentReleaseEvent
 
-__all__ = ["CalledParty", "FakeAICC", "Fault", "RecordedRequest"]
+__all__ = ["CalledParty", "FakeAICC", "Fault", "RecordedRequest", "SentReleaseEvent"]

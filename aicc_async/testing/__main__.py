@@ -10,6 +10,11 @@ then serves until SIGINT or SIGTERM and exits 0. Options::
     --chaos-faults LIST          comma-separated Fault values, required with P > 0
     --chaos-seed N               the chaos seed (default 0)
     --chaos-delay SECONDS        the delay of chaos HANG / LATENCY faults
+    --callback-key KEY           sign release events with KEY (>= 16 characters; a test
+                                 key: it shows in the process list); default unsigned
+    --answer-rate P              probability a call is answered (default 0.7)
+    --release-delay SECONDS      wait before posting a release event (default 0.05)
+    --duplicate-rate P           probability a delivered event is sent twice (default 0)
 
 ``GET <url>/_fake/stats`` answers the fake's counters as JSON (see FakeAICC.stats).
 :func:`add_server_arguments`, :func:`fake_from_args` and :func:`serve` let another
@@ -120,6 +125,40 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="how long hang/latency faults wait (default: hang forever, latency 0.5 s)",
     )
+    _add_release_arguments(parser)
+
+
+def _add_release_arguments(parser: argparse.ArgumentParser) -> None:
+    release = parser.add_argument_group(
+        "release events", "posted to each notification's callBackUrl (seeded, reproducible)"
+    )
+    release.add_argument(
+        "--callback-key",
+        default=None,
+        metavar="KEY",
+        help="shared key signing release events (>= 16 characters; default: unsigned)",
+    )
+    release.add_argument(
+        "--answer-rate",
+        type=_probability,
+        default=0.7,
+        metavar="P",
+        help="probability in [0, 1] that a call is answered (default 0.7)",
+    )
+    release.add_argument(
+        "--release-delay",
+        type=_non_negative_seconds,
+        default=0.05,
+        metavar="SECONDS",
+        help="wait this long after a notification before posting its event (default 0.05)",
+    )
+    release.add_argument(
+        "--duplicate-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability in [0, 1] that a delivered event is sent a second time (default 0)",
+    )
 
 
 def fake_from_args(args: argparse.Namespace) -> FakeAICC:
@@ -127,7 +166,8 @@ def fake_from_args(args: argparse.Namespace) -> FakeAICC:
 
     Raises ValueError when the chaos options do not fit together (``--chaos-probability``
     above 0 without ``--chaos-faults``, or another chaos option without
-    ``--chaos-probability``); pass the message to ``parser.error`` to exit 2.
+    ``--chaos-probability``), or when a release-event option is refused (a
+    ``--callback-key`` under 16 characters); pass the message to ``parser.error`` to exit 2.
     """
     probability: float | None = args.chaos_probability
     faults: tuple[Fault, ...] | None = args.chaos_faults
@@ -151,7 +191,16 @@ def fake_from_args(args: argparse.Namespace) -> FakeAICC:
         raise ValueError(
             f"--chaos-probability above 0 needs --chaos-faults (among: {_FAULT_NAMES})"
         )
-    fake = FakeAICC(host=args.host, port=args.port, record=not args.no_record, latency=args.latency)
+    fake = FakeAICC(
+        host=args.host,
+        port=args.port,
+        record=not args.no_record,
+        latency=args.latency,
+        callback_key=args.callback_key,
+        answer_rate=args.answer_rate,
+        release_delay=args.release_delay,
+        duplicate_rate=args.duplicate_rate,
+    )
     if probability is not None and probability > 0 and faults is not None:
         fake.chaos(
             seed=seed if seed is not None else 0,

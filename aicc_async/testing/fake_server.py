@@ -40,6 +40,8 @@ import attrs
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from aicc_async.testing.release_events import ReleaseEventSender, SentReleaseEvent
+
 if TYPE_CHECKING:
     from aicc_async import AICCClient  # type: ignore[attr-defined,unused-ignore]
 
@@ -200,6 +202,10 @@ class Fault(enum.Enum):
     """Process, then answer 502 with an openresty HTML page (the ambiguous case)."""
     HTML_503 = "html_503"
     """Not processed; 503 HTML page, with ``Retry-After`` when ``retry_after`` is given."""
+    HTML_503_AFTER_PROCESSING = "html_503_after_processing"
+    """Process, then answer 503 with an openresty HTML page and ``Retry-After``
+    (``retry_after`` seconds, default 0): a proxy that passed the request on and then
+    reported itself unavailable. The client cannot tell it from HTML_503."""
     HTML_504 = "html_504"
     """Process, then answer 504 with an openresty HTML page."""
     HTTP_429 = "http_429"
@@ -443,6 +449,15 @@ class FakeAICC:
     :meth:`stats` as JSON (HTTP 200, no token needed; any other method is answered
     405). It is not a business request: it is not recorded, not counted, and never
     gets faults or latency.
+
+    Release events: a processed createVoiceNotification with ``callBackUrl`` makes the
+    fake POST a release event to that URL after ``release_delay`` seconds (real time),
+    answered with probability ``answer_rate`` (``random.Random(release_seed)``, drawn
+    in processing order), signed with ``callback_key`` (None: unsigned), retried
+    ``release_retries`` times (0.05, 0.1, 0.2 ... s apart) until it gets HTTP 200,
+    and sent once more after delivery with probability ``duplicate_rate``. See
+    :mod:`aicc_async.testing.release_events`, :attr:`release_events`,
+    :meth:`wait_release_events`; :meth:`close` cancels pending deliveries.
     """
 
     def __init__(
@@ -456,6 +471,12 @@ class FakeAICC:
         clock: Callable[[], float] | None = None,
         record: bool = True,
         latency: float = 0.0,
+        callback_key: str | None = None,
+        answer_rate: float = 0.7,
+        release_delay: float = 0.05,
+        duplicate_rate: float = 0.0,
+        release_seed: int = 0,
+        release_retries: int = 3,
     ) -> None:
         if not (math.isfinite(latency) and latency >= 0):
             raise ValueError(f"latency must be a finite number >= 0, got {latency!r}")
@@ -467,6 +488,15 @@ class FakeAICC:
         self._clock: Callable[[], float] = clock if clock is not None else time.monotonic
         self._record = record
         self._latency = float(latency)
+        self._release_events = ReleaseEventSender(
+            callback_key=callback_key,
+            answer_rate=answer_rate,
+            delay=release_delay,
+            duplicate_rate=duplicate_rate,
+            seed=release_seed,
+            retries=release_retries,
+            record=record,
+        )
 
         self.trial_trustlist: set[str] | None = None
         """When a set, createVoiceNotification to a ``called`` not in it answers retCode 16."""
@@ -536,7 +566,7 @@ class FakeAICC:
         )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port)
+            site = web.TCPSite(runner, self._host, self._port, backlog=1024)
             await site.start()
         except BaseException:
             await runner.cleanup()
@@ -555,6 +585,7 @@ class FakeAICC:
             return
         if self._closing is not None:
             self._closing.set()
+        await self._release_events.close()
         await runner.cleanup()
 
     async def __aenter__(self) -> FakeAICC:
@@ -748,6 +779,15 @@ class FakeAICC:
         """High-water mark of :attr:`in_flight` since start or :meth:`reset_stats`."""
         return self._max_in_flight
 
+    @property
+    def release_events(self) -> list[SentReleaseEvent]:
+        """Release events sent to ``callBackUrl``s, as their deliveries ended (a copy)."""
+        return self._release_events.events
+
+    async def wait_release_events(self) -> None:
+        """Wait until every release event scheduled so far was delivered or given up."""
+        await self._release_events.wait()
+
     def reset_stats(self) -> None:
         """Restart :attr:`max_in_flight` from the current :attr:`in_flight` (0 when idle)."""
         self._max_in_flight = self._in_flight
@@ -760,7 +800,9 @@ class FakeAICC:
         ``processed`` count requests per endpoint name (as in
         :attr:`RecordedRequest.endpoint`, every name present, 0 included);
         ``token_requests``, ``rejected_token_requests``, ``in_flight`` and
-        ``max_in_flight`` are the properties of the same names. Also served as
+        ``max_in_flight`` are the properties of the same names; ``release_events``
+        counts release events (scheduled, pending, delivered, failed, cancelled,
+        answered / not_answered of the delivered, attempts, duplicates). Also served as
         ``GET /_fake/stats``.
         """
         return {
@@ -773,6 +815,7 @@ class FakeAICC:
             "rejected_token_requests": self._rejected_token_requests,
             "in_flight": self._in_flight,
             "max_in_flight": self._max_in_flight,
+            "release_events": self._release_events.stats(),
         }
 
     # ------------------------------------------------------------------ HTTP
@@ -870,6 +913,9 @@ class FakeAICC:
             return self._html(502 if fault is Fault.HTML_502 else 504, None)
         if fault is Fault.HTML_503:
             return self._html(503, spec.retry_after)
+        if fault is Fault.HTML_503_AFTER_PROCESSING:
+            self._process(ex)
+            return self._html(503, 0.0 if spec.retry_after is None else spec.retry_after)
         if fault is Fault.HTTP_429:
             return web.json_response(
                 {
@@ -1007,6 +1053,7 @@ class FakeAICC:
         self._serial += 1
         self._calls[body["called"]] += 1
         self._mark_processed(ex)
+        self._release_events.schedule(body, str(self._serial))
         return web.json_response(
             {
                 "result": {"callSerialNo": str(self._serial)},

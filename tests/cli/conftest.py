@@ -11,6 +11,8 @@ Fixtures:
 * ``write_contacts(path, n)``: a contacts CSV (``id,called,text``) of ``n`` rows.
 * ``journal_rows(path)``: the journal's rows as dicts (read with sqlite3).
 * ``number_of(i)``: the number of contact ``i`` in those files.
+* ``read_journal(path)``: the journal's rows, read with a read-only connection.
+* ``write_csv(path, header, rows)``: a CSV of any columns.
 """
 
 from __future__ import annotations
@@ -345,3 +347,40 @@ def journal_rows() -> Callable[[Path], list[dict[str, Any]]]:
 def number_of() -> Callable[[int], str]:
     """``number_of(i)``: the number of contact ``i`` in ``write_contacts`` files."""
     return number
+
+
+def _read_only_rows(path: Path) -> list[dict[str, Any]]:
+    assert path.is_file(), f"no journal at {path}"
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        db.row_factory = sqlite3.Row
+        rows = [dict(r) for r in db.execute("SELECT * FROM rows ORDER BY seq")]
+    finally:
+        db.close()
+    for row in rows:
+        row["called"] = json.loads(row["payload"]).get("called")
+    return rows
+
+
+@pytest.fixture
+def read_journal() -> Callable[[Path], list[dict[str, Any]]]:
+    """``read_journal(path)``: every row of a journal as a dict, in input order, read with
+    a read-only connection (safe while a campaign runs or after a kill: it never
+    checkpoints); ``called`` is added from the payload. SQLite may still create an
+    empty ``-wal`` / ``-shm`` next to the file."""
+    return _read_only_rows
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows([[str(cell) for cell in row] for row in rows])
+    return path
+
+
+@pytest.fixture
+def write_csv() -> Callable[..., Path]:
+    """``write_csv(path, header, rows)``: a UTF-8 CSV with ``header`` then ``rows``
+    (cells written with ``str``); returns ``path``."""
+    return _write_csv

@@ -115,7 +115,7 @@ def test_invalid_rows_fail_and_valid_rows_are_sent(tmp_path, fake, aicc, journal
     export = tmp_path / "problems.csv"
     exported = aicc.run("report", journal, "--export", export, env=fake.env)
     assert exported.returncode == 0, exported
-    assert "Wrote 4 failed and unknown rows" in flat(exported.stderr), exported
+    assert "Wrote 4 failed, unknown and duplicate rows" in flat(exported.stderr), exported
     with export.open(newline="", encoding="utf-8") as f:
         written = list(csv.DictReader(f))
     assert [r["id"] for r in written] == list(INVALID)

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -402,6 +403,7 @@ async def test_cancelled_run_records_the_rows_in_flight_as_unknown(tmp_path: Pat
         hung = set(received_numbers(fake, Fault.HANG))
         calls = {number(i): fake.calls_to(number(i)) for i in range(n)}
         received = set(received_numbers(fake))
+        port = urllib.parse.urlsplit(fake.url).port  # the journal belongs to this server
 
     counts = report.counts
     assert counts.total == n
@@ -417,8 +419,8 @@ async def test_cancelled_run_records_the_rows_in_flight_as_unknown(tmp_path: Pat
     assert all(calls[called] <= 1 for called in unknown)
     assert not by_state(rows, "pending") & received  # pending rows were never sent
 
-    # The next run sends the pending rows, and not the unknown ones.
-    async with FakeAICC() as fake, Campaign(path) as campaign:
+    # The next run (the same server, restarted) sends the pending rows, not the unknown ones.
+    async with FakeAICC(port=port) as fake, Campaign(path) as campaign:
         async with client(fake) as aicc:
             final = await campaign.run(aicc)
         assert final == StateCounts(done=n - counts.unknown, unknown=counts.unknown)

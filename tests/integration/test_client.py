@@ -8,7 +8,13 @@ import logging
 import aiohttp
 import pytest
 
-from aicc_async import AICCClient, AICCError, AICCValidationError, ClientConfig
+from aicc_async import (
+    AICCClient,
+    AICCConnectionError,
+    AICCError,
+    AICCValidationError,
+    ClientConfig,
+)
 from aicc_async.testing import FakeAICC, Fault
 
 VOICE = "createVoiceNotification"
@@ -73,7 +79,7 @@ async def test_close_is_idempotent_and_closed_client_refuses_calls(fake_aicc: Fa
     await aicc.voice_notification.create(called="1", voice_content="$a$")
     await aicc.close()
     await aicc.close()
-    with pytest.raises(RuntimeError, match="closed"):
+    with pytest.raises(AICCConnectionError, match="closed"):  # typed: nothing was sent
         await aicc.voice_notification.create(called="2", voice_content="$a$")
     assert len(fake_aicc.received(VOICE)) == 1
 

@@ -8,6 +8,7 @@ campaign was closed.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import sqlite3
@@ -118,8 +119,11 @@ async def test_load_accepts_generators_and_async_iterables_and_reports_progress(
     progress: list[int] = []
     async with Campaign(tmp_path / "c.db", VOICE) as campaign:
         summary = await campaign.load(rows(), on_progress=progress.append)
-        more = await campaign.load(
-            (CampaignRow(key=f"x{i}", request=voice(9000 + i)) for i in range(3)),
+        more = await campaign.load(  # the same input with three rows added
+            itertools.chain(
+                voice_rows(4500),
+                (CampaignRow(key=f"x{i}", request=voice(9000 + i)) for i in range(3)),
+            )
         )
         total = (await campaign.report()).counts.total
 

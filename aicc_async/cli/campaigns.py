@@ -1,0 +1,345 @@
+"""What ``aicc notify`` and ``aicc write-back`` do: bind the journal to its target, load
+the input, send the pending rows, show the report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from aicc_async.bulk import Campaign, CampaignKind, Target
+from aicc_async.bulk.campaign import KINDS, LoadSummary
+from aicc_async.bulk.csv_files import CampaignFile
+from aicc_async.cli.display import CampaignProgress, render_report
+from aicc_async.cli.outcomes import receiving, wait_for_outcomes
+from aicc_async.cli.signals import Signals
+from aicc_async.cli.terminal import (
+    BAD_USAGE,
+    INTERRUPTED,
+    JOURNAL_FAILED,
+    OK,
+    SOME_NOT_DONE,
+    Terminal,
+)
+from aicc_async.client import AICCClient
+from aicc_async.config import ClientConfig, Timeout
+from aicc_async.errors import (
+    AICCAuthError,
+    AICCError,
+    AICCValidationError,
+    CampaignError,
+    JournalError,
+)
+from aicc_async.testing import FakeAICC
+
+__all__ = ["Callbacks", "Options", "environment_config", "run_campaign"]
+
+#: The environment variable behind each ``ClientConfig`` field the CLI reads.
+_VARIABLES = {
+    "base_url": "AICC_BASE_URL",
+    "app_key": "AICC_APP_KEY",
+    "app_secret": "AICC_APP_SECRET",
+    "token_url": "AICC_TOKEN_URL",
+}
+
+
+_DEFAULT_POOL: int = attrs.fields(ClientConfig).max_connections.default or 100
+
+
+@attrs.frozen
+class Callbacks:
+    """Release events for a voice campaign: ``url`` goes out with every notification;
+    with ``listen`` (host, port) the command receives them itself, then waits up to
+    ``wait`` seconds for the outstanding ones. ``url=None`` with ``listen``: the
+    receiver's own loopback URL (the demo)."""
+
+    url: str | None
+    listen: tuple[str, int] | None = None
+    shared_key: str | None = None
+    allow_unsigned: bool = False
+    wait: float = 120.0
+
+
+@attrs.frozen
+class Options:
+    """The options of one campaign command."""
+
+    concurrency: int
+    rate: float | None
+    timeout: float
+    retry_unknown: bool = False
+    retry_failed: bool = False
+    allow_repeat_numbers: bool = False
+    allow_insecure_http: bool = False
+    callbacks: Callbacks | None = None
+
+    def client_options(self, group: str) -> dict[str, Any]:
+        """``AICCClient`` options: the pool and the group's limit follow the concurrency."""
+        return {
+            "limits": {group: self.concurrency},
+            "max_connections": max(self.concurrency, _DEFAULT_POOL),
+            "timeout": Timeout(total=self.timeout, connect=min(5.0, self.timeout / 2)),
+            "allow_insecure_http": self.allow_insecure_http,
+        }
+
+
+def environment_config(
+    terminal: Terminal, environ: Mapping[str, str], **options: Any
+) -> ClientConfig:
+    """The client settings from the environment; a ``Stop`` naming the variable if bad."""
+    try:
+        return ClientConfig.from_env(environ, **options)
+    except AICCValidationError as exc:
+        field = exc.field or ""
+        if field.startswith("AICC_"):  # missing variables
+            needed = [v for v in _VARIABLES.values() if v != "AICC_TOKEN_URL"]
+            missing = [v for v in needed if not environ.get(v)]
+            message = f"set the environment variable(s) {', '.join(missing)}"
+        elif field in _VARIABLES:
+            message = exc.message.replace(f"{field}:", f"{_VARIABLES[field]}:", 1)
+        else:
+            message = exc.message
+        raise terminal.fail(f"{message}; or try it out with --sandbox") from None
+
+
+@contextlib.asynccontextmanager
+async def _client(
+    config: ClientConfig | None, sandbox: FakeAICC | None, options: dict[str, Any]
+) -> AsyncIterator[AICCClient]:
+    if sandbox is not None:  # started by run_campaign
+        async with sandbox.client(**options) as aicc:
+            yield aicc
+    else:
+        assert config is not None
+        async with AICCClient.from_config(config) as aicc:
+            yield aicc
+
+
+async def run_campaign(
+    terminal: Terminal,
+    kind: CampaignKind,
+    source: Path,
+    journal: Path,
+    options: Options,
+    *,
+    sandbox: FakeAICC | None,
+) -> int:
+    """Load ``source`` into ``journal`` and send its pending rows; returns the exit status.
+
+    With ``sandbox`` the rows go to that FakeAICC; otherwise to the tenant the
+    environment names (checked before anything is read).
+    """
+    group = KINDS[kind].group
+    client_options = options.client_options(group)
+    config = None
+    if sandbox is None:
+        config = environment_config(terminal, os.environ, **client_options)
+        target = Target(config.base_url, config.app_key)
+    else:
+        target = Target("sandbox", sandbox.app_key, sandbox=True)
+    with Signals() as signals:
+        try:
+            with CampaignFile(source, kind) as rows:
+                if rows.ignored:
+                    terminal.note(f"Ignoring column(s) {', '.join(rows.ignored)}", "yellow")
+                async with (
+                    Campaign(journal, kind) as campaign,
+                    contextlib.AsyncExitStack() as stack,
+                ):
+                    _say_interrupted(terminal, campaign)
+                    await campaign.bind(target)
+                    if sandbox is not None:  # until the last release event is in
+                        await stack.enter_async_context(sandbox)
+                    callbacks = options.callbacks
+                    callback_url = None if callbacks is None else callbacks.url
+                    if callbacks is not None and callbacks.listen is not None:
+                        callback_url = await _listen(terminal, stack, campaign, callbacks)
+                    with CampaignProgress(terminal.err) as progress:
+                        status = await _load_and_send(
+                            terminal,
+                            campaign,
+                            rows,
+                            progress,
+                            signals,
+                            options,
+                            client=lambda: _client(config, sandbox, client_options),
+                            target=target,
+                            callback_url=callback_url,
+                        )
+                    if callbacks is not None and callbacks.listen is not None and status == OK:
+                        await _wait(terminal, campaign, signals, callbacks.wait)
+                    report = await campaign.report()
+        except JournalError as exc:
+            raise terminal.fail(exc.message, JOURNAL_FAILED) from None
+        except CampaignError as exc:
+            raise terminal.fail(exc.message) from None
+        except asyncio.CancelledError:
+            terminal.note("Stopped. Run the same command again to resume.", "yellow")
+            return INTERRUPTED
+        terminal.out.print(render_report(report))
+    if status != OK:
+        return status
+    return OK if report.counts.settled else SOME_NOT_DONE
+
+
+async def _listen(
+    terminal: Terminal, stack: contextlib.AsyncExitStack, campaign: Campaign, callbacks: Callbacks
+) -> str:
+    """Start receiving release events; returns the callback URL to send."""
+    assert callbacks.listen is not None
+    host, port = callbacks.listen
+    try:
+        listening = await stack.enter_async_context(
+            receiving(
+                campaign,
+                host,
+                port,
+                shared_key=callbacks.shared_key,
+                allow_unsigned=callbacks.allow_unsigned,
+            )
+        )
+    except OSError as exc:
+        raise CampaignError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    terminal.note(
+        f"Receiving release events on {listening.host}:{listening.port} "
+        f"({'signed' if callbacks.shared_key else 'unsigned'})."
+    )
+    return callbacks.url or f"http://{listening.host}:{listening.port}/aicc/release"
+
+
+async def _wait(terminal: Terminal, campaign: Campaign, signals: Signals, seconds: float) -> None:
+    """Wait for the outstanding release events; Ctrl-C stops waiting (not the command)."""
+    waiting = asyncio.ensure_future(wait_for_outcomes(campaign, terminal.err, seconds))
+
+    def stop_waiting() -> None:
+        waiting.cancel()
+
+    signals.soft = stop_waiting
+    try:
+        outcomes = await waiting
+    except asyncio.CancelledError:
+        if not waiting.cancelled() or signals.count > 1:
+            raise
+        outcomes = (await campaign.report()).outcomes
+    finally:
+        signals.soft = None
+    if outcomes.awaiting:
+        terminal.note(
+            f"{outcomes.awaiting:,} calls still await their release event: "
+            f"`aicc listen --journal {campaign.path} --listen HOST:PORT` records them later.",
+            "yellow",
+        )
+
+
+def _say_interrupted(terminal: Terminal, campaign: Campaign) -> None:
+    if not campaign.interrupted:
+        return
+    if KINDS[campaign.kind].idempotent:
+        terminal.note(
+            f"{campaign.interrupted:,} rows were in flight when the last run stopped: "
+            "they will be sent again (harmless for a write-back).",
+            "yellow",
+        )
+    else:
+        terminal.note(
+            f"{campaign.interrupted:,} rows were in flight when the last run stopped: their "
+            "outcome is unknown and they will not be sent again.",
+            "yellow",
+        )
+
+
+def _say_loaded(terminal: Terminal, summary: LoadSummary, source: Path) -> None:
+    if not summary.read:
+        raise CampaignError(f"{source} has a header but no rows: there is nothing to send")
+    if summary.resumed and summary.added:
+        terminal.note(f"{summary.added:,} new rows added to the campaign from {source}.")
+    if summary.replaced:
+        terminal.note(f"{summary.replaced:,} rows changed since the last run and were never sent.")
+    if summary.withdrawn:
+        terminal.note(
+            f"{summary.withdrawn:,} rows not yet sent are no longer in {source}: they are "
+            "withdrawn and will not be sent.",
+            "yellow",
+        )
+
+
+async def _load_and_send(
+    terminal: Terminal,
+    campaign: Campaign,
+    rows: CampaignFile,
+    progress: CampaignProgress,
+    signals: Signals,
+    options: Options,
+    *,
+    client: Any,
+    target: Target,
+    callback_url: str | None,
+) -> int:
+    try:
+        summary = await campaign.load(rows.rows(), source=rows.path, on_progress=progress.loading)
+    except asyncio.CancelledError:
+        terminal.note("Stopped while reading the input; nothing was sent.", "yellow")
+        return INTERRUPTED
+    progress.loaded(summary.read)
+    _say_loaded(terminal, summary, rows.path)
+    counts = (await campaign.report()).counts
+    idempotent = KINDS[campaign.kind].idempotent
+    if options.retry_unknown and counts.unknown and not idempotent:
+        terminal.note(
+            f"--retry-unknown: sending {counts.unknown:,} rows whose outcome was unknown "
+            "again. Anyone among them who was already called is called twice.",
+            "bold yellow",
+        )
+    elif not counts.pending and not options.retry_failed and not (idempotent and counts.unknown):
+        terminal.note(
+            f"Nothing left to send: every row of {rows.path} already has an outcome in "
+            f"{campaign.path}."
+        )
+        return OK
+
+    def soft() -> None:
+        campaign.stop()
+        terminal.note(
+            "Stopping: letting the requests in flight finish. Ctrl-C again to abandon them "
+            "(they will be recorded as unknown).",
+            "yellow",
+        )
+
+    signals.soft = soft
+    try:
+        async with client() as aicc:
+            await campaign.run(
+                aicc,
+                concurrency=options.concurrency,
+                rate=options.rate,
+                retry_unknown=options.retry_unknown,
+                retry_failed=options.retry_failed,
+                allow_repeat_numbers=options.allow_repeat_numbers,
+                target=target,
+                callback_url=callback_url,
+                on_progress=progress.sending,
+            )
+    except asyncio.CancelledError:
+        pass
+    except AICCAuthError as exc:
+        terminal.fail(f"{exc.message}. The rows not sent stay pending.")
+        return BAD_USAGE
+    except CampaignError:
+        raise
+    except AICCError as exc:  # unreachable, or a failure the SDK did not expect
+        terminal.fail(
+            f"{exc.message} Stopped; the rows not sent stay pending: run the same command "
+            "again to send them."
+        )
+        return SOME_NOT_DONE
+    finally:
+        signals.soft = None
+    if signals.count:
+        terminal.note("Stopped. Run the same command again to resume.", "yellow")
+        return INTERRUPTED
+    return OK
