@@ -24,6 +24,10 @@ A proxy may add ``Retry-After`` to a 503 after it passed the request on, so only
 Waits grow exponentially with full jitter; ``Retry-After`` (seconds or an HTTP
 date) is honoured as given. The ``backoff`` package drives the loop; the time
 budget (``max_elapsed``) is kept on the client's monotonic clock, never the wall clock.
+
+Every retry also draws on the client-wide :class:`RetryBudget` (botocore's
+``RetryQuota``): when most attempts fail, it runs dry and retries stop, so an
+outage is not met with four times the load; successes fill it again.
 """
 
 from __future__ import annotations
@@ -41,22 +45,37 @@ import aiohttp
 import attrs
 import backoff
 
-from aicc_async.errors import AICCError
+from aicc_async._constants import (
+    DEFAULT_BASE_DELAY,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_DELAY,
+    DEFAULT_MAX_ELAPSED,
+    RETRY_COST,
+    SUCCESS_REFUND,
+)
+from aicc_async.errors import AICCError, invalid, is_int, is_number
 
-__all__ = ["Failure", "RetryPolicy", "classify_exception", "classify_status", "parse_retry_after"]
+__all__ = [
+    "Failure",
+    "RetryBudget",
+    "RetryPolicy",
+    "classify_exception",
+    "classify_status",
+    "parse_retry_after",
+]
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 
 def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ValueError(f"RetryPolicy.{attribute.name} must be a positive number, got {value!r}")
+    if not is_number(value) or not value > 0:
+        raise invalid(f"RetryPolicy.{attribute.name}", f"must be a positive number, got {value!r}")
 
 
 def _at_least_one(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"RetryPolicy.{attribute.name} must be an integer >= 1, got {value!r}")
+    if not is_int(value) or value < 1:
+        raise invalid(f"RetryPolicy.{attribute.name}", f"must be an integer >= 1, got {value!r}")
 
 
 @attrs.frozen
@@ -70,12 +89,54 @@ class RetryPolicy:
         max_elapsed: no new attempt starts after this many seconds since the first.
 
     A token refresh-and-replay after a rejected token is not counted as an attempt.
+    Raises ``AICCValidationError`` (a ``ValueError``) for a bad value.
     """
 
-    max_attempts: int = attrs.field(default=4, validator=_at_least_one)
-    base_delay: float = attrs.field(default=0.25, validator=_positive)
-    max_delay: float = attrs.field(default=8.0, validator=_positive)
-    max_elapsed: float = attrs.field(default=60.0, validator=_positive)
+    max_attempts: int = attrs.field(default=DEFAULT_MAX_ATTEMPTS, validator=_at_least_one)
+    base_delay: float = attrs.field(default=DEFAULT_BASE_DELAY, validator=_positive)
+    max_delay: float = attrs.field(default=DEFAULT_MAX_DELAY, validator=_positive)
+    max_elapsed: float = attrs.field(default=DEFAULT_MAX_ELAPSED, validator=_positive)
+
+
+class RetryBudget:
+    """A client-wide token bucket for retries (botocore's ``RetryQuota``).
+
+    Each retry takes ``cost`` from it; each request that succeeds at its first
+    attempt gives ``refund`` back, and one that succeeds after retries gives back
+    what its retries took. When what is left is less than a retry costs, no request
+    is retried: its error says "retry budget exhausted". Sized so that normal
+    operation never notices: only a run of failures with few successes empties it.
+
+    Args:
+        capacity: the full bucket (``DEFAULT_RETRY_BUDGET``: 100 retries in a row).
+        cost: what one retry takes.
+        refund: what a first-attempt success gives back.
+    """
+
+    __slots__ = ("capacity", "cost", "level", "refund")
+
+    def __init__(
+        self, capacity: int, *, cost: int = RETRY_COST, refund: int = SUCCESS_REFUND
+    ) -> None:
+        self.capacity = capacity
+        self.cost = cost
+        self.refund = refund
+        self.level = capacity
+
+    def take(self) -> bool:
+        """Take one retry's cost; ``False`` (taking nothing) when too little is left."""
+        if self.level < self.cost:
+            return False
+        self.level -= self.cost
+        return True
+
+    def give_back(self, amount: int) -> None:
+        """Return ``amount`` (never above ``capacity``)."""
+        if self.level < self.capacity:
+            self.level = min(self.capacity, self.level + amount)
+
+    def __repr__(self) -> str:
+        return f"RetryBudget(level={self.level}, capacity={self.capacity})"
 
 
 class Failure(enum.Enum):
@@ -167,11 +228,21 @@ def _waits(
         exc = yield max(0.0, min(wait, remaining()))
 
 
+def _budget_exhausted(error: AICCError, budget: RetryBudget) -> None:
+    """Say in ``error`` (fresh from the last attempt) that the budget stopped the retries."""
+    error.message = (
+        f"{error.message} Not retried: the client's retry budget is exhausted (most "
+        f"recent attempts failed; it refills as requests succeed, capacity {budget.capacity})."
+    )
+    error.args = (error.message,)
+
+
 def with_retries(
     policy: RetryPolicy,
     attempt: Callable[P, Awaitable[T]],
     on_retry: Callable[[Any], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    budget: RetryBudget | None = None,
 ) -> Callable[P, Awaitable[T]]:
     """Wrap ``attempt`` so that each ``RetryableAttempt`` it raises is retried per ``policy``.
 
@@ -181,40 +252,65 @@ def with_retries(
     ``max_elapsed`` counts from the first failure on ``clock`` (monotonic: a step of
     the wall clock changes nothing). When attempts or time run out,
     the last ``RetryableAttempt`` propagates; the caller raises its ``.error``.
-    ``on_retry`` gets backoff's details before each wait.
+    ``on_retry`` gets backoff's details before each wait. Each retry first takes its
+    cost from ``budget`` (if given); an empty budget ends the loop like the attempts
+    running out, and the error says so.
     """
 
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await attempt(*args, **kwargs)
+            result = await attempt(*args, **kwargs)
         except RetryableAttempt as first:
             if policy.max_attempts == 1:
                 raise
-            failures = [first]
-            deadline = clock() + policy.max_elapsed
+            return await retry(first, *args, **kwargs)
+        if budget is not None:
+            budget.give_back(budget.refund)
+        return result
 
-            def remaining() -> float:
-                return deadline - clock()
+    async def retry(first: RetryableAttempt, *args: P.args, **kwargs: P.kwargs) -> T:
+        failures = [first]
+        deadline = clock() + policy.max_elapsed
+        sent = 1  # attempts made, the first included
+        taken = 0  # what this request's retries took from the budget
 
-            def out_of_time(exc: Exception) -> bool:
-                return remaining() <= 0
+        def remaining() -> float:
+            return deadline - clock()
 
-            async def again(*args: P.args, **kwargs: P.kwargs) -> T:
-                if failures:
-                    raise failures.pop()
-                return await attempt(*args, **kwargs)
+        def give_up(exc: Exception) -> bool:
+            nonlocal taken
+            if remaining() <= 0:
+                return True
+            if budget is None or sent >= policy.max_attempts:
+                return False  # backoff stops at max_tries itself
+            if budget.take():
+                taken += budget.cost
+                return False
+            if isinstance(exc, RetryableAttempt):
+                _budget_exhausted(exc.error, budget)
+            return True
 
-            retrying: Callable[P, Awaitable[T]] = backoff.on_exception(
-                _waits,
-                RetryableAttempt,
-                max_tries=policy.max_attempts,
-                giveup=out_of_time,
-                jitter=None,
-                on_backoff=on_retry,
-                logger=None,
-                policy=policy,
-                remaining=lambda: remaining,  # backoff calls a callable argument once
-            )(again)
-            return await retrying(*args, **kwargs)
+        async def again(*args: P.args, **kwargs: P.kwargs) -> T:
+            nonlocal sent
+            if failures:
+                raise failures.pop()
+            sent += 1
+            return await attempt(*args, **kwargs)
+
+        retrying: Callable[P, Awaitable[T]] = backoff.on_exception(
+            _waits,
+            RetryableAttempt,
+            max_tries=policy.max_attempts,
+            giveup=give_up,
+            jitter=None,
+            on_backoff=on_retry,
+            logger=None,
+            policy=policy,
+            remaining=lambda: remaining,  # backoff calls a callable argument once
+        )(again)
+        result = await retrying(*args, **kwargs)
+        if budget is not None:
+            budget.give_back(taken)
+        return result
 
     return run

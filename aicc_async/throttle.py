@@ -9,22 +9,39 @@ for one attempt only, never while waiting to retry.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
-__all__ = ["RateCap", "Throttle"]
+__all__ = ["RateCap", "RateLimiter", "Throttle"]
+
+
+class RateLimiter(Protocol):
+    """What paces request starts: the client's per-group cap and a campaign's ``rate``
+    go through one of these (a shared, multi-process one can stand behind it)."""
+
+    async def wait(self) -> None:
+        """Return when one start may happen; it is counted as started."""
+
+    def take(self, want: int) -> int:
+        """How many of ``want`` starts may happen now, without waiting (counted as started)."""
+
+    def delay(self) -> float:
+        """Seconds until the next start may happen (0 if now)."""
 
 
 class RateCap:
-    """Spaces request starts at least ``1 / rate`` seconds apart (no bursts).
+    """At most ``rate`` starts per second, in bursts of at most ``burst`` (GCRA).
 
-    Callers queue in arrival order (a fair lock); the one at the head sleeps until
-    the next start is due and only then takes it. A caller cancelled while queued or
-    sleeping has reserved nothing, so it never delays those behind it.
+    ``burst=1`` (the client's cap) spaces every start ``1 / rate`` seconds apart; a
+    campaign allows a short burst so its claims can go in batches. Callers of
+    :meth:`wait` queue in arrival order (a fair lock); the one at the head sleeps
+    until its start is due and only then takes it. A caller cancelled while queued
+    or sleeping has reserved nothing, so it never delays those behind it.
 
     Args:
         rate: starts per second.
+        burst: starts that may happen at once after a pause (>= 1).
         clock: monotonic clock in seconds.
         sleep: coroutine function sleeping for a number of seconds (default
             ``asyncio.sleep``; tests inject their own).
@@ -33,24 +50,46 @@ class RateCap:
     def __init__(
         self,
         rate: float,
+        *,
+        burst: int = 1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.interval = 1.0 / rate
+        self._tolerance = (max(1, burst) - 1) * self.interval
         self._clock = clock
         self._sleep = sleep
-        self._next_slot = -math.inf
+        # GCRA's theoretical arrival time of the next start. It starts one burst ahead:
+        # a burst is earned by a pause, the first start is never one.
+        self._due = clock() + self._tolerance
         self._queue = asyncio.Lock()
 
     async def wait(self) -> None:
         """Return when this caller may start a request."""
         async with self._queue:
             now = self._clock()
-            if self._next_slot > now:
+            ready = self._due - self._tolerance
+            if ready > now:
                 sleep = self._sleep or asyncio.sleep
-                await sleep(self._next_slot - now)
-                now = max(now, self._next_slot)
-            self._next_slot = now + self.interval
+                await sleep(ready - now)
+                now = ready
+            self._due = max(self._due, now) + self.interval
+
+    def take(self, want: int) -> int:
+        """How many of ``want`` starts may happen now (they are counted as started)."""
+        now = self._clock()
+        due = max(self._due, now)
+        granted = 0
+        while granted < want and due - self._tolerance <= now:
+            due += self.interval
+            granted += 1
+        if granted:
+            self._due = due
+        return granted
+
+    def delay(self) -> float:
+        """Seconds until the next start may happen."""
+        return max(0.0, self._due - self._tolerance - self._clock())
 
 
 class Throttle:
@@ -58,7 +97,7 @@ class Throttle:
 
     def __init__(self, limits: Mapping[str, int], rates: Mapping[str, float]) -> None:
         self._semaphores = {g: asyncio.BoundedSemaphore(n) for g, n in limits.items()}
-        self._rates = {g: RateCap(r) for g, r in rates.items()}
+        self._rates: dict[str, RateLimiter] = {g: RateCap(r) for g, r in rates.items()}
 
     async def acquire(self, group: str) -> None:
         """Take one in-flight slot of ``group`` (waiting for a free one and the rate cap).

@@ -23,8 +23,8 @@ import pytest_asyncio
 
 from aicc_async import AICCBusinessError, AICCClient, RetryPolicy
 from aicc_async.testing import FakeAICC, Fault
-from aicc_async.testing import __main__ as cli
-from aicc_async.testing.__main__ import add_server_arguments, fake_from_args, main, serve
+from aicc_async.testing.fake import cli
+from aicc_async.testing.fake.cli import add_server_arguments, fake_from_args, main, serve
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STATS_PATH = "/_fake/stats"

@@ -19,9 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from aicc_async import AICCClient, CallbackReceiver, ReleaseEvent, verify_signature
-from aicc_async.testing import FakeAICC
-from aicc_async.testing.__main__ import main
-from aicc_async.testing.release_events import SentReleaseEvent
+from aicc_async.testing import FakeAICC, SentReleaseEvent
+from aicc_async.testing.fake.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY = "fake-callback-key-0123"

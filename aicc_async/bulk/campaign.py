@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import attrs
 
-from aicc_async.bulk.engine import Engine, Kind, Pacer
+from aicc_async.bulk.engine import Engine, Kind
 from aicc_async.bulk.fanout import async_items, check_concurrency
 from aicc_async.bulk.journal import (
     INVALID,
@@ -54,6 +54,7 @@ from aicc_async.endpoints.voice_notification import (
     check_callback_url,
 )
 from aicc_async.errors import AICCConnectionError, AICCValidationError, CampaignError
+from aicc_async.throttle import RateCap
 
 if TYPE_CHECKING:
     from aicc_async.client import AICCClient
@@ -277,6 +278,14 @@ class Campaign:
             raise CampaignError(f"{self._path}: open the campaign first (async with Campaign(...))")
         return self._opened
 
+    def _sender(self) -> Journal:
+        """The journal, if this campaign was opened to send (not read-only or outcomes-only)."""
+        journal = self._journal
+        if self._mode != "run":
+            what = "read-only" if self._mode == "read" else "open to record call outcomes only"
+            raise CampaignError(f"{self._path} is {what}: it cannot load or send rows")
+        return journal
+
     @property
     def _journal(self) -> Journal:
         return self._open_state()[0]
@@ -313,7 +322,7 @@ class Campaign:
             raise AICCValidationError(
                 f"target: must be a Target, got {type(target).__name__}", field="target"
             )
-        await self._journal.bind(target)
+        await self._sender().bind(target)
 
     async def load(
         self,
@@ -337,7 +346,7 @@ class Campaign:
         are removed again). If loading stops early, no row is sent until a load completes.
         """
         _check_callback("on_progress", on_progress)
-        journal = self._journal
+        journal = self._sender()
         read = added = replaced = known = 0
         batch: list[LoadedRow] = []
 
@@ -453,7 +462,8 @@ class Campaign:
                 raise AICCValidationError(
                     f"rate: must be a number of rows per second > 0, got {rate!r}", field="rate"
                 )
-            pacer = Pacer(float(rate))
+            # Claims go in batches: allow 0.1 s worth of starts at once.
+            pacer = RateCap(float(rate), burst=int(rate / 10) + 1)
         for name, flag in (
             ("retry_unknown", retry_unknown),
             ("retry_failed", retry_failed),

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,8 +34,9 @@ from aicc_async.errors import (
     AICCHTTPError,
     AICCOutcomeUnknownError,
 )
+from aicc_async.throttle import RateLimiter
 
-__all__ = ["Engine", "Kind", "Pacer"]
+__all__ = ["Engine", "Kind"]
 
 logger = logging.getLogger("aicc_async")
 
@@ -60,29 +60,6 @@ class Kind:
     callback unless it has one (``None``: this kind has no callbacks)."""
 
 
-class Pacer:
-    """Admits at most ``rate`` row starts per second (bursts of at most 0.1 s worth)."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 1.0 / rate
-        self._clock = clock
-        self._next = clock()
-
-    def take(self, want: int) -> int:
-        """How many of ``want`` starts may happen now (they are counted as started)."""
-        now = self._clock()
-        self._next = max(self._next, now - 0.1)
-        if want <= 0 or now < self._next:
-            return 0
-        granted = min(want, int((now - self._next) / self._interval) + 1)
-        self._next += granted * self._interval
-        return granted
-
-    def delay(self) -> float:
-        """Seconds until the next start may happen."""
-        return max(0.0, self._next - self._clock())
-
-
 def _code(status: int | None, fallback: str) -> str:
     return fallback if status is None else f"HTTP {status}"
 
@@ -97,7 +74,7 @@ class Engine:
         client: Any,
         *,
         concurrency: int,
-        pacer: Pacer | None,
+        pacer: RateLimiter | None,
         counts: StateCounts,
         once_per_number: bool,
         callback_url: str | None,
@@ -159,7 +136,7 @@ class Engine:
             self._tasks.pop(finished.seq, None)
             self._finished.append(finished)
 
-    async def _next_outcome(self, pacer: Pacer | None) -> None:
+    async def _next_outcome(self, pacer: RateLimiter | None) -> None:
         timeout = None if pacer is None else pacer.delay()
         with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
             finished = await asyncio.wait_for(self._queue.get(), timeout)

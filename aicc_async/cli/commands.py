@@ -15,6 +15,7 @@ import click
 from aicc_async.bulk import Campaign, CampaignKind, CampaignReport
 from aicc_async.bulk.campaign import KINDS
 from aicc_async.bulk.csv_files import export_problems, export_unanswered_rows
+from aicc_async.callbacks import MIN_SHARED_KEY
 from aicc_async.cli.campaigns import Callbacks, Options, run_campaign
 from aicc_async.cli.demo import run_demo
 from aicc_async.cli.display import render_report
@@ -31,7 +32,7 @@ from aicc_async.cli.terminal import (
 from aicc_async.config import DEFAULT_LIMITS
 from aicc_async.errors import CampaignError, JournalError
 from aicc_async.testing import FakeAICC
-from aicc_async.testing.__main__ import serve
+from aicc_async.testing.fake.cli import serve
 
 __all__ = ["run"]
 
@@ -53,6 +54,11 @@ def _callback_key(terminal: Terminal, allow_unsigned: bool) -> str | None:
         )
     if key is not None and allow_unsigned:
         raise terminal.fail("--allow-unsigned cannot be used with AICC_CALLBACK_KEY set")
+    if key is not None and len(key) < MIN_SHARED_KEY:
+        raise terminal.fail(
+            f"AICC_CALLBACK_KEY is too short: AICC's shared keys have at least "
+            f"{MIN_SHARED_KEY} characters"
+        )
     return key
 
 

@@ -6,7 +6,6 @@ A ``fake_aicc`` pytest fixture (needs pytest-asyncio) is provided by the
 ``aicc_async.testing.pytest_plugin`` plugin, registered automatically.
 """
 
-from aicc_async.testing.fake_server import CalledParty, FakeAICC, Fault, RecordedRequest
-from aicc_async.testing.release_events import SentReleaseEvent
+from aicc_async.testing.fake import CalledParty, FakeAICC, Fault, RecordedRequest, SentReleaseEvent
 
 __all__ = ["CalledParty", "FakeAICC", "Fault", "RecordedRequest", "SentReleaseEvent"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from aicc_async.testing.fake_server import FakeAICC
+    from aicc_async.testing.fake.server import FakeAICC
 
 __all__ = ["fake_aicc"]
 
@@ -30,7 +30,7 @@ _NEEDS_ASYNCIO = "the fake_aicc fixture needs pytest-asyncio: pip install pytest
 
 async def _fake_aicc() -> AsyncIterator[FakeAICC]:
     """A started FakeAICC, closed after the test."""
-    from aicc_async.testing.fake_server import FakeAICC
+    from aicc_async.testing.fake.server import FakeAICC
 
     async with FakeAICC() as fake:
         yield fake

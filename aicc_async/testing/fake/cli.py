@@ -1,0 +1,256 @@
+"""The command line of ``python -m aicc_async.testing [options]``: run FakeAICC in the foreground.
+
+Prints one JSON line ``{"url": ..., "app_key": ..., "app_secret": ...}`` to stdout,
+then serves until SIGINT or SIGTERM and exits 0. Options::
+
+    --host H / --port P          where to listen (default 127.0.0.1, any free port)
+    --no-record                  keep counters only, not every request
+    --latency SECONDS            delay every business request (FakeAICC(latency=...))
+    --chaos-probability P        enable seeded chaos (FakeAICC.chaos) when P > 0
+    --chaos-faults LIST          comma-separated Fault values, required with P > 0
+    --chaos-seed N               the chaos seed (default 0)
+    --chaos-delay SECONDS        the delay of chaos HANG / LATENCY faults
+    --callback-key KEY           sign release events with KEY (>= 16 characters; a test
+                                 key: it shows in the process list); default unsigned
+    --answer-rate P              probability a call is answered (default 0.7)
+    --release-delay SECONDS      wait before posting a release event (default 0.05)
+    --duplicate-rate P           probability a delivered event is sent twice (default 0)
+
+``GET <url>/_fake/stats`` answers the fake's counters as JSON (see FakeAICC.stats).
+:func:`add_server_arguments`, :func:`fake_from_args` and :func:`serve` let another
+command line tool offer the same options and serving loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import signal
+from collections.abc import Callable, Sequence
+
+from aicc_async.testing.fake.faults import Fault
+from aicc_async.testing.fake.server import FakeAICC
+
+__all__ = ["add_server_arguments", "fake_from_args", "main", "serve"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_FAULT_NAMES = ", ".join(f.value for f in Fault)
+
+
+def _non_negative_seconds(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    """argparse type: a float within [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text!r}")
+    return value
+
+
+def _fault_list(text: str) -> tuple[Fault, ...]:
+    """argparse type: comma-separated :class:`Fault` values (repeats weigh the choice)."""
+    names = [name.strip() for name in text.split(",")]
+    if not any(names):
+        raise argparse.ArgumentTypeError(f"expected at least one of: {_FAULT_NAMES}")
+    faults: list[Fault] = []
+    for name in names:
+        try:
+            faults.append(Fault(name))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"unknown fault {name!r}; valid faults: {_FAULT_NAMES}"
+            ) from None
+    return tuple(faults)
+
+
+def add_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the FakeAICC options (host, port, recording, latency, chaos) to ``parser``.
+
+    Single values are checked while parsing (argparse error, exit 2); the
+    combination is checked by :func:`fake_from_args`.
+    """
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (default 0: any free)")
+    parser.add_argument(
+        "--no-record",
+        action="store_true",
+        help="do not keep every request in memory (for long benchmarks); counters are kept",
+    )
+    parser.add_argument(
+        "--latency",
+        type=_non_negative_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long before handling each business request (default 0)",
+    )
+    chaos = parser.add_argument_group(
+        "chaos", "random faults with a fixed seed; enabled by --chaos-probability > 0"
+    )
+    chaos.add_argument(
+        "--chaos-probability",
+        type=_probability,
+        default=None,
+        metavar="P",
+        help="probability in [0, 1] that a business request gets a fault",
+    )
+    chaos.add_argument(
+        "--chaos-faults",
+        type=_fault_list,
+        default=None,
+        metavar="LIST",
+        help=f"comma-separated faults to choose from, among: {_FAULT_NAMES}",
+    )
+    chaos.add_argument(
+        "--chaos-seed", type=int, default=None, metavar="N", help="random seed (default 0)"
+    )
+    chaos.add_argument(
+        "--chaos-delay",
+        type=_non_negative_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="how long hang/latency faults wait (default: hang forever, latency 0.5 s)",
+    )
+    _add_release_arguments(parser)
+
+
+def _add_release_arguments(parser: argparse.ArgumentParser) -> None:
+    release = parser.add_argument_group(
+        "release events", "posted to each notification's callBackUrl (seeded, reproducible)"
+    )
+    release.add_argument(
+        "--callback-key",
+        default=None,
+        metavar="KEY",
+        help="shared key signing release events (>= 16 characters; default: unsigned)",
+    )
+    release.add_argument(
+        "--answer-rate",
+        type=_probability,
+        default=0.7,
+        metavar="P",
+        help="probability in [0, 1] that a call is answered (default 0.7)",
+    )
+    release.add_argument(
+        "--release-delay",
+        type=_non_negative_seconds,
+        default=0.05,
+        metavar="SECONDS",
+        help="wait this long after a notification before posting its event (default 0.05)",
+    )
+    release.add_argument(
+        "--duplicate-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability in [0, 1] that a delivered event is sent a second time (default 0)",
+    )
+
+
+def fake_from_args(args: argparse.Namespace) -> FakeAICC:
+    """Build the (not yet started) FakeAICC that options from :func:`add_server_arguments` ask for.
+
+    Raises ValueError when the chaos options do not fit together (``--chaos-probability``
+    above 0 without ``--chaos-faults``, or another chaos option without
+    ``--chaos-probability``), or when a release-event option is refused (a
+    ``--callback-key`` under 16 characters); pass the message to ``parser.error`` to exit 2.
+    """
+    probability: float | None = args.chaos_probability
+    faults: tuple[Fault, ...] | None = args.chaos_faults
+    seed: int | None = args.chaos_seed
+    delay: float | None = args.chaos_delay
+    if probability is None:
+        given = [
+            option
+            for option, value in (
+                ("--chaos-faults", faults),
+                ("--chaos-seed", seed),
+                ("--chaos-delay", delay),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"{' and '.join(given)} given without --chaos-probability, which enables chaos"
+            )
+    elif probability > 0 and faults is None:
+        raise ValueError(
+            f"--chaos-probability above 0 needs --chaos-faults (among: {_FAULT_NAMES})"
+        )
+    fake = FakeAICC(
+        host=args.host,
+        port=args.port,
+        record=not args.no_record,
+        latency=args.latency,
+        callback_key=args.callback_key,
+        answer_rate=args.answer_rate,
+        release_delay=args.release_delay,
+        duplicate_rate=args.duplicate_rate,
+    )
+    if probability is not None and probability > 0 and faults is not None:
+        fake.chaos(
+            seed=seed if seed is not None else 0,
+            probability=probability,
+            faults=faults,
+            delay=delay,
+        )
+    return fake
+
+
+async def serve(fake: FakeAICC, on_ready: Callable[[FakeAICC], None]) -> None:
+    """Start ``fake``, call ``on_ready(fake)`` once it listens, serve until SIGINT/SIGTERM.
+
+    The signal handlers are installed on the running loop (where supported) and
+    removed afterwards; ``fake`` is closed on the way out, whatever happens.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in _SIGNALS:
+        with contextlib.suppress(NotImplementedError):  # Windows
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        async with fake:
+            on_ready(fake)
+            await stop.wait()
+    finally:
+        for sig in _SIGNALS:
+            with contextlib.suppress(NotImplementedError):
+                loop.remove_signal_handler(sig)
+
+
+def _print_ready(fake: FakeAICC) -> None:
+    line = json.dumps({"url": fake.url, "app_key": fake.app_key, "app_secret": fake.app_secret})
+    print(line, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (argparse exits 2 on bad options)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m aicc_async.testing",
+        description="Run the FakeAICC simulator until SIGINT/SIGTERM.",
+    )
+    add_server_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        fake = fake_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        asyncio.run(serve(fake, _print_ready))
+    except KeyboardInterrupt:  # a SIGINT that arrived before the handler was installed
+        return 0
+    return 0

@@ -1,0 +1,186 @@
+"""Call outcomes through the ``aicc`` command (issue 8): ``notify --callback-url --listen``
+records every release event FakeAICC sends (from its own process) exactly once,
+``report`` counts them, ``--export-unanswered`` is the next campaign's input, and
+``aicc listen`` picks up the events of a campaign that was killed."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+KEY = "cli-test-shared-key-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def report_json(aicc: Any, journal: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = aicc.run("report", journal, "--json", env=env)
+    assert done.returncode == 0, done
+    return dict(json.loads(done.stdout))
+
+
+def test_every_release_event_is_recorded_once_and_unanswered_rows_are_followed_up(
+    tmp_path, start_fake, aicc, write_contacts, read_journal
+):
+    n = 2000
+    fake = start_fake(
+        0.0,
+        "--callback-key", KEY,
+        "--release-delay", "0.05",
+        "--answer-rate", "0.6",
+        "--duplicate-rate", "0.1",
+    )  # fmt: skip
+    env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
+    source = write_contacts(tmp_path / "contacts.csv", n)
+    journal = tmp_path / "campaign.db"
+    port = free_port()
+
+    done = aicc.run(
+        "notify", source, "--journal", journal,
+        "--callback-url", f"http://127.0.0.1:{port}/aicc/release",
+        "--listen", f"127.0.0.1:{port}",
+        "--wait-outcomes", "60",
+        env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done
+    assert "Traceback" not in done.output
+    events = fake.stats()["release_events"]
+    assert events["scheduled"] == events["delivered"] == n, events
+    assert events["duplicates"] > 0, events  # AICC-style redeliveries happened
+
+    rows = read_journal(journal)
+    assert collections.Counter(r["outcome"] for r in rows) == {
+        "answered": events["answered"],
+        "not_answered": events["not_answered"],
+    }
+    assert len({r["reference"] for r in rows}) == n  # one call, one row, one outcome
+    report = report_json(aicc, journal, env)
+    assert report["outcomes"] == {
+        "answered": events["answered"],
+        "not_answered": events["not_answered"],
+        "awaiting": 0,
+    }
+    assert sum(report["release_reasons"].values()) == n
+    text = aicc.run("report", journal, env=env)
+    assert f"not answered {events['not_answered']:,}" in text.stdout, text
+
+    # The unanswered rows, exported in the input format, are the follow-up campaign.
+    follow_up = tmp_path / "unanswered.csv"
+    exported = aicc.run("report", journal, "--export-unanswered", follow_up, env=env)
+    assert exported.returncode == 0, exported
+    unanswered = {r["called"] for r in rows if r["outcome"] == "not_answered"}
+    before = fake.calls()
+    again = aicc.run("notify", follow_up, "--journal", tmp_path / "again.db", env=env)
+    assert again.returncode == 0, again
+    after = fake.calls()
+    called_again = {number for number, count in after.items() if count > before.get(number, 0)}
+    assert called_again == unanswered
+    assert all(after[number] == 2 for number in unanswered)
+
+
+def test_events_of_a_killed_campaign_are_recorded_by_aicc_listen(
+    tmp_path, start_fake, aicc, write_contacts, read_journal
+):
+    fake = start_fake(0.02, "--callback-key", KEY, "--release-delay", "4")
+    env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
+    source = write_contacts(tmp_path / "contacts.csv", 1000)
+    journal = tmp_path / "campaign.db"
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    url = f"http://{address}/aicc/release"
+
+    running = aicc.start(
+        "notify", source, "--journal", journal, "--concurrency", "5",
+        "--callback-url", url, "--listen", address,
+        env=env,
+    )  # fmt: skip
+    fake.wait_for(lambda s: s["processed"]["createVoiceNotification"] >= 100)
+    running.signal(signal.SIGKILL)
+    assert running.wait(15).returncode == -signal.SIGKILL
+
+    listening = aicc.start("listen", "--journal", journal, "--listen", address, env=env)
+    stats = fake.wait_for(
+        lambda s: (
+            s["release_events"]["pending"] == 0
+            and s["release_events"]["scheduled"] == s["processed"]["createVoiceNotification"]
+        ),
+        deadline=30,
+    )
+    listening.signal(signal.SIGTERM)
+    stopped = listening.wait(15)
+    assert stopped.returncode == 0, stopped
+    assert "Traceback" not in stopped.output
+
+    events = stats["release_events"]
+    assert events["failed"] == 0, events  # every event found a receiver
+    rows = read_journal(journal)
+    sent = [r for r in rows if r["reference"] is not None]
+    assert sent, rows[:3]
+    assert all(r["outcome"] in ("answered", "not_answered") for r in sent)
+    # The rows in flight at the kill have no serial number: their events are kept
+    # aside, the others are all on their rows.
+    assert len(sent) >= events["delivered"] - 5
+
+    # The campaign resumes on the same journal afterwards, and its report adds up.
+    resumed = aicc.run("notify", source, "--journal", journal, env=env)
+    assert resumed.returncode in (0, 1), resumed
+    assert max(fake.calls().values()) == 1
+
+
+def test_listen_refuses_bad_settings(tmp_path, fake, aicc, write_contacts):
+    source = write_contacts(tmp_path / "contacts.csv", 3)
+    journal = tmp_path / "campaign.db"
+    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 0
+
+    no_key = aicc.run("listen", "--journal", journal, "--listen", "127.0.0.1:0", env=fake.env)
+    assert no_key.returncode == 2, no_key
+    assert "AICC_CALLBACK_KEY" in no_key.stderr
+
+    env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
+    for address in ("nowhere", "127.0.0.1:99999", ":80"):
+        bad = aicc.run("listen", "--journal", journal, "--listen", address, env=env)
+        assert bad.returncode == 2, (address, bad)
+        assert "Traceback" not in bad.output
+
+    missing = aicc.run(
+        "listen", "--journal", tmp_path / "no.db", "--listen", "127.0.0.1:0", env=env
+    )
+    assert missing.returncode == 2, missing
+    assert "no journal at" in missing.stderr
+    assert not (tmp_path / "no.db").exists()
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        refused = aicc.run("listen", "--journal", journal, "--listen", busy, env=env)
+    assert refused.returncode == 2, refused
+    assert "cannot listen" in refused.stderr
+
+    short = {**fake.env, "AICC_CALLBACK_KEY": "k3y-0f-12char"}
+    weak = aicc.run("listen", "--journal", journal, "--listen", "127.0.0.1:0", env=short)
+    assert weak.returncode == 2, weak
+    assert "at least 16 characters" in weak.stderr
+    assert "k3y-0f-12char" not in weak.output  # the key itself is never echoed
+
+    listen_alone = aicc.run(
+        "notify", source, "--journal", journal, "--listen", "127.0.0.1:0", env=env
+    )
+    assert listen_alone.returncode == 2, listen_alone
+    assert "--callback-url" in listen_alone.stderr
+
+
+def test_demo_shows_call_outcomes(plain_env, aicc, tmp_path):
+    done = aicc.run("demo", env={**plain_env, "TMPDIR": str(tmp_path)}, timeout=90)
+    assert done.returncode == 0, done
+    assert "Call outcomes" in done.stdout, done
+    assert "answered" in done.stdout
+    assert "Release reasons" in done.stdout

@@ -1,0 +1,256 @@
+"""``python -m aicc_async.testing``: the options, serve() and the module run for real."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from typing import Any
+
+import aiohttp
+import pytest
+from fake_http import STATS_PATH, TOKEN_PATH, VOICE_PATH, counts, get_stats, subprocess_env
+
+from aicc_async import (
+    AICCBusinessError,
+    AICCClient,
+    RetryPolicy,
+)
+from aicc_async.testing import FakeAICC, Fault
+from aicc_async.testing.fake import cli
+from aicc_async.testing.fake.cli import add_server_arguments, fake_from_args, main, serve
+
+ONE_ATTEMPT = RetryPolicy(max_attempts=1)
+
+
+async def post_voice(session: aiohttp.ClientSession, fake: FakeAICC, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}", "X-APP-Key": fake.app_key}
+    body = {"called": "88880000", "voiceContent": "$hi$"}
+    async with session.post(fake.url + VOICE_PATH, json=body, headers=headers) as resp:
+        await resp.read()
+        return resp.status
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_server_arguments(parser)
+    return parser.parse_args(argv)
+
+
+@pytest.fixture
+def no_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make main() fail fast instead of serving forever if it accepts the options."""
+
+    async def refuse(fake: FakeAICC, on_ready: Any) -> None:
+        raise AssertionError("main() accepted the options and started serving")
+
+    monkeypatch.setattr(cli, "serve", refuse)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+async def test_main_prints_json_and_stops_on_signal(
+    session: aiohttp.ClientSession, sig: signal.Signals
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aicc_async.testing",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        env=subprocess_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        info = json.loads(line)
+        assert set(info) == {"url", "app_key", "app_secret"}
+        assert info["url"].startswith("http://127.0.0.1:")
+        payload = {"app_key": info["app_key"], "app_secret": info["app_secret"]}
+        async with session.post(info["url"] + TOKEN_PATH, json=payload) as resp:
+            assert resp.status == 200
+            assert "AccessToken" in await resp.json()
+        proc.send_signal(sig)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        assert await proc.stdout.read() == b""
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_fake_from_args_defaults() -> None:
+    fake = fake_from_args(parse([]))
+    assert fake._host == "127.0.0.1"
+    assert fake._port == 0
+    assert fake._record is True
+    assert fake._latency == 0.0
+    assert fake._chaos is None
+
+
+def test_fake_from_args_applies_host_port_record_latency() -> None:
+    fake = fake_from_args(
+        parse(["--host", "::1", "--port", "8123", "--no-record", "--latency", "1.5"])
+    )
+    assert (fake._host, fake._port, fake._record, fake._latency) == ("::1", 8123, False, 1.5)
+
+
+def test_fake_from_args_zero_probability_leaves_chaos_off() -> None:
+    fake = fake_from_args(parse(["--chaos-probability", "0", "--chaos-faults", "busy"]))
+    assert fake._chaos is None
+
+
+@pytest.mark.asyncio
+async def test_fake_from_args_chaos_matches_seed_zero_by_default(
+    session: aiohttp.ClientSession,
+) -> None:
+    faults = [Fault.BUSY, Fault.HTTP_500, Fault.HTML_503]
+    argv = ["--chaos-probability", "0.7", "--chaos-faults", " busy, http_500 ,html_503"]
+    from_args = fake_from_args(parse(argv))
+    assert from_args._chaos is not None
+    assert from_args._chaos.faults == tuple(faults)
+    reference = FakeAICC()
+    reference.chaos(seed=0, probability=0.7, faults=faults)
+    other_seed = fake_from_args(parse([*argv, "--chaos-seed", "5", "--chaos-delay", "0.25"]))
+    assert other_seed._chaos is not None
+    assert other_seed._chaos.delay == 0.25
+
+    sequences = []
+    for fake in (from_args, reference, other_seed):
+        async with fake:
+            for _ in range(20):
+                await post_voice(session, fake, "no-token")
+            sequences.append([r.fault for r in fake.requests])
+    assert sequences[0] == sequences[1]
+    assert sequences[0] != sequences[2]
+    assert set(sequences[0]) == {None, *faults}
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--chaos-probability", "0.5"], "above 0 needs --chaos-faults"),
+        (
+            ["--chaos-probability", "1", "--chaos-faults", "nosuch"],
+            "argument --chaos-faults: unknown fault 'nosuch'",
+        ),
+        (["--chaos-faults", "busy,"], "argument --chaos-faults: unknown fault ''"),
+        (
+            ["--chaos-probability", "1.5", "--chaos-faults", "busy"],
+            "argument --chaos-probability: must be within [0, 1]",
+        ),
+        (
+            ["--chaos-probability", "x", "--chaos-faults", "busy"],
+            "argument --chaos-probability: expected a number",
+        ),
+        (["--chaos-seed", "3"], "--chaos-seed given without --chaos-probability"),
+        (
+            ["--chaos-faults", "busy", "--chaos-delay", "1"],
+            "--chaos-faults and --chaos-delay given without --chaos-probability",
+        ),
+        (
+            ["--chaos-probability", "1", "--chaos-faults", "hang", "--chaos-delay", "-2"],
+            "argument --chaos-delay: must be a finite number >= 0",
+        ),
+        (["--latency", "-1"], "argument --latency: must be a finite number >= 0"),
+        (["--latency", "nan"], "argument --latency: must be a finite number >= 0"),
+        (["--latency", "soon"], "argument --latency: expected a number of seconds"),
+    ],
+)
+def test_main_rejects_bad_options(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], no_serving: None
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    error_line = captured.err.strip().splitlines()[-1]
+    assert "error:" in error_line
+    assert expected in error_line
+
+
+def test_unknown_fault_lists_the_valid_names(
+    capsys: pytest.CaptureFixture[str], no_serving: None
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--chaos-probability", "1", "--chaos-faults", "busy,nosuch"])
+    assert info.value.code == 2
+    error_line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "unknown fault 'nosuch'" in error_line
+    for fault in Fault:
+        assert fault.value in error_line
+
+
+@pytest.mark.asyncio
+async def test_serve_closes_the_fake_and_removes_handlers_when_on_ready_fails(
+    session: aiohttp.ClientSession,
+) -> None:
+    fake = FakeAICC()
+    seen: list[str] = []
+
+    def on_ready(started: FakeAICC) -> None:
+        seen.append(started.url)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await asyncio.wait_for(serve(fake, on_ready), 10)
+    assert len(seen) == 1
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await session.get(seen[0] + STATS_PATH)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        assert loop.remove_signal_handler(sig) is False  # nothing left installed
+
+
+@pytest.mark.asyncio
+async def test_module_with_chaos_answers_busy_and_serves_stats(
+    session: aiohttp.ClientSession,
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "aicc_async.testing",
+        "--port",
+        "0",
+        "--no-record",
+        "--latency",
+        "0",
+        "--chaos-probability",
+        "1",
+        "--chaos-faults",
+        "busy",
+        "--chaos-seed",
+        "3",
+        stdout=asyncio.subprocess.PIPE,
+        env=subprocess_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        info = json.loads(line)
+        assert set(info) == {"url", "app_key", "app_secret"}
+        client = AICCClient(
+            base_url=info["url"],
+            app_key=info["app_key"],
+            app_secret=info["app_secret"],
+            retry=ONE_ATTEMPT,
+        )
+        async with client as aicc:
+            with pytest.raises(AICCBusinessError) as caught:
+                await aicc.voice_notification.create(called="88880000", voice_content="$hi$")
+        assert caught.value.code == "1"
+        stats = await get_stats(session, info["url"])
+        assert stats["received"] == counts(tokenByAkSk=1, createVoiceNotification=1)
+        assert stats["processed"] == counts(tokenByAkSk=1)
+        assert stats["calls"] == {}
+        assert stats["token_requests"] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
