@@ -37,6 +37,7 @@ from aicc_async.endpoints.mobile_agent import (
 )
 from aicc_async.endpoints.outbound import WRITE_BACK_CODES, WriteBackResult, WriteBackResultRequest
 from aicc_async.endpoints.voice_notification import (
+    VOICE_NOTIFICATION_CODES,
     CreateVoiceNotificationRequest,
     VoiceContent,
     VoiceNotificationCode,
@@ -49,9 +50,11 @@ from aicc_async.errors import (
     AICCError,
     AICCHTTPError,
     AICCOutcomeUnknownError,
+    AICCRateLimitError,
     AICCValidationError,
     CampaignError,
     JournalError,
+    Sent,
 )
 from aicc_async.retry import RetryPolicy
 
@@ -61,6 +64,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "GET_CALLED_INFO_CODES",
     "LEAVE_MESSAGE_CODES",
+    "VOICE_NOTIFICATION_CODES",
     "WRITE_BACK_CODES",
     "AICCAuthError",
     "AICCBusinessError",
@@ -69,6 +73,7 @@ __all__ = [
     "AICCError",
     "AICCHTTPError",
     "AICCOutcomeUnknownError",
+    "AICCRateLimitError",
     "AICCValidationError",
     "ApplyTokenRequest",
     "ApplyTokenResult",
@@ -87,6 +92,7 @@ __all__ = [
     "ReleaseEvent",
     "ResponseInfo",
     "RetryPolicy",
+    "Sent",
     "Timeout",
     "VoiceContent",
     "VoiceNotificationCode",

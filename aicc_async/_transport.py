@@ -3,8 +3,12 @@ retry/replay -> decode.
 
 Endpoint modules hand the transport an ``Endpoint`` descriptor and a wire dict;
 they never touch aiohttp. One ``aiohttp.ClientSession`` (one ``TCPConnector``
-pool, keep-alive on) serves every call of a client; a caller-supplied session is
-used as is and never closed here.
+pool, keep-alive on) serves every call of a client and of the clients derived from
+it by ``with_options``; a caller-supplied session is used as is and never closed here.
+
+The transport sends each attempt once and classifies what came back; tokens (and
+the replay after a rejected one) are ``auth.TokenAuth``'s flow, retries
+``retry.with_retries``'s loop.
 """
 
 from __future__ import annotations
@@ -12,55 +16,59 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import aiohttp
 import attrs
 
 from aicc_async._wire import ResponseInfo, code_of, structure_result
-from aicc_async.auth import AccessToken, AccessTokenCache, SessionToken
+from aicc_async.auth import (
+    TOKEN_ENDPOINT,
+    AccessToken,
+    AccessTokenCache,
+    Answer,
+    SessionToken,
+    TokenAuth,
+    read_token,
+    token_for,
+    token_request,
+)
 from aicc_async.config import ClientConfig, Timeout, to_timeout
 from aicc_async.errors import (
-    AICCAuthError,
     AICCBusinessError,
     AICCConnectionError,
     AICCError,
     AICCHTTPError,
     AICCOutcomeUnknownError,
+    AICCRateLimitError,
     AICCValidationError,
+    Sent,
 )
 from aicc_async.retry import (
     Failure,
     RetryableAttempt,
+    RetryBudget,
     classify_exception,
     classify_status,
     may_retry,
-    parse_retry_after,
     with_retries,
 )
 from aicc_async.throttle import Throttle
 
-__all__ = ["MIN_TOKEN_LIFETIME", "Endpoint", "ResponseInfo", "Transport"]
+__all__ = ["Endpoint", "ResponseInfo", "Transport"]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("aicc_async")
 
-TOKEN_ENDPOINT = "tokenByAkSk"  # noqa: S105 - an interface name
 _EXCERPT = 300
 _MIN_SECRET = 6  # shorter values are not masked: they would mangle ordinary text
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
 _CHUNK = 65536
-#: AccessTokens living less than this many seconds are refused: they cannot be used.
-MIN_TOKEN_LIFETIME = 30.0
-#: What a token must look like to be sent in a header (visible ASCII, bounded).
-_HEADER_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
-_NOT_SENT = "the request that needed it was not sent"
 _REDIRECT_ADVICE = "AICC answered with a redirect, which the SDK never follows: check base_url"
 _HTTP_ADVICE = {
     400: "AICC called the request incorrect: check the path and parameters",
@@ -122,29 +130,64 @@ def _secret_pattern(secret: str) -> str:
     return "".join("(?:" + "|".join(_escapes(ch)) + ")" for ch in secret)
 
 
-class Transport:
-    """Owns the HTTP session, the token cache and the throttle of one client."""
+class _Shared:
+    """What a client shares with the clients derived from it (``with_options``): the
+    connection pool, the AccessToken, the retry budget, its event loop and the
+    secrets to mask. Closed by the client that created it."""
 
-    def __init__(self, config: ClientConfig, session: aiohttp.ClientSession | None = None) -> None:
+    def __init__(self, session: aiohttp.ClientSession | None, budget: RetryBudget | None) -> None:
+        self.session = session
+        self.owns_session = session is None
+        self.closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.budget = budget
+        #: ccmessaging-tokens sent or handed out lately, masked in error texts.
+        self.secrets: deque[str] = deque(maxlen=64)
+
+
+class Transport:
+    """Owns the HTTP session, the token cache and the throttle of one client.
+
+    ``parent``: the transport of the client this one is derived from; the session,
+    the token, the retry budget (and the throttle, unless ``limits`` / ``rate_limits``
+    differ) are then the parent's, and closing this transport closes none of them.
+    """
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        session: aiohttp.ClientSession | None = None,
+        *,
+        parent: Transport | None = None,
+    ) -> None:
         self.config = config
-        self._session = session
-        self._owns_session = session is None
+        self._parent = parent
         self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._timeout = self._client_timeout(config.timeout)
         self._default_headers = dict(config.default_headers)
-        self.tokens = AccessTokenCache(self._fetch_token, config.clock)
-        self.throttle = Throttle(config.limits, config.rate_limits)
-        self._business = with_retries(
-            config.retry, self._attempt, self._log_retry, clock=config.clock
-        )
-        self._token_request = with_retries(
-            config.retry, self._token_attempt, self._log_retry, clock=config.clock
-        )
-        #: ccmessaging-tokens sent or handed out lately, masked in error texts.
-        self._session_secrets: deque[str] = deque(maxlen=64)
+        self._headers: dict[str | None, dict[str, str]] = {}
         self._mask_key: tuple[str, ...] = ()
         self._mask_re: re.Pattern[str] | None = None
+        if parent is None:
+            budget = None if config.retry_budget is None else RetryBudget(config.retry_budget)
+            self._shared = _Shared(session, budget)
+            self.tokens = AccessTokenCache(self._fetch_token, config.clock)
+            self.throttle = Throttle(config.limits, config.rate_limits)
+            self._token_request = with_retries(
+                config.retry, self._token_attempt, self._log_retry, config.clock, budget
+            )
+        else:
+            self._shared = parent._shared
+            self.tokens = parent.tokens
+            same = (config.limits, config.rate_limits) == (
+                parent.config.limits,
+                parent.config.rate_limits,
+            )
+            self.throttle = parent.throttle if same else Throttle(config.limits, config.rate_limits)
+        self.auth = TokenAuth(self.tokens, config.clock, self)
+        self._business = with_retries(
+            config.retry, self._attempt, self._log_retry, config.clock, self._shared.budget
+        )
 
     @staticmethod
     def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -154,23 +197,36 @@ class Transport:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
+        """True once :meth:`close` was called (here, or on the client this one is
+        derived from)."""
+        return self._closed or self._shared.closed
+
+    @property
+    def budget(self) -> RetryBudget | None:
+        """The client-wide retry budget (``None``: no budget)."""
+        return self._shared.budget
 
     @property
     def session_open(self) -> bool:
         """True while this transport holds an open session it must close."""
-        return self._owns_session and self._session is not None and not self._session.closed
+        shared = self._shared
+        return (
+            self._parent is None
+            and shared.owns_session
+            and shared.session is not None
+            and not shared.session.closed
+        )
 
     def _get_session(self) -> aiohttp.ClientSession:
-        session = self._session
+        shared = self._shared
+        session = shared.session
         if session is None:
             connector = aiohttp.TCPConnector(
                 limit=self.config.max_connections,  # connections in the pool, all hosts
                 ttl_dns_cache=300,  # seconds a DNS answer is reused
                 keepalive_timeout=30,  # seconds an idle connection is kept for reuse
             )
-            session = self._session = aiohttp.ClientSession(
+            session = shared.session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=self._timeout,
                 raise_for_status=False,
@@ -178,39 +234,53 @@ class Transport:
             )
         return session
 
+    @staticmethod
+    def _closed_error(name: str) -> AICCConnectionError:
+        return AICCConnectionError(
+            f"{name} was not sent: this AICCClient is closed, so nothing was sent. "
+            "Create a new AICCClient.",
+            endpoint=name,
+            retry_safe=False,
+        )
+
     def _check_usable(self, name: str) -> None:
         """Refuse to send from a closed client or from another event loop than the first."""
-        if self._closed:
-            raise AICCConnectionError(
-                f"{name} was not sent: this AICCClient is closed, so nothing was sent. "
-                "Create a new AICCClient.",
-                endpoint=name,
-            )
+        if self.closed:
+            raise self._closed_error(name)
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif loop is not self._loop:
+        shared = self._shared
+        if shared.loop is None:
+            shared.loop = loop
+        elif loop is not shared.loop:
             raise AICCConnectionError(
                 f"{name} was not sent: this AICCClient was first used in another event loop "
                 "(a second asyncio.run()?) and its connections, token and limits belong to "
                 "that loop, so nothing was sent. Create one AICCClient per event loop, "
                 "inside the loop that uses it.",
                 endpoint=name,
+                retry_safe=False,
             )
 
     async def close(self) -> None:
-        """Stop token refreshes and close the session if this transport opened it."""
+        """Stop token refreshes and close the session if this transport opened it.
+
+        A derived transport only stops sending: what it shares is its parent's.
+        """
         self._closed = True
+        if self._parent is not None:
+            return
+        shared = self._shared
+        shared.closed = True
         try:
-            foreign = self._loop is not None and self._loop is not asyncio.get_running_loop()
+            foreign = shared.loop is not None and shared.loop is not asyncio.get_running_loop()
         except RuntimeError:
             foreign = True
         if foreign:
             # Closed from another loop than the one it ran in: what belonged to that
             # loop cannot be awaited here. Drop it; closing the pool marks it closed.
             self.tokens.forget()
-            if self._owns_session and self._session is not None:
-                connector = self._session.connector
+            if shared.owns_session and shared.session is not None:
+                connector = shared.session.connector
                 try:
                     if connector is not None:
                         await connector.close()
@@ -218,8 +288,8 @@ class Transport:
                     pass  # its loop is gone, and its sockets with it
             return
         await self.tokens.close()
-        if self._owns_session and self._session is not None:
-            await self._session.close()
+        if shared.owns_session and shared.session is not None:
+            await shared.session.close()
 
     # -- business calls ------------------------------------------------------------------
 
@@ -295,21 +365,21 @@ class Transport:
         # Tokens before the slot: a slow or dead token endpoint must not hold slots, and
         # every caller waiting for one fetch gets its result (or its failure) at once.
         if session_token is not None:
-            await self._token_for(endpoint, session_token.get)
-        token = await self._token_for(endpoint, self.tokens.get)
+            await token_for(endpoint.name, session_token.get)
+        token = await token_for(endpoint.name, self.tokens.get)
         if group is not None:
             await self.throttle.acquire(group)
         try:
-            status, headers, raw = await self._send_authorised(
+            answer = await self._send_authorised(
                 endpoint, data, retry_unsafe, session_token, timeout, token
             )
         finally:
             if group is not None:
                 self.throttle.release(group)
-        info = ResponseInfo(status, raw_headers=headers, mask=self.mask)
-        if 200 <= status < 300:
-            return self._decode(endpoint, info, raw, retry_unsafe), info
-        raise self._status_error(endpoint, info, headers, raw, retry_unsafe)
+        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.mask)
+        if 200 <= answer.status < 300:
+            return self._decode(endpoint, info, answer.raw, retry_unsafe), info
+        raise self._status_error(endpoint, info, answer.raw, retry_unsafe)
 
     async def _send_authorised(
         self,
@@ -319,82 +389,39 @@ class Transport:
         session_token: SessionToken | None,
         timeout: aiohttp.ClientTimeout,
         token: str,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send with the current token(s); on a rejection refresh once and replay once.
-
-        ``token`` is the AccessToken fetched before the throttle slot was taken; if it
-        expired meanwhile, a valid one is used. A 401 does not say which token was
-        refused, so both are dropped.
-        """
-        for replay in (False, True):
-            current = self.tokens.current
-            if (
-                replay
-                or current is None
-                or current.value != token
-                or not current.usable(self.config.clock())
-            ):
-                token = await self._token_for(endpoint, self.tokens.get)
-            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-            if self._default_headers:
-                headers = {**self._default_headers, **headers}
-            if endpoint.app_key_header:
-                headers[endpoint.app_key_header] = self.config.app_key
-            second = None
-            if session_token is not None:
-                second = await self._token_for(endpoint, session_token.get)
-                if not _HEADER_TOKEN.fullmatch(second):
-                    raise AICCAuthError(
-                        f"{endpoint.name} was not sent: its {session_token.header} cannot be "
-                        "sent in a header (spaces, line breaks or non-ASCII characters)",
-                        endpoint=endpoint.name,
-                    )
-                self._remember_secret(second)
-                headers[session_token.header] = second
-            status, resp_headers, raw = await self._exchange(
-                endpoint.name, self.config.base_url + endpoint.path, data, headers,
-                idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe, timeout=timeout,
-            )  # fmt: skip
-            if session_token is not None:
-                fresh = resp_headers.get(session_token.header)
-                if fresh and _HEADER_TOKEN.fullmatch(fresh):
-                    self._remember_secret(fresh)
-                    session_token.adopt(fresh)
-                if second is not None:
-                    raw = self._mask_bytes(raw, second)  # never in an error message
-            if not (status == 401 or (status == 403 and b"auth fail" in raw.lower())):
-                return status, resp_headers, raw
-            self.tokens.invalidate(token)
-            if session_token is not None and second is not None:
-                session_token.invalidate(second)
-            if replay:
-                which = "AccessToken"
-                if session_token is not None:
-                    which += f" or {session_token.header} (check one you passed)"
-                error = AICCAuthError(
-                    f"AICC rejected a fresh {which} for {endpoint.name} (HTTP {status}): "
-                    "check that the app key is subscribed to this service and that the "
-                    "account is active. Nothing was processed.",
-                    endpoint=endpoint.name,
-                    status=status,
-                    reason=self._excerpt(raw),
-                )
-                error.response = ResponseInfo(status, raw_headers=resp_headers, mask=self.mask)
-                raise error
-            logger.debug("%s: token rejected (HTTP %d), replaying once", endpoint.name, status)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    async def _token_for(endpoint: Endpoint, get: Callable[[], Awaitable[str]]) -> str:
-        """A token for ``endpoint``. A token request that could not be completed means
-        ``endpoint`` was not sent: never report that as an unknown outcome."""
+    ) -> Answer:
+        """Drive the auth flow: send each request it yields once, hand it the answer,
+        and return the answer it lets stand."""
+        flow = self.auth.auth_flow(
+            endpoint.name, self._base_headers(endpoint.app_key_header), session_token, token
+        )
         try:
-            return await get()
-        except (AICCConnectionError, AICCHTTPError) as exc:
-            raise AICCConnectionError(
-                f"{endpoint.name} was not sent: no token could be obtained ({exc.message})",
-                endpoint=endpoint.name,
-            ) from exc
+            headers = await anext(flow)
+            while True:
+                answer = await self._exchange(
+                    endpoint.name, self.config.base_url + endpoint.path, data, headers,
+                    idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe, timeout=timeout,
+                )  # fmt: skip
+                if session_token is not None:
+                    # The call's own token is never shown in an error message.
+                    secret = headers.get(session_token.header, "")
+                    answer = attrs.evolve(answer, raw=self._mask_bytes(answer.raw, secret))
+                try:
+                    headers = await flow.asend(answer)
+                except StopAsyncIteration:
+                    return answer
+        finally:
+            await flow.aclose()
+
+    def _base_headers(self, app_key_header: str | None) -> dict[str, str]:
+        """The headers of every request to an interface taking ``app_key_header``."""
+        headers = self._headers.get(app_key_header)
+        if headers is None:
+            headers = {**self._default_headers, "Content-Type": "application/json"}
+            if app_key_header:
+                headers[app_key_header] = self.config.app_key
+            self._headers[app_key_header] = headers
+        return headers
 
     def _decode(
         self, endpoint: Endpoint, info: ResponseInfo, raw: bytes, retry_unsafe: bool
@@ -421,6 +448,7 @@ class Transport:
         meaning = endpoint.codes.get(code)
         explained = f" ({meaning})" if meaning else ""
         said = f": {description}" if description else ""
+        busy = code in endpoint.retry_codes
         business = AICCBusinessError(
             f"{endpoint.name} was refused with {endpoint.code_field} {code}{explained}{said}",
             endpoint=endpoint.name,
@@ -428,27 +456,28 @@ class Transport:
             description=description,
             meaning=meaning,
             raw=body,
+            retry_safe=busy,
+            status=info.status,
         )
         business.response = info
-        if code in endpoint.retry_codes:
+        if busy:
             raise RetryableAttempt(business)
         raise business
 
     def _status_error(
-        self,
-        endpoint: Endpoint,
-        info: ResponseInfo,
-        headers: Mapping[str, str],
-        raw: bytes,
-        retry_unsafe: bool,
+        self, endpoint: Endpoint, info: ResponseInfo, raw: bytes, retry_unsafe: bool
     ) -> Exception:
         status = info.status
-        retry_after = parse_retry_after(headers.get("Retry-After"))
+        retry_after = info.retry_after
         waitable = retry_after is None or retry_after <= self.config.retry.max_delay
         failure = classify_status(status)
         if failure is Failure.AMBIGUOUS:
             error: AICCError = self._ambiguous(
-                endpoint, f"got HTTP {status} from the gateway", status=status, raw=raw
+                endpoint,
+                f"got HTTP {status} from the gateway",
+                status=status,
+                raw=raw,
+                retry_after=retry_after,
             )
             error.response = info
             if waitable and may_retry(
@@ -461,20 +490,30 @@ class Transport:
             advice = _REDIRECT_ADVICE
         if failure is Failure.NOT_SENT:
             advice = "AICC is throttling; it did not process the request, so send it again later"
-        excerpt = self._excerpt(raw)
-        error = AICCHTTPError(
-            f"{endpoint.name} failed with HTTP {status}: {advice}. Body: {excerpt!r}",
-            endpoint=endpoint.name,
-            status=status,
-            body=excerpt,
-        )
+        excerpt = self.excerpt(raw)
+        message = f"{endpoint.name} failed with HTTP {status}: {advice}. Body: {excerpt!r}"
+        if failure is Failure.NOT_SENT:
+            error = AICCRateLimitError(
+                message, endpoint=endpoint.name, status=status, body=excerpt,
+                retry_after=retry_after,
+            )  # fmt: skip
+        else:
+            error = AICCHTTPError(message, endpoint=endpoint.name, status=status, body=excerpt)
         error.response = info
         if failure is Failure.NOT_SENT and waitable:
             return RetryableAttempt(error, retry_after)
         return error
 
-    def _ambiguous(self, endpoint: Endpoint, what: str, *, status: int, raw: bytes) -> AICCError:
-        excerpt = self._excerpt(raw)
+    def _ambiguous(
+        self,
+        endpoint: Endpoint,
+        what: str,
+        *,
+        status: int,
+        raw: bytes,
+        retry_after: float | None = None,
+    ) -> AICCError:
+        excerpt = self.excerpt(raw)
         if endpoint.idempotent:
             shown = f"Body: {excerpt!r}" if raw else "No body shown."
             return AICCHTTPError(
@@ -482,6 +521,9 @@ class Transport:
                 endpoint=endpoint.name,
                 status=status,
                 body=excerpt,
+                sent=Sent.MAYBE_PROCESSED,
+                retry_safe=True,
+                retry_after=retry_after,
             )
         return AICCOutcomeUnknownError(
             f"{endpoint.name} {what} ({f'body: {excerpt!r}' if raw else 'no body shown'}); "
@@ -489,6 +531,7 @@ class Transport:
             "It was not sent again: check its outcome before sending it again.",
             endpoint=endpoint.name,
             status=status,
+            retry_after=retry_after,
         )
 
     @staticmethod
@@ -511,22 +554,20 @@ class Transport:
         idempotent: bool,
         retry_unsafe: bool,
         timeout: aiohttp.ClientTimeout | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """POST once; return status, headers and body, or raise a classified error.
+    ) -> Answer:
+        """POST once; return the answer, or raise a classified error.
 
         The body is read up to ``max_response_bytes`` (after decompression); a longer
         answer is abandoned at once and never retried.
         """
-        if self._closed:
-            raise AICCConnectionError(
-                f"{name} was not sent: the client was closed, so nothing was sent",
-                endpoint=name,
-            )
+        if self.closed:
+            raise self._closed_error(name)
         session = self._get_session()
         if session.closed:
             raise AICCConnectionError(
                 f"{name} was not sent: the aiohttp session passed to AICCClient is closed",
                 endpoint=name,
+                retry_safe=False,
             )
         status = 0
         try:
@@ -546,7 +587,7 @@ class Transport:
                 raw = await self._read(resp)
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("POST %s -> HTTP %d, %d bytes", name, resp.status, len(raw))
-                return resp.status, resp.headers, raw
+                return Answer(resp.status, resp.headers, raw)
         except _TooLarge as exc:
             raise self._too_large(name, status, idempotent, exc.args[0]) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -563,6 +604,7 @@ class Transport:
                 error = AICCOutcomeUnknownError(
                     f"{name} got no answer ({reason}); sending it again is harmless.",
                     endpoint=name,
+                    retry_safe=True,
                 )
             else:
                 error = AICCOutcomeUnknownError(
@@ -579,6 +621,7 @@ class Transport:
             raise AICCConnectionError(
                 f"{name} was not sent: the request could not be built ({type(exc).__name__})",
                 endpoint=name,
+                retry_safe=False,
             ) from None
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
@@ -608,6 +651,8 @@ class Transport:
                 endpoint=name,
                 status=status,
                 body="",
+                sent=Sent.MAYBE_PROCESSED,
+                retry_safe=True,
             )
         return AICCOutcomeUnknownError(
             f"{name} was sent, but its answer (HTTP {status}) is larger than "
@@ -626,105 +671,35 @@ class Transport:
             raise exc.error from exc.__cause__
 
     async def _token_attempt(self, started_at: float) -> AccessToken:
+        """One tokenByAkSk request (``auth`` builds it and reads the answer); a 429 or
+        an ambiguous 5xx is retried."""
         cfg = self.config
-        data = json.dumps({"app_key": cfg.app_key, "app_secret": cfg.app_secret}).encode()
-        headers = {
-            **self._default_headers,
-            "Content-Type": "application/json",
-            "X-Token-Expire": str(cfg.token_ttl),
-        }
-        status, resp_headers, raw = await self._exchange(
+        data, headers = token_request(
+            cfg.app_key, cfg.app_secret, cfg.token_ttl, self._default_headers
+        )
+        answer = await self._exchange(
             TOKEN_ENDPOINT, cfg.token_endpoint, data, headers, idempotent=True, retry_unsafe=False
         )
-        info = ResponseInfo(status, raw_headers=resp_headers, mask=self.mask)
-        if status >= 300:
-            retry_after = parse_retry_after(resp_headers.get("Retry-After"))
-            reason = self._excerpt(raw)
-            failure = classify_status(status)
-            error: AICCError
-            if status < 500 and status != 429:
-                error = AICCAuthError(
-                    f"tokenByAkSk refused to issue an AccessToken (HTTP {status}: {reason!r}), "
-                    f"so {_NOT_SENT}; check AICC_APP_KEY / AICC_APP_SECRET and the token URL",
-                    endpoint=TOKEN_ENDPOINT,
-                    status=status,
-                    reason=reason,
-                )
-            else:
-                error = AICCConnectionError(
-                    f"tokenByAkSk is unavailable (HTTP {status}: {reason!r}); try again later",
-                    endpoint=TOKEN_ENDPOINT,
-                )
-            error.response = info
-            if failure is not None and (retry_after is None or retry_after <= cfg.retry.max_delay):
-                raise RetryableAttempt(error, retry_after)
-            raise error
+        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.mask)
         try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            body = None
-        value = body.get("AccessToken") if isinstance(body, dict) else None
-        if not isinstance(value, str) or not value:
-            self._token_refused(
-                f"tokenByAkSk answered HTTP {status} without a usable AccessToken "
-                f"({self._excerpt(raw)!r})",
-                info,
+            return read_token(
+                info, answer.raw, requested=cfg.token_ttl, started_at=started_at, redactor=self
             )
-        assert isinstance(body, dict)
-        assert isinstance(value, str)
-        if not _HEADER_TOKEN.fullmatch(value):
-            self._token_refused(
-                "tokenByAkSk issued an AccessToken that cannot be sent in a header "
-                "(spaces, line breaks, non-ASCII characters or over 8192 characters)",
-                info,
-            )
-        lifetime = self._lifetime(body.get("Expires"))
-        if lifetime is None:
-            self._token_refused(
-                f"tokenByAkSk answered HTTP {status} without a usable AccessToken lifetime "
-                f"(Expires: {self.mask(repr(body.get('Expires')))[:40]})",
-                info,
-            )
-        assert lifetime is not None
-        if lifetime < MIN_TOKEN_LIFETIME:
-            self._token_refused(
-                f"tokenByAkSk issued no usable AccessToken: its lifetime of {lifetime:g} s "
-                f"is below the {MIN_TOKEN_LIFETIME:g} s a token must live to be used "
-                f"(X-Token-Expire asked for {cfg.token_ttl} s). Check the token service",
-                info,
-            )
-        # The server's lifetime, but never longer than was asked for.
-        lifetime = min(lifetime, float(cfg.token_ttl))
-        return AccessToken(value=value, lifetime=lifetime, obtained_at=started_at)
-
-    def _lifetime(self, expires: object) -> float | None:
-        """``Expires`` in seconds, read one way whether a number or a string; the
-        requested ``token_ttl`` when absent; ``None`` when unreadable."""
-        if expires is None:
-            return float(self.config.token_ttl)
-        if isinstance(expires, bool) or not isinstance(expires, int | float | str):
-            return None
-        try:
-            seconds = float(expires.strip() if isinstance(expires, str) else expires)
-        except (ValueError, OverflowError):
-            return None
-        return seconds if math.isfinite(seconds) else None
-
-    @staticmethod
-    def _token_refused(what: str, info: ResponseInfo) -> None:
-        error = AICCAuthError(
-            f"{what}; {_NOT_SENT}.",
-            endpoint=TOKEN_ENDPOINT,
-            status=info.status,
-        )
-        error.response = info
-        raise error
+        except AICCError as error:
+            retry_after = error.retry_after
+            if classify_status(answer.status) is not None and (
+                retry_after is None or retry_after <= cfg.retry.max_delay
+            ):
+                raise RetryableAttempt(error, retry_after) from None
+            raise
 
     # -- masking -------------------------------------------------------------------------
 
-    def _remember_secret(self, value: str) -> None:
-        if value not in self._session_secrets:
-            self._session_secrets.append(value)
+    def remember(self, value: str) -> None:
+        """Mask ``value`` (a ccmessaging-token) in error texts from now on."""
+        secrets = self._shared.secrets
+        if value not in secrets:
+            secrets.append(value)
 
     def _pattern(self, *extra: str) -> re.Pattern[str] | None:
         secrets = sorted(
@@ -733,7 +708,7 @@ class Transport:
                 for s in (
                     self.config.app_secret,
                     *self.tokens.recent,
-                    *self._session_secrets,
+                    *self._shared.secrets,
                     *extra,
                 )
                 if s and len(s) >= _MIN_SECRET
@@ -772,9 +747,9 @@ class Transport:
             again = json.loads(masked)
         except (ValueError, RecursionError):
             again = None
-        return again if isinstance(again, dict) else {"masked": self._excerpt(raw)}
+        return again if isinstance(again, dict) else {"masked": self.excerpt(raw)}
 
-    def _excerpt(self, body: bytes, *secrets: str | None) -> str:
+    def excerpt(self, body: bytes, *secrets: str | None) -> str:
         """A short, tag-free excerpt of a server's answer, with the app secret, recent
         tokens and ``secrets`` masked (masked before cutting, so no prefix leaks)."""
         text = body[:65536].decode("utf-8", errors="replace")

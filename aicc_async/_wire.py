@@ -13,7 +13,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar, get_args
 
 import attrs
@@ -26,6 +27,7 @@ __all__ = [
     "code_of",
     "converter",
     "parse_aicc_time",
+    "parse_retry_after",
     "structure_result",
     "to_wire",
     "wire_field",
@@ -50,6 +52,23 @@ def _unmasked(text: str) -> str:
     return text
 
 
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    return max(0.0, delta)
+
+
 @attrs.frozen(repr=False)
 class ResponseInfo:
     """The HTTP answer a result or an error came from.
@@ -72,6 +91,11 @@ class ResponseInfo:
         for name, value in self._raw_headers.items():
             masked.add(name, "***" if name.lower() in _HIDDEN_HEADERS else self._mask(value))
         return CIMultiDictProxy(masked)
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds the answer's ``Retry-After`` asks to wait, if it has a readable one."""
+        return parse_retry_after(self._raw_headers.get("Retry-After"))
 
     @property
     def request_id(self) -> str | None:

@@ -1,5 +1,7 @@
-"""Token caches: the AccessToken (tokenByAkSk) shared by every coroutine of one
-client, and ccmessaging-tokens (applyToken), one per messaging user.
+"""Authentication: getting an AccessToken (tokenByAkSk: the request, reading the
+answer, the lifetime rules), the token caches (the AccessToken shared by every
+coroutine of one client; ccmessaging-tokens, one per messaging user) and the auth
+flow that puts tokens on a request and replays it once when AICC rejects one.
 
 AccessToken:
 
@@ -17,21 +19,46 @@ AccessToken:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import re
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol, TypeVar
 
 import attrs
 
-from aicc_async.errors import AICCConnectionError
+from aicc_async._wire import ResponseInfo
+from aicc_async.errors import AICCAuthError, AICCConnectionError, AICCError, AICCHTTPError
 
-__all__ = ["AccessToken", "AccessTokenCache", "MessagingTokenCache", "SessionToken"]
+__all__ = [
+    "HEADER_TOKEN",
+    "MIN_TOKEN_LIFETIME",
+    "TOKEN_ENDPOINT",
+    "AccessToken",
+    "AccessTokenCache",
+    "Answer",
+    "MessagingTokenCache",
+    "Redactor",
+    "SessionToken",
+    "TokenAuth",
+    "read_token",
+    "token_for",
+    "token_lifetime",
+    "token_request",
+]
 
 logger = logging.getLogger("aicc_async")
 
 _REFRESH_COOLDOWN = 5.0  # seconds between refresh-ahead attempts after one failed
+
+TOKEN_ENDPOINT = "tokenByAkSk"  # noqa: S105 - an interface name
+#: AccessTokens living less than this many seconds are refused: they cannot be used.
+MIN_TOKEN_LIFETIME = 30.0
+#: What a token must look like to be sent in a header (visible ASCII, bounded).
+HEADER_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")
+_NOT_SENT = "the request that needed it was not sent"
 
 T = TypeVar("T")
 
@@ -273,3 +300,252 @@ class MessagingTokenCache:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- getting an AccessToken ----------------------------------------------------------------
+
+
+def token_request(
+    app_key: str, app_secret: str, token_ttl: int, default_headers: Mapping[str, str]
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of a tokenByAkSk request asking for ``token_ttl`` seconds."""
+    data = json.dumps({"app_key": app_key, "app_secret": app_secret}).encode()
+    headers = {
+        **default_headers,
+        "Content-Type": "application/json",
+        "X-Token-Expire": str(token_ttl),
+    }
+    return data, headers
+
+
+def token_lifetime(expires: object, requested: int) -> float | None:
+    """``Expires`` in seconds, read one way whether a number or a string; ``requested``
+    (the ``token_ttl`` asked for) when absent; ``None`` when unreadable."""
+    if expires is None:
+        return float(requested)
+    if isinstance(expires, bool) or not isinstance(expires, int | float | str):
+        return None
+    try:
+        seconds = float(expires.strip() if isinstance(expires, str) else expires)
+    except (ValueError, OverflowError):
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def read_token(
+    info: ResponseInfo,
+    raw: bytes,
+    *,
+    requested: int,
+    started_at: float,
+    redactor: Redactor,
+) -> AccessToken:
+    """The AccessToken of a tokenByAkSk answer (``raw`` its body).
+
+    Its lifetime is the server's ``Expires``, never more than ``requested``; the
+    token is refused when it lives under ``MIN_TOKEN_LIFETIME`` or cannot be sent
+    in a header. Raises ``AICCAuthError`` for a refusal or an unusable token (the
+    request that needed it was not sent), ``AICCConnectionError`` when the service
+    is unavailable (HTTP 429 or 5xx; ``status`` and ``retry_after`` say more).
+    ``redactor`` masks secrets in what the errors quote.
+    """
+    excerpt = redactor.excerpt
+    status = info.status
+    if status >= 300:
+        reason = excerpt(raw)
+        error: AICCError
+        if status < 500 and status != 429:
+            error = AICCAuthError(
+                f"tokenByAkSk refused to issue an AccessToken (HTTP {status}: {reason!r}), "
+                f"so {_NOT_SENT}; check AICC_APP_KEY / AICC_APP_SECRET and the token URL",
+                endpoint=TOKEN_ENDPOINT,
+                status=status,
+                reason=reason,
+            )
+        else:
+            error = AICCConnectionError(
+                f"tokenByAkSk is unavailable (HTTP {status}: {reason!r}); try again later",
+                endpoint=TOKEN_ENDPOINT,
+                status=status,
+                retry_after=info.retry_after,
+            )
+        error.response = info
+        raise error
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    value = body.get("AccessToken") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or not isinstance(value, str) or not value:
+        raise _refused(
+            f"tokenByAkSk answered HTTP {status} without a usable AccessToken ({excerpt(raw)!r})",
+            info,
+        )
+    if not HEADER_TOKEN.fullmatch(value):
+        raise _refused(
+            "tokenByAkSk issued an AccessToken that cannot be sent in a header "
+            "(spaces, line breaks, non-ASCII characters or over 8192 characters)",
+            info,
+        )
+    lifetime = token_lifetime(body.get("Expires"), requested)
+    if lifetime is None:
+        shown = redactor.mask(repr(body.get("Expires")))[:40]
+        raise _refused(
+            f"tokenByAkSk answered HTTP {status} without a usable AccessToken lifetime "
+            f"(Expires: {shown})",
+            info,
+        )
+    if lifetime < MIN_TOKEN_LIFETIME:
+        raise _refused(
+            f"tokenByAkSk issued no usable AccessToken: its lifetime of {lifetime:g} s "
+            f"is below the {MIN_TOKEN_LIFETIME:g} s a token must live to be used "
+            f"(X-Token-Expire asked for {requested} s). Check the token service",
+            info,
+        )
+    # The server's lifetime, but never longer than was asked for.
+    return AccessToken(
+        value=value, lifetime=min(lifetime, float(requested)), obtained_at=started_at
+    )
+
+
+def _refused(what: str, info: ResponseInfo) -> AICCAuthError:
+    error = AICCAuthError(f"{what}; {_NOT_SENT}.", endpoint=TOKEN_ENDPOINT, status=info.status)
+    error.response = info
+    return error
+
+
+async def token_for(name: str, get: Callable[[], Awaitable[str]]) -> str:
+    """A token for a request to interface ``name``, from ``get``.
+
+    A token request that could not be completed means that request was not sent:
+    never report it as an unknown outcome. Raises ``AICCConnectionError`` (``sent``
+    ``"not_sent"``, ``retry_safe``) or the ``AICCAuthError`` of a refusal.
+    """
+    try:
+        return await get()
+    except (AICCConnectionError, AICCHTTPError) as exc:
+        raise AICCConnectionError(
+            f"{name} was not sent: no token could be obtained ({exc.message})",
+            endpoint=name,
+            retry_after=exc.retry_after,
+        ) from exc
+
+
+# -- the auth flow --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Answer:
+    """One HTTP answer as the transport read it: status, headers and body (at most
+    ``max_response_bytes``, with the request's own ccmessaging-token masked)."""
+
+    status: int
+    headers: Mapping[str, str]
+    raw: bytes
+
+
+class Redactor(Protocol):
+    """Masks secrets in what error texts show (the transport is one)."""
+
+    def mask(self, text: str) -> str:
+        """``text`` with every known secret masked."""
+        ...
+
+    def excerpt(self, body: bytes) -> str:
+        """A short text of ``body`` with every known secret masked."""
+        ...
+
+    def remember(self, value: str) -> None:
+        """Mask ``value`` too from now on."""
+        ...
+
+
+def rejected(answer: Answer) -> bool:
+    """Whether AICC rejected the request's token: 401, or 403 with "auth fail"."""
+    return answer.status == 401 or (answer.status == 403 and b"auth fail" in answer.raw.lower())
+
+
+class TokenAuth:
+    """Puts the client's AccessToken (and a call's second token) on a request, and
+    replays it once with fresh tokens when AICC rejects one.
+
+    The shape of httpx's ``Auth.auth_flow``: :meth:`auth_flow` yields the headers to
+    send, is sent the :class:`Answer`, and either ends (the answer stands) or yields
+    again (replay). The transport sends; this decides.
+
+    Args:
+        tokens: the client's AccessToken cache.
+        clock: its monotonic clock.
+        redactor: masks secrets in error texts and learns the second tokens sent.
+    """
+
+    def __init__(
+        self, tokens: AccessTokenCache, clock: Callable[[], float], redactor: Redactor
+    ) -> None:
+        self.tokens = tokens
+        self._clock = clock
+        self._redactor = redactor
+
+    async def auth_flow(
+        self,
+        name: str,
+        headers: Mapping[str, str],
+        session_token: SessionToken | None,
+        token: str,
+    ) -> AsyncGenerator[dict[str, str], Answer]:
+        """Authorise a request to interface ``name`` with ``headers``.
+
+        ``token`` is the AccessToken fetched before the throttle slot was taken; if it
+        expired meanwhile, a valid one is used. A 401 does not say which token was
+        refused, so both are dropped; a second rejection raises ``AICCAuthError``
+        (nothing was processed).
+        """
+        for replay in (False, True):
+            current = self.tokens.current
+            if (
+                replay
+                or current is None
+                or current.value != token
+                or not current.usable(self._clock())
+            ):
+                token = await token_for(name, self.tokens.get)
+            sending = {**headers, "Authorization": f"Bearer {token}"}
+            second = None
+            if session_token is not None:
+                second = await token_for(name, session_token.get)
+                if not HEADER_TOKEN.fullmatch(second):
+                    raise AICCAuthError(
+                        f"{name} was not sent: its {session_token.header} cannot be "
+                        "sent in a header (spaces, line breaks or non-ASCII characters)",
+                        endpoint=name,
+                    )
+                self._redactor.remember(second)
+                sending[session_token.header] = second
+            answer = yield sending
+            if session_token is not None:
+                fresh = answer.headers.get(session_token.header)
+                if fresh and HEADER_TOKEN.fullmatch(fresh):
+                    self._redactor.remember(fresh)
+                    session_token.adopt(fresh)
+            if not rejected(answer):
+                return
+            self.tokens.invalidate(token)
+            if session_token is not None and second is not None:
+                session_token.invalidate(second)
+            if replay:
+                which = "AccessToken"
+                if session_token is not None:
+                    which += f" or {session_token.header} (check one you passed)"
+                error = AICCAuthError(
+                    f"AICC rejected a fresh {which} for {name} (HTTP {answer.status}): "
+                    "check that the app key is subscribed to this service and that the "
+                    "account is active. Nothing was processed.",
+                    endpoint=name,
+                    status=answer.status,
+                    reason=self._redactor.excerpt(answer.raw),
+                )
+                error.response = ResponseInfo(
+                    answer.status, raw_headers=answer.headers, mask=self._redactor.mask
+                )
+                raise error
+            logger.debug("%s: token rejected (HTTP %d), replaying once", name, answer.status)

@@ -9,9 +9,17 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import attrs
 
+from aicc_async._constants import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MESSAGING_LOCALE,
+    DEFAULT_RETRY_BUDGET,
+    DEFAULT_TOKEN_TTL,
+)
 from aicc_async._transport import Transport
-from aicc_async.config import DEFAULT_MAX_RESPONSE_BYTES, ClientConfig, Timeout
+from aicc_async.config import ClientConfig, Timeout
 from aicc_async.endpoints.messaging import MessagingAPI
 from aicc_async.endpoints.mobile_agent import MobileAgentAPI
 from aicc_async.endpoints.outbound import OutboundAPI
@@ -38,6 +46,10 @@ class AICCClient:
         timeout: per-attempt limits, seconds (``float`` = total) or a ``Timeout``.
         max_connections: size of the connection pool.
         retry: a ``RetryPolicy`` for failures that are safe to retry.
+        retry_budget: capacity of the client-wide retry budget (default 500; a retry
+            costs 5, a first-attempt success gives 1 back): when most attempts fail,
+            retries stop until requests succeed again, so an outage is not met with
+            several times the load. ``None``: no budget.
         limits: requests in flight per endpoint group, merged over ``DEFAULT_LIMITS``.
         rate_limits: optional requests-per-second cap per endpoint group.
         session: an ``aiohttp.ClientSession`` to use; it is never closed by the SDK.
@@ -70,15 +82,16 @@ class AICCClient:
         app_secret: str,
         *,
         token_url: str | None = None,
-        token_ttl: int = 600,
+        token_ttl: int = DEFAULT_TOKEN_TTL,
         timeout: Timeout | float = _DEFAULT_TIMEOUT,
-        max_connections: int = 100,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         retry: RetryPolicy | None = None,
+        retry_budget: int | None = DEFAULT_RETRY_BUDGET,
         limits: Mapping[str, int] | None = None,
         rate_limits: Mapping[str, float] | None = None,
         session: aiohttp.ClientSession | None = None,
         messaging_channel_id: str | None = None,
-        messaging_locale: str = "en",
+        messaging_locale: str = DEFAULT_MESSAGING_LOCALE,
         messaging_user_name: str | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         allow_insecure_http: bool = False,
@@ -96,6 +109,7 @@ class AICCClient:
             timeout=timeout,
             max_connections=max_connections,
             retry=RetryPolicy() if retry is None else retry,
+            retry_budget=retry_budget,
             limits={} if limits is None else limits,
             rate_limits={} if rate_limits is None else rate_limits,
             messaging_channel_id=messaging_channel_id,
@@ -110,17 +124,60 @@ class AICCClient:
         )
         self._init(config, session)
 
-    def _init(self, config: ClientConfig, session: aiohttp.ClientSession | None) -> None:
+    def _init(
+        self,
+        config: ClientConfig,
+        session: aiohttp.ClientSession | None,
+        parent: AICCClient | None = None,
+    ) -> None:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError(
                 f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
             )
         self.config = config
-        self._transport = Transport(config, session)
+        self._parent = parent
+        if parent is None:
+            self._transport = Transport(config, session)
+            self.messaging = MessagingAPI(self._transport, config)
+        else:
+            self._transport = Transport(config, parent=parent._transport)
+            self.messaging = MessagingAPI(self._transport, config, parent=parent.messaging)
         self.voice_notification = VoiceNotificationAPI(self._transport)
         self.outbound = OutboundAPI(self._transport)
         self.mobile_agent = MobileAgentAPI(self._transport)
-        self.messaging = MessagingAPI(self._transport, config)
+
+    def with_options(
+        self,
+        *,
+        timeout: Timeout | float | None = None,
+        retry: RetryPolicy | None = None,
+        limits: Mapping[str, int] | None = None,
+        rate_limits: Mapping[str, float] | None = None,
+        max_response_bytes: int | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> AICCClient:
+        """A client with some options changed that shares this one's connection pool,
+        AccessToken, ccmessaging-tokens and retry budget (openai's ``with_options``).
+
+        Options not given keep this client's values; ``limits`` are merged over the
+        defaults as in the constructor, and with other ``limits`` or ``rate_limits``
+        the new client gets its own in-flight limits (otherwise it shares these).
+        Closing it closes nothing shared; closing this client closes the pool for
+        both. Raises ``AICCValidationError`` for a bad option.
+        """
+        changes: dict[str, Any] = {
+            "timeout": timeout,
+            "retry": retry,
+            "limits": limits,
+            "rate_limits": rate_limits,
+            "max_response_bytes": max_response_bytes,
+            "default_headers": default_headers,
+        }
+        changes = {name: value for name, value in changes.items() if value is not None}
+        config = attrs.evolve(self.config, **changes)
+        client = type(self).__new__(type(self))
+        client._init(config, None, parent=self._parent or self)
+        return client
 
     @classmethod
     def from_config(
@@ -153,9 +210,11 @@ class AICCClient:
     async def close(self) -> None:
         """Close the connection pool (unless it was passed in) and stop token refreshes.
 
-        Safe to call more than once.
+        A client made by :meth:`with_options` only stops sending: the pool and the
+        tokens it shares stay open until the client it came from is closed. Safe to
+        call more than once.
         """
-        await self.messaging._token_cache.close()
+        await self.messaging.close()
         await self._transport.close()
 
     async def __aenter__(self) -> AICCClient:

@@ -13,7 +13,20 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from aicc_async.errors import AICCValidationError
+from aicc_async._constants import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_MESSAGING_LOCALE,
+    DEFAULT_RETRY_BUDGET,
+    DEFAULT_TIMEOUT_CONNECT,
+    DEFAULT_TIMEOUT_TOTAL,
+    DEFAULT_TOKEN_TTL,
+    GROUPS,
+    RETRY_COST,
+    TOKEN_PATH,
+)
+from aicc_async.errors import AICCValidationError, invalid, is_int, is_number
 from aicc_async.retry import RetryPolicy
 
 __all__ = [
@@ -25,26 +38,8 @@ __all__ = [
     "Timeout",
 ]
 
-TOKEN_PATH = "/apigovernance/api/oauth/tokenByAkSk"  # noqa: S105 - a path, not a secret
-
 #: What a CC-Messaging locale looks like: ``en``, ``en_US``, ``zh_CN``.
 LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")
-
-#: The endpoint groups, each with its own in-flight limit.
-GROUPS = ("voice_notification", "outbound", "mobile_agent", "messaging")
-
-#: The largest answer read, in bytes after decompression, unless ``max_response_bytes=``
-#: says otherwise.
-DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
-
-#: Requests of a group on the wire at once, unless ``limits=`` says otherwise.
-DEFAULT_LIMITS: Mapping[str, int] = MappingProxyType(
-    {"voice_notification": 50, "outbound": 50, "mobile_agent": 20, "messaging": 20}
-)
-
-
-def _fail(field: str, message: str) -> AICCValidationError:
-    return AICCValidationError(f"{field}: {message}", field=field)
 
 
 @attrs.frozen
@@ -58,20 +53,20 @@ class Timeout:
             after sending is ambiguous (see the retry table).
     """
 
-    total: float = 15.0
-    connect: float = 5.0
+    total: float = DEFAULT_TIMEOUT_TOTAL
+    connect: float = DEFAULT_TIMEOUT_CONNECT
 
     def __attrs_post_init__(self) -> None:
         for name in ("total", "connect"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise _fail(
+            if not is_number(value) or not value > 0:
+                raise invalid(
                     f"timeout.{name}", f"must be a positive number of seconds, got {value!r}"
                 )
         if not self.connect < self.total:
             # Otherwise a wait for a pooled connection could end in the total timeout,
             # which cannot prove that nothing was sent.
-            raise _fail("timeout.connect", "must be shorter than timeout.total")
+            raise invalid("timeout.connect", "must be shorter than timeout.total")
 
 
 _URL_HINT = "must be an http(s) URL such as 'https://service.besclouds.com'"
@@ -86,20 +81,20 @@ def _shown(value: object) -> str:
 
 def _url(field: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _fail(field, f"{_URL_HINT}, got {_shown(value)}")
+        raise invalid(field, f"{_URL_HINT}, got {_shown(value)}")
     url = value.strip().rstrip("/")
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise _fail(field, f"{_URL_HINT}, got {_shown(value)}") from None
+        raise invalid(field, f"{_URL_HINT}, got {_shown(value)}") from None
     if parts.username is not None or parts.password is not None:
-        raise _fail(field, "must not contain credentials; pass app_key and app_secret")
+        raise invalid(field, "must not contain credentials; pass app_key and app_secret")
     if parts.scheme not in ("http", "https") or not hostname:
-        raise _fail(field, f"{_URL_HINT}, got {_shown(value)}")
+        raise invalid(field, f"{_URL_HINT}, got {_shown(value)}")
     if parts.query or parts.fragment:
-        raise _fail(field, "must not have a query string or fragment")
+        raise invalid(field, "must not have a query string or fragment")
     return url
 
 
@@ -115,7 +110,7 @@ def _is_loopback(url: str) -> bool:
 
 
 def _insecure(field: str, url: str) -> AICCValidationError:
-    return _fail(
+    return invalid(
         field,
         "an http:// URL would send the app secret and tokens in cleartext; use https://, "
         "or pass allow_insecure_http=True if this network is trusted (loopback "
@@ -127,16 +122,16 @@ def _proxy(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise _fail("proxy", f"must be an http(s) proxy URL, got {_shown(value)}")
+        raise invalid("proxy", f"must be an http(s) proxy URL, got {_shown(value)}")
     url = value.strip()
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise _fail("proxy", "must be an http(s) proxy URL such as 'http://proxy:3128'") from None
+        raise invalid("proxy", "must be an http(s) proxy URL such as 'http://proxy:3128'") from None
     if parts.scheme not in ("http", "https") or not hostname:
-        raise _fail("proxy", "must be an http(s) proxy URL such as 'http://proxy:3128'")
+        raise invalid("proxy", "must be an http(s) proxy URL such as 'http://proxy:3128'")
     return url
 
 
@@ -173,19 +168,21 @@ def _default_headers(value: object) -> Mapping[str, str]:
     if value is None:
         return MappingProxyType({})
     if not isinstance(value, Mapping):
-        raise _fail("default_headers", f"must be a mapping of header name to value, got {value!r}")
+        raise invalid(
+            "default_headers", f"must be a mapping of header name to value, got {value!r}"
+        )
     headers: dict[str, str] = {}
     for name, text in value.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            raise _fail("default_headers", f"{name!r} is not a valid header name")
+            raise invalid("default_headers", f"{name!r} is not a valid header name")
         if name.lower() in RESERVED_HEADERS:
-            raise _fail(
+            raise invalid(
                 "default_headers",
                 f"must not set {name}: the SDK sets it itself (it carries the credentials "
                 "or frames the body)",
             )
         if not isinstance(text, str) or not _HEADER_VALUE.fullmatch(text):
-            raise _fail(
+            raise invalid(
                 "default_headers",
                 f"the value of {name} must be a string without line breaks or control characters",
             )
@@ -194,22 +191,34 @@ def _default_headers(value: object) -> Mapping[str, str]:
 
 
 def _max_response_bytes(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
-        raise _fail("max_response_bytes", f"must be an integer >= 1024, got {value!r}")
+    if not is_int(value) or value < 1024:
+        raise invalid("max_response_bytes", f"must be an integer >= 1024, got {value!r}")
+    return value
+
+
+def _retry_budget(value: object) -> int | None:
+    if value is None:
+        return None
+    if not is_int(value) or value < RETRY_COST:
+        raise invalid(
+            "retry_budget",
+            f"must be None (no budget) or an integer >= {RETRY_COST} (one retry costs "
+            f"{RETRY_COST}), got {value!r}",
+        )
     return value
 
 
 def _flag(field: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise _fail(field, f"must be True or False, got {value!r}")
+        raise invalid(field, f"must be True or False, got {value!r}")
     return value
 
 
 def _text(field: str, value: object) -> str:
     if not isinstance(value, str) or not value:
-        raise _fail(field, "must be a non-empty string")
+        raise invalid(field, "must be a non-empty string")
     if any(c in value for c in "\r\n\0"):
-        raise _fail(field, "must not contain line breaks or NUL")
+        raise invalid(field, "must not contain line breaks or NUL")
     return value
 
 
@@ -230,14 +239,14 @@ def to_timeout(value: Timeout | float) -> Timeout:
     at most 5 s). Raises ``AICCValidationError``."""
     if isinstance(value, Timeout):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _fail("timeout", f"must be a number of seconds or a Timeout, got {value!r}")
-    return Timeout(total=float(value), connect=min(5.0, float(value) / 2))
+    if not is_number(value):
+        raise invalid("timeout", f"must be a number of seconds or a Timeout, got {value!r}")
+    return Timeout(total=float(value), connect=min(DEFAULT_TIMEOUT_CONNECT, float(value) / 2))
 
 
 def _items(field: str, value: object) -> list[tuple[Any, Any]]:
     if not isinstance(value, Mapping):
-        raise _fail(field, f"must be a mapping of endpoint group to number, got {value!r}")
+        raise invalid(field, f"must be a mapping of endpoint group to number, got {value!r}")
     return list(value.items())
 
 
@@ -245,11 +254,11 @@ def _limits(value: Mapping[str, int]) -> Mapping[str, int]:
     merged = dict(DEFAULT_LIMITS)
     for group, limit in _items("limits", value):
         if group not in GROUPS:
-            raise _fail(
+            raise invalid(
                 "limits", f"unknown endpoint group {group!r}; groups are {', '.join(GROUPS)}"
             )
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise _fail(f"limits[{group!r}]", f"must be an integer >= 1, got {limit!r}")
+        if not is_int(limit) or limit < 1:
+            raise invalid(f"limits[{group!r}]", f"must be an integer >= 1, got {limit!r}")
         merged[group] = limit
     return MappingProxyType(merged)
 
@@ -258,11 +267,11 @@ def _rates(value: Mapping[str, float]) -> Mapping[str, float]:
     rates: dict[str, float] = {}
     for group, rate in _items("rate_limits", value):
         if group not in GROUPS:
-            raise _fail(
+            raise invalid(
                 "rate_limits", f"unknown endpoint group {group!r}; groups are {', '.join(GROUPS)}"
             )
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
-            raise _fail(
+        if not is_number(rate) or not rate > 0:
+            raise invalid(
                 f"rate_limits[{group!r}]",
                 f"must be a positive number of requests per second, got {rate!r}",
             )
@@ -283,14 +292,15 @@ class ClientConfig:
     app_key: str = attrs.field(converter=_app_key)
     app_secret: str = attrs.field(converter=_app_secret, repr=False)
     token_url: str | None = None
-    token_ttl: int = 600
+    token_ttl: int = DEFAULT_TOKEN_TTL
     timeout: Timeout = attrs.field(default=Timeout(), converter=to_timeout)
-    max_connections: int = 100
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    retry_budget: int | None = attrs.field(default=DEFAULT_RETRY_BUDGET, converter=_retry_budget)
     limits: Mapping[str, int] = attrs.field(factory=dict, converter=_limits)
     rate_limits: Mapping[str, float] = attrs.field(factory=dict, converter=_rates)
     messaging_channel_id: str | None = None
-    messaging_locale: str = "en"
+    messaging_locale: str = DEFAULT_MESSAGING_LOCALE
     messaging_user_name: str | None = None
     max_response_bytes: int = attrs.field(
         default=DEFAULT_MAX_RESPONSE_BYTES, converter=_max_response_bytes
@@ -315,19 +325,19 @@ class ClientConfig:
             token_url += TOKEN_PATH
         object.__setattr__(self, "token_endpoint", token_url)
         ttl = self.token_ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 3600:
-            raise _fail("token_ttl", f"must be an integer from 60 to 3600 seconds, got {ttl!r}")
+        if not is_int(ttl) or not 60 <= ttl <= 3600:
+            raise invalid("token_ttl", f"must be an integer from 60 to 3600 seconds, got {ttl!r}")
         n = self.max_connections
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise _fail("max_connections", f"must be an integer >= 1, got {n!r}")
+        if not is_int(n) or n < 1:
+            raise invalid("max_connections", f"must be an integer >= 1, got {n!r}")
         if not isinstance(self.retry, RetryPolicy):
-            raise _fail("retry", f"must be a RetryPolicy, got {self.retry!r}")
+            raise invalid("retry", f"must be a RetryPolicy, got {self.retry!r}")
         if self.messaging_channel_id is not None:
             _text("messaging_channel_id", self.messaging_channel_id)
         if not isinstance(self.messaging_locale, str) or not LOCALE.fullmatch(
             self.messaging_locale
         ):
-            raise _fail(
+            raise invalid(
                 "messaging_locale",
                 f"must look like 'en', 'en_US' or 'zh_CN', got {self.messaging_locale!r}",
             )

@@ -37,8 +37,6 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any, ParamSpec, TypeVar
 
 import aiohttp
@@ -53,6 +51,7 @@ from aicc_async._constants import (
     RETRY_COST,
     SUCCESS_REFUND,
 )
+from aicc_async._wire import parse_retry_after
 from aicc_async.errors import AICCError, invalid, is_int, is_number
 
 __all__ = [
@@ -188,23 +187,6 @@ class RetryableAttempt(Exception):
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(0.0, delta)
 
 
 def _waits(

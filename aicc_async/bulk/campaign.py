@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import attrs
 
-from aicc_async.bulk.engine import Engine, Kind
+from aicc_async.bulk.engine import Engine, Feed, Kind
 from aicc_async.bulk.fanout import async_items, check_concurrency
 from aicc_async.bulk.journal import (
     INVALID,
@@ -54,7 +54,7 @@ from aicc_async.endpoints.voice_notification import (
     check_callback_url,
 )
 from aicc_async.errors import AICCConnectionError, AICCValidationError, CampaignError
-from aicc_async.throttle import RateCap
+from aicc_async.throttle import RateCap, RateLimiter
 
 if TYPE_CHECKING:
     from aicc_async.client import AICCClient
@@ -99,6 +99,7 @@ KINDS: Mapping[str, Kind] = {
 }
 
 _LOAD_BATCH = 2000
+_FIRST_BATCH = 200  # a streamed campaign's first batch: the first request leaves sooner
 _MAX_KEY = 256
 
 
@@ -190,6 +191,19 @@ def _check_callback(name: str, value: object) -> None:
         raise AICCValidationError(f"{name}: must be callable or None, got {value!r}", field=name)
 
 
+@attrs.frozen
+class _RunSettings:
+    """The checked arguments of one :meth:`Campaign.run`."""
+
+    concurrency: int
+    pacer: RateLimiter | None
+    retry_unknown: bool
+    retry_failed: bool
+    allow_repeat_numbers: bool
+    callback_url: str | None
+    on_progress: Callable[[StateCounts], None] | None
+
+
 def _check_flag(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise AICCValidationError(f"{name}: must be True or False, got {value!r}", field=name)
@@ -240,8 +254,11 @@ class Campaign:
         self._mode: Mode = "read" if read_only else "record" if outcomes_only else "run"
         self._opened: tuple[Journal, Kind] | None = None
         self._engine: Engine | None = None
+        self._running = self._stopped = False
         self.interrupted = 0
         """Rows a stopped run had left in flight, settled when the journal was opened."""
+        self.loaded: LoadSummary | None = None
+        """What the latest complete load did (:meth:`load`, or :meth:`run` with rows)."""
 
     async def open(self) -> None:
         """Open (or create) the journal.
@@ -346,25 +363,42 @@ class Campaign:
         are removed again). If loading stops early, no row is sent until a load completes.
         """
         _check_callback("on_progress", on_progress)
+        return await self._load(rows, source, on_progress, None)
+
+    async def _load(
+        self,
+        rows: Iterable[CampaignRow] | AsyncIterable[CampaignRow],
+        source: str | os.PathLike[str] | None,
+        on_progress: Callable[[int], None] | None,
+        feed: Feed | None,
+    ) -> LoadSummary:
+        """:meth:`load`; with a ``feed``, a new campaign's rows can be sent as they are
+        loaded (the feed tells the run about each batch)."""
         journal = self._sender()
         read = added = replaced = known = 0
         batch: list[LoadedRow] = []
+        load, streams = await journal.begin_load(stream=feed is not None)
 
         async def flush() -> None:
             nonlocal read, added, replaced, known
             counts = await journal.load(batch, load)
             read += len(batch)
             added, replaced, known = added + counts[0], replaced + counts[1], known + counts[2]
+            if feed is not None and streams:
+                feed.added([row.state for row in batch])
             batch.clear()
             if on_progress is not None:
                 on_progress(read)
 
-        await journal.set_durable(False)
-        load = await journal.begin_load()
+        if feed is not None:
+            feed.streams = streams
+            feed.added()  # the run now knows whether it may send before the load ends
+        if not streams:  # nothing is sent meanwhile: commits need not wait for the disk
+            await journal.set_durable(False)
         try:
             async for row in async_items(rows, "campaign"):
                 batch.append(self._loaded(row))
-                if len(batch) >= _LOAD_BATCH:
+                if len(batch) >= (_FIRST_BATCH if read == 0 and streams else _LOAD_BATCH):
                     await flush()
             if batch:
                 await flush()
@@ -374,7 +408,8 @@ class Campaign:
         if source is not None:
             named = str(await asyncio.to_thread(Path(os.fspath(source)).resolve))
         withdrawn = await journal.end_load(load, known, named)
-        return LoadSummary(read, added, replaced, withdrawn)
+        self.loaded = LoadSummary(read, added, replaced, withdrawn)
+        return self.loaded
 
     def _loaded(self, row: object) -> LoadedRow:
         if not isinstance(row, CampaignRow):
@@ -413,6 +448,9 @@ class Campaign:
         allow_repeat_numbers: bool = False,
         target: Target | None = None,
         callback_url: str | None = None,
+        rows: Iterable[CampaignRow] | AsyncIterable[CampaignRow] | None = None,
+        source: str | os.PathLike[str] | None = None,
+        on_load: Callable[[int], None] | None = None,
         on_progress: Callable[[StateCounts], None] | None = None,
     ) -> StateCounts:
         """Send every ``pending`` row of the latest input through ``aicc``; returns the
@@ -432,6 +470,11 @@ class Campaign:
                 base URL and app key.
             callback_url: where AICC posts each call's release event, for the rows
                 that name no ``callback_url`` of their own (voice campaigns).
+            rows, source, on_load: the campaign's whole input, loaded first (as by
+                :meth:`load`; :attr:`loaded` tells what it did). A new campaign does
+                not wait: its rows are sent as they are loaded, so the first request
+                leaves at once however long the input. A load that fails stops the run
+                (the rows in flight finish) and its ``CampaignError`` is raised.
             on_progress: called with the counts after each journal commit.
 
         A stop (:meth:`stop`) lets the rows in flight finish. Cancelling the run
@@ -471,6 +514,7 @@ class Campaign:
         ):
             _check_flag(name, flag)
         _check_callback("on_progress", on_progress)
+        _check_callback("on_load", on_load)
         if callback_url is not None:
             if kind.with_callback is None:
                 raise AICCValidationError(
@@ -478,39 +522,95 @@ class Campaign:
                     field="callback_url",
                 )
             check_callback_url(callback_url)
-        if self._engine is not None:
+        if self._running:
             raise CampaignError(f"{self.path}: this campaign is already running")
         if aicc.closed:
             raise AICCConnectionError(
                 "this AICCClient is closed; create a new one. Nothing was sent.",
                 endpoint="campaign",
             )
-        if target is None:
-            target = Target(aicc.config.base_url, aicc.config.app_key)
-        await self.bind(target)
-        if await self._journal.current_load() is None:
+        settings = _RunSettings(
+            concurrency=concurrency,
+            pacer=pacer,
+            retry_unknown=retry_unknown,
+            retry_failed=retry_failed,
+            allow_repeat_numbers=allow_repeat_numbers,
+            callback_url=callback_url,
+            on_progress=on_progress,
+        )
+        self._running, self._stopped = True, False
+        try:
+            if target is None:
+                target = Target(aicc.config.base_url, aicc.config.app_key)
+            await self.bind(target)
+            if rows is not None:
+                return await self._stream(aicc, rows, source, on_load, settings)
+            return await self._send(aicc, settings)
+        finally:
+            self._running = False
+
+    async def _stream(
+        self,
+        aicc: AICCClient,
+        rows: Iterable[CampaignRow] | AsyncIterable[CampaignRow],
+        source: str | os.PathLike[str] | None,
+        on_load: Callable[[int], None] | None,
+        settings: _RunSettings,
+    ) -> StateCounts:
+        """Load ``rows`` and send them: at once for a new campaign, after the load else."""
+        feed = Feed()
+        decided = asyncio.ensure_future(feed.changed().wait())  # streams or not
+        loading = asyncio.ensure_future(self._load(rows, source, on_load, feed))
+        try:
+            await asyncio.wait({loading, decided}, return_when=asyncio.FIRST_COMPLETED)
+            if not feed.streams:
+                await loading  # a resume: the whole input first (raises if it failed)
+                return await self._send(aicc, settings)
+            loading.add_done_callback(
+                lambda task: feed.close(None if task.cancelled() else task.exception())
+            )
+            counts = await self._send(aicc, settings, feed)
+            if self._stopped and not loading.done():  # the rest of the input can wait
+                loading.cancel()
+                await asyncio.gather(loading, return_exceptions=True)
+                return counts
+            await loading  # raises the load's error, after the rows in flight finished
+            return counts
+        finally:
+            decided.cancel()
+            if not loading.done():
+                loading.cancel()
+                await asyncio.gather(loading, return_exceptions=True)
+
+    async def _send(
+        self, aicc: AICCClient, settings: _RunSettings, feed: Feed | None = None
+    ) -> StateCounts:
+        kind = self._kind
+        if feed is None and await self._journal.current_load() is None:
             raise CampaignError(
                 f"{self.path}: no input was loaded in full (the last load stopped early); "
                 "load the input again. Nothing was sent."
             )
-        if retry_unknown and not kind.idempotent:
+        if settings.retry_unknown and not kind.idempotent:
             unknown = (await self._journal.counts()).unknown
             if unknown:
                 logger.warning("sending %d rows whose outcome was unknown again", unknown)
         counts = await self._journal.requeue(
-            unknown=retry_unknown or kind.idempotent, failed=retry_failed
+            unknown=settings.retry_unknown or kind.idempotent, failed=settings.retry_failed
         )
         self._engine = Engine(
             self._journal,
             kind,
             aicc,
-            concurrency=concurrency,
-            pacer=pacer,
+            concurrency=settings.concurrency,
+            pacer=settings.pacer,
             counts=counts,
-            once_per_number=not allow_repeat_numbers,
-            callback_url=callback_url,
-            on_progress=on_progress,
+            once_per_number=not settings.allow_repeat_numbers,
+            callback_url=settings.callback_url,
+            on_progress=settings.on_progress,
+            feed=feed,
         )
+        self._engine.stopping = self._stopped
         try:
             return await self._engine.run()
         finally:
@@ -522,6 +622,7 @@ class Campaign:
 
     def stop(self) -> None:
         """Stop the current run: no new row is sent, the rows in flight finish."""
+        self._stopped = True
         if self._engine is not None:
             self._engine.stopping = True
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -36,7 +36,9 @@ from aicc_async.errors import (
 )
 from aicc_async.throttle import RateLimiter
 
-__all__ = ["Engine", "Kind"]
+__all__ = ["Engine", "Feed", "Kind"]
+
+_FEED_POLL = 0.02  # seconds between looks for newly loaded rows while rows are in flight
 
 logger = logging.getLogger("aicc_async")
 
@@ -60,6 +62,44 @@ class Kind:
     callback unless it has one (``None``: this kind has no callbacks)."""
 
 
+class Feed:
+    """Rows being loaded while a run sends them (a new campaign streams its input).
+
+    The loader calls :meth:`added` after each batch and :meth:`close` at the end (with
+    the error that stopped it, if any); the engine claims what has been loaded so far
+    and waits for more while :attr:`loading`.
+    """
+
+    def __init__(self) -> None:
+        self.loading = True
+        self.streams = False
+        """Set by the loader: True when rows can be sent before the load is complete."""
+        self.error: BaseException | None = None
+        self._changed = asyncio.Event()
+        self._new: list[State] = []
+
+    def take_new(self) -> list[State]:
+        """The states of the rows recorded since the last call (for the run's counts)."""
+        new, self._new = self._new, []
+        return new
+
+    def changed(self) -> asyncio.Event:
+        """An event set by the next batch (take it before looking for rows)."""
+        return self._changed
+
+    def added(self, states: Sequence[State] = ()) -> None:
+        """A batch of rows was recorded, in these ``states`` (pending, or failed)."""
+        self._new.extend(states)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def close(self, error: BaseException | None = None) -> None:
+        """Loading is over (``error``: it failed)."""
+        self.loading = False
+        self.error = error
+        self.added()
+
+
 def _code(status: int | None, fallback: str) -> str:
     return fallback if status is None else f"HTTP {status}"
 
@@ -79,6 +119,7 @@ class Engine:
         once_per_number: bool,
         callback_url: str | None,
         on_progress: Callable[[StateCounts], None] | None,
+        feed: Feed | None = None,
     ) -> None:
         self._journal = journal
         self._kind = kind
@@ -88,6 +129,7 @@ class Engine:
         self.counts = counts
         self._once_per_number = once_per_number
         self._callback_url = callback_url
+        self._feed = feed
         self._on_progress = on_progress
         self.stopping = False
         self.halt: AICCError | None = None
@@ -102,27 +144,44 @@ class Engine:
         Raises the ``AICCAuthError`` / ``AICCConnectionError`` that halted the run,
         after the rows in flight finished and were recorded.
         """
-        exhausted = False
+        exhausted = starved = False
+        feed = self._feed
         try:
             while True:
                 self._drain()
+                if feed is not None:
+                    self.counts = self.counts.added(feed.take_new())
                 want = 0
                 if not (exhausted or self.stopping or self.halt):
                     want = self._concurrency - len(self._tasks)
                     if self._pacer is not None:
                         want = self._pacer.take(want)
                 if self._finished or want > 0:
+                    loading = feed is not None and feed.loading
+                    changed = None if feed is None else feed.changed()
                     claimed = await self._commit(want)
-                    exhausted = exhausted or len(claimed) < want
+                    # Short of rows: the input is exhausted, unless more is being loaded.
+                    starved = len(claimed) < want and loading
+                    exhausted = exhausted or (len(claimed) < want and not loading)
                     for row in claimed:
                         self._tasks[row.seq] = asyncio.create_task(self._send(row))
+                if feed is not None and feed.error is not None and self.halt is None:
+                    self.stopping = True  # the load failed: send nothing more
                 if not self._tasks:
                     if exhausted or self.stopping or self.halt:
                         break
-                    assert self._pacer is not None  # only the rate cap holds rows back
-                    await asyncio.sleep(self._pacer.delay())
+                    if starved and changed is not None:
+                        await changed.wait()  # the next batch of the input
+                    else:
+                        assert self._pacer is not None  # only the rate cap holds rows back
+                        await asyncio.sleep(self._pacer.delay())
                     continue
-                await self._next_outcome(None if exhausted or self.stopping else self._pacer)
+                timeout = None
+                if starved:
+                    timeout = _FEED_POLL
+                elif not (exhausted or self.stopping) and self._pacer is not None:
+                    timeout = self._pacer.delay()
+                await self._next_outcome(timeout)
         except BaseException:
             await self._abandon()
             raise
@@ -136,8 +195,7 @@ class Engine:
             self._tasks.pop(finished.seq, None)
             self._finished.append(finished)
 
-    async def _next_outcome(self, pacer: RateLimiter | None) -> None:
-        timeout = None if pacer is None else pacer.delay()
+    async def _next_outcome(self, timeout: float | None) -> None:
         with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
             finished = await asyncio.wait_for(self._queue.get(), timeout)
             self._tasks.pop(finished.seq, None)

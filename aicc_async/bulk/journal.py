@@ -147,6 +147,13 @@ class StateCounts:
         """True when nothing is left to act on: every row is done, withdrawn or duplicate."""
         return self.done + self.withdrawn + self.duplicate == self.total
 
+    def added(self, states: Iterable[State]) -> StateCounts:
+        """These counts with one more row per item of ``states``."""
+        counts = attrs.asdict(self)
+        for state in states:
+            counts[state] += 1
+        return StateCounts(**counts)
+
     def moved(self, source: State, targets: Iterable[State]) -> StateCounts:
         """These counts after one row per item of ``targets`` left ``source`` for it."""
         counts = attrs.asdict(self)
@@ -588,14 +595,24 @@ class Journal:
 
     # -- loading input ------------------------------------------------------------------
 
-    async def begin_load(self) -> int:
-        """Number a new pass over the input (see :meth:`load`); until :meth:`end_load`
-        accepts it, nothing can be sent."""
+    async def begin_load(self, *, stream: bool = False) -> tuple[int, bool]:
+        """Number a new pass over the input (see :meth:`load`); returns (pass, streams).
 
-        def work(db: sqlite3.Connection) -> int:
+        Until :meth:`end_load` accepts the pass, nothing can be sent; except, when
+        ``stream`` is asked and the journal holds no rows yet, the rows of this pass
+        can be sent as they are loaded (``streams`` is then True): a new campaign has
+        no earlier input whose rows the new one could leave out.
+        """
+
+        def work(db: sqlite3.Connection) -> tuple[int, bool]:
             self._accepted = db.execute("SELECT current_load FROM campaign").fetchone()[0]
+            empty = db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is None
             db.execute("UPDATE campaign SET loads = loads + 1, current_load = NULL")
-            return int(db.execute("SELECT loads FROM campaign").fetchone()[0])
+            load = int(db.execute("SELECT loads FROM campaign").fetchone()[0])
+            streams = stream and empty
+            if streams:
+                db.execute("UPDATE campaign SET current_load = ?", (load,))
+            return load, streams
 
         return await self._write(work)
 

@@ -236,6 +236,26 @@ async def _wait(terminal: Terminal, campaign: Campaign, signals: Signals, second
         )
 
 
+def _nothing_to_send(
+    terminal: Terminal, campaign: Campaign, rows: CampaignFile, options: Options, counts: Any
+) -> bool:
+    """Say what a resume will do; True (and say so) when there is nothing left to send."""
+    idempotent = KINDS[campaign.kind].idempotent
+    if options.retry_unknown and counts.unknown and not idempotent:
+        terminal.note(
+            f"--retry-unknown: sending {counts.unknown:,} rows whose outcome was unknown "
+            "again. Anyone among them who was already called is called twice.",
+            "bold yellow",
+        )
+        return False
+    if counts.pending or options.retry_failed or (idempotent and counts.unknown):
+        return False
+    terminal.note(
+        f"Nothing left to send: every row of {rows.path} already has an outcome in {campaign.path}."
+    )
+    return True
+
+
 def _say_interrupted(terminal: Terminal, campaign: Campaign) -> None:
     if not campaign.interrupted:
         return
@@ -280,27 +300,21 @@ async def _load_and_send(
     target: Target,
     callback_url: str | None,
 ) -> int:
-    try:
-        summary = await campaign.load(rows.rows(), source=rows.path, on_progress=progress.loading)
-    except asyncio.CancelledError:
-        terminal.note("Stopped while reading the input; nothing was sent.", "yellow")
-        return INTERRUPTED
-    progress.loaded(summary.read)
-    _say_loaded(terminal, summary, rows.path)
-    counts = (await campaign.report()).counts
-    idempotent = KINDS[campaign.kind].idempotent
-    if options.retry_unknown and counts.unknown and not idempotent:
-        terminal.note(
-            f"--retry-unknown: sending {counts.unknown:,} rows whose outcome was unknown "
-            "again. Anyone among them who was already called is called twice.",
-            "bold yellow",
-        )
-    elif not counts.pending and not options.retry_failed and not (idempotent and counts.unknown):
-        terminal.note(
-            f"Nothing left to send: every row of {rows.path} already has an outcome in "
-            f"{campaign.path}."
-        )
-        return OK
+    """A new campaign streams its input (the first rows leave while the rest is read); a
+    resume reads the whole input first, so that rows removed from it are never sent."""
+    stream = (await campaign.report()).counts.total == 0
+    if not stream:
+        try:
+            summary = await campaign.load(
+                rows.rows(), source=rows.path, on_progress=progress.loading
+            )
+        except asyncio.CancelledError:
+            terminal.note("Stopped while reading the input; nothing was sent.", "yellow")
+            return INTERRUPTED
+        progress.loaded(summary.read)
+        _say_loaded(terminal, summary, rows.path)
+        if _nothing_to_send(terminal, campaign, rows, options, (await campaign.report()).counts):
+            return OK
 
     def soft() -> None:
         campaign.stop()
@@ -323,7 +337,13 @@ async def _load_and_send(
                 target=target,
                 callback_url=callback_url,
                 on_progress=progress.sending,
+                rows=rows.rows() if stream else None,
+                source=rows.path if stream else None,
+                on_load=progress.loading if stream else None,
             )
+        if stream and campaign.loaded is not None:
+            progress.loaded(campaign.loaded.read)
+            _say_loaded(terminal, campaign.loaded, rows.path)
     except asyncio.CancelledError:
         pass
     except AICCAuthError as exc:

@@ -110,7 +110,8 @@ class CampaignProgress:
         if self._sending is None:
             self._sending = self._progress.add_task("Sending", total=counts.total)
         self._progress.counts = counts
-        self._progress.update(self._sending, completed=counts.finished)
+        # While the input is still being read, the total is the rows read so far.
+        self._progress.update(self._sending, total=counts.total, completed=counts.finished)
 
 
 def render_report(report: CampaignReport) -> RenderableType:

@@ -1,5 +1,6 @@
 """attrs validators shared by the request classes. Each raises ``AICCValidationError``
-naming the field (and the endpoint), before anything is sent."""
+naming the field (and the endpoint), before anything is sent. For an optional field
+wrap one in ``attrs.validators.optional``."""
 
 from __future__ import annotations
 
@@ -9,18 +10,9 @@ from typing import Any
 
 import attrs
 
-from aicc_async.errors import AICCValidationError
+from aicc_async.errors import invalid, is_int
 
-__all__ = [
-    "digits",
-    "fail",
-    "non_negative_int",
-    "optional",
-    "phone_number",
-    "string",
-    "text",
-    "utf8",
-]
+__all__ = ["digits", "non_negative_int", "phone_number", "string", "text", "utf8"]
 
 Validator = Callable[[Any, "attrs.Attribute[Any]", Any], None]
 
@@ -29,25 +21,21 @@ _DIGITS = re.compile(r"[0-9]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def fail(endpoint: str, field: str, message: str) -> AICCValidationError:
-    """The error for a bad ``field`` of a request to ``endpoint``."""
-    return AICCValidationError(f"{field}: {message}", field=field, endpoint=endpoint)
-
-
 def text(endpoint: str, max_len: int | None = None, *, single_line: bool = True) -> Validator:
     """A non-blank ``str`` of at most ``max_len`` characters (no control characters if
     ``single_line``)."""
 
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        field = attribute.name
         if not isinstance(value, str) or not value.strip():
-            raise fail(endpoint, attribute.name, f"must be a non-empty string, got {value!r}")
+            raise invalid(field, f"must be a non-empty string, got {value!r}", endpoint=endpoint)
         if max_len is not None and len(value) > max_len:
-            raise fail(
-                endpoint, attribute.name, f"is {len(value)} characters; at most {max_len} allowed"
+            raise invalid(
+                field, f"is {len(value)} characters; at most {max_len} allowed", endpoint=endpoint
             )
         if single_line and _CONTROL.search(value):
-            raise fail(endpoint, attribute.name, "must not contain line breaks or control chars")
-        utf8(endpoint, attribute.name, value)
+            raise invalid(field, "must not contain line breaks or control chars", endpoint=endpoint)
+        utf8(endpoint, field, value)
 
     return check
 
@@ -57,7 +45,9 @@ def utf8(endpoint: str, field: str, value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise fail(endpoint, field, "must be valid Unicode text (no lone surrogates)") from None
+        raise invalid(
+            field, "must be valid Unicode text (no lone surrogates)", endpoint=endpoint
+        ) from None
 
 
 def string(endpoint: str, max_len: int) -> Validator:
@@ -65,10 +55,10 @@ def string(endpoint: str, max_len: int) -> Validator:
 
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str) or len(value) > max_len:
-            raise fail(
-                endpoint,
+            raise invalid(
                 attribute.name,
                 f"must be a string of at most {max_len} characters, got {type(value).__name__}",
+                endpoint=endpoint,
             )
         utf8(endpoint, attribute.name, value)
 
@@ -80,10 +70,10 @@ def phone_number(endpoint: str) -> Validator:
 
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str) or not _PHONE.fullmatch(value):
-            raise fail(
-                endpoint,
+            raise invalid(
                 attribute.name,
                 "must be a phone number of 1 to 32 digits (a leading + is allowed)",
+                endpoint=endpoint,
             )
 
     return check
@@ -94,7 +84,7 @@ def digits(endpoint: str, max_len: int, hint: str) -> Validator:
 
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str) or not _DIGITS.fullmatch(value) or len(value) > max_len:
-            raise fail(endpoint, attribute.name, f"must be {hint} (digits only)")
+            raise invalid(attribute.name, f"must be {hint} (digits only)", endpoint=endpoint)
 
     return check
 
@@ -103,17 +93,9 @@ def non_negative_int(endpoint: str) -> Validator:
     """An ``int`` >= 0 (``bool`` refused)."""
 
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise fail(endpoint, attribute.name, f"must be an integer >= 0, got {value!r}")
-
-    return check
-
-
-def optional(validator: Validator) -> Validator:
-    """``validator``, or ``None``."""
-
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if value is not None:
-            validator(instance, attribute, value)
+        if not is_int(value) or value < 0:
+            raise invalid(
+                attribute.name, f"must be an integer >= 0, got {value!r}", endpoint=endpoint
+            )
 
     return check

@@ -8,7 +8,6 @@ passed ``retry_unsafe=True``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, overload
 
@@ -16,10 +15,10 @@ import attrs
 
 from aicc_async._transport import Endpoint
 from aicc_async._wire import ResponseInfo, to_wire, wire_field
-from aicc_async.auth import MessagingTokenCache
+from aicc_async.auth import HEADER_TOKEN, MessagingTokenCache
 from aicc_async.config import LOCALE, Timeout
-from aicc_async.endpoints._validate import fail, text
-from aicc_async.errors import AICCAuthError, AICCValidationError
+from aicc_async.endpoints._validate import text
+from aicc_async.errors import AICCAuthError, AICCValidationError, invalid
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
@@ -36,8 +35,6 @@ __all__ = [
 ]
 
 MESSAGING_TOKEN_HEADER = "ccmessaging-token"  # noqa: S105 - a header name
-#: What a token must look like to be sent in a header (visible ASCII, bounded).
-_HEADER_SAFE = re.compile(r"[\x21-\x7e]{1,8192}")
 
 #: Documented ``resultCode`` values of applyToken.
 APPLY_TOKEN_CODES: Mapping[str, str] = {
@@ -81,8 +78,10 @@ LEAVE_MESSAGE = Endpoint(
 
 def _locale(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, str) or not LOCALE.fullmatch(value):
-        raise fail(
-            APPLY_TOKEN.name, "locale", f"must look like 'en', 'en_US' or 'zh_CN', got {value!r}"
+        raise invalid(
+            "locale",
+            f"must look like 'en', 'en_US' or 'zh_CN', got {value!r}",
+            endpoint=APPLY_TOKEN.name,
         )
 
 
@@ -179,10 +178,23 @@ class _GivenToken:
 class MessagingAPI:
     """``aicc.messaging``: ccmessaging-tokens and customers' messages."""
 
-    def __init__(self, transport: Transport, config: ClientConfig) -> None:
+    def __init__(
+        self, transport: Transport, config: ClientConfig, *, parent: MessagingAPI | None = None
+    ) -> None:
         self._transport = transport
         self._config = config
-        self._token_cache = MessagingTokenCache(self._apply_for_user, config.clock)
+        self._owns_cache = parent is None
+        self._token_cache: MessagingTokenCache = (
+            MessagingTokenCache(self._apply_for_user, config.clock)
+            if parent is None
+            else parent._token_cache  # one token per user, whichever client applied
+        )
+
+    async def close(self) -> None:
+        """Cancel token applications in progress and forget the cached tokens (unless
+        they are shared with the client this one is derived from)."""
+        if self._owns_cache:
+            await self._token_cache.close()
 
     async def apply_token(
         self,
@@ -263,14 +275,15 @@ class MessagingAPI:
                 "send() takes an ApplyTokenRequest or a LeaveMessageRequest, "
                 f"got {type(request).__name__}",
                 field="request",
+                endpoint=f"{APPLY_TOKEN.name} / {LEAVE_MESSAGE.name}",
             )
-        if token is not None and (not isinstance(token, str) or not _HEADER_SAFE.fullmatch(token)):
+        if token is not None and (not isinstance(token, str) or not HEADER_TOKEN.fullmatch(token)):
             # Never echo the value: it is a credential.
-            raise fail(
-                LEAVE_MESSAGE.name,
+            raise invalid(
                 "token",
                 "must be a non-empty ccmessaging-token string without spaces, line breaks "
                 "or non-ASCII characters",
+                endpoint=LEAVE_MESSAGE.name,
             )
         if token is not None:
             session_token: _UserToken | _GivenToken = _GivenToken(token)
@@ -306,7 +319,7 @@ class MessagingAPI:
                 "applyToken answered resultCode 0 without a token",
                 endpoint=APPLY_TOKEN.name,
             )
-        if not _HEADER_SAFE.fullmatch(result.token):
+        if not HEADER_TOKEN.fullmatch(result.token):
             raise AICCAuthError(
                 "applyToken issued a token that cannot be sent in a header (spaces, line "
                 "breaks, non-ASCII characters or over 8192 characters)",

@@ -16,7 +16,7 @@ import attrs
 from aicc_async._transport import Endpoint
 from aicc_async._wire import ResponseInfo, to_wire, wire_field
 from aicc_async.config import Timeout
-from aicc_async.endpoints._validate import optional, text
+from aicc_async.endpoints._validate import text
 from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
@@ -96,7 +96,8 @@ class CreateCallRequest:
     called: str = attrs.field(validator=text(CREATE_CALL.name, 32))
     caller_present: str = attrs.field(validator=text(CREATE_CALL.name, 32))
     call_data: str | None = attrs.field(
-        default=None, validator=optional(text(CREATE_CALL.name, 1024, single_line=False))
+        default=None,
+        validator=attrs.validators.optional(text(CREATE_CALL.name, 1024, single_line=False)),
     )
 
 
@@ -214,4 +215,5 @@ class MobileAgentAPI:
             "send() takes a CreateCallRequest or a GetCalledInfoRequest, "
             f"got {type(request).__name__}",
             field="request",
+            endpoint=f"{CREATE_CALL.name} / {GET_CALLED_INFO.name}",
         )

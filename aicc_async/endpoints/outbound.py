@@ -14,7 +14,7 @@ import attrs
 from aicc_async._transport import Endpoint
 from aicc_async._wire import ResponseInfo, to_wire, wire_field
 from aicc_async.config import Timeout
-from aicc_async.endpoints._validate import non_negative_int, optional, string, text
+from aicc_async.endpoints._validate import non_negative_int, string, text
 from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ _name = WRITE_BACK.name
 
 def _optional_str() -> Any:
     # Optional result fields may be empty strings, as in AICC's own example.
-    return attrs.field(default=None, validator=optional(string(_name, 1024)))
+    return attrs.field(default=None, validator=attrs.validators.optional(string(_name, 1024)))
 
 
 @attrs.frozen
@@ -64,7 +64,9 @@ class WriteBackResultRequest:
     unique_id: str = attrs.field(validator=text(_name, 64))
     service_id: str = attrs.field(validator=text(_name, 64))
     status: str | None = _optional_str()
-    device_type: int | None = attrs.field(default=None, validator=optional(non_negative_int(_name)))
+    device_type: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(non_negative_int(_name))
+    )
     phone_number: str | None = _optional_str()
     fail_code: str | None = _optional_str()
     asr_result: str | None = _optional_str()

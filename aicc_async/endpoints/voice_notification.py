@@ -19,14 +19,15 @@ import attrs
 from aicc_async._transport import Endpoint
 from aicc_async._wire import ResponseInfo, to_wire, wire_field
 from aicc_async.config import Timeout
-from aicc_async.endpoints._validate import digits, fail, optional, phone_number, text
-from aicc_async.errors import AICCValidationError
+from aicc_async.endpoints._validate import digits, phone_number, text
+from aicc_async.errors import AICCValidationError, invalid, is_int
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
     from aicc_async.bulk.fanout import Outcome
 
 __all__ = [
+    "VOICE_NOTIFICATION_CODES",
     "CreateVoiceNotificationRequest",
     "VoiceContent",
     "VoiceNotificationAPI",
@@ -39,8 +40,25 @@ MAX_VOICE_CONTENT = 1000
 _CALLBACK_CHARS = re.compile(r"https?://[A-Za-z0-9\-:./_#?&]{1,1000}")
 
 
+#: Documented ``retCode`` values of createVoiceNotification and their meanings.
+VOICE_NOTIFICATION_CODES: Mapping[str, str] = {
+    "0": "created",
+    "1": "a task is in progress; try again later (the call was not taken)",
+    "2": "callData is longer than 1024 characters",
+    "3": "creation failed; no call serial number was generated",
+    "4": "the softphone number does not match the rule",
+    "5": "caller or called is missing or malformed",
+    "6": "the VDN is not enabled",
+    "7": "callerPresent or agentPresent failed verification: use the tenant's access code",
+    "8": "voiceContent is empty, too long or refers to a voice that does not exist",
+    "9": "callBackUrl does not meet the requirements (format or trustlist)",
+    "16": "the tenant is in trial commercial use and the called number is not on its trustlist",
+    "36": "priority is not in the right format",
+}
+
+
 class VoiceNotificationCode(str, enum.Enum):
-    """Documented ``retCode`` values of createVoiceNotification."""
+    """Names for the codes of ``VOICE_NOTIFICATION_CODES`` (which holds their meanings)."""
 
     SUCCESS = "0"
     BUSY = "1"
@@ -58,23 +76,8 @@ class VoiceNotificationCode(str, enum.Enum):
     @property
     def meaning(self) -> str:
         """The documented meaning of this code."""
-        return _MEANINGS[self.value]
+        return VOICE_NOTIFICATION_CODES[self.value]
 
-
-_MEANINGS = {
-    "0": "created",
-    "1": "a task is in progress; try again later (the call was not taken)",
-    "2": "callData is longer than 1024 characters",
-    "3": "creation failed; no call serial number was generated",
-    "4": "the softphone number does not match the rule",
-    "5": "caller or called is missing or malformed",
-    "6": "the VDN is not enabled",
-    "7": "callerPresent or agentPresent failed verification: use the tenant's access code",
-    "8": "voiceContent is empty, too long or refers to a voice that does not exist",
-    "9": "callBackUrl does not meet the requirements (format or trustlist)",
-    "16": "the tenant is in trial commercial use and the called number is not on its trustlist",
-    "36": "priority is not in the right format",
-}
 
 ENDPOINT = Endpoint(
     name="createVoiceNotification",
@@ -83,20 +86,27 @@ ENDPOINT = Endpoint(
     idempotent=False,
     code_field="retCode",
     message_field="retMsg",
-    codes=_MEANINGS,
+    codes=VOICE_NOTIFICATION_CODES,
     retry_codes=frozenset({VoiceNotificationCode.BUSY.value}),
 )
 
 
-def _fail(field: str, message: str) -> AICCValidationError:
-    return fail(ENDPOINT.name, field, message)
+_name = ENDPOINT.name
 
 
 def _check_part(kind: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _fail("voice_content", f"a {kind} part must be a non-empty string, got {value!r}")
+        raise invalid(
+            "voice_content",
+            f"a {kind} part must be a non-empty string, got {value!r}",
+            endpoint=_name,
+        )
     if "~" in value or "$" in value:
-        raise _fail("voice_content", f"a {kind} part must not contain '~' or '$', got {value!r}")
+        raise invalid(
+            "voice_content",
+            f"a {kind} part must not contain '~' or '$', got {value!r}",
+            endpoint=_name,
+        )
     return value
 
 
@@ -132,10 +142,11 @@ def _callback_url(instance: Any, attribute: attrs.Attribute[Any], value: object)
     if value is None:
         return
     if not isinstance(value, str) or not _CALLBACK_CHARS.fullmatch(value):
-        raise _fail(
+        raise invalid(
             "callback_url",
             "must be an http(s) URL of letters, digits and -:./_#?& only "
             "(no '=', '%', '+' or spaces); pass it plain, the SDK Base64-encodes it",
+            endpoint=_name,
         )
 
 
@@ -147,9 +158,11 @@ def check_callback_url(url: object) -> None:
 def _priority(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 9:
-        raise _fail(
-            "priority", f"must be an integer from 1 (soonest) to 9 (default), got {value!r}"
+    if not is_int(value) or not 1 <= value <= 9:
+        raise invalid(
+            "priority",
+            f"must be an integer from 1 (soonest) to 9 (default), got {value!r}",
+            endpoint=_name,
         )
 
 
@@ -175,7 +188,7 @@ class CreateVoiceNotificationRequest:
     )
     caller_present: str | None = attrs.field(
         default=None,
-        validator=optional(
+        validator=attrs.validators.optional(
             digits(ENDPOINT.name, 32, "the tenant's access code or an 11-14 digit number")
         ),
     )
@@ -249,7 +262,7 @@ class VoiceNotificationAPI:
             raise AICCValidationError(
                 f"send() takes a CreateVoiceNotificationRequest, got {type(request).__name__}",
                 field="request",
-                endpoint=ENDPOINT.name,
+                endpoint=_name,
             )
         body, response = await self._transport.call(
             ENDPOINT, to_wire(request), retry_unsafe=retry_unsafe, timeout=timeout
@@ -280,7 +293,9 @@ class VoiceNotificationAPI:
         from aicc_async.bulk.fanout import check_concurrency, fan_out
 
         if not isinstance(retry_unsafe, bool):
-            raise _fail("retry_unsafe", f"must be True or False, got {retry_unsafe!r}")
+            raise invalid(
+                "retry_unsafe", f"must be True or False, got {retry_unsafe!r}", endpoint=_name
+            )
         limit = self._transport.config.limits[ENDPOINT.group or ""]
         return fan_out(
             lambda request: self.send(request, retry_unsafe=retry_unsafe),

@@ -326,13 +326,21 @@ def test_second_ctrl_c_abandons_the_rows_in_flight(
     assert_consistent(rows, calls, 15)
 
 
-def test_sigterm_while_reading_the_input_sends_nothing(
+def test_sigterm_while_a_resume_reads_the_input_sends_nothing(
     tmp_path, fake, aicc, write_contacts, journal_rows
 ):
-    # Large enough that reading it takes seconds: the signal lands while rows load.
+    # A resume reads the whole input before it sends (rows removed from it must not be
+    # sent): a signal that lands while it reads sends nothing. (A new campaign streams
+    # its input instead: see the next test.)
     source = write_contacts(tmp_path / "contacts.csv", 300_000)
     journal = tmp_path / "campaign.db"
     wal = tmp_path / "campaign.db-wal"
+    first = aicc.start("notify", source, "--journal", journal, env=fake.env)
+    fake.wait_for(lambda s: s["processed"]["createVoiceNotification"] >= 50)
+    first.signal(signal.SIGTERM)
+    assert first.wait(30).returncode == 130
+    sent = fake.stats()["received"]["createVoiceNotification"]
+    assert not wal.exists() or wal.stat().st_size == 0  # closed cleanly
 
     running = aicc.start("notify", source, "--journal", journal, env=fake.env)
     end = time.monotonic() + 30
@@ -348,10 +356,33 @@ def test_sigterm_while_reading_the_input_sends_nothing(
     assert "nothing was sent" in flat(stopped.stderr), stopped
 
     stats = fake.stats()
-    assert stats["received"]["createVoiceNotification"] == 0
+    assert stats["received"]["createVoiceNotification"] == sent
     rows = journal_rows(journal)
     assert 0 < len(rows) < 300_000
-    assert {r["state"] for r in rows} == {"pending"}
+    assert {r["state"] for r in rows} == {"pending", "done"}
+
+
+def test_sigterm_while_a_new_campaign_streams_its_input(
+    tmp_path, fake, aicc, write_contacts, journal_rows
+):
+    # A new campaign sends its first rows while it reads the rest: a signal then stops
+    # it like any other (the rows in flight finish), and the same command finishes it.
+    source = write_contacts(tmp_path / "contacts.csv", 300_000)
+    journal = tmp_path / "campaign.db"
+    running = aicc.start("notify", source, "--journal", journal, env=fake.env)
+    fake.wait_for(lambda s: s["processed"]["createVoiceNotification"] >= 20)
+    running.signal(signal.SIGTERM)
+    stopped = running.wait(30)
+    assert stopped.returncode == 130, stopped
+    assert "Traceback" not in stopped.output, stopped
+
+    calls = fake.calls()
+    rows = journal_rows(journal)
+    assert 0 < len(rows) < 300_000  # it stopped before reading the whole input
+    done = {r["called"] for r in rows if r["state"] == "done"}
+    assert set(calls) == done  # every call placed is recorded, and only those
+    assert {r["state"] for r in rows} == {"pending", "done"}
+    assert all(c == 1 for c in calls.values())
 
 
 def test_retry_failed_resends_refused_rows_only(tmp_path, start_fake, aicc, journal_rows):

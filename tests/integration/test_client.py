@@ -54,7 +54,7 @@ def test_repr_shows_url_and_key_never_the_secret() -> None:
 async def test_unclosed_client_warns(fake_aicc: FakeAICC) -> None:
     aicc = fake_aicc.client()
     await aicc.voice_notification.create(called="1", voice_content="$a$")
-    session = aicc._transport._session
+    session = aicc._transport._shared.session
     assert session is not None
     with pytest.warns(ResourceWarning, match="unclosed AICCClient"):  # noqa: PT031
         del aicc  # the warning comes from __del__, at once or at the next collection

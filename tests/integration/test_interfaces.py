@@ -4,9 +4,12 @@ the ccmessaging-token life cycle."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
+import aiohttp.abc
 import pytest
 
 from aicc_async import (
@@ -22,6 +25,12 @@ from aicc_async.auth import MessagingTokenCache
 from aicc_async.testing import CalledParty, FakeAICC, Fault
 
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.05, max_elapsed=5)
+ENDPOINT_PATHS = {
+    "midresult": "/rest/isales/v1/openapi/obs/business/push/midresult",
+    "getCalledInfo": "/apiaccess/CC-Management/v1/mobileAgent/getCalledInfo",
+    "createcall": "/apiaccess/ccmessaging/v1/mobileagent/createcall",
+    "doLeaveMessage": "/apiaccess/ccmessaging/doLeaveMessage",
+}
 AMBIGUOUS = [Fault.RESET_AFTER_PROCESSING, Fault.HANG, Fault.HTML_502, Fault.HTML_504]
 
 
@@ -118,6 +127,71 @@ async def test_connection_never_made_is_retried_everywhere(
     async with client(fake) as aicc:
         await call(aicc)
     assert len(fake.received(endpoint)) == 2
+    assert len(fake.processed(endpoint)) == 1
+
+
+class _RefuseOnce(aiohttp.abc.AbstractResolver):
+    """Resolves every host to FakeAICC, except the first connection made for ``path``:
+    to a port where nothing listens, so the kernel refuses it (ECONNREFUSED)."""
+
+    def __init__(self, fake_port: int, dead_port: int, path: str) -> None:
+        self.fake_port, self.dead_port, self.path = fake_port, dead_port, path
+        self.requested = ""  # the path of the request being connected
+        self.refused = 0
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        target = self.fake_port
+        if self.requested == self.path and not self.refused:
+            self.refused += 1
+            target = self.dead_port
+        return [
+            {
+                "hostname": host,
+                "host": "127.0.0.1",
+                "port": target,
+                "family": socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("endpoint", "call"), IDEMPOTENT + NON_IDEMPOTENT)
+@pytest.mark.asyncio
+async def test_refused_connection_is_retried_everywhere(
+    fake: FakeAICC, endpoint: str, call: Callable[[AICCClient], Awaitable[Any]]
+) -> None:
+    path = ENDPOINT_PATHS[endpoint]
+    with socket.socket() as dead:  # bound, never listening: connecting to it is refused
+        dead.bind(("127.0.0.1", 0))
+        resolver = _RefuseOnce(int(fake.url.rsplit(":", 1)[1]), dead.getsockname()[1], path)
+
+        async def on_request_start(
+            _s: Any, _c: Any, params: aiohttp.TraceRequestStartParams
+        ) -> None:
+            resolver.requested = params.url.path
+
+        trace = aiohttp.TraceConfig()
+        trace.on_request_start.append(on_request_start)
+        connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True)
+        async with aiohttp.ClientSession(connector=connector, trace_configs=[trace]) as session:
+            aicc = AICCClient(
+                f"http://aicc.localhost:{resolver.fake_port}",
+                fake.app_key,
+                fake.app_secret,
+                session=session,
+                retry=FAST,
+                messaging_channel_id="web-channel",
+            )
+            async with aicc:
+                await call(aicc)
+    assert resolver.refused == 1
+    assert len(fake.received(endpoint)) == 1  # the refused attempt never reached AICC
     assert len(fake.processed(endpoint)) == 1
 
 

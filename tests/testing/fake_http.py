@@ -1,4 +1,8 @@
-"""Constants and request helpers shared by the FakeAICC tests in this folder (imported as a plain module: tests/ has no packages)."""
+"""Constants and request helpers shared by the FakeAICC tests in this folder.
+
+Imported as a plain module (``from fake_http import ...``), as tests/integration does
+with ``hostile``: tests/ has no packages.
+"""
 
 from __future__ import annotations
 

@@ -13,11 +13,7 @@ import aiohttp
 import pytest
 from fake_http import STATS_PATH, TOKEN_PATH, VOICE_PATH, counts, get_stats, subprocess_env
 
-from aicc_async import (
-    AICCBusinessError,
-    AICCClient,
-    RetryPolicy,
-)
+from aicc_async import AICCBusinessError, AICCClient, RetryPolicy
 from aicc_async.testing import FakeAICC, Fault
 from aicc_async.testing.fake import cli
 from aicc_async.testing.fake.cli import add_server_arguments, fake_from_args, main, serve

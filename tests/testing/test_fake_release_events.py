@@ -17,12 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from fake_http import subprocess_env
 
-from aicc_async import (
-    AICCClient,
-    CallbackReceiver,
-    ReleaseEvent,
-    verify_signature,
-)
+from aicc_async import AICCClient, CallbackReceiver, ReleaseEvent, verify_signature
 from aicc_async.testing import FakeAICC, SentReleaseEvent
 from aicc_async.testing.fake.cli import main
 

@@ -1,4 +1,4 @@
-"""FakeAICC's server: start/close, the client it hands out, routing (404/405), recording, in-flight counts."""
+"""FakeAICC's server: start/close, its client, routing (404/405), recording, in-flight counts."""
 
 from __future__ import annotations
 

@@ -11,10 +11,7 @@ import aiohttp
 import pytest
 from fake_http import STATS_PATH, TOKEN, TOKEN_PATH, VOICE, VOICE_PATH, counts, get_stats
 
-from aicc_async import (
-    AICCBusinessError,
-    RetryPolicy,
-)
+from aicc_async import AICCBusinessError, RetryPolicy
 from aicc_async.testing import FakeAICC, Fault
 
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)

@@ -149,6 +149,26 @@ async def test_create_call_omits_call_data_and_reads_serial(aicc: AICCClient, ht
     assert (call.call_serial_no, call.access_code) == ("5", "17")
 
 
+#: createcall's error codes as the interface page documents them (seeds/001), each with
+#: words of its documented meaning the SDK's meaning must carry (case aside).
+DOCUMENTED_CREATE_CALL_CODES = {
+    "30010000001": "not enabled",  # This feature is not enabled and cannot be used
+    "30010000002": "no SIP server information",  # No SIP server information is found
+    "30010000003": "input parameter verification failed",
+    "30010010001": "failed to add the outbound call task",
+    "30010010002": "the VDN is unavailable",
+    "30010010003": "record path",  # The VDN configuration is incorrect, and the record path ...
+    "30010019999": "CCM",  # CCM other exception
+    "30011010001": "without waiting for the call setup success event",
+    "30011019999": "CCUCS",  # CCUCS other exception
+    "30010009999": "Chat",  # Chat other exception
+}
+
+
+def test_create_call_table_holds_exactly_the_documented_codes() -> None:
+    assert set(CREATE_CALL_CODES) == {"0", *DOCUMENTED_CREATE_CALL_CODES}
+
+
 @pytest.mark.parametrize("code", sorted(set(CREATE_CALL_CODES) - {"0"}))
 @pytest.mark.asyncio
 async def test_create_call_named_codes(aicc: AICCClient, http: Any, code: str) -> None:
@@ -158,6 +178,18 @@ async def test_create_call_named_codes(aicc: AICCClient, http: Any, code: str) -
     assert caught.value.code == code
     assert caught.value.meaning == CREATE_CALL_CODES[code]
     assert len(calls(http, CREATE_CALL)) == 1
+
+
+@pytest.mark.parametrize(("code", "documented"), sorted(DOCUMENTED_CREATE_CALL_CODES.items()))
+@pytest.mark.asyncio
+async def test_create_call_codes_mean_what_the_documentation_says(
+    aicc: AICCClient, http: Any, code: str, documented: str
+) -> None:
+    http.post(CREATE_CALL, payload={"resultCode": code, "resultDesc": "no"})
+    with pytest.raises(AICCBusinessError) as caught:
+        await aicc.mobile_agent.create_call("88884432", "95599")
+    assert caught.value.code == code
+    assert documented.casefold() in (caught.value.meaning or "").casefold()
 
 
 @pytest.mark.asyncio
