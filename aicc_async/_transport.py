@@ -245,7 +245,7 @@ class Transport:
 
     def _check_usable(self, name: str) -> None:
         """Refuse to send from a closed client or from another event loop than the first."""
-        if self.closed:
+        if self._closed or self._shared.closed:
             raise self._closed_error(name)
         loop = asyncio.get_running_loop()
         shared = self._shared
@@ -392,9 +392,10 @@ class Transport:
     ) -> Answer:
         """Drive the auth flow: send each request it yields once, hand it the answer,
         and return the answer it lets stand."""
-        flow = self.auth.auth_flow(
-            endpoint.name, self._base_headers(endpoint.app_key_header), session_token, token
-        )
+        headers = self._headers.get(endpoint.app_key_header)
+        if headers is None:
+            headers = self._base_headers(endpoint.app_key_header)
+        flow = self.auth.auth_flow(endpoint.name, headers, session_token, token)
         try:
             headers = await anext(flow)
             while True:
@@ -414,13 +415,12 @@ class Transport:
             await flow.aclose()
 
     def _base_headers(self, app_key_header: str | None) -> dict[str, str]:
-        """The headers of every request to an interface taking ``app_key_header``."""
-        headers = self._headers.get(app_key_header)
-        if headers is None:
-            headers = {**self._default_headers, "Content-Type": "application/json"}
-            if app_key_header:
-                headers[app_key_header] = self.config.app_key
-            self._headers[app_key_header] = headers
+        """The headers of every request to an interface taking ``app_key_header``
+        (built once, kept in ``self._headers``)."""
+        headers = {**self._default_headers, "Content-Type": "application/json"}
+        if app_key_header:
+            headers[app_key_header] = self.config.app_key
+        self._headers[app_key_header] = headers
         return headers
 
     def _decode(
@@ -560,7 +560,7 @@ class Transport:
         The body is read up to ``max_response_bytes`` (after decompression); a longer
         answer is abandoned at once and never retried.
         """
-        if self.closed:
+        if self._closed or self._shared.closed:
             raise self._closed_error(name)
         session = self._get_session()
         if session.closed:

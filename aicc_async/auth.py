@@ -460,11 +460,6 @@ class Redactor(Protocol):
         ...
 
 
-def rejected(answer: Answer) -> bool:
-    """Whether AICC rejected the request's token: 401, or 403 with "auth fail"."""
-    return answer.status == 401 or (answer.status == 403 and b"auth fail" in answer.raw.lower())
-
-
 class TokenAuth:
     """Puts the client's AccessToken (and a call's second token) on a request, and
     replays it once with fresh tokens when AICC rejects one.
@@ -527,8 +522,9 @@ class TokenAuth:
                 if fresh and HEADER_TOKEN.fullmatch(fresh):
                     self._redactor.remember(fresh)
                     session_token.adopt(fresh)
-            if not rejected(answer):
-                return
+            status = answer.status
+            if status != 401 and (status != 403 or b"auth fail" not in answer.raw.lower()):
+                return  # not a token rejection (401, or 403 "auth fail"): the answer stands
             self.tokens.invalidate(token)
             if session_token is not None and second is not None:
                 session_token.invalidate(second)

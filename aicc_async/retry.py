@@ -246,7 +246,7 @@ def with_retries(
             if policy.max_attempts == 1:
                 raise
             return await retry(first, *args, **kwargs)
-        if budget is not None:
+        if budget is not None and budget.level < budget.capacity:
             budget.give_back(budget.refund)
         return result
 

@@ -21,11 +21,14 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 PIN = hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
 
@@ -82,8 +85,17 @@ def start_server() -> tuple[subprocess.Popen[str], dict[str, str]]:
     return proc, json.loads(proc.stdout.readline())
 
 
-def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Run ``argv``; returns (wall seconds, peak RSS in MiB, exit status)."""
+def processed(url: str) -> int:
+    with urllib.request.urlopen(f"{url}/_fake/stats", timeout=10) as answer:  # noqa: S310 - loopback
+        return int(json.loads(answer.read())["processed"]["createVoiceNotification"])
+
+
+def timed(
+    argv: list[str], env: dict[str, str], server_url: str | None = None
+) -> tuple[float, float, int, float | None]:
+    """Run ``argv``; returns (wall seconds, peak RSS in MiB, exit status, seconds until
+    the server processed its first notification (when ``server_url`` is given))."""
+    before = 0 if server_url is None else processed(server_url)
     start = time.perf_counter()
     proc = subprocess.Popen(
         argv,
@@ -92,9 +104,36 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
         stderr=subprocess.DEVNULL,
         preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if PIN else None,
     )
+    first = None
+    while server_url is not None and first is None and proc.poll() is None:
+        if processed(server_url) > before:
+            first = time.perf_counter() - start
+        else:
+            time.sleep(0.005)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode, first
+
+
+def one_run(argv_for: Any, first_request: bool) -> tuple[float, float, float | None]:
+    """Start a fresh FakeAICC (no state left by an earlier run), run ``argv_for(info)``
+    against it; returns (wall seconds, peak RSS MiB, first request seconds)."""
+    server, info = start_server()
+    env = dict(
+        os.environ,
+        AICC_BASE_URL=info["url"],
+        AICC_APP_KEY=info["app_key"],
+        AICC_APP_SECRET=info["app_secret"],
+    )
+    try:
+        wall, rss, status, first = timed(
+            argv_for(info), env, info["url"] if first_request else None
+        )
+        assert status == 0, f"{argv_for(info)[3:5]} exited {status}"
+        return wall, rss, first
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def main() -> None:
@@ -102,25 +141,29 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--raw-max", type=int, default=100_000, help="largest raw run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each, median shown")
     args = parser.parse_args()
-    print(f"cores: {os.cpu_count()}, pinned: {PIN}, concurrency: {args.concurrency}")
-    print(f"{'rows':>9} {'what':>5} {'seconds':>8} {'rows/s':>7} {'ratio':>6} {'peak RSS':>9}")
+    print(
+        f"cores: {os.cpu_count()}, pinned: {PIN}, concurrency: {args.concurrency}, "
+        f"rounds: {args.rounds} (medians; raw and aicc alternate, each on a fresh server)"
+    )
+    print(
+        f"{'rows':>9} {'what':>5} {'seconds':>8} {'rows/s':>7} {'ratio':>6} {'peak RSS':>9} "
+        f"{'first request':>14}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
             contacts = Path(tmp, f"contacts-{rows}.csv")
             write_contacts(contacts, rows)
-            server, info = start_server()
-            env = dict(
-                os.environ,
-                AICC_BASE_URL=info["url"],
-                AICC_APP_KEY=info["app_key"],
-                AICC_APP_SECRET=info["app_secret"],
-            )
-            try:
-                raw_rate = None
+            journal = Path(tmp, f"campaign-{rows}.db")
+            raw_walls: list[float] = []
+            aicc_walls: list[float] = []
+            firsts: list[float] = []
+            rss = journal_size = 0.0
+            for _ in range(args.rounds):
                 if rows <= args.raw_max:
-                    wall, rss, status = timed(
-                        [
+                    wall, _, _ = one_run(
+                        lambda info: [
                             sys.executable,
                             "-c",
                             RAW_CLIENT,
@@ -130,17 +173,11 @@ def main() -> None:
                             str(contacts),
                             str(args.concurrency),
                         ],
-                        env,
+                        first_request=False,
                     )
-                    assert status == 0, f"raw client exited {status}"
-                    raw_rate = rows / wall
-                    print(
-                        f"{rows:>9,} {'raw':>5} {wall:>8.1f} {raw_rate:>7,.0f} {'':>6} "
-                        f"{rss:>6,.0f} MiB"
-                    )
-                journal = Path(tmp, f"campaign-{rows}.db")
-                wall, rss, status = timed(
-                    [
+                    raw_walls.append(wall)
+                wall, rss, first = one_run(
+                    lambda info: [
                         sys.executable,
                         "-c",
                         "import sys; from aicc_async.cli import main; sys.exit(main())",
@@ -151,18 +188,30 @@ def main() -> None:
                         "--concurrency",
                         str(args.concurrency),
                     ],
-                    env,
+                    first_request=True,
                 )
-                assert status == 0, f"aicc notify exited {status}"
-                rate = rows / wall
-                ratio = f"{raw_rate / rate:.2f}" if raw_rate else ""
-                print(
-                    f"{rows:>9,} {'aicc':>5} {wall:>8.1f} {rate:>7,.0f} {ratio:>6} "
-                    f"{rss:>6,.0f} MiB   journal {journal.stat().st_size / 2**20:,.0f} MiB"
-                )
-            finally:
-                server.terminate()
-                server.wait()
+                aicc_walls.append(wall)
+                if first is not None:
+                    firsts.append(first)
+                journal_size = journal.stat().st_size / 2**20
+                journal.unlink()
+            raw_rate = None
+            if raw_walls:
+                raw = statistics.median(raw_walls)
+                raw_rate = rows / raw
+                print(f"{rows:>9,} {'raw':>5} {raw:>8.1f} {raw_rate:>7,.0f}")
+            wall = statistics.median(aicc_walls)
+            rate = rows / wall
+            ratio = f"{raw_rate / rate:.2f}" if raw_rate else ""
+            first_text = f"{statistics.median(firsts):.2f} s" if firsts else ""
+            print(
+                f"{rows:>9,} {'aicc':>5} {wall:>8.1f} {rate:>7,.0f} {ratio:>6} "
+                f"{rss:>6,.0f} MiB {first_text:>14}   journal {journal_size:,.0f} MiB"
+            )
+            print(
+                f"          rounds: raw {[round(w, 1) for w in raw_walls]}, "
+                f"aicc {[round(w, 1) for w in aicc_walls]}"
+            )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from aicc_async.throttle import RateLimiter
 __all__ = ["Engine", "Feed", "Kind"]
 
 _FEED_POLL = 0.02  # seconds between looks for newly loaded rows while rows are in flight
+_LINGER = 0.002  # seconds an outcome may wait for others to share its journal commit
 
 logger = logging.getLogger("aicc_async")
 
@@ -196,10 +197,22 @@ class Engine:
             self._finished.append(finished)
 
     async def _next_outcome(self, timeout: float | None) -> None:
+        """Wait for the next outcome (at most ``timeout``), then linger briefly for more:
+        each journal commit has a fixed cost (a disk sync), so outcomes and the claims
+        that refill their slots go in batches of about a tenth of the concurrency."""
         with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
             finished = await asyncio.wait_for(self._queue.get(), timeout)
             self._tasks.pop(finished.seq, None)
             self._finished.append(finished)
+            batch = max(1, self._concurrency // 10)
+            deadline = asyncio.get_running_loop().time() + _LINGER
+            while len(self._finished) < batch and self._tasks:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                finished = await asyncio.wait_for(self._queue.get(), left)
+                self._tasks.pop(finished.seq, None)
+                self._finished.append(finished)
 
     async def _commit(self, claim: int) -> list[Claimed]:
         finished, self._finished = self._finished, []

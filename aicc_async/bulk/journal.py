@@ -839,7 +839,7 @@ class Journal:
             Journal._adopt_early_outcomes(db)
         claimed: list[Claimed] = []
         duplicates: list[tuple[str, float, int]] = []
-        taken: dict[str, str] = {}  # number -> key, for rows claimed by this commit
+        taken: dict[str, str] = {}  # number -> key of the row that used it
         while len(claimed) < claim:
             found = db.execute(
                 "SELECT seq, key, payload, number FROM rows WHERE state = 'pending' "
@@ -849,32 +849,45 @@ class Journal:
             ).fetchall()
             if not found:
                 break
+            if once_per_number:
+                Journal._numbers_used(db, [r[3] for r in found if r[3] not in taken], taken)
             for seq, key, payload, number in found:
                 after = seq
                 if once_per_number and number is not None:
-                    owner = taken.get(number)
-                    if owner is None:
-                        row = db.execute(
-                            f"SELECT key FROM rows WHERE number = ? AND seq != ? AND {_USED} "  # noqa: S608 - constant
-                            "LIMIT 1",
-                            (number, seq),
-                        ).fetchone()
-                        owner = None if row is None else row[0]
-                    if owner is not None:
+                    owner = taken.setdefault(number, key)
+                    if owner != key:
                         duplicates.append((f"number already used by row {owner!r}", now, seq))
                         continue
-                    taken[number] = key
                 claimed.append(Claimed(seq, key, payload))
         db.executemany(
             "UPDATE rows SET state = 'duplicate', code = 'duplicate', description = ?, "
             "updated = ? WHERE seq = ?",
             duplicates,
         )
-        db.executemany(
-            "UPDATE rows SET state = 'sending', sends = sends + 1, updated = ? WHERE seq = ?",
-            [(now, c.seq) for c in claimed],
-        )
+        if claimed:
+            marks = ",".join("?" * len(claimed))
+            db.execute(
+                "UPDATE rows SET state = 'sending', sends = sends + 1, updated = ? "  # noqa: S608 - only '?' marks
+                f"WHERE seq IN ({marks})",
+                (now, *(c.seq for c in claimed)),
+            )
         return Claim(claimed, len(duplicates), after)
+
+    @staticmethod
+    def _numbers_used(
+        db: sqlite3.Connection, numbers: Sequence[str | None], taken: dict[str, str]
+    ) -> None:
+        """Add to ``taken`` which of ``numbers`` a row already used (number -> its key)."""
+        wanted = sorted({n for n in numbers if n is not None})
+        for i in range(0, len(wanted), _KEYS_PER_SELECT):
+            part = wanted[i : i + _KEYS_PER_SELECT]
+            marks = ",".join("?" * len(part))
+            for number, key in db.execute(
+                f"SELECT number, min(key) FROM rows WHERE number IN ({marks}) AND {_USED} "  # noqa: S608 - only '?' marks
+                "GROUP BY number",
+                part,
+            ):
+                taken.setdefault(number, key)
 
     async def checkpoint(self) -> None:
         """Copy the WAL's content into the journal file (the end of a run)."""

@@ -78,6 +78,7 @@ class CampaignProgress:
             TimeRemainingColumn(),
             console=console,
             transient=False,
+            refresh_per_second=2,  # a redraw costs the campaign's CPU: twice a second is enough
         )
         self._loading: TaskID | None = None
         self._sending: TaskID | None = None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import random
 import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -109,7 +108,6 @@ async def run_to_the_end(campaign: Campaign, fake: FakeAICC) -> StateCounts:
 @pytest.mark.asyncio
 async def test_chaos_campaign_of_5000_rows(tmp_path: Path) -> None:
     path = tmp_path / "chaos.db"
-    started = time.monotonic()
     async with FakeAICC(record=False) as fake:
         fake.chaos(
             seed=SEED,
@@ -186,5 +184,3 @@ async def test_chaos_campaign_of_5000_rows(tmp_path: Path) -> None:
         assert again == counts
         assert fake.stats()["received"][VOICE] == received_before
         assert {number(i): fake.calls_to(number(i)) for i in range(ROWS)} == calls
-
-    assert time.monotonic() - started < 30
