@@ -1,5 +1,6 @@
 """Bulk sending: streaming fan-out and journaled, resumable campaigns."""
 
+from aicc_async._fanout import Outcome
 from aicc_async.bulk.campaign import (
     Campaign,
     CampaignKind,
@@ -7,7 +8,6 @@ from aicc_async.bulk.campaign import (
     CampaignRow,
     LoadSummary,
 )
-from aicc_async.bulk.fanout import Outcome
 from aicc_async.bulk.journal import Problem, StateCounts, Target
 from aicc_async.errors import CampaignError, JournalError
 

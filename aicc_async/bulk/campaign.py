@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import attrs
 
+from aicc_async._fanout import async_items, check_concurrency
 from aicc_async.bulk.engine import Engine, Feed, Kind
-from aicc_async.bulk.fanout import async_items, check_concurrency
 from aicc_async.bulk.journal import (
     INVALID,
     Journal,

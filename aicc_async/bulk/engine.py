@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,15 +26,11 @@ from aicc_async.bulk.journal import (
     State,
     StateCounts,
 )
-from aicc_async.errors import (
-    AICCAuthError,
-    AICCBusinessError,
-    AICCConnectionError,
-    AICCError,
-    AICCHTTPError,
-    AICCOutcomeUnknownError,
-)
+from aicc_async.errors import AICCBusinessError, AICCError, AICCValidationError, Sent
 from aicc_async.throttle import RateLimiter
+
+if TYPE_CHECKING:
+    from aicc_async.client import AICCClient
 
 __all__ = ["Engine", "Feed", "Kind"]
 
@@ -52,7 +48,7 @@ class Kind:
     request_type: type[Any]
     group: str
     idempotent: bool
-    send: Callable[[Any, Any], Awaitable[Any]]
+    send: Callable[[AICCClient, Any], Awaitable[Any]]
     """``send(client, request)``: the endpoint's ``send`` method."""
     reference: Callable[[Any], str | None]
     """What to keep of a result (the voice call's serial number)."""
@@ -112,7 +108,7 @@ class Engine:
         self,
         journal: Journal,
         kind: Kind,
-        client: Any,
+        client: AICCClient,
         *,
         concurrency: int,
         pacer: RateLimiter | None,
@@ -274,6 +270,21 @@ class Engine:
             raise
         self._queue.put_nowait(finished)
 
+    def _settle(self, seq: int, exc: AICCError) -> Finished:
+        """A row's state from what its error says became of the request: it may have
+        been processed (``unknown``: never re-sent blindly; an idempotent campaign sends
+        it again next run), it was answered with a refusal (``failed``), or it never
+        left (``pending``, and the run stops: every other row would fare the same)."""
+        if exc.sent is Sent.MAYBE_PROCESSED:
+            return Finished(seq, "unknown", _code(exc.status, "no answer"), exc.message)
+        if exc.sent is Sent.NOT_SENT:
+            if self.halt is None:
+                self.halt = exc
+            return Finished(seq, "pending")
+        if isinstance(exc, AICCBusinessError):
+            return Finished(seq, "failed", exc.code, exc.description or exc.meaning or exc.message)
+        return Finished(seq, "failed", _code(exc.status, "refused"), exc.message)
+
     async def _attempt(self, row: Claimed) -> Finished:
         seq = row.seq
         try:
@@ -284,19 +295,10 @@ class Engine:
             return Finished(seq, "failed", INVALID, str(exc))
         try:
             result = await self._kind.send(self._client, request)
-        except AICCOutcomeUnknownError as exc:
-            return Finished(seq, "unknown", _code(exc.status, "no answer"), exc.message)
-        except (AICCAuthError, AICCConnectionError) as exc:
-            # Certainly not sent, and every other row would fail the same way: stop.
-            if self.halt is None:
-                self.halt = exc
-            return Finished(seq, "pending")
-        except AICCBusinessError as exc:
-            return Finished(seq, "failed", exc.code, exc.description or exc.meaning or exc.message)
-        except AICCHTTPError as exc:
-            return Finished(seq, "failed", f"HTTP {exc.status}", exc.message)
-        except AICCError as exc:
+        except AICCValidationError as exc:  # this row's input: nothing was sent
             return Finished(seq, "failed", INVALID, exc.message)
+        except AICCError as exc:
+            return self._settle(seq, exc)
         except Exception as exc:
             # Not an error the SDK knows: it may have come after the request left. Record
             # the row unknown and stop, rather than burn every other row the same way.

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from aicc_async._fanout import Outcome, check_concurrency, fan_out
 from aicc_async._transport import Endpoint
 from aicc_async._wire import ResponseInfo, to_wire, wire_field
 from aicc_async.config import Timeout
@@ -19,7 +20,6 @@ from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
-    from aicc_async.bulk.fanout import Outcome
 
 __all__ = ["WRITE_BACK_CODES", "OutboundAPI", "WriteBackResult", "WriteBackResultRequest"]
 
@@ -162,9 +162,6 @@ class OutboundAPI:
         applies as for ``send``. Each outcome holds the result or the error ``send``
         would have raised. Leaving the loop early cancels the requests in flight.
         """
-        # Imported here because aicc_async.bulk imports this module.
-        from aicc_async.bulk.fanout import check_concurrency, fan_out
-
         limit = self._transport.config.limits[WRITE_BACK.group or ""]
         return fan_out(
             self.send,

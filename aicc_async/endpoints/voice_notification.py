@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from aicc_async._fanout import Outcome, check_concurrency, fan_out
 from aicc_async._transport import Endpoint
 from aicc_async._wire import ResponseInfo, to_wire, wire_field
 from aicc_async.config import Timeout
@@ -24,7 +25,6 @@ from aicc_async.errors import AICCValidationError, invalid, is_int
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
-    from aicc_async.bulk.fanout import Outcome
 
 __all__ = [
     "VOICE_NOTIFICATION_CODES",
@@ -289,9 +289,6 @@ class VoiceNotificationAPI:
         requests in flight (their outcome is unknown). For resumable campaigns with
         a record of every row, use ``aicc_async.bulk.Campaign``.
         """
-        # Imported here because aicc_async.bulk imports this module.
-        from aicc_async.bulk.fanout import check_concurrency, fan_out
-
         if not isinstance(retry_unsafe, bool):
             raise invalid(
                 "retry_unsafe", f"must be True or False, got {retry_unsafe!r}", endpoint=_name

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import attrs
 
-from aicc_async.errors import AICCValidationError
+from aicc_async.errors import AICCValidationError, is_int
 
 __all__ = ["Outcome", "async_items", "check_concurrency", "fan_out"]
 
@@ -47,7 +47,7 @@ def check_concurrency(value: object, default: int, endpoint: str) -> int:
     """``value`` as a concurrency (``None`` means ``default``); ``AICCValidationError`` if bad."""
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise AICCValidationError(
             f"concurrency: must be an integer >= 1, got {value!r}",
             field="concurrency",

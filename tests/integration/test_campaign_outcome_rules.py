@@ -1,0 +1,63 @@
+"""How a campaign row's state follows from its error (issue 13, item 5): the engine
+reads what the error says became of the request (``exc.sent``), not its class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aicc_async import RetryPolicy, Timeout, WriteBackResultRequest
+from aicc_async.bulk import Campaign, CampaignRow, StateCounts
+from aicc_async.errors import AICCRateLimitError
+from aicc_async.testing import FakeAICC, Fault
+
+MIDRESULT = "midresult"
+FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.01)
+
+
+def write_backs(n: int) -> list[CampaignRow]:
+    return [
+        CampaignRow(
+            key=f"w{i}",
+            request=WriteBackResultRequest(
+                sub_cc_no=1, vdn_id=2, unique_id=f"uid-{i}", service_id="svc", status="0"
+            ),
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fault", [Fault.HTML_502, Fault.HANG])
+async def test_an_idempotent_row_with_no_usable_answer_is_unknown_then_sent_again(
+    tmp_path: Path, fault: Fault
+) -> None:
+    # A 502 that outlasts the retries and a timeout both mean "may have been
+    # processed": one rule for both (a 502 used to be recorded failed, a timeout unknown).
+    path = tmp_path / "w.db"
+    async with FakeAICC() as fake, Campaign(path, "write_back") as campaign:
+        await campaign.load(write_backs(3))
+        fake.inject(fault, times=FAST.max_attempts, endpoint=MIDRESULT)
+        options = {"retry": FAST, "timeout": Timeout(total=0.3, connect=0.2)}
+        async with fake.client(**options) as aicc:
+            first = await campaign.run(aicc, concurrency=1)
+        assert first == StateCounts(done=2, unknown=1)
+        async with fake.client(**options) as aicc:
+            again = await campaign.run(aicc)  # a write-back may be repeated: it is
+        assert again == StateCounts(done=3)
+
+
+@pytest.mark.asyncio
+async def test_a_rate_limit_that_outlasts_the_retries_stops_the_run_with_rows_pending(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "w.db"
+    async with FakeAICC() as fake, Campaign(path, "write_back") as campaign:
+        await campaign.load(write_backs(5))
+        fake.inject(Fault.HTTP_429, times=100, endpoint=MIDRESULT)
+        async with fake.client(retry=FAST) as aicc:
+            with pytest.raises(AICCRateLimitError):
+                await campaign.run(aicc, concurrency=1)
+        assert (await campaign.report()).counts == StateCounts(pending=5)
+        assert not fake.processed(MIDRESULT)  # a 429 proves nothing was processed
