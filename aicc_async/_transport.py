@@ -19,12 +19,12 @@ import logging
 import re
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 import attrs
 
-from aicc_async._wire import ResponseInfo, code_of, structure_result
+from aicc_async._wire import ResponseInfo, code_of, structure_result, to_wire
 from aicc_async.auth import (
     TOKEN_ENDPOINT,
     AccessToken,
@@ -47,6 +47,7 @@ from aicc_async.errors import (
     AICCValidationError,
     Sent,
 )
+from aicc_async.redis_state import RedisRateCap, RedisState
 from aicc_async.retry import (
     Failure,
     RetryableAttempt,
@@ -56,11 +57,12 @@ from aicc_async.retry import (
     may_retry,
     with_retries,
 )
-from aicc_async.throttle import Throttle
+from aicc_async.throttle import RateLimiter, Throttle
 
 __all__ = ["Endpoint", "ResponseInfo", "Transport"]
 
 T = TypeVar("T")
+ResultT = TypeVar("ResultT")
 
 logger = logging.getLogger("aicc_async")
 
@@ -80,7 +82,7 @@ _HTTP_ADVICE = {
 
 
 @attrs.frozen
-class Endpoint:
+class Endpoint(Generic[ResultT]):
     """What the transport needs to know about one AICC interface.
 
     Args:
@@ -93,6 +95,10 @@ class Endpoint:
         codes: documented result codes and their meanings (for error messages).
         retry_codes: result codes meaning "not taken, try again later".
         app_key_header: header carrying the app key, spelled as the interface's page does.
+        request_type / result_type: the attrs classes of its request and its result
+            (``None`` for the token flows the SDK runs itself).
+        result_at: where the result sits in the answer: a field name, ``BODY`` (the
+            whole body) or ``None`` (no payload: the result is the code and ``raw``).
     """
 
     name: str
@@ -104,6 +110,13 @@ class Endpoint:
     codes: Mapping[str, str] = attrs.field(factory=dict)
     retry_codes: frozenset[str] = frozenset()
     app_key_header: str | None = "X-APP-Key"
+    request_type: type[Any] | None = None
+    result_type: type[ResultT] | None = None
+    result_at: str | None = None
+
+
+#: ``Endpoint.result_at`` for a result read from the whole answer body.
+BODY = "."
 
 
 class _TooLarge(Exception):
@@ -135,8 +148,15 @@ class _Shared:
     connection pool, the AccessToken, the retry budget, its event loop and the
     secrets to mask. Closed by the client that created it."""
 
-    def __init__(self, session: aiohttp.ClientSession | None, budget: RetryBudget | None) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession | None,
+        budget: RetryBudget | None,
+        redis: RedisState | None = None,
+    ) -> None:
         self.session = session
+        #: The state shared with other processes (``redis_url``), if any.
+        self.redis = redis
         self.owns_session = session is None
         self.closed = False
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -170,9 +190,19 @@ class Transport:
         self._mask_re: re.Pattern[str] | None = None
         if parent is None:
             budget = None if config.retry_budget is None else RetryBudget(config.retry_budget)
-            self._shared = _Shared(session, budget)
-            self.tokens = AccessTokenCache(self._fetch_token, config.clock)
-            self.throttle = Throttle(config.limits, config.rate_limits)
+            redis = None
+            if config.redis_url is not None:
+                redis = RedisState(
+                    config.redis_url,
+                    token_endpoint=config.token_endpoint,
+                    app_key=config.app_key,
+                    fallback=config.redis_fallback,
+                    clock=config.clock,
+                    lock_timeout=2 * config.timeout.total + 5.0,
+                )
+            self._shared = _Shared(session, budget, redis)
+            self.tokens = AccessTokenCache(self._fetch_token, config.clock, redis)
+            self.throttle = self._throttle(config)
             self._token_request = with_retries(
                 config.retry, self._token_attempt, self._log_retry, config.clock, budget
             )
@@ -183,11 +213,23 @@ class Transport:
                 parent.config.limits,
                 parent.config.rate_limits,
             )
-            self.throttle = parent.throttle if same else Throttle(config.limits, config.rate_limits)
+            self.throttle = parent.throttle if same else self._throttle(config)
         self.auth = TokenAuth(self.tokens, config.clock, self)
         self._business = with_retries(
             config.retry, self._attempt, self._log_retry, config.clock, self._shared.budget
         )
+
+    def _throttle(self, config: ClientConfig) -> Throttle:
+        """The in-flight limits (always this process's) and the rate caps (tenant-wide
+        in Redis with ``redis_url``)."""
+        redis = self._shared.redis
+        if redis is None:
+            return Throttle(config.limits, config.rate_limits)
+
+        def cap(group: str, rate: float) -> RateLimiter:
+            return RedisRateCap(redis, group, rate)
+
+        return Throttle(config.limits, config.rate_limits, cap)
 
     @staticmethod
     def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -279,6 +321,8 @@ class Transport:
             # Closed from another loop than the one it ran in: what belonged to that
             # loop cannot be awaited here. Drop it; closing the pool marks it closed.
             self.tokens.forget()
+            if shared.redis is not None:
+                shared.redis.forget()
             if shared.owns_session and shared.session is not None:
                 connector = shared.session.connector
                 try:
@@ -288,6 +332,8 @@ class Transport:
                     pass  # its loop is gone, and its sockets with it
             return
         await self.tokens.close()
+        if shared.redis is not None:
+            await shared.redis.close()
         if shared.owns_session and shared.session is not None:
             await shared.session.close()
 
@@ -295,7 +341,7 @@ class Transport:
 
     async def call(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         body: Mapping[str, Any],
         *,
         retry_unsafe: bool = False,
@@ -333,9 +379,41 @@ class Transport:
         except RetryableAttempt as exc:
             raise exc.error from exc.__cause__
 
+    async def send(
+        self,
+        endpoint: Endpoint[ResultT],
+        request: object,
+        *,
+        retry_unsafe: bool = False,
+        session_token: SessionToken | None = None,
+        timeout: Timeout | float | None = None,
+    ) -> ResultT:
+        """The one request path of every endpoint: check ``request`` is the endpoint's
+        request class, send its wire form (:meth:`call`), and read the result where
+        the endpoint says it sits. Raises ``AICCValidationError`` for another class,
+        else as :meth:`call` and :meth:`result` do."""
+        wanted = endpoint.request_type
+        if wanted is None or not isinstance(request, wanted):
+            raise AICCValidationError(
+                f"send() takes a {getattr(wanted, '__name__', None)}, got {type(request).__name__}",
+                field="request",
+                endpoint=endpoint.name,
+            )
+        body, response = await self.call(
+            endpoint,
+            to_wire(request),
+            retry_unsafe=retry_unsafe,
+            session_token=session_token,
+            timeout=timeout,
+        )
+        at = endpoint.result_at
+        payload = None if at is None else body if at == BODY else body.get(at)
+        assert endpoint.result_type is not None
+        return self.result(endpoint, endpoint.result_type, payload, body, response)
+
     def result(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         cls: type[T],
         payload: object,
         body: Mapping[str, Any],
@@ -355,7 +433,7 @@ class Transport:
 
     async def _attempt(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         data: bytes,
         retry_unsafe: bool,
         session_token: SessionToken | None,
@@ -383,7 +461,7 @@ class Transport:
 
     async def _send_authorised(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         data: bytes,
         retry_unsafe: bool,
         session_token: SessionToken | None,
@@ -424,7 +502,7 @@ class Transport:
         return headers
 
     def _decode(
-        self, endpoint: Endpoint, info: ResponseInfo, raw: bytes, retry_unsafe: bool
+        self, endpoint: Endpoint[Any], info: ResponseInfo, raw: bytes, retry_unsafe: bool
     ) -> dict[str, Any]:
         try:
             body = json.loads(raw)
@@ -465,7 +543,7 @@ class Transport:
         raise business
 
     def _status_error(
-        self, endpoint: Endpoint, info: ResponseInfo, raw: bytes, retry_unsafe: bool
+        self, endpoint: Endpoint[Any], info: ResponseInfo, raw: bytes, retry_unsafe: bool
     ) -> Exception:
         status = info.status
         retry_after = info.retry_after
@@ -506,7 +584,7 @@ class Transport:
 
     def _ambiguous(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint[Any],
         what: str,
         *,
         status: int,
@@ -536,7 +614,7 @@ class Transport:
 
     @staticmethod
     def _maybe_retry(
-        error: AICCError, failure: Failure, endpoint: Endpoint, retry_unsafe: bool
+        error: AICCError, failure: Failure, endpoint: Endpoint[Any], retry_unsafe: bool
     ) -> Exception:
         if may_retry(failure, idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe):
             return RetryableAttempt(error)

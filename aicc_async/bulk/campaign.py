@@ -74,29 +74,31 @@ logger = logging.getLogger("aicc_async")
 CampaignKind = Literal["voice_notification", "write_back"]
 
 #: What each kind of campaign sends.
+#: What each kind of campaign sends: the endpoint descriptor and the campaign's extras.
+#: Making another endpoint bulk-capable is one entry here (its CSV format follows).
 KINDS: Mapping[str, Kind] = {
-    "voice_notification": Kind(
-        name="voice_notification",
-        request_type=CreateVoiceNotificationRequest,
-        group=VOICE.group or "",
-        idempotent=VOICE.idempotent,
-        send=lambda aicc, request: aicc.voice_notification.send(request),
-        reference=lambda result: result.call_serial_no,
-        number=lambda request: request.called,
-        with_callback=lambda request, url: (
-            request if request.callback_url else attrs.evolve(request, callback_url=url)
+    kind.name: kind
+    for kind in (
+        Kind(
+            name="voice_notification",
+            endpoint=VOICE,
+            send=lambda aicc, request: aicc.voice_notification.send(request),
+            reference=lambda result: result.call_serial_no,
+            number=lambda request: request.called,
+            with_callback=lambda request, url: (
+                request if request.callback_url else attrs.evolve(request, callback_url=url)
+            ),
         ),
-    ),
-    "write_back": Kind(
-        name="write_back",
-        request_type=WriteBackResultRequest,
-        group=WRITE_BACK.group or "",
-        idempotent=WRITE_BACK.idempotent,
-        send=lambda aicc, request: aicc.outbound.send(request),
-        reference=lambda result: None,
-        number=lambda request: None,
-    ),
+        Kind(
+            name="write_back",
+            endpoint=WRITE_BACK,
+            send=lambda aicc, request: aicc.outbound.send(request),
+            reference=lambda result: None,
+            number=lambda request: None,
+        ),
+    )
 }
+assert set(KINDS) == set(get_args(CampaignKind))
 
 _LOAD_BATCH = 2000
 _FIRST_BATCH = 200  # a streamed campaign's first batch: the first request leaves sooner

@@ -29,8 +29,7 @@ from typing import IO, Any
 
 import attrs
 
-from aicc_async.bulk.campaign import Campaign, CampaignRow
-from aicc_async.endpoints.outbound import WriteBackResultRequest
+from aicc_async.bulk.campaign import KINDS, Campaign, CampaignRow
 from aicc_async.endpoints.voice_notification import (
     MAX_VOICE_CONTENT,
     CreateVoiceNotificationRequest,
@@ -100,26 +99,6 @@ def _voice(cells: Mapping[str, str]) -> CreateVoiceNotificationRequest:
     )
 
 
-_WRITE_BACK_FIELDS = attrs.fields(WriteBackResultRequest)
-_WRITE_BACK_TYPES = typing.get_type_hints(WriteBackResultRequest)
-_WRITE_BACK_INTS = frozenset(
-    f.name
-    for f in _WRITE_BACK_FIELDS
-    if int in (_WRITE_BACK_TYPES[f.name], *typing.get_args(_WRITE_BACK_TYPES[f.name]))
-)
-
-
-def _write_back(cells: Mapping[str, str]) -> WriteBackResultRequest:
-    values: dict[str, Any] = {}
-    for f in _WRITE_BACK_FIELDS:
-        value = cells.get(f.name)
-        if f.name in _WRITE_BACK_INTS:
-            values[f.name] = _integer(f.name, value)
-        elif value is not None or f.default is attrs.NOTHING:
-            values[f.name] = value
-    return WriteBackResultRequest(**values)
-
-
 @attrs.frozen
 class _Format:
     columns: tuple[str, ...]
@@ -128,7 +107,37 @@ class _Format:
     build: Callable[[Mapping[str, str]], Any]
 
 
+def _fields_format(request_type: type[Any]) -> _Format:
+    """The CSV format of a request class: one column per field (whole numbers read as
+    such), its required fields required."""
+    fields = attrs.fields(request_type)
+    hints = typing.get_type_hints(request_type)
+    ints = frozenset(
+        f.name for f in fields if int in (hints[f.name], *typing.get_args(hints[f.name]))
+    )
+
+    def build(cells: Mapping[str, str]) -> Any:
+        values: dict[str, Any] = {}
+        for f in fields:
+            value = cells.get(f.name)
+            if f.name in ints:
+                values[f.name] = _integer(f.name, value)
+            elif value is not None or f.default is attrs.NOTHING:
+                values[f.name] = value
+        return request_type(**values)
+
+    return _Format(
+        columns=(ID, *(f.name for f in fields)),
+        required=tuple((f.name,) for f in fields if f.default is attrs.NOTHING),
+        build=build,
+    )
+
+
+#: The input format of each kind of campaign: its request's fields, except where a
+#: kind reads its CSV its own way (voice: ``text`` is read aloud as ``$text$``).
 FORMATS: Mapping[str, _Format] = {
+    name: _fields_format(kind.request_type) for name, kind in KINDS.items()
+} | {
     "voice_notification": _Format(
         columns=(
             ID,
@@ -141,11 +150,6 @@ FORMATS: Mapping[str, _Format] = {
         ),
         required=(("called",), ("voice_content", "text")),
         build=_voice,
-    ),
-    "write_back": _Format(
-        columns=(ID, *(f.name for f in _WRITE_BACK_FIELDS)),
-        required=tuple((f.name,) for f in _WRITE_BACK_FIELDS if f.default is attrs.NOTHING),
-        build=_write_back,
     ),
 }
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from aicc_async._transport import Endpoint
 from aicc_async.bulk.journal import (
     INTERRUPTED,
     INVALID,
@@ -42,12 +43,11 @@ logger = logging.getLogger("aicc_async")
 
 @attrs.frozen
 class Kind:
-    """What a campaign sends: its request class, throttle group and how to send one."""
+    """What a campaign sends: the endpoint (its descriptor gives the request class, the
+    throttle group and whether a resend is harmless) and how to send one."""
 
     name: str
-    request_type: type[Any]
-    group: str
-    idempotent: bool
+    endpoint: Endpoint[Any]
     send: Callable[[AICCClient, Any], Awaitable[Any]]
     """``send(client, request)``: the endpoint's ``send`` method."""
     reference: Callable[[Any], str | None]
@@ -57,6 +57,22 @@ class Kind:
     with_callback: Callable[[Any, str], Any] | None = None
     """``with_callback(request, url)``: the request with ``url`` as its release-event
     callback unless it has one (``None``: this kind has no callbacks)."""
+
+    @property
+    def request_type(self) -> type[Any]:
+        """The endpoint's request class."""
+        assert self.endpoint.request_type is not None
+        return self.endpoint.request_type
+
+    @property
+    def group(self) -> str:
+        """The endpoint's throttle group."""
+        return self.endpoint.group or ""
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether sending a row twice is harmless."""
+        return self.endpoint.idempotent
 
 
 class Feed:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
-from aicc_async._transport import Endpoint
-from aicc_async._wire import ResponseInfo, to_wire, wire_field
+from aicc_async._transport import BODY, Endpoint
+from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.auth import HEADER_TOKEN, MessagingTokenCache
 from aicc_async.config import LOCALE, Timeout
 from aicc_async.endpoints._validate import text
@@ -50,30 +50,8 @@ LEAVE_MESSAGE_CODES: Mapping[str, str] = {
     "13": "saving the message failed on the platform",
 }
 
-APPLY_TOKEN = Endpoint(
-    name="applyToken",
-    path="/apiaccess/ccmessaging/applyToken",
-    group="messaging",
-    idempotent=True,
-    code_field="resultCode",
-    message_field="resultDesc",
-    codes=APPLY_TOKEN_CODES,
-    app_key_header="x-app-key",
-)
-# The SDK's own applications (for leave_message) are not throttled: a message holding
-# a "messaging" slot must never wait for another slot to get its token.
-_APPLY_TOKEN_INTERNAL = attrs.evolve(APPLY_TOKEN, group=None)
-
-LEAVE_MESSAGE = Endpoint(
-    name="doLeaveMessage",
-    path="/apiaccess/ccmessaging/doLeaveMessage",
-    group="messaging",
-    idempotent=False,
-    code_field="resultCode",
-    message_field="resultDesc",
-    codes=LEAVE_MESSAGE_CODES,
-    app_key_header="x-app-key",
-)
+_APPLY_TOKEN = "applyToken"  # noqa: S105 - an interface name
+_LEAVE_MESSAGE = "doLeaveMessage"
 
 
 def _locale(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -81,7 +59,7 @@ def _locale(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         raise invalid(
             "locale",
             f"must look like 'en', 'en_US' or 'zh_CN', got {value!r}",
-            endpoint=APPLY_TOKEN.name,
+            endpoint=_APPLY_TOKEN,
         )
 
 
@@ -96,9 +74,9 @@ class ApplyTokenRequest:
         locale: ``"en"``, ``"en_US"``, ``"zh"``, ``"zh_CN"``, ...
     """
 
-    user_id: str = attrs.field(validator=text(APPLY_TOKEN.name, 32))
-    user_name: str = attrs.field(validator=text(APPLY_TOKEN.name, 256))
-    channel_id: str = attrs.field(validator=text(APPLY_TOKEN.name, 256))
+    user_id: str = attrs.field(validator=text(_APPLY_TOKEN, 32))
+    user_name: str = attrs.field(validator=text(_APPLY_TOKEN, 256))
+    channel_id: str = attrs.field(validator=text(_APPLY_TOKEN, 256))
     locale: str = attrs.field(validator=_locale)
 
 
@@ -122,13 +100,13 @@ class LeaveMessageRequest:
         channel: the channel name; AICC documents ``"WEB"``.
     """
 
-    call_id: str = attrs.field(validator=text(LEAVE_MESSAGE.name, 32))
-    caller: str = attrs.field(validator=text(LEAVE_MESSAGE.name, 32))
+    call_id: str = attrs.field(validator=text(_LEAVE_MESSAGE, 32))
+    caller: str = attrs.field(validator=text(_LEAVE_MESSAGE, 32))
     message: str = attrs.field(
-        validator=text(LEAVE_MESSAGE.name, single_line=False),
+        validator=text(_LEAVE_MESSAGE, single_line=False),
         metadata=wire_field("leaveMessage"),
     )
-    channel: str = attrs.field(default="WEB", validator=text(LEAVE_MESSAGE.name, 32))
+    channel: str = attrs.field(default="WEB", validator=text(_LEAVE_MESSAGE, 32))
 
 
 @attrs.frozen(kw_only=True)
@@ -138,6 +116,38 @@ class LeaveMessageResult:
     description: str | None = attrs.field(default=None, metadata=wire_field("resultDesc"))
     raw: Mapping[str, Any] = attrs.field(repr=False)
     response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+
+
+APPLY_TOKEN: Endpoint[ApplyTokenResult] = Endpoint(
+    name=_APPLY_TOKEN,
+    path="/apiaccess/ccmessaging/applyToken",
+    group="messaging",
+    idempotent=True,
+    code_field="resultCode",
+    message_field="resultDesc",
+    codes=APPLY_TOKEN_CODES,
+    app_key_header="x-app-key",
+    request_type=ApplyTokenRequest,
+    result_type=ApplyTokenResult,
+    result_at=BODY,
+)
+# The SDK's own applications (for leave_message) are not throttled: a message holding
+# a "messaging" slot must never wait for another slot to get its token.
+_APPLY_TOKEN_INTERNAL = attrs.evolve(APPLY_TOKEN, group=None)
+
+LEAVE_MESSAGE: Endpoint[LeaveMessageResult] = Endpoint(
+    name=_LEAVE_MESSAGE,
+    path="/apiaccess/ccmessaging/doLeaveMessage",
+    group="messaging",
+    idempotent=False,
+    code_field="resultCode",
+    message_field="resultDesc",
+    codes=LEAVE_MESSAGE_CODES,
+    app_key_header="x-app-key",
+    request_type=LeaveMessageRequest,
+    result_type=LeaveMessageResult,
+    result_at=BODY,
+)
 
 
 @attrs.frozen
@@ -275,7 +285,7 @@ class MessagingAPI:
                 "send() takes an ApplyTokenRequest or a LeaveMessageRequest, "
                 f"got {type(request).__name__}",
                 field="request",
-                endpoint=f"{APPLY_TOKEN.name} / {LEAVE_MESSAGE.name}",
+                endpoint=f"{_APPLY_TOKEN} / {_LEAVE_MESSAGE}",
             )
         if token is not None and (not isinstance(token, str) or not HEADER_TOKEN.fullmatch(token)):
             # Never echo the value: it is a credential.
@@ -283,7 +293,7 @@ class MessagingAPI:
                 "token",
                 "must be a non-empty ccmessaging-token string without spaces, line breaks "
                 "or non-ASCII characters",
-                endpoint=LEAVE_MESSAGE.name,
+                endpoint=_LEAVE_MESSAGE,
             )
         if token is not None:
             session_token: _UserToken | _GivenToken = _GivenToken(token)
@@ -293,37 +303,35 @@ class MessagingAPI:
                 "token=..., or configure AICCClient(messaging_channel_id=...) with the "
                 "channel configuration ID so the client can apply for one",
                 field="messaging_channel_id",
-                endpoint=LEAVE_MESSAGE.name,
+                endpoint=_LEAVE_MESSAGE,
             )
         else:
             session_token = _UserToken(self._token_cache, request.call_id)
-        body, response = await self._transport.call(
+        return await self._transport.send(
             LEAVE_MESSAGE,
-            to_wire(request),
+            request,
             retry_unsafe=retry_unsafe,
             session_token=session_token,
             timeout=timeout,
         )
-        return self._transport.result(LEAVE_MESSAGE, LeaveMessageResult, body, body, response)
 
     async def _apply(
         self,
         request: ApplyTokenRequest,
-        endpoint: Endpoint,
+        endpoint: Endpoint[ApplyTokenResult],
         timeout: Timeout | float | None = None,
     ) -> ApplyTokenResult:
-        body, response = await self._transport.call(endpoint, to_wire(request), timeout=timeout)
-        result = self._transport.result(endpoint, ApplyTokenResult, body, body, response)
+        result = await self._transport.send(endpoint, request, timeout=timeout)
         if not result.token:
             raise AICCAuthError(
                 "applyToken answered resultCode 0 without a token",
-                endpoint=APPLY_TOKEN.name,
+                endpoint=_APPLY_TOKEN,
             )
         if not HEADER_TOKEN.fullmatch(result.token):
             raise AICCAuthError(
                 "applyToken issued a token that cannot be sent in a header (spaces, line "
                 "breaks, non-ASCII characters or over 8192 characters)",
-                endpoint=APPLY_TOKEN.name,
+                endpoint=_APPLY_TOKEN,
             )
         return result
 

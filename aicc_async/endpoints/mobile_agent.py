@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, overload
 import attrs
 
 from aicc_async._transport import Endpoint
-from aicc_async._wire import ResponseInfo, to_wire, wire_field
+from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import text
 from aicc_async.errors import AICCValidationError
@@ -55,25 +55,8 @@ GET_CALLED_INFO_CODES: Mapping[str, str] = {
     "5": "the called party ID is not configured",
 }
 
-CREATE_CALL = Endpoint(
-    name="createcall",
-    path="/apiaccess/ccmessaging/v1/mobileagent/createcall",
-    group="mobile_agent",
-    idempotent=False,
-    code_field="resultCode",
-    message_field="resultDesc",
-    codes=CREATE_CALL_CODES,
-)
-
-GET_CALLED_INFO = Endpoint(
-    name="getCalledInfo",
-    path="/apiaccess/CC-Management/v1/mobileAgent/getCalledInfo",
-    group="mobile_agent",
-    idempotent=True,
-    code_field="retCode",
-    message_field="retMsg",
-    codes=GET_CALLED_INFO_CODES,
-)
+_CREATE_CALL = "createcall"
+_GET_CALLED_INFO = "getCalledInfo"
 
 
 class DevType(enum.IntEnum):
@@ -93,11 +76,11 @@ class CreateCallRequest:
         call_data: optional call data, at most 1024 characters.
     """
 
-    called: str = attrs.field(validator=text(CREATE_CALL.name, 32))
-    caller_present: str = attrs.field(validator=text(CREATE_CALL.name, 32))
+    called: str = attrs.field(validator=text(_CREATE_CALL, 32))
+    caller_present: str = attrs.field(validator=text(_CREATE_CALL, 32))
     call_data: str | None = attrs.field(
         default=None,
-        validator=attrs.validators.optional(text(CREATE_CALL.name, 1024, single_line=False)),
+        validator=attrs.validators.optional(text(_CREATE_CALL, 1024, single_line=False)),
     )
 
 
@@ -121,8 +104,8 @@ class CreateCallResult:
 class GetCalledInfoRequest:
     """A look-up of where a call to ``called`` from ``caller`` goes (each 1..32 characters)."""
 
-    called: str = attrs.field(validator=text(GET_CALLED_INFO.name, 32))
-    caller: str = attrs.field(validator=text(GET_CALLED_INFO.name, 32))
+    called: str = attrs.field(validator=text(_GET_CALLED_INFO, 32))
+    caller: str = attrs.field(validator=text(_GET_CALLED_INFO, 32))
 
 
 @attrs.frozen(kw_only=True)
@@ -139,6 +122,33 @@ class CalledInfo:
     skill_name: str | None = None
     raw: Mapping[str, Any] = attrs.field(repr=False)
     response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+
+
+CREATE_CALL: Endpoint[CreateCallResult] = Endpoint(
+    name=_CREATE_CALL,
+    path="/apiaccess/ccmessaging/v1/mobileagent/createcall",
+    group="mobile_agent",
+    idempotent=False,
+    code_field="resultCode",
+    message_field="resultDesc",
+    codes=CREATE_CALL_CODES,
+    request_type=CreateCallRequest,
+    result_type=CreateCallResult,
+    result_at="resultData",
+)
+
+GET_CALLED_INFO: Endpoint[CalledInfo] = Endpoint(
+    name=_GET_CALLED_INFO,
+    path="/apiaccess/CC-Management/v1/mobileAgent/getCalledInfo",
+    group="mobile_agent",
+    idempotent=True,
+    code_field="retCode",
+    message_field="retMsg",
+    codes=GET_CALLED_INFO_CODES,
+    request_type=GetCalledInfoRequest,
+    result_type=CalledInfo,
+    result_at="result",
+)
 
 
 class MobileAgentAPI:
@@ -198,22 +208,15 @@ class MobileAgentAPI:
     ) -> CreateCallResult | CalledInfo:
         """Send a prepared ``CreateCallRequest`` or ``GetCalledInfoRequest``; ``timeout``
         replaces the client's per-attempt timeout for this call."""
-        transport = self._transport
         if isinstance(request, CreateCallRequest):
-            body, response = await transport.call(
-                CREATE_CALL, to_wire(request), retry_unsafe=retry_unsafe, timeout=timeout
+            return await self._transport.send(
+                CREATE_CALL, request, retry_unsafe=retry_unsafe, timeout=timeout
             )
-            payload = body.get("resultData")
-            return transport.result(CREATE_CALL, CreateCallResult, payload, body, response)
         if isinstance(request, GetCalledInfoRequest):
-            body, response = await transport.call(
-                GET_CALLED_INFO, to_wire(request), timeout=timeout
-            )
-            payload = body.get("result")
-            return transport.result(GET_CALLED_INFO, CalledInfo, payload, body, response)
+            return await self._transport.send(GET_CALLED_INFO, request, timeout=timeout)
         raise AICCValidationError(
             "send() takes a CreateCallRequest or a GetCalledInfoRequest, "
             f"got {type(request).__name__}",
             field="request",
-            endpoint=f"{CREATE_CALL.name} / {GET_CALLED_INFO.name}",
+            endpoint=f"{_CREATE_CALL} / {_GET_CALLED_INFO}",
         )

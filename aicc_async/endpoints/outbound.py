@@ -13,31 +13,19 @@ import attrs
 
 from aicc_async._fanout import Outcome, check_concurrency, fan_out
 from aicc_async._transport import Endpoint
-from aicc_async._wire import ResponseInfo, to_wire, wire_field
+from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import non_negative_int, string, text
-from aicc_async.errors import AICCValidationError
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
 
 __all__ = ["WRITE_BACK_CODES", "OutboundAPI", "WriteBackResult", "WriteBackResultRequest"]
 
+_name = "midresult"
+
 #: Documented ``result`` values of the midresult write-back.
 WRITE_BACK_CODES: Mapping[str, str] = {"0": "written"}
-
-WRITE_BACK = Endpoint(
-    name="midresult",
-    path="/rest/isales/v1/openapi/obs/business/push/midresult",
-    group="outbound",
-    idempotent=True,
-    code_field="result",
-    message_field="resultDesc",
-    codes=WRITE_BACK_CODES,
-    app_key_header=None,  # the interface takes Authorization only
-)
-
-_name = WRITE_BACK.name
 
 
 def _optional_str() -> Any:
@@ -82,6 +70,20 @@ class WriteBackResult:
 
     raw: Mapping[str, Any] = attrs.field(repr=False)
     response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+
+
+WRITE_BACK: Endpoint[WriteBackResult] = Endpoint(
+    name=_name,
+    path="/rest/isales/v1/openapi/obs/business/push/midresult",
+    group="outbound",
+    idempotent=True,
+    code_field="result",
+    message_field="resultDesc",
+    codes=WRITE_BACK_CODES,
+    app_key_header=None,  # the interface takes Authorization only
+    request_type=WriteBackResultRequest,
+    result_type=WriteBackResult,
+)
 
 
 class OutboundAPI:
@@ -138,14 +140,7 @@ class OutboundAPI:
         self, request: WriteBackResultRequest, *, timeout: Timeout | float | None = None
     ) -> WriteBackResult:
         """Send a prepared request; raises as ``write_back_result`` does."""
-        if not isinstance(request, WriteBackResultRequest):
-            raise AICCValidationError(
-                f"send() takes a WriteBackResultRequest, got {type(request).__name__}",
-                field="request",
-                endpoint=_name,
-            )
-        body, response = await self._transport.call(WRITE_BACK, to_wire(request), timeout=timeout)
-        return self._transport.result(WRITE_BACK, WriteBackResult, None, body, response)
+        return await self._transport.send(WRITE_BACK, request, timeout=timeout)
 
     def write_back_many(
         self,

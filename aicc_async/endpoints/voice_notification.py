@@ -18,10 +18,10 @@ import attrs
 
 from aicc_async._fanout import Outcome, check_concurrency, fan_out
 from aicc_async._transport import Endpoint
-from aicc_async._wire import ResponseInfo, to_wire, wire_field
+from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import digits, phone_number, text
-from aicc_async.errors import AICCValidationError, invalid, is_int
+from aicc_async.errors import invalid, is_int
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 MAX_VOICE_CONTENT = 1000
+_name = "createVoiceNotification"
 _CALLBACK_CHARS = re.compile(r"https?://[A-Za-z0-9\-:./_#?&]{1,1000}")
 
 
@@ -77,21 +78,6 @@ class VoiceNotificationCode(str, enum.Enum):
     def meaning(self) -> str:
         """The documented meaning of this code."""
         return VOICE_NOTIFICATION_CODES[self.value]
-
-
-ENDPOINT = Endpoint(
-    name="createVoiceNotification",
-    path="/apiaccess/rest/voiceNotification/v1/createVoiceNotification",
-    group="voice_notification",
-    idempotent=False,
-    code_field="retCode",
-    message_field="retMsg",
-    codes=VOICE_NOTIFICATION_CODES,
-    retry_codes=frozenset({VoiceNotificationCode.BUSY.value}),
-)
-
-
-_name = ENDPOINT.name
 
 
 def _check_part(kind: str, value: object) -> str:
@@ -182,14 +168,14 @@ class CreateVoiceNotificationRequest:
         priority: 1 (soonest) .. 9 (AICC's default); sent as a string.
     """
 
-    called: str = attrs.field(validator=phone_number(ENDPOINT.name))
+    called: str = attrs.field(validator=phone_number(_name))
     voice_content: str = attrs.field(
-        converter=_voice_content, validator=text(ENDPOINT.name, MAX_VOICE_CONTENT)
+        converter=_voice_content, validator=text(_name, MAX_VOICE_CONTENT)
     )
     caller_present: str | None = attrs.field(
         default=None,
         validator=attrs.validators.optional(
-            digits(ENDPOINT.name, 32, "the tenant's access code or an 11-14 digit number")
+            digits(_name, 32, "the tenant's access code or an 11-14 digit number")
         ),
     )
     callback_url: str | None = attrs.field(
@@ -212,6 +198,21 @@ class VoiceNotificationResult:
     call_serial_no: str | None = None
     raw: Mapping[str, Any] = attrs.field(repr=False)
     response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+
+
+ENDPOINT: Endpoint[VoiceNotificationResult] = Endpoint(
+    name=_name,
+    path="/apiaccess/rest/voiceNotification/v1/createVoiceNotification",
+    group="voice_notification",
+    idempotent=False,
+    code_field="retCode",
+    message_field="retMsg",
+    codes=VOICE_NOTIFICATION_CODES,
+    retry_codes=frozenset({VoiceNotificationCode.BUSY.value}),
+    request_type=CreateVoiceNotificationRequest,
+    result_type=VoiceNotificationResult,
+    result_at="result",
+)
 
 
 class VoiceNotificationAPI:
@@ -258,17 +259,8 @@ class VoiceNotificationAPI:
         timeout: Timeout | float | None = None,
     ) -> VoiceNotificationResult:
         """Send a prepared request; raises as ``create`` does."""
-        if not isinstance(request, CreateVoiceNotificationRequest):
-            raise AICCValidationError(
-                f"send() takes a CreateVoiceNotificationRequest, got {type(request).__name__}",
-                field="request",
-                endpoint=_name,
-            )
-        body, response = await self._transport.call(
-            ENDPOINT, to_wire(request), retry_unsafe=retry_unsafe, timeout=timeout
-        )
-        return self._transport.result(
-            ENDPOINT, VoiceNotificationResult, body.get("result"), body, response
+        return await self._transport.send(
+            ENDPOINT, request, retry_unsafe=retry_unsafe, timeout=timeout
         )
 
     def create_many(
@@ -297,6 +289,6 @@ class VoiceNotificationAPI:
         return fan_out(
             lambda request: self.send(request, retry_unsafe=retry_unsafe),
             requests,
-            concurrency=check_concurrency(concurrency, limit, ENDPOINT.name),
-            endpoint=ENDPOINT.name,
+            concurrency=check_concurrency(concurrency, limit, _name),
+            endpoint=_name,
         )
