@@ -46,3 +46,7 @@ SUCCESS_REFUND = 1
 
 #: The locale ``leave_message`` applies for ccmessaging-tokens with.
 DEFAULT_MESSAGING_LOCALE = "en"
+
+#: What happens when ``redis_url``'s Redis is unreachable: ``"fail"`` (raise
+#: ``AICCConnectionError``, nothing sent) or ``"local"`` (this process's own state).
+DEFAULT_REDIS_FALLBACK = "fail"

@@ -42,6 +42,7 @@ __all__ = [
     "MessagingTokenCache",
     "Redactor",
     "SessionToken",
+    "SharedTokens",
     "TokenAuth",
     "read_token",
     "token_for",
@@ -116,6 +117,20 @@ class AccessToken:
         return f"AccessToken(value='***', lifetime={self.lifetime!r})"
 
 
+class SharedTokens(Protocol):
+    """Where several processes keep one AccessToken (``redis_state.RedisState``)."""
+
+    async def token(
+        self, started_at: float, fetch: Callable[[float], Awaitable[AccessToken]]
+    ) -> AccessToken:
+        """The shared token if still fresh, else one ``fetch`` obtains (and shares)."""
+        ...
+
+    def reject(self, value: str) -> None:
+        """AICC rejected ``value``: drop it from the shared place if still there."""
+        ...
+
+
 class AccessTokenCache:
     """Hands out a valid AccessToken, fetching one via ``fetch`` when needed.
 
@@ -123,15 +138,20 @@ class AccessTokenCache:
         fetch: coroutine function that requests a token; it receives the clock
             reading taken before sending and raises ``AICCError`` on failure.
         clock: monotonic clock in seconds (injectable for tests).
+        shared: where other processes keep the same token (``redis_url``): a fetch
+            asks it first, a rejection is reported to it. The single flight here
+            stays: one shared look-up per refresh, not per call.
     """
 
     def __init__(
         self,
         fetch: Callable[[float], Awaitable[AccessToken]],
         clock: Callable[[], float],
+        shared: SharedTokens | None = None,
     ) -> None:
         self._fetch = fetch
         self._clock = clock
+        self._shared = shared
         self._token: AccessToken | None = None
         self._inflight: asyncio.Task[AccessToken] | None = None
         self._closed = False
@@ -161,6 +181,8 @@ class AccessTokenCache:
 
     def invalidate(self, value: str) -> None:
         """Drop the token ``value`` (rejected by AICC) if it is still the cached one."""
+        if self._shared is not None:
+            self._shared.reject(value)
         if self._token is not None and self._token.value == value:
             logger.info("AccessToken rejected by AICC; fetching a new one")
             self._token = None
@@ -186,7 +208,10 @@ class AccessTokenCache:
 
     async def _run_fetch(self) -> AccessToken:
         try:
-            token = await self._fetch(self._clock())
+            if self._shared is None:
+                token = await self._fetch(self._clock())
+            else:
+                token = await self._shared.token(self._clock(), self._fetch)
         except Exception as exc:
             # A failed refresh-ahead is not retried for a while: the current token is
             # still good, and a struggling token endpoint should not be hammered.

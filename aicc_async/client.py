@@ -15,6 +15,7 @@ from aicc_async._constants import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MESSAGING_LOCALE,
+    DEFAULT_REDIS_FALLBACK,
     DEFAULT_RETRY_BUDGET,
     DEFAULT_TOKEN_TTL,
 )
@@ -69,6 +70,13 @@ class AICCClient:
         default_headers: headers added to every request (e.g. a tracing header). They
             may not set ``Authorization``, the app-key headers, ``ccmessaging-token`` or
             the body's framing headers: the SDK's own always win.
+        redis_url: ``redis://`` / ``rediss://`` URL of a Redis shared by every process
+            of this tenant (needs ``aicc-async[redis]``): the AccessToken is fetched
+            by one process and shared, and ``rate_limits`` hold for all processes
+            together. ``limits`` (in flight) stay per process.
+        redis_fallback: when that Redis is unreachable: ``"fail"`` (default; raise
+            ``AICCConnectionError``, nothing is sent) or ``"local"`` (log a warning,
+            use this process's own token and rate caps until Redis answers again).
         clock: monotonic clock for token lifetimes and the retry time budget (tests
             inject a fake one).
 
@@ -98,6 +106,8 @@ class AICCClient:
         proxy: str | None = None,
         trust_env: bool = False,
         default_headers: Mapping[str, str] | None = None,
+        redis_url: str | None = None,
+        redis_fallback: str = DEFAULT_REDIS_FALLBACK,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         config = ClientConfig(
@@ -120,6 +130,8 @@ class AICCClient:
             proxy=proxy,
             trust_env=trust_env,
             default_headers={} if default_headers is None else default_headers,
+            redis_url=redis_url,
+            redis_fallback=redis_fallback,
             clock=clock,
         )
         self._init(config, session)

@@ -18,6 +18,7 @@ from aicc_async._constants import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_MESSAGING_LOCALE,
+    DEFAULT_REDIS_FALLBACK,
     DEFAULT_RETRY_BUDGET,
     DEFAULT_TIMEOUT_CONNECT,
     DEFAULT_TIMEOUT_TOTAL,
@@ -190,6 +191,38 @@ def _default_headers(value: object) -> Mapping[str, str]:
     return MappingProxyType(headers)
 
 
+_REDIS_HINT = "must be a redis:// or rediss:// URL such as 'redis://localhost:6379/0'"
+
+
+def _redis_url(value: object) -> str | None:
+    """A ``redis://`` / ``rediss://`` URL; errors never echo it (it may hold a password)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise invalid("redis_url", f"{_REDIS_HINT}, got {_shown(value)}")
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise invalid("redis_url", f"{_REDIS_HINT} (its host or port is not valid)") from None
+    if parts.scheme not in ("redis", "rediss") or not hostname:
+        shown = parts.scheme + "://..." if parts.scheme else "a value that is not shown"
+        raise invalid("redis_url", f"{_REDIS_HINT}, got {shown}")
+    return url
+
+
+def _redis_fallback(value: object) -> str:
+    if value not in ("fail", "local"):
+        raise invalid(
+            "redis_fallback",
+            f"must be 'fail' (raise when Redis is unreachable) or 'local' (use this "
+            f"process's own token and rate caps meanwhile), got {value!r}",
+        )
+    return str(value)
+
+
 def _max_response_bytes(value: object) -> int:
     if not is_int(value) or value < 1024:
         raise invalid("max_response_bytes", f"must be an integer >= 1024, got {value!r}")
@@ -309,6 +342,8 @@ class ClientConfig:
     proxy: str | None = attrs.field(default=None, converter=_proxy, repr=_redacted_url)
     trust_env: bool = False
     default_headers: Mapping[str, str] = attrs.field(factory=dict, converter=_default_headers)
+    redis_url: str | None = attrs.field(default=None, converter=_redis_url, repr=_redacted_url)
+    redis_fallback: str = attrs.field(default=DEFAULT_REDIS_FALLBACK, converter=_redis_fallback)
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     #: The full tokenByAkSk URL: ``token_url`` (or ``base_url``) + the token path.
     token_endpoint: str = attrs.field(init=False)
@@ -347,7 +382,8 @@ class ClientConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
         """Build a config from ``AICC_BASE_URL``, ``AICC_APP_KEY``, ``AICC_APP_SECRET``
-        and optional ``AICC_TOKEN_URL``; keyword arguments set the other options.
+        and optional ``AICC_TOKEN_URL``, ``AICC_REDIS_URL`` (state shared across
+        processes) and ``AICC_REDIS_FALLBACK``; keyword arguments set the other options.
 
         Raises ``AICCValidationError`` naming each missing variable.
         """
@@ -365,7 +401,12 @@ class ClientConfig:
                 field=missing[0],
             )
         values: dict[str, Any] = {field: env[var] for field, var in names.items()}
-        if env.get("AICC_TOKEN_URL"):
-            values["token_url"] = env["AICC_TOKEN_URL"]
+        for field, var in (
+            ("token_url", "AICC_TOKEN_URL"),
+            ("redis_url", "AICC_REDIS_URL"),
+            ("redis_fallback", "AICC_REDIS_FALLBACK"),
+        ):
+            if env.get(var):
+                values[field] = env[var]
         values.update(overrides)
         return cls(**values)

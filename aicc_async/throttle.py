@@ -93,11 +93,22 @@ class RateCap:
 
 
 class Throttle:
-    """The semaphores (and rate caps) of all endpoint groups of one client."""
+    """The semaphores (and rate caps) of all endpoint groups of one client.
 
-    def __init__(self, limits: Mapping[str, int], rates: Mapping[str, float]) -> None:
+    ``cap``: builds the rate cap of a group from (group, rate); default a local
+    ``RateCap``. The in-flight semaphores are always this process's own.
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, int],
+        rates: Mapping[str, float],
+        cap: Callable[[str, float], RateLimiter] | None = None,
+    ) -> None:
         self._semaphores = {g: asyncio.BoundedSemaphore(n) for g, n in limits.items()}
-        self._rates: dict[str, RateLimiter] = {g: RateCap(r) for g, r in rates.items()}
+        self._rates: dict[str, RateLimiter] = {
+            g: RateCap(r) if cap is None else cap(g, r) for g, r in rates.items()
+        }
 
     async def acquire(self, group: str) -> None:
         """Take one in-flight slot of ``group`` (waiting for a free one and the rate cap).

@@ -45,6 +45,7 @@ _VARIABLES = {
     "app_key": "AICC_APP_KEY",
     "app_secret": "AICC_APP_SECRET",
     "token_url": "AICC_TOKEN_URL",
+    "redis_url": "AICC_REDIS_URL",
 }
 
 
@@ -97,7 +98,9 @@ def environment_config(
     except AICCValidationError as exc:
         field = exc.field or ""
         if field.startswith("AICC_"):  # missing variables
-            needed = [v for v in _VARIABLES.values() if v != "AICC_TOKEN_URL"]
+            needed = [
+                v for v in _VARIABLES.values() if v not in ("AICC_TOKEN_URL", "AICC_REDIS_URL")
+            ]
             missing = [v for v in needed if not environ.get(v)]
             message = f"set the environment variable(s) {', '.join(missing)}"
         elif field in _VARIABLES:

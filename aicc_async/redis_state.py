@@ -1,0 +1,356 @@
+"""State shared by every process of one tenant, in Redis (``redis_url=``): the
+AccessToken and the ``rate_limits`` caps. Needs the ``aicc-async[redis]`` extra.
+
+- **AccessToken**: cached under ``aicc-async:token:<hash of token URL and app key>``
+  with the token's expiry as the key's TTL (the secret is never part of a key or a
+  value). A process that needs a token reads it; when it is missing, past its
+  refresh point or rejected, one process at a time (a Redis lock with a timeout)
+  fetches a new one while the others wait and then read it. A rejected token is
+  deleted only if Redis still holds that value (compare-and-delete), so a process
+  reporting an old token never removes the fresh one another process just stored.
+  The client's in-process single flight stays on top: one Redis round trip per
+  refresh per process, not per call.
+- **Rate caps**: :class:`RedisRateCap`, GCRA in a Lua script on Redis's own clock
+  (atomic, one round trip per start), keyed by app key and endpoint group, so
+  ``rate_limits`` hold for the tenant across processes.
+- **Redis down**: ``AICCConnectionError`` ("Redis at ... unreachable; nothing was
+  sent"), unless ``redis_fallback="local"``: then one WARNING and this process's
+  own token and caps (re-trying Redis every 30 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aicc_async.auth import AccessToken
+from aicc_async.errors import AICCConnectionError, AICCValidationError
+from aicc_async.throttle import RateCap
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["REDIS_FALLBACKS", "RedisRateCap", "RedisState", "masked_redis_url"]
+
+logger = logging.getLogger("aicc_async")
+
+#: What ``redis_fallback`` may be: fail clearly, or use this process's own state.
+REDIS_FALLBACKS = ("fail", "local")
+_PREFIX = "aicc-async"
+_RETRY_REDIS_AFTER = 30.0  # seconds on local state before Redis is tried again
+_LOCK_WAIT_SLACK = 2.0
+
+# GCRA: KEYS[1] the theoretical arrival time (microseconds, Redis's clock);
+# ARGV[1] the interval, ARGV[2] the burst tolerance (microseconds).
+# Returns 0 when a start is granted (and counted), else the microseconds to wait.
+_GCRA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local ready = tat - tolerance
+if ready > now then return math.ceil(ready - now) end
+local due = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', due), 'PX', math.ceil((due - now) / 1000) + 1000)
+return 0
+"""
+
+# The token entry and its remaining lifetime in milliseconds, in one round trip.
+_READ = """
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+return {v, redis.call('PTTL', KEYS[1])}
+"""
+
+# Compare-and-delete: drop KEYS[1] only if it still holds the token ARGV[1].
+_DROP = """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local ok, entry = pcall(cjson.decode, v)
+if ok and type(entry) == 'table' and entry['token'] == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def masked_redis_url(url: str) -> str:
+    """``url`` with any password (and user name) replaced by ``***``."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+    return url
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+class RedisState:
+    """One client's connection to the shared state (created on first use, in the
+    event loop that uses it) and what to do when Redis is unreachable.
+
+    Args:
+        url: ``redis://`` or ``rediss://`` URL (validated by ``ClientConfig``).
+        token_endpoint, app_key: what the AccessToken key is derived from.
+        fallback: ``"fail"`` or ``"local"`` (see the module docstring).
+        clock: monotonic clock, seconds.
+        lock_timeout: seconds a process may hold the token-fetch lock.
+
+    Raises ``AICCValidationError`` when the ``redis`` package is not installed.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token_endpoint: str,
+        app_key: str,
+        fallback: str = "fail",
+        clock: Callable[[], float] = time.monotonic,
+        lock_timeout: float = 30.0,
+    ) -> None:
+        try:
+            import redis.asyncio  # noqa: F401 - only checks the extra is there
+        except ImportError:
+            raise AICCValidationError(
+                "redis_url needs the redis extra: pip install 'aicc-async[redis]'",
+                field="redis_url",
+            ) from None
+        self.url = url
+        self.shown = masked_redis_url(url)
+        self._fallback = fallback
+        self._clock = clock
+        self._lock_timeout = lock_timeout
+        self.token_key = f"{_PREFIX}:token:{_digest(token_endpoint, app_key)}"
+        self.rate_prefix = f"{_PREFIX}:rate:{_digest(app_key)}"
+        self._client: Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._local_until = -float("inf")
+        self._warned = False
+        #: Token values AICC rejected, to compare-and-delete at the next fetch.
+        self._rejected: set[str] = set()
+
+    # -- connection and failure --------------------------------------------------------
+
+    def _redis(self) -> Redis:
+        if self._client is None:
+            from redis.asyncio import Redis
+
+            self._client = Redis.from_url(
+                self.url, socket_connect_timeout=5.0, socket_timeout=5.0, decode_responses=True
+            )
+            self._scripts = {
+                name: self._client.register_script(text)
+                for name, text in (("gcra", _GCRA), ("read", _READ), ("drop", _DROP))
+            }
+        return self._client
+
+    @property
+    def local(self) -> bool:
+        """True while Redis was unreachable and ``redis_fallback="local"`` applies."""
+        return self._clock() < self._local_until
+
+    def _failed(self, exc: Exception) -> None:
+        """Redis failed: go local (opted in) or raise ``AICCConnectionError``."""
+        reason = type(exc).__name__
+        if self._fallback != "local":
+            raise AICCConnectionError(
+                f"Redis at {self.shown} unreachable; nothing was sent ({reason}). "
+                "Check redis_url / AICC_REDIS_URL, or pass redis_fallback='local' to use "
+                "this process's own token and rate caps while Redis is down"
+            ) from exc
+        self._local_until = self._clock() + _RETRY_REDIS_AFTER
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "Redis at %s unreachable (%s): using this process's own AccessToken and "
+                "rate caps (redis_fallback='local'); the caps are no longer tenant-wide",
+                self.shown,
+                reason,
+            )
+
+    def forget(self) -> None:
+        """Drop the connection pool without awaiting it (its event loop is gone)."""
+        self._client = None
+
+    async def close(self) -> None:
+        """Close the connection pool (the shared state stays in Redis)."""
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    # -- the AccessToken -----------------------------------------------------------------
+
+    def reject(self, value: str) -> None:
+        """AICC rejected ``value``: never take it from Redis again; the next fetch deletes
+        it there if Redis still holds it."""
+        self._rejected.add(value)
+
+    async def token(
+        self, started_at: float, fetch: Callable[[float], Awaitable[AccessToken]]
+    ) -> AccessToken:
+        """A fresh AccessToken: Redis's if it is usable and not past its refresh point,
+        else one ``fetch`` obtains under the shared lock (and stores).
+
+        Raises what ``fetch`` raises, or ``AICCConnectionError`` when Redis is
+        unreachable (without ``redis_fallback="local"``).
+        """
+        if self.local:
+            return await fetch(started_at)
+        from redis.exceptions import LockError, RedisError
+
+        try:
+            token = await self._read(started_at)
+            if token is not None:
+                return token
+            lock = self._redis().lock(
+                self.token_key + ":lock",
+                timeout=self._lock_timeout,
+                blocking_timeout=self._lock_timeout + _LOCK_WAIT_SLACK,
+            )
+            acquired = await lock.acquire()
+        except RedisError as exc:
+            self._failed(exc)
+            return await fetch(started_at)
+        try:
+            if acquired:
+                try:
+                    await self._drop_rejected()
+                    token = await self._read(started_at)
+                except RedisError as exc:
+                    self._failed(exc)
+                    return await fetch(started_at)
+                if token is not None:
+                    return token  # another process fetched it while this one waited
+            else:
+                logger.warning("waited too long for the shared AccessToken lock; fetching")
+            token = await fetch(started_at)
+            try:
+                await self._store(token)
+            except RedisError as exc:
+                logger.warning("could not store the AccessToken in Redis (%s)", type(exc).__name__)
+            return token
+        finally:
+            if acquired:
+                # Expired (its timeout) or Redis gone: either way it frees itself.
+                with contextlib.suppress(LockError, RedisError):
+                    await lock.release()
+
+    async def _read(self, started_at: float) -> AccessToken | None:
+        self._redis()
+        found = await self._scripts["read"](keys=[self.token_key])
+        if not found:
+            return None
+        raw, remaining_ms = found
+        try:
+            entry = json.loads(raw)
+            value, lifetime = str(entry["token"]), float(entry["lifetime"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        remaining = int(remaining_ms) / 1000
+        if value in self._rejected or remaining <= 0:
+            return None
+        # As if obtained when its lifetime began: it ages (refresh, expiry) in step with
+        # the copy every other process holds, and never outlives Redis's expiry.
+        token = AccessToken(
+            value=value,
+            lifetime=lifetime,
+            obtained_at=started_at - max(0.0, lifetime - remaining),
+        )
+        return token if started_at < token.refresh_at else None
+
+    async def _store(self, token: AccessToken) -> None:
+        remaining = token.obtained_at + token.lifetime - self._clock()
+        if remaining <= 1:
+            return
+        entry = json.dumps({"token": token.value, "lifetime": token.lifetime})
+        await self._redis().set(self.token_key, entry, px=int(remaining * 1000))
+
+    async def _drop_rejected(self) -> None:
+        for value in list(self._rejected):
+            if await self._scripts["drop"](keys=[self.token_key], args=[value]):
+                logger.debug("rejected AccessToken removed from Redis")
+            self._rejected.discard(value)
+
+    # -- rate caps ----------------------------------------------------------------------
+
+    async def gcra(self, key: str, interval: float, tolerance: float) -> float:
+        """One GCRA step on ``key``: 0 when a start is granted, else seconds to wait.
+        Raises ``redis.exceptions.RedisError``."""
+        self._redis()
+        wait = await self._scripts["gcra"](
+            keys=[key], args=[int(interval * 1e6), int(tolerance * 1e6)]
+        )
+        return int(wait) / 1e6
+
+
+class RedisRateCap:
+    """At most ``rate`` starts per second for the whole tenant, across every process
+    using the same Redis (GCRA; see :class:`~aicc_async.throttle.RateCap`).
+
+    Callers of :meth:`wait` in this process queue in arrival order, so one Redis round
+    trip serves one start. With ``redis_fallback="local"`` it paces with a local
+    ``RateCap`` while Redis is unreachable.
+
+    Args:
+        state: the client's :class:`RedisState`.
+        group: endpoint group (part of the key).
+        rate: starts per second; ``burst`` as for ``RateCap``.
+        sleep: coroutine function sleeping a number of seconds (tests inject one).
+    """
+
+    def __init__(
+        self,
+        state: RedisState,
+        group: str,
+        rate: float,
+        *,
+        burst: int = 1,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self._state = state
+        self.key = f"{state.rate_prefix}:{group}"
+        self.interval = 1.0 / rate
+        self._tolerance = (max(1, burst) - 1) * self.interval
+        self._sleep = sleep or asyncio.sleep
+        self._local = RateCap(rate, burst=burst, sleep=sleep)
+        self._queue = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Return when this caller may start a request (counted in Redis).
+
+        Raises ``AICCConnectionError`` when Redis is unreachable (nothing was sent),
+        unless ``redis_fallback="local"``.
+        """
+        from redis.exceptions import RedisError
+
+        async with self._queue:
+            while not self._state.local:
+                try:
+                    delay = await self._state.gcra(self.key, self.interval, self._tolerance)
+                except RedisError as exc:
+                    self._state._failed(exc)
+                    break
+                if delay <= 0:
+                    return
+                await self._sleep(delay)
+        await self._local.wait()
+
+    def take(self, want: int) -> int:
+        """Not available: a shared cap needs a Redis round trip per decision, so it paces
+        through :meth:`wait` only (a campaign's own ``rate`` stays a local ``RateCap``)."""
+        raise NotImplementedError("RedisRateCap paces through wait(); take() needs a round trip")
+
+    def delay(self) -> float:
+        """Not available: see :meth:`take`."""
+        raise NotImplementedError("RedisRateCap paces through wait(); delay() needs a round trip")
