@@ -597,9 +597,12 @@ class Campaign:
             unknown = (await self._journal.counts()).unknown
             if unknown:
                 logger.warning("sending %d rows whose outcome was unknown again", unknown)
-        counts = await self._journal.requeue(
-            unknown=settings.retry_unknown or kind.idempotent, failed=settings.retry_failed
-        )
+        if feed is None:
+            counts = await self._journal.requeue(
+                unknown=settings.retry_unknown or kind.idempotent, failed=settings.retry_failed
+            )
+        else:  # a new campaign: nothing to requeue, every row arrives through the feed
+            counts = StateCounts()
         self._engine = Engine(
             self._journal,
             kind,

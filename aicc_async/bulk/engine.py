@@ -241,6 +241,8 @@ class Engine:
             cancelled = exc
         claimed = claim_.rows
         self._cursor = claim_.cursor
+        if self._feed is not None:  # rows loaded meanwhile: count them before moving any
+            self.counts = self.counts.added(self._feed.take_new())
         self.counts = (
             self.counts.moved("sending", [f.state for f in finished])
             .moved("pending", ["sending"] * len(claimed))
