@@ -163,7 +163,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 if rows <= args.raw_max:
                     wall, _, _ = one_run(
-                        lambda info: [
+                        lambda info, contacts=contacts, journal=journal: [
                             sys.executable,
                             "-c",
                             RAW_CLIENT,
@@ -177,7 +177,7 @@ def main() -> None:
                     )
                     raw_walls.append(wall)
                 wall, rss, first = one_run(
-                    lambda info: [
+                    lambda info, contacts=contacts, journal=journal: [
                         sys.executable,
                         "-c",
                         "import sys; from aicc_async.cli import main; sys.exit(main())",
