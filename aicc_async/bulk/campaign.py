@@ -73,7 +73,6 @@ logger = logging.getLogger("aicc_async")
 
 CampaignKind = Literal["voice_notification", "write_back"]
 
-#: What each kind of campaign sends.
 #: What each kind of campaign sends: the endpoint descriptor and the campaign's extras.
 #: Making another endpoint bulk-capable is one entry here (its CSV format follows).
 KINDS: Mapping[str, Kind] = {
@@ -145,6 +144,8 @@ class LoadSummary:
     """Rows that changed but had never been sent (pending, or invalid before)."""
     withdrawn: int = 0
     """Unsent rows of earlier input that this input leaves out: they will not be sent."""
+    known: int = 0
+    """Rows whose key the journal already held (0 for a new campaign)."""
 
     @property
     def unchanged(self) -> int:
@@ -154,7 +155,7 @@ class LoadSummary:
     @property
     def resumed(self) -> bool:
         """True when the journal already held rows of this input (a resume)."""
-        return self.added < self.read
+        return self.known > 0
 
 
 @attrs.frozen
@@ -257,6 +258,7 @@ class Campaign:
         self._opened: tuple[Journal, Kind] | None = None
         self._engine: Engine | None = None
         self._running = self._stopped = False
+        self._feed: Feed | None = None
         self.interrupted = 0
         """Rows a stopped run had left in flight, settled when the journal was opened."""
         self.loaded: LoadSummary | None = None
@@ -362,7 +364,8 @@ class Campaign:
         Raises ``CampaignError`` (nothing is sent) when a key's row differs from the one
         already sent for it, the input gives a key to two different rows, or it has no
         key in common with the rows the journal holds (another file: the rows it added
-        are removed again). If loading stops early, no row is sent until a load completes.
+        are removed again). If loading stops early, no row is sent until a load completes
+        (but rows a new campaign streamed before it stopped are its input already).
         """
         _check_callback("on_progress", on_progress)
         return await self._load(rows, source, on_progress, None)
@@ -379,15 +382,18 @@ class Campaign:
         journal = self._sender()
         read = added = replaced = known = 0
         batch: list[LoadedRow] = []
-        load, streams = await journal.begin_load(stream=feed is not None)
+        named = None
+        if source is not None:
+            named = str(await asyncio.to_thread(Path(os.fspath(source)).resolve))
+        load, streams = await journal.begin_load(named, stream=feed is not None)
 
         async def flush() -> None:
             nonlocal read, added, replaced, known
-            counts = await journal.load(batch, load)
+            new, more_replaced, more_known = await journal.load(batch, load)
             read += len(batch)
-            added, replaced, known = added + counts[0], replaced + counts[1], known + counts[2]
+            added, replaced, known = added + len(new), replaced + more_replaced, known + more_known
             if feed is not None and streams:
-                feed.added([row.state for row in batch])
+                feed.added(new)
             batch.clear()
             if on_progress is not None:
                 on_progress(read)
@@ -406,11 +412,8 @@ class Campaign:
                 await flush()
         finally:
             await journal.set_durable(True)
-        named = None
-        if source is not None:
-            named = str(await asyncio.to_thread(Path(os.fspath(source)).resolve))
         withdrawn = await journal.end_load(load, known, named)
-        self.loaded = LoadSummary(read, added, replaced, withdrawn)
+        self.loaded = LoadSummary(read, added, replaced, withdrawn, known)
         return self.loaded
 
     def _loaded(self, row: object) -> LoadedRow:
@@ -560,7 +563,7 @@ class Campaign:
         settings: _RunSettings,
     ) -> StateCounts:
         """Load ``rows`` and send them: at once for a new campaign, after the load else."""
-        feed = Feed()
+        feed = self._feed = Feed()
         decided = asyncio.ensure_future(feed.changed().wait())  # streams or not
         loading = asyncio.ensure_future(self._load(rows, source, on_load, feed))
         try:
@@ -576,9 +579,19 @@ class Campaign:
                 loading.cancel()
                 await asyncio.gather(loading, return_exceptions=True)
                 return counts
-            await loading  # raises the load's error, after the rows in flight finished
+            try:
+                await loading  # raises the load's error, after the rows in flight finished
+            except CampaignError as exc:
+                sent = counts.total - counts.pending
+                raise CampaignError(
+                    exc.message.replace(" Nothing was sent.", "")
+                    + f" Reading stopped there; {sent:,} rows before it were already sent "
+                    f"or recorded in {self._path}. Fix the input and run it again with the "
+                    "same journal: what was sent is never sent again."
+                ) from None
             return counts
         finally:
+            self._feed = None
             decided.cancel()
             if not loading.done():
                 loading.cancel()
@@ -599,7 +612,9 @@ class Campaign:
                 logger.warning("sending %d rows whose outcome was unknown again", unknown)
         if feed is None:
             counts = await self._journal.requeue(
-                unknown=settings.retry_unknown or kind.idempotent, failed=settings.retry_failed
+                unknown=settings.retry_unknown or kind.idempotent,
+                failed=settings.retry_failed,
+                duplicate=settings.allow_repeat_numbers,
             )
         else:  # a new campaign: nothing to requeue, every row arrives through the feed
             counts = StateCounts()
@@ -630,6 +645,8 @@ class Campaign:
         self._stopped = True
         if self._engine is not None:
             self._engine.stopping = True
+        if self._feed is not None:
+            self._feed.added()  # wakes a run waiting for more input
 
     async def report(self) -> CampaignReport:
         """The row counts, problems, target and call outcomes of this campaign."""

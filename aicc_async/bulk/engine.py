@@ -183,11 +183,13 @@ class Engine:
                 if not self._tasks:
                     if exhausted or self.stopping or self.halt:
                         break
-                    if starved and changed is not None:
-                        await changed.wait()  # the next batch of the input
+                    delay = 0.0 if self._pacer is None else self._pacer.delay()
+                    if delay > 0:  # the rate cap holds rows back
+                        await asyncio.sleep(delay)
+                    elif starved and changed is not None and not changed.is_set():
+                        await changed.wait()  # the next batch of the input (or a stop)
                     else:
-                        assert self._pacer is not None  # only the rate cap holds rows back
-                        await asyncio.sleep(self._pacer.delay())
+                        await asyncio.sleep(0)
                     continue
                 timeout = None
                 if starved:
@@ -324,7 +326,7 @@ class Engine:
             if self.halt is None:
                 self.halt = AICCError(
                     f"the campaign stopped on an unexpected error ({type(exc).__name__}: "
-                    f"{exc}); the rows it was sending are recorded unknown."
+                    f"{exc}); the row it was sending is recorded unknown."
                 )
             return Finished(seq, "unknown", "internal error", f"{type(exc).__name__}: {exc}")
         return Finished(seq, "done", reference=self._kind.reference(result))

@@ -30,7 +30,6 @@ import filelock
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = [
-    "STATES",
     "Claim",
     "Claimed",
     "Finished",
@@ -46,16 +45,6 @@ __all__ = [
 T = TypeVar("T")
 
 State = Literal["pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"]
-#: Every state, in the order reports list them.
-STATES: tuple[State, ...] = (
-    "done",
-    "failed",
-    "unknown",
-    "duplicate",
-    "withdrawn",
-    "pending",
-    "sending",
-)
 
 SCHEMA_VERSION = 2
 #: ``code`` of a row whose input could not become a request (it was never sent).
@@ -78,6 +67,7 @@ CREATE TABLE IF NOT EXISTS campaign (
     created REAL NOT NULL,
     loads INTEGER NOT NULL DEFAULT 0,
     current_load INTEGER,
+    accepted INTEGER,
     source TEXT,
     target TEXT,
     clean INTEGER NOT NULL DEFAULT 0
@@ -325,12 +315,14 @@ class Journal:
 
         Raises ``CampaignError`` if it cannot be created or opened, is not a journal,
         holds another kind of campaign, is in use by another campaign process, or was
-        not closed cleanly and lost its ``-wal`` file.
+        not closed cleanly and lost its ``-wal`` file; ``JournalError`` if SQLite cannot
+        read it.
         """
         if mode == "read":
-            db = await asyncio.to_thread(cls._connect_read_only, path)
+            wal_lost = _wal_header(path) and not path.with_name(path.name + "-wal").exists()
+            db = await asyncio.to_thread(cls._connect_read_only, path, wal_lost)
             try:
-                found = await asyncio.to_thread(cls._check_read_only, db, path, kind)
+                found = await asyncio.to_thread(cls._check_read_only, db, path, kind, wal_lost)
             except BaseException:
                 db.close()
                 raise
@@ -408,12 +400,14 @@ class Journal:
             ) from None
 
     @staticmethod
-    def _connect_read_only(path: Path) -> sqlite3.Connection:
+    def _connect_read_only(path: Path, wal_lost: bool) -> sqlite3.Connection:
+        """A read-only connection. Without a ``-wal`` file, ``immutable``: SQLite then
+        creates no ``-wal``/``-shm`` (an empty one would hide that the WAL was lost)."""
         if not path.is_file():
             raise CampaignError(f"no journal at {path}: give the path a campaign was run with")
         try:
             return sqlite3.connect(
-                f"{path.absolute().as_uri()}?mode=ro",
+                f"{path.absolute().as_uri()}?mode=ro{'&immutable=1' if wal_lost else ''}",
                 uri=True,
                 timeout=_BUSY_TIMEOUT,
                 isolation_level=None,
@@ -450,13 +444,7 @@ class Journal:
             if held is not None:
                 Journal._checked_kind(path, kind, (str(held[0]), int(held[1])))
                 if wal_lost and not db.execute("SELECT clean FROM campaign").fetchone()[0]:
-                    wal = path.with_name(path.name + "-wal")
-                    raise CampaignError(
-                        f"{path} was not closed cleanly (a run was stopped abruptly) and its "
-                        f"write-ahead log {wal} is missing: without it the journal may not "
-                        "know every row already sent. Put the -wal file back beside it "
-                        "(always copy a journal together with its -wal file). Nothing was sent."
-                    )
+                    raise Journal._wal_lost(path)
             if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CampaignError(f"{path}: SQLite could not switch the journal to WAL mode")
             db.execute("PRAGMA synchronous=FULL")
@@ -471,17 +459,32 @@ class Journal:
         return Journal._checked_kind(path, kind, found)
 
     @staticmethod
-    def _check_read_only(db: sqlite3.Connection, path: Path, kind: str | None) -> str:
+    def _check_read_only(
+        db: sqlite3.Connection, path: Path, kind: str | None, wal_lost: bool
+    ) -> str:
         try:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
             if "campaign" not in tables:
                 raise CampaignError(f"{path} is not an aicc journal")
             found = db.execute("SELECT kind, version FROM campaign").fetchone()
+            if found is None:
+                raise CampaignError(f"{path} is an empty journal: no campaign was run")
+            checked = Journal._checked_kind(path, kind, (str(found[0]), int(found[1])))
+            if wal_lost and not db.execute("SELECT clean FROM campaign").fetchone()[0]:
+                raise Journal._wal_lost(path)
         except sqlite3.Error as exc:
             raise Journal._refuse(path, exc) from None
-        if found is None:
-            raise CampaignError(f"{path} is an empty journal: no campaign was run")
-        return Journal._checked_kind(path, kind, (str(found[0]), int(found[1])))
+        return checked
+
+    @staticmethod
+    def _wal_lost(path: Path) -> CampaignError:
+        wal = path.with_name(path.name + "-wal")
+        return CampaignError(
+            f"{path} was not closed cleanly (a run was stopped abruptly) and its "
+            f"write-ahead log {wal} is missing: without it the journal may not know every "
+            "row already sent. Put the -wal file back beside it (always copy a journal "
+            "together with its -wal file). Nothing was sent."
+        )
 
     @staticmethod
     def _checked_kind(path: Path, kind: str | None, found: tuple[str, int]) -> str:
@@ -578,12 +581,11 @@ class Journal:
                 # Nothing was ever sent: the journal may still move to another target.
                 db.execute("UPDATE campaign SET target = ?", (self.dumps(attrs.asdict(target)),))
                 return
-            if bound != target:
-                raise CampaignError(
-                    f"the journal {self.path} belongs to a campaign sent to "
-                    f"{bound.describe()}, not {target.describe()}: use a new --journal for "
-                    "this target. Nothing was sent."
-                )
+            raise CampaignError(
+                f"the journal {self.path} belongs to a campaign sent to "
+                f"{bound.describe()}, not {target.describe()}: use a new --journal for "
+                "this target. Nothing was sent."
+            )
 
         await self._write(work)
 
@@ -595,17 +597,24 @@ class Journal:
 
     # -- loading input ------------------------------------------------------------------
 
-    async def begin_load(self, *, stream: bool = False) -> tuple[int, bool]:
-        """Number a new pass over the input (see :meth:`load`); returns (pass, streams).
+    async def begin_load(
+        self, source: str | None = None, *, stream: bool = False
+    ) -> tuple[int, bool]:
+        """Number a new pass over the input (see :meth:`load`), read from the file
+        ``source`` if any; returns (pass, streams).
 
-        Until :meth:`end_load` accepts the pass, nothing can be sent; except, when
-        ``stream`` is asked and the journal holds no rows yet, the rows of this pass
-        can be sent as they are loaded (``streams`` is then True): a new campaign has
-        no earlier input whose rows the new one could leave out.
+        Rows that a pass never accepted added and never sent are dropped first: they
+        are not the campaign's input. Until :meth:`end_load` accepts the pass, nothing
+        can be sent; except, when ``stream`` is asked and the journal holds no rows yet,
+        the rows of this pass can be sent as they are loaded (``streams`` is then
+        True): a new campaign has no earlier input whose rows the new one could leave out.
         """
 
         def work(db: sqlite3.Connection) -> tuple[int, bool]:
             self._accepted = db.execute("SELECT current_load FROM campaign").fetchone()[0]
+            accepted = db.execute("SELECT accepted FROM campaign").fetchone()[0]
+            db.execute("DELETE FROM rows WHERE first_load > ? AND sends = 0", (accepted or 0,))
+            db.execute("UPDATE campaign SET source = coalesce(?, source)", (source,))
             empty = db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is None
             db.execute("UPDATE campaign SET loads = loads + 1, current_load = NULL")
             load = int(db.execute("SELECT loads FROM campaign").fetchone()[0])
@@ -616,13 +625,13 @@ class Journal:
 
         return await self._write(work)
 
-    async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[int, int, int]:
+    async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[list[State], int, int]:
         """Add ``rows`` of input pass ``load`` in one transaction; returns (added,
-        replaced, known): rows new to the journal, rows that replaced an unsent row of
-        the same key, and rows whose key the journal already held.
+        replaced, known): the states of the rows new to the journal, how many replaced
+        an unsent row of the same key, and how many had a key the journal already held.
 
         A key already in the journal with the same fingerprint is kept (a ``withdrawn``
-        or ``duplicate`` row becomes ``pending`` again). With a different fingerprint it
+        row becomes ``pending`` again). With a different fingerprint it
         is replaced if it was never sent (``pending``, ``withdrawn``, ``duplicate``, or
         ``failed`` as invalid input). Otherwise, or when this pass already gave the key
         another row, ``CampaignError`` is raised and nothing of ``rows`` is written.
@@ -631,7 +640,7 @@ class Journal:
 
     def _load(
         self, db: sqlite3.Connection, rows: Sequence[LoadedRow], load: int
-    ) -> tuple[int, int, int]:
+    ) -> tuple[list[State], int, int]:
         known: dict[str, tuple[str, str, str | None, int]] = {}
         keys = [row.key for row in rows]
         for i in range(0, len(keys), _KEYS_PER_SELECT):
@@ -674,7 +683,7 @@ class Journal:
             if fingerprint == row.fingerprint:
                 seen.append((load, row.key))
                 known[row.key] = (fingerprint, state, code, load)
-                if state in ("withdrawn", "duplicate"):
+                if state == "withdrawn":  # back in the input (a duplicate stays one)
                     revived.append((now, row.key))
                 continue
             if state not in ("pending", "withdrawn", "duplicate") and not (
@@ -704,7 +713,7 @@ class Journal:
             "WHERE key = ?",
             revived,
         )
-        return len(added), len(replaced), len(seen) + len(replaced)
+        return [a[2] for a in added], len(replaced), len(seen) + len(replaced)
 
     async def end_load(self, load: int, known: int, source: str | None) -> int:
         """Accept input pass ``load`` (complete; ``known`` of its rows had keys the journal
@@ -724,8 +733,8 @@ class Journal:
                 db.execute("UPDATE campaign SET current_load = ?", (self._accepted,))
                 return -1
             db.execute(
-                "UPDATE campaign SET current_load = ?, source = coalesce(?, source)",
-                (load, source),
+                "UPDATE campaign SET current_load = ?, accepted = ?, source = coalesce(?, source)",
+                (load, load, source),
             )
             return int(
                 db.execute(
@@ -761,12 +770,19 @@ class Journal:
 
     # -- sending ------------------------------------------------------------------------
 
-    async def requeue(self, *, unknown: bool, failed: bool) -> StateCounts:
-        """Turn ``unknown`` (if asked) and sent-but-``failed`` (if asked) rows of the
-        current input back into ``pending``; returns the counts afterwards."""
+    async def requeue(self, *, unknown: bool, failed: bool, duplicate: bool = False) -> StateCounts:
+        """Turn ``unknown`` (if asked), sent-but-``failed`` (if asked) and ``duplicate``
+        (if asked) rows of the current input back into ``pending``; returns the counts
+        afterwards."""
 
         def work(db: sqlite3.Connection) -> StateCounts:
             current = "loaded = (SELECT current_load FROM campaign)"
+            if duplicate:
+                db.execute(
+                    f"UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - constant
+                    f"updated = ? WHERE state = 'duplicate' AND {current}",
+                    (time.time(),),
+                )
             if unknown:
                 db.execute(
                     f"UPDATE rows SET state = 'pending', updated = ? "  # noqa: S608 - constant
@@ -860,9 +876,9 @@ class Journal:
                         continue
                 claimed.append(Claimed(seq, key, payload))
         db.executemany(
-            "UPDATE rows SET state = 'duplicate', code = 'duplicate', description = ?, "
+            "UPDATE rows SET state = 'duplicate', code = ?, description = ?, "
             "updated = ? WHERE seq = ?",
-            duplicates,
+            [(DUPLICATE, *d) for d in duplicates],
         )
         if claimed:
             marks = ",".join("?" * len(claimed))

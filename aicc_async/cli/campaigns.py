@@ -251,7 +251,12 @@ def _nothing_to_send(
             "bold yellow",
         )
         return False
-    if counts.pending or options.retry_failed or (idempotent and counts.unknown):
+    if (
+        counts.pending
+        or options.retry_failed
+        or (idempotent and counts.unknown)
+        or (options.allow_repeat_numbers and counts.duplicate)
+    ):
         return False
     terminal.note(
         f"Nothing left to send: every row of {rows.path} already has an outcome in {campaign.path}."

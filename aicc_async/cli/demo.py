@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aicc_async.bulk.csv_files import CampaignFile
 from aicc_async.cli.campaigns import Callbacks, Options, run_campaign
-from aicc_async.cli.terminal import Terminal
+from aicc_async.cli.terminal import INTERRUPTED, OK, Terminal
 from aicc_async.config import DEFAULT_LIMITS
 from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest
 from aicc_async.testing import FakeAICC, Fault
@@ -66,7 +66,7 @@ async def run_demo(terminal: Terminal, journal: Path | None) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="aicc-demo-") as scratch:
         path = Path(scratch) / "campaign.db" if journal is None else journal
-        await run_campaign(
+        status = await run_campaign(
             terminal,
             "voice_notification",
             contacts,
@@ -83,4 +83,4 @@ async def run_demo(terminal: Terminal, journal: Path | None) -> int:
         f"\n{kept}Next: `aicc sandbox` in one shell, then `aicc notify YOUR.csv --journal "
         "campaign.db` in another."
     )
-    return 0
+    return INTERRUPTED if status == INTERRUPTED else OK

@@ -200,7 +200,8 @@ def render_report(report: CampaignReport) -> RenderableType:
 
 _SENDING = (
     "in flight: being sent by a campaign that is running now, or, if none is, in flight "
-    "when its run stopped: the next run records them as unknown."
+    "when its run stopped: the next run records them as unknown (a write-back sends "
+    "them again)."
 )
 _UNKNOWN_WRITE_BACK = (
     "unknown: no answer came back. A write-back can be repeated safely: run the same "

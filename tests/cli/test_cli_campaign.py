@@ -359,7 +359,10 @@ def test_sigterm_while_a_resume_reads_the_input_sends_nothing(
     assert stats["received"]["createVoiceNotification"] == sent
     rows = journal_rows(journal)
     assert 0 < len(rows) < 300_000
-    assert {r["state"] for r in rows} == {"pending", "done"}
+    # The first run's unsent rows (its load never completed) were dropped, and the
+    # second run had loaded some of them again, or none yet, when the signal came.
+    assert "done" in {r["state"] for r in rows}
+    assert {r["state"] for r in rows} <= {"pending", "done"}
 
 
 def test_sigterm_while_a_new_campaign_streams_its_input(

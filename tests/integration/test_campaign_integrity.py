@@ -183,6 +183,11 @@ async def test_a_number_is_phoned_once_per_campaign(tmp_path: Path) -> None:
     assert all("'k1'" in p["description"] for p in problems)
     assert all(same not in p["description"] for p in problems)  # no number in the text
 
+    # Loaded again, the duplicates stay duplicates: nothing is left to send.
+    async with Campaign(path) as campaign:
+        await campaign.load(given)
+        assert (await campaign.report()).counts == StateCounts(done=3, duplicate=2)
+
     # A later run, with the first row of that number gone, still does not phone it again.
     async with FakeAICC() as fake, Campaign(path) as campaign:
         await campaign.load([row(0), row(2), row(3, same)])
@@ -319,6 +324,12 @@ async def test_a_journal_not_closed_cleanly_without_its_wal_is_refused(tmp_path:
     with pytest.raises(CampaignError, match="-wal") as refused:
         await Campaign(copy).open()
     assert "Nothing was sent" in refused.value.message
+    # A report refuses it too, and leaves no (empty) -wal behind that would hide the loss.
+    with pytest.raises(CampaignError, match="-wal"):
+        await Campaign(copy, read_only=True).open()
+    assert not (tmp_path / "copy.db-wal").exists()
+    with pytest.raises(CampaignError, match="-wal"):
+        await Campaign(copy).open()
     await campaign.close()
 
     # Closed cleanly, the journal file alone is the whole journal.
@@ -368,7 +379,7 @@ async def test_export_refuses_the_journal_its_files_and_the_input(tmp_path: Path
                 await export_problems(campaign, target)
         assert await export_problems(campaign, tmp_path / "problems.csv") == 1
     assert digest(path, source) == before
-    assert (tmp_path / "c.db-wal").read_bytes() == b""  # SQLite's readers may create it empty
+    assert not (tmp_path / "c.db-wal").exists()  # a closed journal is read without one
     assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
 
 
@@ -466,3 +477,37 @@ async def test_an_unexpected_error_stops_the_run_instead_of_burning_every_row(
     assert "KeyError" in str(stopped.value)
     assert counts.unknown == 1  # the row that met the error may have left
     assert counts.pending >= n - 5  # the others were not burned
+
+
+@pytest.mark.asyncio
+async def test_another_file_is_refused_even_after_an_interrupted_load_of_it(
+    tmp_path: Path,
+) -> None:
+    # The rows a load that never completed added are not the campaign's input: they
+    # must not count as "rows in common" for the next load of the same wrong file.
+    path = tmp_path / "c.db"
+    other = [
+        CampaignRow(
+            key=f"b{i}",
+            request=CreateVoiceNotificationRequest(called=number(5000 + i), voice_content="$X$"),
+        )
+        for i in range(3000)
+    ]
+
+    def broken() -> Any:
+        yield from other[:2500]
+        raise OSError("the disk holding the CSV went away")
+
+    async with FakeAICC() as fake, Campaign(path, "voice_notification") as campaign:
+        await campaign.load(rows(range(50)))
+        async with client(fake) as aicc:
+            await campaign.run(aicc)
+        with pytest.raises(OSError, match="went away"):
+            await campaign.load(broken())
+        with pytest.raises(CampaignError, match="no row in common"):
+            await campaign.load(other)
+        async with client(fake) as aicc:
+            with pytest.raises(CampaignError, match="load the input again"):
+                await campaign.run(aicc)
+        assert len(fake.received(VOICE)) == 50
+        assert (await campaign.report()).counts == StateCounts(done=50)

@@ -3,6 +3,8 @@ counts a run reports and returns are the journal's, never counted twice."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -51,8 +53,46 @@ async def test_a_load_that_fails_mid_stream_stops_the_run(tmp_path: Path) -> Non
     )
     async with FakeAICC() as fake, Campaign(tmp_path / "c.db", "voice_notification") as c:
         async with fake.client() as aicc:
-            with pytest.raises(CampaignError, match="two different rows"):
+            with pytest.raises(CampaignError, match="two different rows") as stopped:
                 await c.run(aicc, rows=[*given, bad])
+        assert "Nothing was sent" not in stopped.value.message
+        assert "already sent" in stopped.value.message
         calls = {r.body["called"] for r in fake.received(VOICE)}
     assert "99999" not in calls  # the conflicting row is never sent
     assert len(calls) == len(fake.received(VOICE))  # and nobody twice
+
+
+@pytest.mark.asyncio
+async def test_a_repeated_identical_row_is_one_row_in_a_streamed_run(tmp_path: Path) -> None:
+    given = rows(3)
+    async with FakeAICC() as fake, Campaign(tmp_path / "c.db", "voice_notification") as c:
+        async with fake.client() as aicc:
+            counts = await c.run(aicc, rows=[given[0], given[1], given[1], given[2]])
+        assert counts == (await c.report()).counts == StateCounts(done=3)
+        assert c.loaded is not None
+        assert not c.loaded.resumed  # a new campaign, whatever its input repeats
+
+
+@pytest.mark.asyncio
+async def test_stop_ends_a_run_that_waits_for_a_quiet_source(tmp_path: Path) -> None:
+    given = rows(250)
+    quiet = asyncio.Event()  # never set: the source goes quiet after 250 rows
+
+    async def source() -> AsyncIterator[CampaignRow]:
+        for row in given:
+            yield row
+        await quiet.wait()
+
+    async with FakeAICC() as fake, Campaign(tmp_path / "c.db", "voice_notification") as c:
+
+        def on_progress(counts: StateCounts) -> None:
+            if counts.done >= 200:  # the first batch is out; the loader waits on the source
+                c.stop()
+
+        async with fake.client() as aicc:
+            run = asyncio.ensure_future(c.run(aicc, rows=source(), on_progress=on_progress))
+            done, _ = await asyncio.wait({run}, timeout=30)
+            assert done, "stop() did not end the run"
+            counts = run.result()
+        assert counts.done >= 200
+        assert len(fake.received(VOICE)) == counts.done
