@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +44,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+logger = logging.getLogger("aicc_async")
 
 State = Literal["pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"]
 
@@ -57,6 +59,7 @@ WITHDRAWN = "withdrawn"
 DUPLICATE = "duplicate"
 _KEYS_PER_SELECT = 500  # below SQLite's oldest limit on bound parameters (999)
 _CHECKPOINT_EVERY = 30.0  # seconds between checkpoints while a campaign runs
+_CHECKPOINT_TRIES = 5
 _BUSY_TIMEOUT = 10.0  # seconds a write waits for another writer (aicc listen)
 
 _SCHEMA = """
@@ -453,7 +456,12 @@ class Journal:
                     raise CampaignError(f"{path} is an empty journal: no campaign was run")
                 return Journal._checked_kind(path, kind, (str(held[0]), int(held[1])))
             found = _transaction(db, lambda db: Journal._create(db, path, kind))
-            Journal._checkpoint(db, "TRUNCATE")  # 'not closed cleanly' is in the main file now
+            if not Journal._checkpoint(db, "TRUNCATE"):  # 'not closed cleanly' in the file
+                logger.warning(
+                    "could not checkpoint %s while opening it (a reader held it): a copy "
+                    "of the file without its -wal may not show that a run is under way",
+                    path,
+                )
         except sqlite3.Error as exc:
             raise Journal._refuse(path, exc) from None
         return Journal._checked_kind(path, kind, found)
@@ -518,8 +526,15 @@ class Journal:
         return kind, SCHEMA_VERSION
 
     @staticmethod
-    def _checkpoint(db: sqlite3.Connection, mode: str) -> None:
-        db.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+    def _checkpoint(db: sqlite3.Connection, mode: str) -> bool:
+        """Copy the WAL into the journal file; False if a reader kept it from finishing
+        (tried a few times over about a second, as a report reads for milliseconds)."""
+        for attempt in range(_CHECKPOINT_TRIES):
+            busy = db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
+            if not busy:
+                return True
+            time.sleep(0.05 * (attempt + 1))
+        return False
 
     async def close(self) -> None:
         """Close the file: a writer marks it closed cleanly and checkpoints the WAL into
