@@ -206,27 +206,26 @@ class Engine:
 
     def _drain(self) -> None:
         while not self._queue.empty():
-            finished = self._queue.get_nowait()
-            self._tasks.pop(finished.seq, None)
-            self._finished.append(finished)
+            self._took(self._queue.get_nowait())
+
+    def _took(self, finished: Finished) -> None:
+        """An outcome came in: its slot is free, its row waits for the next commit."""
+        self._tasks.pop(finished.seq, None)
+        self._finished.append(finished)
 
     async def _next_outcome(self, timeout: float | None) -> None:
         """Wait for the next outcome (at most ``timeout``), then linger briefly for more:
         each journal commit has a fixed cost (a disk sync), so outcomes and the claims
         that refill their slots go in batches of about a tenth of the concurrency."""
         with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            finished = await asyncio.wait_for(self._queue.get(), timeout)
-            self._tasks.pop(finished.seq, None)
-            self._finished.append(finished)
+            self._took(await asyncio.wait_for(self._queue.get(), timeout))
             batch = max(1, self._concurrency // 10)
             deadline = asyncio.get_running_loop().time() + _LINGER
             while len(self._finished) < batch and self._tasks:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     break
-                finished = await asyncio.wait_for(self._queue.get(), left)
-                self._tasks.pop(finished.seq, None)
-                self._finished.append(finished)
+                self._took(await asyncio.wait_for(self._queue.get(), left))
 
     async def _commit(self, claim: int) -> list[Claimed]:
         finished, self._finished = self._finished, []
