@@ -344,6 +344,12 @@ async def write_csv(
     return count
 
 
+async def _campaign_files(campaign: Campaign) -> tuple[Path, ...]:
+    """What an export must never write over: the journal, its files and its input."""
+    source = await campaign.source()
+    return (*campaign.files, *(() if source is None else (source,)))
+
+
 async def export_problems(campaign: Campaign, path: str | os.PathLike[str]) -> int:
     """Write the campaign's failed, unknown and duplicate rows to the CSV at ``path``;
     returns how many.
@@ -355,7 +361,6 @@ async def export_problems(campaign: Campaign, path: str | os.PathLike[str]) -> i
     is complete.
     """
     columns: Sequence[str] = FORMATS[campaign.kind].columns[1:]
-    source = await campaign.source()
 
     async def rows() -> AsyncIterator[Sequence[object]]:
         async for row in campaign.problem_rows():
@@ -368,7 +373,7 @@ async def export_problems(campaign: Campaign, path: str | os.PathLike[str]) -> i
         path,
         [ID, "state", "code", "description", "reference", *columns],
         rows(),
-        protected=(*campaign.files, *(() if source is None else (source,))),
+        protected=await _campaign_files(campaign),
     )
 
 
@@ -377,7 +382,6 @@ async def export_unanswered_rows(campaign: Campaign, path: str | os.PathLike[str
     CSV at ``path``, in the campaign's input format, so it is the input of a follow-up
     campaign; returns how many. Raises ``CampaignError`` as :func:`export_problems`."""
     columns: Sequence[str] = FORMATS[campaign.kind].columns
-    source = await campaign.source()
 
     async def rows() -> AsyncIterator[Sequence[object]]:
         async for row in campaign.unanswered_rows():
@@ -388,5 +392,5 @@ async def export_unanswered_rows(campaign: Campaign, path: str | os.PathLike[str
         path,
         columns,
         rows(),
-        protected=(*campaign.files, *(() if source is None else (source,))),
+        protected=await _campaign_files(campaign),
     )

@@ -373,10 +373,7 @@ class Journal:
         try:
             lock.acquire(timeout=0)
         except filelock.Timeout:
-            raise CampaignError(
-                f"the journal {path} is in use by another aicc process; wait for it to "
-                "finish (or stop it) and try again"
-            ) from None
+            raise Journal._in_use(path) from None
         except OSError as exc:
             raise CampaignError(
                 f"cannot write beside the journal {path} ({exc.strerror or exc}): check that "
@@ -420,12 +417,16 @@ class Journal:
             raise CampaignError(f"cannot read the journal {path} ({exc})") from None
 
     @staticmethod
+    def _in_use(path: Path) -> CampaignError:
+        return CampaignError(
+            f"the journal {path} is in use by another aicc process; wait for it to "
+            "finish (or stop it) and try again"
+        )
+
+    @staticmethod
     def _refuse(path: Path, exc: sqlite3.Error) -> CampaignError:
         if "locked" in str(exc) or "busy" in str(exc):
-            return CampaignError(
-                f"the journal {path} is in use by another aicc process; wait for it to "
-                "finish (or stop it) and try again"
-            )
+            return Journal._in_use(path)
         if "readonly" in str(exc) or "unable to open" in str(exc):
             return CampaignError(
                 f"cannot write the journal {path} ({exc}): check that the file and its "
