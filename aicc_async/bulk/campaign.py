@@ -53,7 +53,12 @@ from aicc_async.endpoints.voice_notification import (
     CreateVoiceNotificationRequest,
     check_callback_url,
 )
-from aicc_async.errors import AICCConnectionError, AICCValidationError, CampaignError
+from aicc_async.errors import (
+    AICCConnectionError,
+    AICCValidationError,
+    CampaignError,
+    JournalError,
+)
 from aicc_async.throttle import RateCap, RateLimiter
 
 if TYPE_CHECKING:
@@ -389,7 +394,14 @@ class Campaign:
 
         async def flush() -> None:
             nonlocal read, added, replaced, known
-            new, more_replaced, more_known = await journal.load(batch, load)
+            try:
+                new, more_replaced, more_known = await journal.load(batch, load)
+            except JournalError:
+                raise
+            except CampaignError as exc:  # a key's row: streamed rows may be out already
+                if streams:
+                    raise
+                raise CampaignError(f"{exc.message} Nothing was sent.") from None
             read += len(batch)
             added, replaced, known = added + len(new), replaced + more_replaced, known + more_known
             if feed is not None and streams:
@@ -581,13 +593,14 @@ class Campaign:
                 return counts
             try:
                 await loading  # raises the load's error, after the rows in flight finished
+            except JournalError:
+                raise
             except CampaignError as exc:
                 sent = counts.total - counts.pending
                 raise CampaignError(
-                    exc.message.replace(" Nothing was sent.", "")
-                    + f" Reading stopped there; {sent:,} rows before it were already sent "
-                    f"or recorded in {self._path}. Fix the input and run it again with the "
-                    "same journal: what was sent is never sent again."
+                    f"{exc.message} Reading stopped there; {sent:,} rows before it were "
+                    f"already sent or recorded in {self._path}. Fix the input and run it "
+                    "again with the same journal: what was sent is never sent again."
                 ) from None
             return counts
         finally:

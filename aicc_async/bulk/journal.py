@@ -650,7 +650,8 @@ class Journal:
         row becomes ``pending`` again). With a different fingerprint it
         is replaced if it was never sent (``pending``, ``withdrawn``, ``duplicate``, or
         ``failed`` as invalid input). Otherwise, or when this pass already gave the key
-        another row, ``CampaignError`` is raised and nothing of ``rows`` is written.
+        another row, ``CampaignError`` is raised and nothing of ``rows`` is written (the
+        caller says what that means for sending).
         """
         return await self._write(lambda db: self._load(db, rows, load))
 
@@ -694,7 +695,7 @@ class Journal:
                     continue  # the same row twice in one input: it is one row
                 raise CampaignError(
                     f"the input gives key {row.key!r} to two different rows: each row needs "
-                    "its own id. Nothing was sent."
+                    "its own id."
                 )
             if fingerprint == row.fingerprint:
                 seen.append((load, row.key))
@@ -708,8 +709,7 @@ class Journal:
                 raise CampaignError(
                     f"the input's row for key {row.key!r} differs from the one this journal "
                     f"holds (state {state}). A key must always name the same row: restore "
-                    "the row, give it a new id, or use a new --journal for a new campaign. "
-                    "Nothing was sent."
+                    "the row, give it a new id, or use a new --journal for a new campaign."
                 )
             replaced.append((*values, row.key))
             known[row.key] = (row.fingerprint, row.state, row.code, load)
