@@ -672,6 +672,10 @@ class Campaign:
             await self._journal.outcomes(),
         )
 
+    async def outcomes(self) -> Outcomes:
+        """The call outcomes recorded so far (what :meth:`report` holds, read alone)."""
+        return await self._journal.outcomes()
+
     async def record_outcome(self, event: ReleaseEvent) -> bool:
         """Record a release event on the row whose call it reports (answered or not,
         release reason, talk duration, release time). Returns False, and logs, when no

@@ -228,7 +228,7 @@ async def _wait(terminal: Terminal, campaign: Campaign, signals: Signals, second
     except asyncio.CancelledError:
         if not waiting.cancelled() or signals.count > 1:
             raise
-        outcomes = (await campaign.report()).outcomes
+        outcomes = await campaign.outcomes()
     finally:
         signals.soft = None
     if outcomes.awaiting:

@@ -93,7 +93,7 @@ async def wait_for_outcomes(
     """Wait until no sent call awaits its release event, at most ``seconds``, showing
     the counts live; returns them."""
     deadline = clock() + seconds
-    outcomes = (await campaign.report()).outcomes
+    outcomes = await campaign.outcomes()
     with Live(console=console, transient=True, auto_refresh=False) as live:
         while (left := deadline - clock()) > 0 and outcomes.awaiting:
             line = Text.assemble(
@@ -101,7 +101,7 @@ async def wait_for_outcomes(
             )
             live.update(line, refresh=True)
             await asyncio.sleep(min(0.5, left))
-            outcomes = (await campaign.report()).outcomes
+            outcomes = await campaign.outcomes()
     console.print(Text.assemble("Release events: ", outcome_line(outcomes)))
     return outcomes
 
@@ -142,9 +142,7 @@ async def run_listener(
         except asyncio.CancelledError:
             pass
     async with Campaign(journal, read_only=True) as campaign:
-        terminal.out.print(
-            Text.assemble("Stopped. ", outcome_line((await campaign.report()).outcomes))
-        )
+        terminal.out.print(Text.assemble("Stopped. ", outcome_line(await campaign.outcomes())))
     return OK
 
 
@@ -152,5 +150,5 @@ async def _show_outcomes(campaign: Campaign, console: Console) -> None:
     """Show the outcome counts live, until cancelled."""
     with Live(console=console, transient=True, auto_refresh=False) as live:
         while True:
-            live.update(outcome_line((await campaign.report()).outcomes), refresh=True)
+            live.update(outcome_line(await campaign.outcomes()), refresh=True)
             await asyncio.sleep(1.0)
