@@ -212,6 +212,14 @@ class _RunSettings:
     on_progress: Callable[[StateCounts], None] | None
 
 
+def _check_source(value: object) -> None:
+    if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value)):
+        raise AICCValidationError(
+            f"source: must be the input's file path (str or os.PathLike) or None, got {value!r}",
+            field="source",
+        )
+
+
 def _check_flag(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise AICCValidationError(f"{name}: must be True or False, got {value!r}", field=name)
@@ -373,6 +381,7 @@ class Campaign:
         (but rows a new campaign streamed before it stopped are its input already).
         """
         _check_callback("on_progress", on_progress)
+        _check_source(source)
         return await self._load(rows, source, on_progress, None)
 
     async def _load(
@@ -532,6 +541,7 @@ class Campaign:
             _check_flag(name, flag)
         _check_callback("on_progress", on_progress)
         _check_callback("on_load", on_load)
+        _check_source(source)
         if callback_url is not None:
             if kind.with_callback is None:
                 raise AICCValidationError(

@@ -96,3 +96,16 @@ async def test_stop_ends_a_run_that_waits_for_a_quiet_source(tmp_path: Path) -> 
             counts = run.result()
         assert counts.done >= 200
         assert len(fake.received(VOICE)) == counts.done
+
+
+@pytest.mark.asyncio
+async def test_a_bad_source_is_refused_before_anything_is_loaded_or_sent(tmp_path: Path) -> None:
+    async with FakeAICC() as fake, Campaign(tmp_path / "c.db", "voice_notification") as c:
+        for bad in (42, b"in.csv", ""):
+            with pytest.raises(ValueError, match="source"):
+                await c.load(rows(3), source=bad)  # type: ignore[arg-type]
+            async with fake.client() as aicc:
+                with pytest.raises(ValueError, match="source"):
+                    await c.run(aicc, rows=rows(3), source=bad)  # type: ignore[arg-type]
+        assert (await c.report()).counts == StateCounts()
+        assert fake.received(VOICE) == []
