@@ -24,7 +24,14 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 import attrs
 
-from aicc_async._wire import ResponseInfo, code_of, structure_result, to_wire
+from aicc_async._wire import (
+    ResponseInfo,
+    code_of,
+    decode_json,
+    encode_json,
+    structure_result,
+    to_wire,
+)
 from aicc_async.auth import (
     TOKEN_ENDPOINT,
     AccessToken,
@@ -201,11 +208,11 @@ class Transport:
                     lock_timeout=2 * config.timeout.total + 5.0,
                 )
             self._shared = _Shared(session, budget, redis)
-            self.tokens = AccessTokenCache(self._fetch_token, config.clock, redis)
-            self.throttle = self._throttle(config)
-            self._token_request = with_retries(
+            token_request = with_retries(
                 config.retry, self._token_attempt, self._log_retry, config.clock, budget
             )
+            self.tokens = AccessTokenCache(token_request, config.clock, redis)
+            self.throttle = self._throttle(config)
         else:
             self._shared = parent._shared
             self.tokens = parent.tokens
@@ -285,24 +292,6 @@ class Transport:
             retry_safe=False,
         )
 
-    def _check_usable(self, name: str) -> None:
-        """Refuse to send from a closed client or from another event loop than the first."""
-        if self._closed or self._shared.closed:
-            raise self._closed_error(name)
-        loop = asyncio.get_running_loop()
-        shared = self._shared
-        if shared.loop is None:
-            shared.loop = loop
-        elif loop is not shared.loop:
-            raise AICCConnectionError(
-                f"{name} was not sent: this AICCClient was first used in another event loop "
-                "(a second asyncio.run()?) and its connections, token and limits belong to "
-                "that loop, so nothing was sent. Create one AICCClient per event loop, "
-                "inside the loop that uses it.",
-                endpoint=name,
-                retry_safe=False,
-            )
-
     async def close(self) -> None:
         """Stop token refreshes and close the session if this transport opened it.
 
@@ -339,6 +328,47 @@ class Transport:
 
     # -- business calls ------------------------------------------------------------------
 
+    def _prepare(
+        self,
+        endpoint: Endpoint[Any],
+        body: Mapping[str, Any],
+        retry_unsafe: bool,
+        timeout: Timeout | float | None,
+    ) -> tuple[bytes, aiohttp.ClientTimeout]:
+        """Check a call's options and that this client may send; the body as bytes
+        and the per-attempt timeout. Raises ``AICCValidationError`` or (closed client,
+        another event loop) ``AICCConnectionError``: nothing was sent."""
+        if not isinstance(retry_unsafe, bool):
+            raise AICCValidationError(
+                f"retry_unsafe must be True or False, got {retry_unsafe!r}",
+                field="retry_unsafe",
+                endpoint=endpoint.name,
+            )
+        client_timeout = self._timeout
+        if timeout is not None:
+            try:
+                client_timeout = self._client_timeout(to_timeout(timeout))
+            except AICCValidationError as exc:
+                raise AICCValidationError(
+                    exc.message, field="timeout", endpoint=endpoint.name
+                ) from None
+        shared = self._shared
+        if self._closed or shared.closed:
+            raise self._closed_error(endpoint.name)
+        loop = asyncio.get_running_loop()
+        if loop is not shared.loop:
+            if shared.loop is not None:
+                raise AICCConnectionError(
+                    f"{endpoint.name} was not sent: this AICCClient was first used in another "
+                    "event loop (a second asyncio.run()?) and its connections, token and "
+                    "limits belong to that loop, so nothing was sent. Create one AICCClient "
+                    "per event loop, inside the loop that uses it.",
+                    endpoint=endpoint.name,
+                    retry_safe=False,
+                )
+            shared.loop = loop
+        return encode_json(body), client_timeout
+
     async def call(
         self,
         endpoint: Endpoint[Any],
@@ -358,26 +388,8 @@ class Transport:
         requests keep the client's). Raises the ``AICCError`` subclass that describes
         the failure (see ``retry.py`` for what is retried).
         """
-        if not isinstance(retry_unsafe, bool):
-            raise AICCValidationError(
-                f"retry_unsafe must be True or False, got {retry_unsafe!r}",
-                field="retry_unsafe",
-                endpoint=endpoint.name,
-            )
-        client_timeout = self._timeout
-        if timeout is not None:
-            try:
-                client_timeout = self._client_timeout(to_timeout(timeout))
-            except AICCValidationError as exc:
-                raise AICCValidationError(
-                    exc.message, field="timeout", endpoint=endpoint.name
-                ) from None
-        self._check_usable(endpoint.name)
-        data = json.dumps(body, ensure_ascii=False).encode()
-        try:
-            return await self._business(endpoint, data, retry_unsafe, session_token, client_timeout)
-        except RetryableAttempt as exc:
-            raise exc.error from exc.__cause__
+        data, client_timeout = self._prepare(endpoint, body, retry_unsafe, timeout)
+        return await self._business(endpoint, data, retry_unsafe, session_token, client_timeout)
 
     async def send(
         self,
@@ -389,9 +401,10 @@ class Transport:
         timeout: Timeout | float | None = None,
     ) -> ResultT:
         """The one request path of every endpoint: check ``request`` is the endpoint's
-        request class, send its wire form (:meth:`call`), and read the result where
-        the endpoint says it sits. Raises ``AICCValidationError`` for another class,
-        else as :meth:`call` and :meth:`result` do."""
+        request class, send its wire form (as :meth:`call` does), and read the result
+        where the endpoint says it sits. Raises ``AICCValidationError`` for another
+        class, else as :meth:`call` does; a success whose result cannot be read is
+        reported like a 2xx that is not JSON."""
         wanted = endpoint.request_type
         if wanted is None or not isinstance(request, wanted):
             raise AICCValidationError(
@@ -399,30 +412,15 @@ class Transport:
                 field="request",
                 endpoint=endpoint.name,
             )
-        body, response = await self.call(
-            endpoint,
-            to_wire(request),
-            retry_unsafe=retry_unsafe,
-            session_token=session_token,
-            timeout=timeout,
+        data, client_timeout = self._prepare(endpoint, to_wire(request), retry_unsafe, timeout)
+        body, response = await self._business(
+            endpoint, data, retry_unsafe, session_token, client_timeout
         )
         at = endpoint.result_at
         payload = None if at is None else body if at == BODY else body.get(at)
         assert endpoint.result_type is not None
-        return self.result(endpoint, endpoint.result_type, payload, body, response)
-
-    def result(
-        self,
-        endpoint: Endpoint[Any],
-        cls: type[T],
-        payload: object,
-        body: Mapping[str, Any],
-        response: ResponseInfo,
-    ) -> T:
-        """The result object of a successful answer. A success the SDK cannot read is
-        reported like a 2xx that is not JSON (never a bare decoding exception)."""
         try:
-            return structure_result(cls, payload, body, response)
+            return structure_result(endpoint.result_type, payload, body, response)
         except Exception:
             error = self._ambiguous(
                 endpoint, "answered success with a result the SDK cannot read",
@@ -439,18 +437,34 @@ class Transport:
         session_token: SessionToken | None,
         timeout: aiohttp.ClientTimeout,
     ) -> tuple[dict[str, Any], ResponseInfo]:
-        group = endpoint.group
+        """One attempt: tokens, a throttle slot, then the auth flow (the request sent
+        once with the headers it gives, once more if it rejects the answer's tokens);
+        the answer that stands is decoded or classified."""
+        name, group = endpoint.name, endpoint.group
         # Tokens before the slot: a slow or dead token endpoint must not hold slots, and
         # every caller waiting for one fetch gets its result (or its failure) at once.
         if session_token is not None:
-            await token_for(endpoint.name, session_token.get)
-        token = await token_for(endpoint.name, self.tokens.get)
+            await token_for(name, session_token.get)
+        token = self.tokens.fresh() or await token_for(name, self.tokens.get)
+        headers = self._headers.get(endpoint.app_key_header)
+        if headers is None:
+            headers = self._base_headers(endpoint.app_key_header)
+        auth, replay = self.auth, False
         if group is not None:
             await self.throttle.acquire(group)
         try:
-            answer = await self._send_authorised(
-                endpoint, data, retry_unsafe, session_token, timeout, token
-            )
+            while True:  # at most twice: a rejected replay raises
+                sent = await auth.authorise(name, headers, session_token, token, replay=replay)
+                answer = await self._exchange(
+                    name, self.config.base_url + endpoint.path, data, sent.headers,
+                    idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe, timeout=timeout,
+                )  # fmt: skip
+                if sent.second is not None:
+                    # The call's own token is never shown in an error message.
+                    answer = answer._replace(raw=self._mask_bytes(answer.raw, sent.second))
+                if auth.answered(name, answer, session_token, sent, replay=replay):
+                    break
+                replay = True
         finally:
             if group is not None:
                 self.throttle.release(group)
@@ -458,39 +472,6 @@ class Transport:
         if 200 <= answer.status < 300:
             return self._decode(endpoint, info, answer.raw, retry_unsafe), info
         raise self._status_error(endpoint, info, answer.raw, retry_unsafe)
-
-    async def _send_authorised(
-        self,
-        endpoint: Endpoint[Any],
-        data: bytes,
-        retry_unsafe: bool,
-        session_token: SessionToken | None,
-        timeout: aiohttp.ClientTimeout,
-        token: str,
-    ) -> Answer:
-        """Drive the auth flow: send each request it yields once, hand it the answer,
-        and return the answer it lets stand."""
-        headers = self._headers.get(endpoint.app_key_header)
-        if headers is None:
-            headers = self._base_headers(endpoint.app_key_header)
-        flow = self.auth.auth_flow(endpoint.name, headers, session_token, token)
-        try:
-            headers = await anext(flow)
-            while True:
-                answer = await self._exchange(
-                    endpoint.name, self.config.base_url + endpoint.path, data, headers,
-                    idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe, timeout=timeout,
-                )  # fmt: skip
-                if session_token is not None:
-                    # The call's own token is never shown in an error message.
-                    secret = headers.get(session_token.header, "")
-                    answer = attrs.evolve(answer, raw=self._mask_bytes(answer.raw, secret))
-                try:
-                    headers = await flow.asend(answer)
-                except StopAsyncIteration:
-                    return answer
-        finally:
-            await flow.aclose()
 
     def _base_headers(self, app_key_header: str | None) -> dict[str, str]:
         """The headers of every request to an interface taking ``app_key_header``
@@ -505,7 +486,7 @@ class Transport:
         self, endpoint: Endpoint[Any], info: ResponseInfo, raw: bytes, retry_unsafe: bool
     ) -> dict[str, Any]:
         try:
-            body = json.loads(raw)
+            body = decode_json(raw)
         except (ValueError, RecursionError):  # not JSON, or nested beyond reason
             body = None
         code = code_of(body, endpoint.code_field) if isinstance(body, dict) else None
@@ -640,14 +621,14 @@ class Transport:
         """
         if self._closed or self._shared.closed:
             raise self._closed_error(name)
-        session = self._get_session()
-        if session.closed:
+        session = self._shared.session or self._get_session()
+        if not self._shared.owns_session and session.closed:
             raise AICCConnectionError(
                 f"{name} was not sent: the aiohttp session passed to AICCClient is closed",
                 endpoint=name,
                 retry_safe=False,
             )
-        status = 0
+        status, cap = 0, self.config.max_response_bytes
         try:
             # Never follow a redirect (it would re-send the body, secret included, to
             # another URL) and never run a caller session's middlewares (one might retry).
@@ -662,7 +643,11 @@ class Transport:
                 proxy=self.config.proxy,
             ) as resp:
                 status = resp.status
-                raw = await self._read(resp)
+                length = resp.headers.get("Content-Length", "")
+                if not length.isdigit() or int(length) > cap or "Content-Encoding" in resp.headers:
+                    raw = await self._read_capped(resp, cap)
+                else:  # the common case: a small, plain, sized answer
+                    raw = await resp.read()
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("POST %s -> HTTP %d, %d bytes", name, resp.status, len(raw))
                 return Answer(resp.status, resp.headers, raw)
@@ -702,13 +687,10 @@ class Transport:
                 retry_safe=False,
             ) from None
 
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
-        """The body, at most ``max_response_bytes`` of it (decompressed); raises
-        ``_TooLarge`` (closing the connection) beyond that."""
-        cap = self.config.max_response_bytes
-        length = resp.content_length
-        if length is not None and length <= cap and "Content-Encoding" not in resp.headers:
-            return await resp.read()  # the common case: a small, plain, sized answer
+    @staticmethod
+    async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
+        """The body, at most ``cap`` bytes of it (decompressed); raises ``_TooLarge``
+        (closing the connection) beyond that."""
         chunks: list[bytes] = []
         total = 0
         while chunk := await resp.content.read(_CHUNK):
@@ -741,12 +723,6 @@ class Transport:
         )
 
     # -- tokens --------------------------------------------------------------------------
-
-    async def _fetch_token(self, started_at: float) -> AccessToken:
-        try:
-            return await self._token_request(started_at)
-        except RetryableAttempt as exc:
-            raise exc.error from exc.__cause__
 
     async def _token_attempt(self, started_at: float) -> AccessToken:
         """One tokenByAkSk request (``auth`` builds it and reads the answer); a 429 or

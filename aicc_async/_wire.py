@@ -11,6 +11,7 @@ numbers and turn them into strings, so codes compare as strings.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -26,6 +27,8 @@ __all__ = [
     "ResponseInfo",
     "code_of",
     "converter",
+    "decode_json",
+    "encode_json",
     "parse_aicc_time",
     "parse_retry_after",
     "structure_result",
@@ -183,6 +186,11 @@ converter.register_structure_hook_factory(
 converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda value, _: value)
 # ``response`` fields get the transport's ResponseInfo as is.
 converter.register_structure_hook(ResponseInfo, lambda value, _: value)
+converter.register_structure_hook(ResponseInfo | None, lambda value, _: value)
+# ``str | None`` as cattrs would (``str(value)``), without its generic Optional dispatch.
+converter.register_structure_hook(
+    str | None, lambda value, _: None if value is None else str(value)
+)
 
 # AICC's times: ``2022/02/17,13:10:06:836`` (tenant local time, milliseconds last, optional).
 _AICC_TIME = re.compile(
@@ -216,6 +224,24 @@ def to_wire(request: attrs.AttrsInstance) -> dict[str, Any]:
     return body
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one encoder, not one per request
+
+
+def encode_json(body: Mapping[str, Any]) -> bytes:
+    """A request body as UTF-8 JSON bytes (non-ASCII text sent as is, not escaped)."""
+    return _ENCODER.encode(body).encode()
+
+
+def decode_json(raw: bytes) -> Any:
+    """An answer body as JSON: UTF-8 read directly; a BOM or another encoding JSON
+    allows (UTF-16/32) detected. Raises ``ValueError`` for a body that is not JSON,
+    ``RecursionError`` for one nested beyond reason."""
+    try:
+        return json.loads(raw.decode())
+    except ValueError:  # a BOM, UTF-16/32 (json detects them), or not JSON at all
+        return json.loads(raw)
+
+
 def structure_result(
     cls: type[T],
     payload: object,
@@ -236,6 +262,8 @@ def structure_result(
 def code_of(body: Mapping[str, Any], field: str) -> str | None:
     """A result code as a string, whether the server sent ``0`` or ``"0"``; ``None`` if absent."""
     value = body.get(field)
+    if value.__class__ is str:  # the common case
+        return value.strip()
     if value is None:
         return None
     if isinstance(value, float) and value.is_integer():

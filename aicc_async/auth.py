@@ -24,8 +24,8 @@ import logging
 import math
 import re
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Mapping
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
@@ -39,6 +39,7 @@ __all__ = [
     "AccessToken",
     "AccessTokenCache",
     "Answer",
+    "Authorised",
     "MessagingTokenCache",
     "Redactor",
     "SessionToken",
@@ -109,10 +110,6 @@ class AccessToken:
         object.__setattr__(self, "refresh_at", refresh)
         object.__setattr__(self, "expires_at", start + life - min(5.0, 0.05 * life))
 
-    def usable(self, now: float) -> bool:
-        """Whether it may still be sent at monotonic time ``now``."""
-        return now < self.expires_at
-
     def __repr__(self) -> str:
         return f"AccessToken(value='***', lifetime={self.lifetime!r})"
 
@@ -163,6 +160,19 @@ class AccessTokenCache:
     def current(self) -> AccessToken | None:
         """The cached token, if any (it may be past its refresh point)."""
         return self._token
+
+    def usable(self, value: str) -> bool:
+        """Whether ``value`` is the cached token and may still be sent now."""
+        token = self._token
+        return token is not None and token.value == value and self._clock() < token.expires_at
+
+    def fresh(self) -> str | None:
+        """The cached token's value if it needs no refresh yet (no I/O), else ``None``:
+        then :meth:`get` it."""
+        token = self._token
+        if token is not None and self._clock() < token.refresh_at:
+            return token.value
+        return None
 
     async def get(self) -> str:
         """A token value that is valid now. Raises what ``fetch`` raises."""
@@ -459,8 +469,7 @@ async def token_for(name: str, get: Callable[[], Awaitable[str]]) -> str:
 # -- the auth flow --------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Answer:
+class Answer(NamedTuple):
     """One HTTP answer as the transport read it: status, headers and body (at most
     ``max_response_bytes``, with the request's own ccmessaging-token masked)."""
 
@@ -485,13 +494,22 @@ class Redactor(Protocol):
         ...
 
 
+class Authorised(NamedTuple):
+    """The headers one attempt sends, and the tokens in them (for :meth:`TokenAuth.answered`)."""
+
+    headers: dict[str, str]
+    token: str
+    second: str | None = None
+
+
 class TokenAuth:
     """Puts the client's AccessToken (and a call's second token) on a request, and
     replays it once with fresh tokens when AICC rejects one.
 
-    The shape of httpx's ``Auth.auth_flow``: :meth:`auth_flow` yields the headers to
-    send, is sent the :class:`Answer`, and either ends (the answer stands) or yields
-    again (replay). The transport sends; this decides.
+    The shape of httpx's ``Auth.auth_flow``, as two steps the transport drives:
+    :meth:`authorise` gives the headers to send, :meth:`answered` reads the answer
+    and says whether it stands or the request is replayed (once). The transport
+    sends; this decides.
 
     Args:
         tokens: the client's AccessToken cache.
@@ -505,68 +523,83 @@ class TokenAuth:
         self.tokens = tokens
         self._clock = clock
         self._redactor = redactor
+        #: The headers last built from each set of base headers (no session token).
+        self._built: dict[int, tuple[Mapping[str, str], Authorised]] = {}
 
-    async def auth_flow(
+    async def authorise(
         self,
         name: str,
         headers: Mapping[str, str],
         session_token: SessionToken | None,
         token: str,
-    ) -> AsyncGenerator[dict[str, str], Answer]:
-        """Authorise a request to interface ``name`` with ``headers``.
+        *,
+        replay: bool = False,
+    ) -> Authorised:
+        """The headers for a request to interface ``name``: ``headers`` plus the tokens.
 
         ``token`` is the AccessToken fetched before the throttle slot was taken; if it
-        expired meanwhile, a valid one is used. A 401 does not say which token was
-        refused, so both are dropped; a second rejection raises ``AICCAuthError``
-        (nothing was processed).
+        expired meanwhile (or this is the replay), a valid one is used. Raises as
+        :func:`token_for`, or ``AICCAuthError`` for a second token no header can carry.
         """
-        for replay in (False, True):
-            current = self.tokens.current
-            if (
-                replay
-                or current is None
-                or current.value != token
-                or not current.usable(self._clock())
-            ):
-                token = await token_for(name, self.tokens.get)
-            sending = {**headers, "Authorization": f"Bearer {token}"}
-            second = None
-            if session_token is not None:
-                second = await token_for(name, session_token.get)
-                if not HEADER_TOKEN.fullmatch(second):
-                    raise AICCAuthError(
-                        f"{name} was not sent: its {session_token.header} cannot be "
-                        "sent in a header (spaces, line breaks or non-ASCII characters)",
-                        endpoint=name,
-                    )
-                self._redactor.remember(second)
-                sending[session_token.header] = second
-            answer = yield sending
-            if session_token is not None:
-                fresh = answer.headers.get(session_token.header)
-                if fresh and HEADER_TOKEN.fullmatch(fresh):
-                    self._redactor.remember(fresh)
-                    session_token.adopt(fresh)
-            status = answer.status
-            if status != 401 and (status != 403 or b"auth fail" not in answer.raw.lower()):
-                return  # not a token rejection (401, or 403 "auth fail"): the answer stands
-            self.tokens.invalidate(token)
-            if session_token is not None and second is not None:
-                session_token.invalidate(second)
-            if replay:
-                which = "AccessToken"
-                if session_token is not None:
-                    which += f" or {session_token.header} (check one you passed)"
-                error = AICCAuthError(
-                    f"AICC rejected a fresh {which} for {name} (HTTP {answer.status}): "
-                    "check that the app key is subscribed to this service and that the "
-                    "account is active. Nothing was processed.",
-                    endpoint=name,
-                    status=answer.status,
-                    reason=self._redactor.excerpt(answer.raw),
-                )
-                error.response = ResponseInfo(
-                    answer.status, raw_headers=answer.headers, mask=self._redactor.mask
-                )
-                raise error
-            logger.debug("%s: token rejected (HTTP %d), replaying once", name, answer.status)
+        if replay or not self.tokens.usable(token):
+            token = await token_for(name, self.tokens.get)
+        if session_token is None:
+            built = self._built.get(id(headers))
+            if built is None or built[0] is not headers or built[1].token != token:
+                sending = {**headers, "Authorization": f"Bearer {token}"}
+                built = self._built[id(headers)] = (headers, Authorised(sending, token))
+            return built[1]
+        sending = {**headers, "Authorization": f"Bearer {token}"}
+        second = await token_for(name, session_token.get)
+        if not HEADER_TOKEN.fullmatch(second):
+            raise AICCAuthError(
+                f"{name} was not sent: its {session_token.header} cannot be "
+                "sent in a header (spaces, line breaks or non-ASCII characters)",
+                endpoint=name,
+            )
+        self._redactor.remember(second)
+        sending[session_token.header] = second
+        return Authorised(sending, token, second)
+
+    def answered(
+        self,
+        name: str,
+        answer: Answer,
+        session_token: SessionToken | None,
+        sent: Authorised,
+        *,
+        replay: bool = False,
+    ) -> bool:
+        """Whether ``answer`` stands (``False``: replay the request once, fresh tokens).
+
+        Adopts a fresh second token the answer carries. A 401, or a 403 saying "auth
+        fail", rejects the tokens: both are dropped (a 401 does not say which), and a
+        rejection of the replay raises ``AICCAuthError`` (nothing was processed).
+        """
+        if session_token is not None:
+            fresh = answer.headers.get(session_token.header)
+            if fresh and HEADER_TOKEN.fullmatch(fresh):
+                self._redactor.remember(fresh)
+                session_token.adopt(fresh)
+        status = answer.status
+        if status != 401 and (status != 403 or b"auth fail" not in answer.raw.lower()):
+            return True
+        self.tokens.invalidate(sent.token)
+        if session_token is not None and sent.second is not None:
+            session_token.invalidate(sent.second)
+        if not replay:
+            logger.debug("%s: token rejected (HTTP %d), replaying once", name, status)
+            return False
+        which = "AccessToken"
+        if session_token is not None:
+            which += f" or {session_token.header} (check one you passed)"
+        error = AICCAuthError(
+            f"AICC rejected a fresh {which} for {name} (HTTP {status}): "
+            "check that the app key is subscribed to this service and that the "
+            "account is active. Nothing was processed.",
+            endpoint=name,
+            status=status,
+            reason=self._redactor.excerpt(answer.raw),
+        )
+        error.response = ResponseInfo(status, raw_headers=answer.headers, mask=self._redactor.mask)
+        raise error

@@ -232,8 +232,8 @@ def with_retries(
     after a retryable failure does backoff's loop take over, starting from that
     failure, so attempts and waits are counted as if it had run from the start.
     ``max_elapsed`` counts from the first failure on ``clock`` (monotonic: a step of
-    the wall clock changes nothing). When attempts or time run out,
-    the last ``RetryableAttempt`` propagates; the caller raises its ``.error``.
+    the wall clock changes nothing). When attempts or time run out, the ``.error``
+    of the last ``RetryableAttempt`` is raised (from its cause).
     ``on_retry`` gets backoff's details before each wait. Each retry first takes its
     cost from ``budget`` (if given); an empty budget ends the loop like the attempts
     running out, and the error says so.
@@ -244,7 +244,7 @@ def with_retries(
             result = await attempt(*args, **kwargs)
         except RetryableAttempt as first:
             if policy.max_attempts == 1:
-                raise
+                raise first.error from first.__cause__
             return await retry(first, *args, **kwargs)
         if budget is not None and budget.level < budget.capacity:
             budget.give_back(budget.refund)
@@ -290,7 +290,10 @@ def with_retries(
             policy=policy,
             remaining=lambda: remaining,  # backoff calls a callable argument once
         )(again)
-        result = await retrying(*args, **kwargs)
+        try:
+            result = await retrying(*args, **kwargs)
+        except RetryableAttempt as last:
+            raise last.error from last.__cause__
         if budget is not None:
             budget.give_back(taken)
         return result

@@ -27,7 +27,7 @@ def text(endpoint: str, max_len: int | None = None, *, single_line: bool = True)
 
     def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         field = attribute.name
-        if not isinstance(value, str) or not value.strip():
+        if not isinstance(value, str) or not value or value.isspace():
             raise invalid(field, f"must be a non-empty string, got {value!r}", endpoint=endpoint)
         if max_len is not None and len(value) > max_len:
             raise invalid(
@@ -35,7 +35,8 @@ def text(endpoint: str, max_len: int | None = None, *, single_line: bool = True)
             )
         if single_line and _CONTROL.search(value):
             raise invalid(field, "must not contain line breaks or control chars", endpoint=endpoint)
-        utf8(endpoint, field, value)
+        if not value.isascii():
+            utf8(endpoint, field, value)
 
     return check
 

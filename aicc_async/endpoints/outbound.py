@@ -117,7 +117,8 @@ class OutboundAPI:
         same row. ``timeout`` (a ``Timeout`` or seconds) replaces the client's
         per-attempt timeout for this call.
         """
-        return await self.send(
+        return await self._transport.send(
+            WRITE_BACK,
             WriteBackResultRequest(
                 sub_cc_no=sub_cc_no,
                 vdn_id=vdn_id,

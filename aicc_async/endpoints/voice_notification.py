@@ -249,7 +249,9 @@ class VoiceNotificationAPI:
             callback_url=callback_url,
             priority=priority,
         )
-        return await self.send(request, retry_unsafe=retry_unsafe, timeout=timeout)
+        return await self._transport.send(
+            ENDPOINT, request, retry_unsafe=retry_unsafe, timeout=timeout
+        )
 
     async def send(
         self,

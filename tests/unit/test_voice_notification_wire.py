@@ -123,6 +123,31 @@ async def test_success_decoding_tolerates_types_and_missing_fields(
     assert result.raw == answer
 
 
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda text: text.encode(),
+        lambda text: b"\xef\xbb\xbf" + text.encode(),  # UTF-8 with a byte-order mark
+        lambda text: text.encode("utf-16"),
+        lambda text: text.encode("utf-32-le"),
+    ],
+    ids=["utf-8", "utf-8 BOM", "utf-16", "utf-32-le"],
+)
+@pytest.mark.asyncio
+async def test_success_bodies_in_every_encoding_json_allows_are_read(
+    aicc: AICCClient, http: Any, encode: Any
+) -> None:
+    answer = {"result": {"callSerialNo": "11827"}, "retCode": "0", "retMsg": "已受理"}
+    http.post(TOKEN_URL, payload=TOKEN_BODY)
+    http.post(VOICE_URL, body=encode(json.dumps(answer, ensure_ascii=False)))
+
+    result = await aicc.voice_notification.create(called="88880000", voice_content="$您好$")
+
+    assert result.call_serial_no == "11827"
+    assert result.raw == answer
+    assert json.loads(sent(http, VOICE_URL)[0].kwargs["data"])["voiceContent"] == "$您好$"
+
+
 @pytest.mark.parametrize("code", [16, "16"])
 @pytest.mark.asyncio
 async def test_refusing_ret_code_is_a_business_error_with_string_code(
