@@ -7,15 +7,24 @@ connection, token cache and lock client, exactly as separate processes would.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
+import redis.asyncio
 
-from aicc_async import AICCConnectionError
+from aicc_async import AICCClient, AICCConnectionError
 from aicc_async.redis_state import RedisRateCap, RedisState
 from aicc_async.testing import FakeAICC
 
 VOICE = "createVoiceNotification"
+
+
+async def settled(aicc: AICCClient) -> None:
+    """Wait for the client's token fetch in progress, if any (a refresh ahead)."""
+    task = aicc._transport.tokens._inflight
+    if task is not None:
+        await asyncio.shield(task)
 
 
 def bearers(fake: FakeAICC) -> list[str]:
@@ -48,6 +57,48 @@ async def test_an_old_rejected_token_never_removes_the_one_another_process_refre
     assert new != old
     assert from_a == last == new  # a used the token b refreshed; it survived in Redis
     assert fake_aicc.rejected_token_requests == 2
+
+
+@pytest.mark.asyncio
+async def test_a_refresh_ahead_is_fetched_once_and_handed_over_through_redis(
+    redis_url: str,
+) -> None:
+    now = [1000.0]
+
+    def clock() -> float:
+        return now[0]
+
+    async with (
+        FakeAICC(clock=clock) as fake,
+        fake.client(redis_url=redis_url, clock=clock) as a,
+        fake.client(redis_url=redis_url, clock=clock) as b,
+    ):
+        await a.voice_notification.create(called="13800000001", voice_content="$a$")
+        await b.voice_notification.create(called="13800000002", voice_content="$a$")
+        assert fake.token_requests == 1
+
+        # 550 s on: past the refresh point of the 600 s token (540 s), before its
+        # expiry. Every clock moves on, Redis's (the entry's time to live) included.
+        now[0] += 550
+        shared = redis.asyncio.from_url(redis_url)
+        assert await shared.pexpire(a._transport._shared.redis.token_key, 50_000)
+        await shared.aclose()
+
+        # a sends with the current token and fetches the next one ahead, once.
+        await a.voice_notification.create(called="13800000003", voice_content="$a$")
+        await settled(a)
+        assert fake.token_requests == 2
+        # b, past its refresh point too, takes a's new token from Redis.
+        await b.voice_notification.create(called="13800000004", voice_content="$a$")
+        await settled(b)
+        await b.voice_notification.create(called="13800000005", voice_content="$a$")
+        await a.voice_notification.create(called="13800000006", voice_content="$a$")
+
+    assert fake.token_requests == 2
+    first, _, before_refresh, b_before, b_after, a_after = bearers(fake)
+    assert first == before_refresh == b_before
+    assert b_after == a_after != first
+    assert fake.rejected_token_requests == 0
 
 
 @pytest.mark.asyncio
