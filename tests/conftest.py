@@ -2,11 +2,32 @@
 
 The ``fake_aicc`` fixture comes from the package's own pytest plugin
 (``aicc_async.testing.pytest_plugin``, registered as a ``pytest11`` entry point).
+
+* ``postgresql_server`` (session): a real PostgreSQL started for the test session
+  (``initdb`` + ``postgres`` on a free 127.0.0.1 port, a temporary data directory,
+  its unix socket there too, fsync off: the data is thrown away). PostgreSQL refuses
+  to run as root, so as root the server runs as ``nobody``. Gives the DSN of a
+  database ``aicc`` owned by user ``aicc`` with a password (the masking of the
+  password in messages is tested against it). A missing binary skips the tests that
+  use it locally and fails them in CI (``CI=true``).
+* ``postgresql_dsn``: that DSN; ``campaign_name``: a campaign name no other test uses.
 """
 
 from __future__ import annotations
 
+import glob
 import inspect
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -41,3 +62,116 @@ class _ShimmedClientResponse(aiohttp.ClientResponse):
 def _aioresponses_compat(monkeypatch: pytest.MonkeyPatch) -> None:
     if _NEEDS_STREAM_WRITER:
         monkeypatch.setattr(aioresponses.core, "ClientResponse", _ShimmedClientResponse)
+
+
+# --- a real PostgreSQL for the journal tests ---------------------------------------------
+
+PG_PASSWORD = "pg-s3cret-pw"
+_PG_START_TIMEOUT = 30.0
+
+
+def postgres_binaries() -> Path | None:
+    """The directory of ``initdb`` and ``postgres``: the newest Debian layout
+    (``/usr/lib/postgresql/N/bin``, what ``apt-get install postgresql`` gives, not on
+    PATH) or else wherever PATH has them."""
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
+    )
+    if found:
+        return Path(found[-1]).parent
+    on_path = shutil.which("postgres")
+    if on_path is not None and shutil.which("initdb") is not None:
+        return Path(on_path).resolve().parent
+    return None
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _unprivileged() -> dict[str, Any]:
+    """``Popen`` arguments that drop root to ``nobody`` (nothing when not root)."""
+    if os.geteuid() != 0:
+        return {}
+    user = pwd.getpwnam("nobody")
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[str]:
+    binaries = postgres_binaries()
+    if binaries is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    # Not under pytest's tmp_path: its parents are 0700 root, out of nobody's reach.
+    directory = Path(tempfile.mkdtemp(prefix="aicc-pg-"))
+    data, password_file = directory / "data", directory / "password"
+    password_file.write_text(PG_PASSWORD)
+    drop = _unprivileged()
+    if drop:
+        for path in (directory, password_file):
+            os.chown(path, drop["user"], drop["group"])
+    port = _free_tcp_port()
+    proc: subprocess.Popen[bytes] | None = None
+    log = (directory / "log").open("wb")
+    try:
+        subprocess.run(
+            [binaries / "initdb", "-D", data, "-U", "aicc", "--pwfile", password_file,
+             "--auth", "scram-sha-256", "-E", "UTF8", "--locale", "C", "--no-sync"],
+            check=True, capture_output=True, cwd=directory, **drop,
+        )  # fmt: skip
+        proc = subprocess.Popen(
+            [binaries / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port),
+             "-k", directory, "-c", "fsync=off", "-c", "full_page_writes=off",
+             "-c", "synchronous_commit=off", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=log, cwd=directory,
+            **drop,
+        )  # fmt: skip
+        deadline = time.monotonic() + _PG_START_TIMEOUT
+        while True:
+            ready = subprocess.run(
+                [binaries / "pg_isready", "-h", "127.0.0.1", "-p", str(port), "-q"],
+                check=False,
+            )
+            if ready.returncode == 0:
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = (directory / "log").read_text(errors="replace")
+                pytest.fail(f"PostgreSQL did not start on port {port}:\n{log}")
+            time.sleep(0.05)
+        env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
+        subprocess.run(
+            [binaries / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "aicc",
+             "-d", "postgres", "-q", "-c", "CREATE DATABASE aicc"],
+            check=True, capture_output=True, env=env,
+        )  # fmt: skip
+        yield f"postgresql://aicc:{PG_PASSWORD}@127.0.0.1:{port}/aicc"
+    finally:
+        if proc is not None:
+            proc.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgresql_dsn(postgresql_server: str) -> str:
+    return postgresql_server
+
+
+_campaigns = itertools.count()
+
+
+@pytest.fixture
+def campaign_name(request: pytest.FixtureRequest) -> str:
+    """A campaign name of its own for each test (the server is shared by the session)."""
+    return f"t{next(_campaigns)}-{request.node.name[:40]}-{os.getpid()}"

@@ -17,6 +17,17 @@ them on its next run.
 
 A journal belongs to the target of its first run and refuses another; a run sends
 only rows of the input last loaded in full.
+
+The journal is a SQLite file by default (one process at a time). Given a
+``postgresql://`` DSN and a campaign name (``aicc-async[postgres]``), it lives in
+PostgreSQL and several workers, on several machines, run the campaign together::
+
+    async with Campaign("postgresql://aicc:PASSWORD@db:5432/aicc", "voice_notification",
+                        campaign="spring-reminders") as campaign:
+        await campaign.run(aicc, rows=rows)    # every worker gives the same input
+
+Each row is sent by one worker once; a worker that dies leaves its rows in flight
+``unknown`` once its lease expires (see :mod:`aicc_async.bulk.postgres_journal`).
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import attrs
 from aicc_async._fanout import async_items, check_concurrency
 from aicc_async.bulk.engine import Engine, Feed, Kind
 from aicc_async.bulk.journal import (
+    DEFAULT_LEASE,
     INVALID,
     Journal,
     LoadedRow,
@@ -45,6 +57,11 @@ from aicc_async.bulk.journal import (
     Problem,
     StateCounts,
     Target,
+    check_campaign_name,
+    check_lease,
+    is_dsn,
+    mask_dsn,
+    open_journal,
 )
 from aicc_async.callbacks import CallbackReceiver, ReleaseEvent
 from aicc_async.endpoints.outbound import WRITE_BACK, WriteBackResultRequest
@@ -107,6 +124,7 @@ assert set(KINDS) == set(get_args(CampaignKind))
 _LOAD_BATCH = 2000
 _FIRST_BATCH = 200  # a streamed campaign's first batch: the first request leaves sooner
 _MAX_KEY = 256
+_OTHERS_POLL = 0.25  # seconds between looks at the rows other workers have in flight
 
 
 def _key(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -230,34 +248,45 @@ def _fingerprint(tag: str, payload: str) -> str:
 
 
 class Campaign:
-    """A bulk campaign recorded in the SQLite journal at ``path``.
+    """A bulk campaign recorded in a journal: the SQLite file at ``location``, or, when
+    ``location`` is a ``postgresql://`` (or ``postgres://``) DSN, the campaign named
+    ``campaign`` in that PostgreSQL database, which several workers (processes on
+    several machines) may run together.
 
-    Use it as ``async with Campaign(path, kind) as campaign:`` (or ``await
+    Use it as ``async with Campaign(location, kind) as campaign:`` (or ``await
     campaign.open()`` ... ``await campaign.close()``). The journal is created for
     ``kind`` (``"voice_notification"`` or ``"write_back"``) if missing; with
     ``kind=None`` it must exist, whatever its kind. ``read_only=True`` opens an
     existing journal without writing a byte to it (reports and exports; it may be in
     use by a running campaign). ``outcomes_only=True`` opens an existing journal to
     record call outcomes (:meth:`record_outcome`), beside a campaign running on it or
-    after it. Raises ``AICCValidationError`` for an unknown ``kind`` or both flags.
+    after it. ``lease``: seconds a PostgreSQL worker's lease lasts unless renewed
+    (renewed every third of it); rows a worker left ``sending`` are settled by the
+    others once its lease expired. Raises ``AICCValidationError`` for an unknown
+    ``kind``, both flags, a DSN without a valid ``campaign`` name, or a ``campaign``
+    name with a file path.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        location: str | os.PathLike[str],
         kind: CampaignKind | None = None,
         *,
+        campaign: str | None = None,
         read_only: bool = False,
         outcomes_only: bool = False,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         if kind is not None and kind not in KINDS:
             raise AICCValidationError(
                 f"kind: must be one of {', '.join(get_args(CampaignKind))}, got {kind!r}",
                 field="kind",
             )
-        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        if not isinstance(location, (str, os.PathLike)) or not os.fspath(location):
+            got = "an empty path" if location == "" else type(location).__name__  # no DSN shown
             raise AICCValidationError(
-                f"path: must be a file path (str or os.PathLike), got {path!r}", field="path"
+                f"path: must be a file path (str or os.PathLike) or a postgresql:// DSN, got {got}",
+                field="path",
             )
         _check_flag("read_only", read_only)
         _check_flag("outcomes_only", outcomes_only)
@@ -265,7 +294,29 @@ class Campaign:
             raise AICCValidationError(
                 "read_only and outcomes_only: choose one", field="outcomes_only"
             )
-        self._path = Path(os.fspath(path))
+        self._open_at: str | Path  # the DSN (unmasked: never shown) or the file
+        self._path: Path | None = None
+        if is_dsn(location):
+            assert isinstance(location, str)
+            if campaign is None:
+                raise AICCValidationError(
+                    "campaign: a PostgreSQL journal holds campaigns by name: give the "
+                    "campaign's name (--campaign NAME)",
+                    field="campaign",
+                )
+            self._open_at = location
+            self._location = f"{mask_dsn(location)} (campaign {check_campaign_name(campaign)!r})"
+        else:
+            if campaign is not None:
+                raise AICCValidationError(
+                    "campaign: names a campaign in a PostgreSQL journal (a postgresql:// "
+                    "DSN); a SQLite journal file holds one campaign",
+                    field="campaign",
+                )
+            self._path = self._open_at = Path(os.fspath(location))
+            self._location = str(self._path)
+        self._campaign = campaign
+        self._lease = check_lease(lease)
         self._wanted = kind
         self._mode: Mode = "read" if read_only else "record" if outcomes_only else "run"
         self._opened: tuple[Journal, Kind] | None = None
@@ -277,18 +328,30 @@ class Campaign:
         self.loaded: LoadSummary | None = None
         """What the latest complete load did (:meth:`load`, or :meth:`run` with rows)."""
 
+    def __repr__(self) -> str:
+        return f"Campaign({self._location!r}, {self._wanted!r}, mode={self._mode!r})"
+
     async def open(self) -> None:
         """Open (or create) the journal.
 
         Rows a stopped run left ``sending`` are settled: ``unknown`` for a voice
-        campaign, ``pending`` for a write-back one (not when read-only). Raises
-        ``CampaignError`` if the journal cannot be created or opened, holds another
-        kind of campaign, is in use by another campaign process, or was not closed
-        cleanly and lost its ``-wal`` file; ``JournalError`` if SQLite cannot read it.
+        campaign, ``pending`` for a write-back one (not when read-only; on PostgreSQL,
+        only the rows of workers whose lease expired). Raises ``CampaignError`` if the
+        journal cannot be created or opened, holds another kind of campaign, is in use
+        by another campaign process, or was not closed cleanly and lost its ``-wal``
+        file (or, on PostgreSQL, the campaign is missing); ``JournalError`` if SQLite
+        cannot read it or the PostgreSQL server cannot be reached (host:port named,
+        never the password).
         """
         if self._opened is not None:
             return
-        journal = await Journal.open(self._path, self._wanted, mode=self._mode)
+        journal = await open_journal(
+            self._open_at,
+            self._wanted,
+            mode=self._mode,
+            campaign=self._campaign,
+            lease=self._lease,
+        )
         kind = KINDS[journal.kind]
         if self._mode == "run":
             try:
@@ -300,7 +363,7 @@ class Campaign:
             logger.warning(
                 "%d rows were in flight when the last run of %s stopped: %s",
                 self.interrupted,
-                self._path,
+                self._location,
                 "they will be sent again"
                 if kind.idempotent
                 else "their outcome is unknown and they will not be sent again",
@@ -309,7 +372,9 @@ class Campaign:
 
     def _open_state(self) -> tuple[Journal, Kind]:
         if self._opened is None:
-            raise CampaignError(f"{self._path}: open the campaign first (async with Campaign(...))")
+            raise CampaignError(
+                f"{self._location}: open the campaign first (async with Campaign(...))"
+            )
         return self._opened
 
     def _sender(self) -> Journal:
@@ -317,7 +382,7 @@ class Campaign:
         journal = self._journal
         if self._mode != "run":
             what = "read-only" if self._mode == "read" else "open to record call outcomes only"
-            raise CampaignError(f"{self._path} is {what}: it cannot load or send rows")
+            raise CampaignError(f"{self._location} is {what}: it cannot load or send rows")
         return journal
 
     @property
@@ -334,14 +399,26 @@ class Campaign:
         return self._kind.name
 
     @property
-    def path(self) -> Path:
-        """The journal file."""
+    def path(self) -> Path | None:
+        """The journal file (``None`` for a PostgreSQL journal: see :attr:`location`)."""
         return self._path
+
+    @property
+    def location(self) -> str:
+        """The journal as messages name it: the SQLite file's path, or the PostgreSQL
+        DSN (password masked) and the campaign's name."""
+        return self._location
+
+    @property
+    def campaign(self) -> str | None:
+        """The campaign's name in a PostgreSQL journal (``None`` for a SQLite file)."""
+        return self._campaign
 
     @property
     def files(self) -> tuple[Path, ...]:
         """The journal file and the files beside it that belong to it (``-wal``,
-        ``-shm``, ``.lock``): copy the first two together, never write over any."""
+        ``-shm``, ``.lock``): copy the first two together, never write over any. None
+        for a PostgreSQL journal."""
         return self._journal.files
 
     async def source(self) -> Path | None:
@@ -550,7 +627,7 @@ class Campaign:
                 )
             check_callback_url(callback_url)
         if self._running:
-            raise CampaignError(f"{self.path}: this campaign is already running")
+            raise CampaignError(f"{self._location}: this campaign is already running")
         if aicc.closed:
             raise AICCConnectionError(
                 "this AICCClient is closed; create a new one. Nothing was sent.",
@@ -609,7 +686,7 @@ class Campaign:
                 sent = counts.total - counts.pending
                 raise CampaignError(
                     f"{exc.message} Reading stopped there; {sent:,} rows before it were "
-                    f"already sent or recorded in {self._path}. Fix the input and run it "
+                    f"already sent or recorded in {self._location}. Fix the input and run it "
                     "again with the same journal: what was sent is never sent again."
                 ) from None
             return counts
@@ -626,7 +703,7 @@ class Campaign:
         kind = self._kind
         if feed is None and await self._journal.current_load() is None:
             raise CampaignError(
-                f"{self.path}: no input was loaded in full (the last load stopped early); "
+                f"{self._location}: no input was loaded in full (the last load stopped early); "
                 "load the input again. Nothing was sent."
             )
         if settings.retry_unknown and not kind.idempotent:
@@ -641,9 +718,24 @@ class Campaign:
             )
         else:  # a new campaign: nothing to requeue, every row arrives through the feed
             counts = StateCounts()
+        try:
+            counts = await self._pass(aicc, settings, counts, feed)
+            if self._journal.shared:
+                counts = await self._finish_with_others(aicc, settings)
+            return counts
+        finally:
+            try:
+                await self._journal.checkpoint()
+            except CampaignError:  # the run's own error (if any) says more
+                logger.warning("could not checkpoint the journal %s", self._location)
+
+    async def _pass(
+        self, aicc: AICCClient, settings: _RunSettings, counts: StateCounts, feed: Feed | None
+    ) -> StateCounts:
+        """One engine run over the pending rows (and those ``feed`` brings)."""
         self._engine = Engine(
             self._journal,
-            kind,
+            self._kind,
             aicc,
             concurrency=settings.concurrency,
             pacer=settings.pacer,
@@ -658,10 +750,33 @@ class Campaign:
             return await self._engine.run()
         finally:
             self._engine = None
-            try:
-                await self._journal.checkpoint()
-            except CampaignError:  # the run's own error (if any) says more
-                logger.warning("could not checkpoint the journal %s", self._path)
+
+    async def _finish_with_others(self, aicc: AICCClient, settings: _RunSettings) -> StateCounts:
+        """A journal other workers share: once this worker ran out of rows, wait until no
+        row is in flight on any worker (a dead worker's are settled once its lease
+        expired), sending the rows that come back ``pending`` meanwhile; returns the
+        whole campaign's counts. A stop returns at once."""
+        told = False
+        while not self._stopped:
+            counts = await self._journal.counts()
+            if counts.pending:
+                await self._pass(aicc, settings, counts, None)
+                after = await self._journal.counts()
+                if after.pending < counts.pending:
+                    continue  # it sent some: look again at once
+                counts = after
+            if not counts.sending:
+                return counts
+            if not told:
+                logger.info(
+                    "waiting for %d rows in flight on other workers of %s",
+                    counts.sending,
+                    self._location,
+                )
+                told = True
+            await self._journal.recover(idempotent=self._kind.idempotent)
+            await asyncio.sleep(_OTHERS_POLL)
+        return await self._journal.counts()
 
     def stop(self) -> None:
         """Stop the current run: no new row is sent, the rows in flight finish."""
@@ -674,7 +789,7 @@ class Campaign:
     async def report(self) -> CampaignReport:
         """The row counts, problems, target and call outcomes of this campaign."""
         return CampaignReport(
-            str(self.path),
+            self._location,
             self.kind,
             await self._journal.counts(),
             tuple(await self._journal.problems()),
@@ -703,7 +818,7 @@ class Campaign:
                 "the release event of call %s matches no row of %s (yet): kept, and "
                 "recorded if a row with that call is",
                 event.call_serial_no,
-                self._path,
+                self._location,
             )
         return found
 

@@ -1,4 +1,7 @@
-"""The campaign journal without sending: loading, keys, opening, argument checks, recovery.
+"""The SQLite campaign journal and the campaign's argument checks: opening files, locks,
+kinds, keys, row and run() validation. The rules both backends share (load passes,
+keys, claims, recovery, outcomes) are tested on SQLite and PostgreSQL alike in
+tests/journal/.
 
 Rows are read back either through the public API (``report()``, ``problem_rows()``)
 or, where a test needs every row's state, straight from the SQLite file after the
@@ -8,11 +11,10 @@ campaign was closed.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +31,9 @@ from aicc_async.bulk import (
     CampaignKind,
     CampaignRow,
     LoadSummary,
-    Problem,
     StateCounts,
 )
 from aicc_async.errors import CampaignError
-from aicc_async.testing import FakeAICC
 
 VOICE: CampaignKind = "voice_notification"
 WRITE_BACK: CampaignKind = "write_back"
@@ -61,17 +61,6 @@ def files_in(directory: Path) -> list[str]:
     return sorted(os.listdir(directory))
 
 
-def rows_of(path: Path) -> dict[str, tuple[str, str | None, str | None, str]]:
-    """key -> (state, code, description, payload), read from a closed journal."""
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        return {
-            key: (state, code, description, payload)
-            for key, state, code, description, payload in db.execute(
-                "SELECT key, state, code, description, payload FROM rows"
-            )
-        }
-
-
 def set_state(path: Path, keys: Iterable[str], state: str, code: str | None = None) -> None:
     """What a run (or a crash) would have left in the journal for ``keys``."""
     with contextlib.closing(sqlite3.connect(path)) as db, db:
@@ -92,159 +81,6 @@ async def counts(path: Path) -> StateCounts:
 
 
 # -- loading -------------------------------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_loading_the_same_rows_twice_adds_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    async with Campaign(path, VOICE) as campaign:
-        first = await campaign.load(voice_rows(50))
-        second = await campaign.load(voice_rows(50))
-        report = await campaign.report()
-
-    assert (first.read, first.added, first.replaced, first.unchanged) == (50, 50, 0, 0)
-    assert (second.read, second.added, second.replaced, second.unchanged) == (50, 0, 0, 50)
-    assert report.counts == StateCounts(pending=50)
-    assert report.problems == ()
-
-
-@pytest.mark.asyncio
-async def test_load_accepts_generators_and_async_iterables_and_reports_progress(
-    tmp_path: Path,
-) -> None:
-    async def rows() -> AsyncIterator[CampaignRow]:
-        for row in voice_rows(4500):
-            yield row
-
-    progress: list[int] = []
-    async with Campaign(tmp_path / "c.db", VOICE) as campaign:
-        summary = await campaign.load(rows(), on_progress=progress.append)
-        more = await campaign.load(  # the same input with three rows added
-            itertools.chain(
-                voice_rows(4500),
-                (CampaignRow(key=f"x{i}", request=voice(9000 + i)) for i in range(3)),
-            )
-        )
-        total = (await campaign.report()).counts.total
-
-    assert summary.added == 4500
-    assert progress == sorted(progress)
-    assert progress[-1] == 4500
-    assert len(progress) >= 2  # reported per batch, not only at the end
-    assert more.added == 3
-    assert total == 4503
-
-
-@pytest.mark.asyncio
-async def test_load_rows_in_a_later_session_resumes(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    await loaded(path, voice_rows(30))
-    summary = await loaded(path, voice_rows(40))
-    assert (summary.added, summary.unchanged, summary.replaced) == (10, 30, 0)
-    assert await counts(path) == StateCounts(pending=40)
-
-
-@pytest.mark.parametrize(
-    ("state", "code"),
-    [("done", None), ("unknown", "no answer"), ("failed", "16"), ("failed", "HTTP 500")],
-)
-@pytest.mark.asyncio
-async def test_changed_row_for_a_key_already_sent_is_refused(
-    tmp_path: Path, state: str, code: str | None
-) -> None:
-    path = tmp_path / "c.db"
-    await loaded(path, voice_rows(5))
-    set_state(path, ["k3"], state, code)
-    before = rows_of(path)
-
-    changed = voice_rows(5)
-    changed[3] = CampaignRow(key="k3", request=voice(3, "$Another message$"))
-    changed[1] = CampaignRow(key="k1", request=voice(1, "$Changed but pending$"))
-    changed.append(CampaignRow(key="k-new", request=voice(77)))
-    async with Campaign(path, VOICE) as campaign:
-        with pytest.raises(CampaignError, match="'k3'") as caught:
-            await campaign.load(changed)
-        assert "Nothing was sent" in str(caught.value)
-
-    # Nothing of that batch was written: no new key, the pending row not replaced.
-    assert rows_of(path) == before
-
-
-@pytest.mark.asyncio
-async def test_changed_row_still_pending_is_replaced(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    await loaded(path, voice_rows(5))
-    changed = voice_rows(5)
-    changed[2] = CampaignRow(key="k2", request=voice(2, "$Corrected text$"))
-    summary = await loaded(path, changed)
-
-    assert (summary.read, summary.added, summary.replaced, summary.unchanged) == (5, 0, 1, 4)
-    state, code, _, payload = rows_of(path)["k2"]
-    assert state == "pending"
-    assert code is None
-    assert "Corrected text" in payload
-
-
-@pytest.mark.asyncio
-async def test_invalid_row_is_stored_failed_and_can_be_corrected(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    rows = voice_rows(3)
-    rows.append(CampaignRow(key="bad", invalid="called: bad", source={"called": "12ab"}))
-    async with Campaign(path, VOICE) as campaign:
-        summary = await campaign.load(rows)
-        report = await campaign.report()
-        problems = [row async for row in campaign.problem_rows()]
-
-    assert summary.added == 4
-    assert report.counts == StateCounts(pending=3, failed=1)
-    assert report.problems == (Problem("failed", "invalid", 1, "called: bad"),)
-    assert report.to_json()["problems"] == [
-        {"state": "failed", "code": "invalid", "count": 1, "example": "called: bad"}
-    ]
-    assert problems == [
-        {
-            "key": "bad",
-            "state": "failed",
-            "code": "invalid",
-            "description": "called: bad",
-            "reference": None,
-            "fields": {"called": "12ab"},
-        }
-    ]
-
-    # The corrected row replaces the invalid one (it was never sent) and becomes pending.
-    fixed = [*voice_rows(3), CampaignRow(key="bad", request=voice(99))]
-    summary = await loaded(path, fixed)
-    assert (summary.added, summary.replaced, summary.unchanged) == (0, 1, 3)
-    assert rows_of(path)["bad"][:3] == ("pending", None, None)
-    async with Campaign(path) as campaign:
-        assert (await campaign.report()).problems == ()
-
-
-@pytest.mark.asyncio
-async def test_pending_row_can_become_invalid(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    await loaded(path, voice_rows(2))
-    summary = await loaded(
-        path, [voice_rows(2)[0], CampaignRow(key="k1", invalid="voice_content: empty")]
-    )
-    assert summary.replaced == 1
-    assert rows_of(path)["k1"][:3] == ("failed", "invalid", "voice_content: empty")
-
-
-@pytest.mark.asyncio
-async def test_retry_failed_does_not_requeue_invalid_rows(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    rows = [*voice_rows(2), CampaignRow(key="bad", invalid="called: bad")]
-    await loaded(path, rows)
-    set_state(path, ["k0", "k1"], "done")
-    async with (
-        Campaign(path, VOICE) as campaign,
-        AICCClient(base_url="http://127.0.0.1:9", app_key="k", app_secret="s") as aicc,
-    ):
-        # Nothing is pending: the invalid row is never sent (port 9 would refuse it).
-        result = await campaign.run(aicc, retry_failed=True)
-    assert result == StateCounts(done=2, failed=1)
 
 
 # -- row and kind validation ----------------------------------------------------------------------
@@ -309,18 +145,6 @@ async def test_row_of_the_wrong_request_type_is_refused(tmp_path: Path) -> None:
 
 
 # -- opening ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_journal_of_another_kind_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    await loaded(path, voice_rows(2))
-    with pytest.raises(CampaignError, match="voice_notification"):
-        await Campaign(path, WRITE_BACK).open()
-    # kind=None opens whatever it holds.
-    async with Campaign(path) as campaign:
-        assert campaign.kind == VOICE
-        assert (await campaign.report()).counts == StateCounts(pending=2)
 
 
 @pytest.mark.asyncio
@@ -505,47 +329,3 @@ async def test_run_concurrency_limit_follows_the_client(tmp_path: Path) -> None:
 
 
 # -- recovery after a crash ---------------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_rows_left_sending_by_a_crash_become_unknown_in_a_voice_campaign(
-    tmp_path: Path, fake_aicc: FakeAICC
-) -> None:
-    path = tmp_path / "c.db"
-    await loaded(path, voice_rows(10))
-    set_state(path, ["k1", "k4", "k7"], "sending")  # the process died mid-run
-
-    async with Campaign(path) as campaign:
-        report = await campaign.report()
-        problems = [row async for row in campaign.problem_rows()]
-        assert report.counts == StateCounts(pending=7, unknown=3)
-        assert [p["key"] for p in problems] == ["k1", "k4", "k7"]
-        assert {(p["state"], p["code"]) for p in problems} == {("unknown", "interrupted")}
-        assert all("may have processed" in p["description"] for p in problems)
-        assert problems[0]["fields"]["called"] == number(1)
-
-        # The next run phones everyone else, and not them.
-        async with fake_aicc.client() as aicc:
-            assert await campaign.run(aicc) == StateCounts(done=7, unknown=3)
-
-    for i in range(10):
-        assert fake_aicc.calls_to(number(i)) == (0 if i in (1, 4, 7) else 1)
-
-
-@pytest.mark.asyncio
-async def test_rows_left_sending_by_a_crash_are_sent_again_in_a_write_back_campaign(
-    tmp_path: Path, fake_aicc: FakeAICC
-) -> None:
-    path = tmp_path / "w.db"
-    rows = [CampaignRow(key=f"w{i}", request=write_back(i)) for i in range(10)]
-    await loaded(path, rows, WRITE_BACK)
-    set_state(path, ["w0", "w5"], "sending")
-
-    async with Campaign(path) as campaign:
-        assert campaign.kind == WRITE_BACK
-        assert (await campaign.report()).counts == StateCounts(pending=10)
-        async with fake_aicc.client() as aicc:
-            assert await campaign.run(aicc) == StateCounts(done=10)
-
-    assert fake_aicc.write_backs == {f"uid-{i}": 1 for i in range(10)}
-    assert {state for state, *_ in rows_of(path).values()} == {"done"}

@@ -1,0 +1,639 @@
+"""The PostgreSQL journal: many workers (processes on several machines) run one campaign.
+
+Needs ``aicc-async[postgres]`` (psycopg 3). Campaigns live side by side in shared
+tables keyed by campaign name (``aicc_campaigns``, ``aicc_rows``,
+``aicc_early_outcomes``, ``aicc_workers``), created when missing. Each open journal
+shows its own campaign's slice of them as temporary views of its session named like
+the SQLite tables, so both backends run the same SQL (:mod:`.sql_journal`).
+
+Workers:
+
+* A worker (``mode="run"``) holds a lease in ``aicc_workers`` (worker id, host, pid,
+  expiry by the server's clock) and renews it every third of its length from a
+  background task on a connection of its own. A worker whose lease lapsed claims
+  nothing more: its next commit raises ``JournalError``.
+* A claim runs under a per-campaign transaction advisory lock, so the
+  once-per-number decision (which numbers were used) is serialised across workers;
+  its rows are locked ``FOR UPDATE SKIP LOCKED`` and marked ``sending`` with the
+  worker's id, committed before any request leaves. A commit only finishes rows its
+  own worker holds ``sending``.
+* Rows left ``sending`` by a worker whose lease expired become ``unknown`` (or
+  ``pending`` for an idempotent kind), never re-sent blindly: at a run's start and on
+  every heartbeat of any live worker. Rows of live workers are never touched.
+* Loads are serialised by a per-campaign session advisory lock. A worker that loads
+  while other workers hold live leases does not start a new pass: it checks that its
+  input is the campaign's current one (no new, changed or missing row) and joins, or
+  is refused with ``CampaignError``. With no live worker, a load is a normal pass
+  (unsent rows it leaves out are withdrawn).
+* ``mode="read"`` sets the session read-only (``default_transaction_read_only``)
+  after creating its views: it never writes a row and works beside running workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psycopg
+import psycopg.conninfo
+from psycopg import sql
+
+from aicc_async.bulk.journal import (
+    DEFAULT_LEASE,
+    Claim,
+    Finished,
+    LoadedRow,
+    Mode,
+    State,
+    checked_kind,
+    mask_dsn,
+)
+from aicc_async.bulk.sql_journal import Cursor, Db, SQLJournal
+from aicc_async.errors import CampaignError, JournalError
+
+__all__ = ["SCHEMA_VERSION", "PostgresJournal"]
+
+logger = logging.getLogger("aicc_async")
+
+#: The format of the PostgreSQL tables (each campaign records the one it was made with).
+SCHEMA_VERSION = 1
+_LOCKS = 1_095_320_387  # "AICC": the advisory-lock class of this library
+_CLAIM_LOCK, _LOAD_LOCK, _SCHEMA_LOCK = _LOCKS, _LOCKS + 1, _LOCKS + 2
+_CONNECT_TIMEOUT = 10  # seconds
+_LOAD_LOCK_POLL = 0.1  # seconds between tries for another worker's load to end
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS aicc_campaigns (
+        name text PRIMARY KEY,
+        kind text NOT NULL,
+        version integer NOT NULL,
+        created double precision NOT NULL,
+        loads integer NOT NULL DEFAULT 0,
+        current_load integer,
+        accepted integer,
+        source text,
+        target text
+    )""",
+    """CREATE TABLE IF NOT EXISTS aicc_rows (
+        seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
+        key text NOT NULL,
+        fingerprint text NOT NULL,
+        state text NOT NULL CHECK (state IN
+            ('pending', 'sending', 'done', 'failed', 'unknown', 'withdrawn', 'duplicate')),
+        payload text NOT NULL,
+        number text,
+        code text,
+        description text,
+        reference text,
+        sends integer NOT NULL DEFAULT 0,
+        first_load integer NOT NULL DEFAULT 0,
+        loaded integer NOT NULL DEFAULT 0,
+        updated double precision NOT NULL,
+        outcome text CHECK (outcome IN ('answered', 'not_answered')),
+        release_reason text,
+        talk_duration integer,
+        release_time text,
+        worker text,
+        UNIQUE (campaign, key)
+    )""",
+    "CREATE INDEX IF NOT EXISTS aicc_rows_pending ON aicc_rows (campaign, seq) "
+    "WHERE state = 'pending'",
+    "CREATE INDEX IF NOT EXISTS aicc_rows_by_state ON aicc_rows (campaign, state)",
+    "CREATE INDEX IF NOT EXISTS aicc_rows_by_number ON aicc_rows (campaign, number) "
+    "WHERE number IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS aicc_rows_by_reference ON aicc_rows (campaign, reference) "
+    "WHERE reference IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS aicc_early_outcomes (
+        campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
+        reference text NOT NULL,
+        outcome text NOT NULL,
+        release_reason text,
+        talk_duration integer,
+        release_time text,
+        received double precision NOT NULL,
+        PRIMARY KEY (campaign, reference)
+    )""",
+    """CREATE TABLE IF NOT EXISTS aicc_workers (
+        campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
+        worker text NOT NULL,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        started timestamptz NOT NULL DEFAULT clock_timestamp(),
+        expires timestamptz NOT NULL,
+        PRIMARY KEY (campaign, worker)
+    )""",
+]
+
+#: The campaign's slice of the shared tables, under the names the shared SQL uses.
+_VIEWS = [
+    "CREATE TEMP VIEW campaign AS SELECT * FROM aicc_campaigns WHERE name = {name}",
+    "CREATE TEMP VIEW rows AS SELECT * FROM aicc_rows WHERE campaign = {name} "
+    "WITH CASCADED CHECK OPTION",
+    "ALTER VIEW rows ALTER COLUMN campaign SET DEFAULT {name}",
+    "CREATE TEMP VIEW early_outcomes AS SELECT * FROM aicc_early_outcomes "
+    "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
+    "ALTER VIEW early_outcomes ALTER COLUMN campaign SET DEFAULT {name}",
+    "CREATE TEMP VIEW live_workers AS SELECT worker, host, pid FROM aicc_workers "
+    "WHERE campaign = {name} AND expires > clock_timestamp()",
+    "CREATE TEMP TABLE join_keys (key text PRIMARY KEY)",
+]
+
+_RENEW = (
+    "UPDATE aicc_workers SET expires = clock_timestamp() + %s * interval '1 second' "
+    "WHERE campaign = %s AND worker = %s AND expires > clock_timestamp()"
+)
+
+
+def _placeholders(text: str) -> str:
+    """The shared SQL's ``?`` placeholders as psycopg's ``%s``."""
+    return text.replace("%", "%%").replace("?", "%s")
+
+
+class _PgDb:
+    """A psycopg connection as the shared SQL uses it (:class:`~.sql_journal.Db`)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, text: str, parameters: Sequence[Any] = (), /) -> Cursor:
+        return self.conn.execute(_placeholders(text), parameters)
+
+    def executemany(self, text: str, parameters: Iterable[Sequence[Any]], /) -> Cursor:
+        cursor = self.conn.cursor()
+        values = list(parameters)
+        if values:
+            cursor.executemany(_placeholders(text), values)
+        return cursor
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _where(dsn: str) -> str:
+    """``host:port`` of ``dsn`` (what an unreachable server's message names)."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.Error:
+        return "the server of the DSN"
+    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+
+
+def _secret(dsn: str) -> str | None:
+    try:
+        found = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        return None
+    return None if found is None else str(found)
+
+
+def _said(exc: BaseException, secret: str | None) -> str:
+    """What ``exc`` says, without the password ``secret`` should a message hold it."""
+    text = str(exc).strip()
+    return text.replace(secret, "***") if secret else text
+
+
+class PostgresJournal(SQLJournal):
+    """Campaign ``name`` in the PostgreSQL database at a DSN. Create with :meth:`open`;
+    close with :meth:`close`."""
+
+    shared: ClassVar[bool] = True
+    _BEGIN: ClassVar[str] = "BEGIN"
+    _FRESH: ClassVar[str] = "--campaign name"
+    _errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
+    _FINISH_GUARD: ClassVar[str] = " AND state = 'sending' AND worker = ?"
+    _CLAIM_LOCK: ClassVar[str] = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(
+        self,
+        db: _PgDb,
+        kind: str,
+        mode: Mode,
+        *,
+        dsn: str,
+        name: str,
+        worker: str,
+        lease: float,
+        beat: _PgDb | None,
+    ) -> None:
+        super().__init__(db, kind, mode, f"{mask_dsn(dsn)} (campaign {name!r})")
+        self.name = name
+        self.worker = worker
+        """This worker's id (host:pid:random) in ``aicc_workers``."""
+        self.lease = lease
+        self._pg = db
+        self._secret = _secret(dsn)
+        self._beat = beat
+        self._beater: concurrent.futures.ThreadPoolExecutor | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._lost = False
+        self._idempotent: bool | None = None  # known once recover() ran: heartbeats recover too
+        self._load_locked = False
+        self._joining: int | None = None  # the load pass a joining worker checks its input against
+
+    def __repr__(self) -> str:
+        return f"<PostgresJournal {self.location} worker={self.worker!r} mode={self.mode!r}>"
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """None: the journal lives in the database."""
+        return ()
+
+    def _problem(self, exc: Exception) -> JournalError:
+        return JournalError(
+            f"the journal {self.location} could not be read or written "
+            f"({_said(exc, self._secret)}); the rows it recorded so far are kept"
+        )
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    async def open(  # type: ignore[override]
+        cls,
+        dsn: str,
+        name: str,
+        kind: str | None,
+        *,
+        mode: Mode = "run",
+        lease: float = DEFAULT_LEASE,
+    ) -> PostgresJournal:
+        """Open campaign ``name`` in the database at ``dsn``: ``mode="run"`` to send
+        (created for ``kind`` when missing, with the tables; ``kind=None``: it must
+        exist) as a worker holding a lease of ``lease`` seconds, ``mode="read"`` to read
+        it in a read-only session, ``mode="record"`` to record call outcomes.
+
+        Raises ``JournalError`` if the server cannot be reached or refuses the login
+        (naming host:port, never the password), ``CampaignError`` if the campaign is
+        missing, of another kind or of another format.
+        """
+        masked = mask_dsn(dsn)
+        location = f"{masked} (campaign {name!r})"
+        worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        db = await asyncio.to_thread(cls._connect, dsn, mode)
+        beat: _PgDb | None = None
+        try:
+            found = await asyncio.to_thread(cls._prepare, db, name, kind, mode, masked)
+            if mode == "run":
+                beat = await asyncio.to_thread(cls._connect, dsn, mode)
+                await asyncio.to_thread(cls._register, db, name, worker, lease)
+            if mode == "read":
+                await asyncio.to_thread(
+                    db.execute, "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+                )
+        except BaseException as exc:
+            db.close()
+            if beat is not None:
+                beat.close()
+            if isinstance(exc, psycopg.Error):
+                raise JournalError(
+                    f"the journal {location} could not be opened ({_said(exc, _secret(dsn))})"
+                ) from None
+            raise
+        journal = cls(db, found, mode, dsn=dsn, name=name, worker=worker, lease=lease, beat=beat)
+        if mode == "run":
+            journal._beater = concurrent.futures.ThreadPoolExecutor(
+                1, thread_name_prefix="aicc-journal-lease"
+            )
+            journal._heartbeat = asyncio.create_task(journal._heartbeats())
+        return journal
+
+    @staticmethod
+    def _connect(dsn: str, mode: Mode) -> _PgDb:
+        try:
+            psycopg.conninfo.conninfo_to_dict(dsn)
+        except psycopg.Error as exc:
+            raise CampaignError(
+                f"{mask_dsn(dsn)} is not a PostgreSQL DSN psycopg can read ({_said(exc, None)}): "
+                "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+            ) from None
+        try:
+            conn = psycopg.connect(
+                dsn,
+                autocommit=True,
+                connect_timeout=_CONNECT_TIMEOUT,
+                application_name=f"aicc-async {mode}",
+            )
+        except psycopg.Error as exc:
+            raise JournalError(
+                f"cannot reach the PostgreSQL journal at {_where(dsn)} ({mask_dsn(dsn)}): "
+                f"{_said(exc, _secret(dsn))}"
+            ) from None
+        return _PgDb(conn)
+
+    @staticmethod
+    def _prepare(db: _PgDb, name: str, kind: str | None, mode: Mode, masked: str) -> str:
+        """Create the tables (``run`` mode) and the campaign (if ``kind``), check its
+        kind and format, and create this session's views of it."""
+        db.execute("BEGIN")
+        try:
+            exists = db.execute("SELECT to_regclass('aicc_campaigns') IS NOT NULL").fetchone()[0]
+            if mode == "run" and kind is not None:
+                db.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+                if db.execute("SELECT to_regclass('aicc_workers') IS NULL").fetchone()[0]:
+                    for statement in _SCHEMA:  # the last one creates aicc_workers
+                        db.execute(statement)
+                exists = True
+            held = None
+            if exists:
+                held = db.execute(
+                    "SELECT kind, version FROM aicc_campaigns WHERE name = ?", (name,)
+                ).fetchone()
+            if held is None:
+                if kind is None or mode != "run":
+                    raise CampaignError(
+                        f"no campaign {name!r} in the PostgreSQL journal {masked}: "
+                        "give the --campaign name a campaign was run with"
+                    )
+                db.execute(
+                    "INSERT INTO aicc_campaigns (name, kind, version, created) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                    (name, kind, SCHEMA_VERSION, time.time()),
+                )
+                held = db.execute(
+                    "SELECT kind, version FROM aicc_campaigns WHERE name = ?", (name,)
+                ).fetchone()
+            where = f"{masked} (campaign {name!r})"
+            found = checked_kind(where, kind, (str(held[0]), int(held[1])), SCHEMA_VERSION)
+            literal = sql.Literal(name).as_string(db.conn)
+            for view in _VIEWS:
+                db.execute(view.format(name=literal))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return found
+
+    @staticmethod
+    def _register(db: _PgDb, name: str, worker: str, lease: float) -> None:
+        db.execute(
+            "INSERT INTO aicc_workers (campaign, worker, host, pid, expires) "
+            "VALUES (?, ?, ?, ?, clock_timestamp() + ? * interval '1 second')",
+            (name, worker, socket.gethostname(), os.getpid(), lease),
+        )
+
+    # -- the lease ------------------------------------------------------------------------
+
+    def _lease_lost(self) -> JournalError:
+        return JournalError(
+            f"the lease of this worker ({self.worker}) on {self.location} lapsed (it could "
+            "not be renewed in time): its rows in flight may be settled by the other "
+            "workers, so it claims no more rows. Run it again to rejoin the campaign."
+        )
+
+    def _renew(self) -> bool:
+        assert self._beat is not None
+        return self._beat.conn.execute(_RENEW, (self.lease, self.name, self.worker)).rowcount == 1
+
+    async def renew(self) -> None:
+        """Renew this worker's lease now (the heartbeat does it every third of it);
+        ``JournalError`` if it had lapsed. Then settle the rows of expired workers
+        (once :meth:`recover` ran)."""
+        if self._beater is None or self._lost:
+            raise self._lease_lost()
+        try:
+            alive = await asyncio.get_running_loop().run_in_executor(self._beater, self._renew)
+        except psycopg.Error as exc:
+            raise self._problem(exc) from None
+        if not alive:
+            self._lost = True
+            raise self._lease_lost()
+        if self._idempotent is not None:
+            settled = await self.recover(idempotent=self._idempotent)
+            if settled:
+                logger.warning(
+                    "%d rows of %s were in flight on workers whose lease expired: %s",
+                    settled,
+                    self.location,
+                    "they will be sent again"
+                    if self._idempotent
+                    else "their outcome is unknown and they will not be sent again",
+                )
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.renew()
+            except JournalError as exc:
+                if self._lost:
+                    logger.error("%s", exc.message)
+                    return
+                logger.warning("could not renew the worker lease: %s", exc.message)
+            except CampaignError:  # closed meanwhile
+                return
+
+    def _may_claim(self, db: Db) -> bool:
+        db.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (_CLAIM_LOCK, self.name))
+        live = db.execute("SELECT 1 FROM live_workers WHERE worker = ?", (self.worker,)).fetchone()
+        if live is None:
+            self._lost = True
+        return not self._lost
+
+    _WORKER: ClassVar[str] = ", worker = ?"
+    _PER_SELECT: ClassVar[int] = 5000
+
+    def _finish_args(self) -> tuple[Any, ...]:
+        return (self.worker,)
+
+    _worker_args = _finish_args
+
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        """One array parameter: parsed and planned once, whatever its length."""
+        return f"{column} = ANY(?)", (list(values),)
+
+    async def commit(
+        self, finished: Sequence[Finished], claim: int, after: int, *, once_per_number: bool
+    ) -> Claim:
+        """:meth:`Journal.commit <aicc_async.bulk.journal.Journal.commit>` under the
+        campaign's claim lock; ``JournalError`` once this worker's lease lapsed (the
+        outcomes of rows it still holds are recorded first)."""
+        if self.mode != "run":
+            raise CampaignError(f"the journal {self.location} is not open to send")
+        claimed = await super().commit(finished, claim, after, once_per_number=once_per_number)
+        if self._lost:
+            raise self._lease_lost()
+        return claimed
+
+    def _stale(self) -> str:
+        """Rows ``sending`` on a worker with no live lease."""
+        return (
+            "state = 'sending' AND (worker IS NULL "
+            "OR worker NOT IN (SELECT worker FROM live_workers))"
+        )
+
+    def _recover(self, db: Db, idempotent: bool) -> int:
+        db.execute("SELECT pg_advisory_xact_lock(?, hashtext(?))", (_CLAIM_LOCK, self.name))
+        settled = super()._recover(db, idempotent)
+        db.execute(
+            "DELETE FROM aicc_workers WHERE campaign = ? AND expires <= clock_timestamp()",
+            (self.name,),
+        )
+        return settled
+
+    async def recover(self, *, idempotent: bool) -> int:
+        """Settle the rows left ``sending`` by workers whose lease expired (never those
+        of live workers): ``unknown``, or ``pending`` if ``idempotent``. From then on
+        every heartbeat does it too. Returns how many."""
+        self._idempotent = idempotent
+        return await super().recover(idempotent=idempotent)
+
+    async def workers(self) -> list[tuple[str, str, int]]:
+        """The live workers of the campaign: (worker id, host, pid)."""
+        found = await self._run(
+            lambda: self._pg.execute("SELECT worker, host, pid FROM live_workers").fetchall()
+        )
+        return [(str(w), str(h), int(p)) for w, h, p in found]
+
+    # -- loading --------------------------------------------------------------------------
+
+    async def _take_load_lock(self) -> None:
+        waited = False
+        while not self._load_locked:
+            self._load_locked = await self._run(
+                lambda: bool(
+                    self._pg.execute(
+                        "SELECT pg_try_advisory_lock(?, hashtext(?))", (_LOAD_LOCK, self.name)
+                    ).fetchone()[0]
+                )
+            )
+            if not self._load_locked:
+                if not waited:
+                    logger.info("waiting for another worker's load of %s to end", self.location)
+                    waited = True
+                await asyncio.sleep(_LOAD_LOCK_POLL)
+
+    async def _release_load_lock(self) -> None:
+        if self._load_locked:
+            self._load_locked = False
+            self._joining = None
+            await self._run(
+                self._pg.execute,
+                "SELECT pg_advisory_unlock(?, hashtext(?))",
+                (_LOAD_LOCK, self.name),
+            )
+
+    async def begin_load(
+        self, source: str | None = None, *, stream: bool = False
+    ) -> tuple[int, bool]:
+        """:meth:`Journal.begin_load <aicc_async.bulk.journal.Journal.begin_load>`, one
+        worker at a time. While other workers hold live leases (and a load was
+        complete), no new pass: this worker's input is checked against the current one
+        (:meth:`load`, :meth:`end_load`) and it joins."""
+        await self._take_load_lock()
+        try:
+
+            def joins(db: Db) -> int | None:
+                current = db.execute("SELECT current_load FROM campaign").fetchone()[0]
+                others = db.execute(
+                    "SELECT count(*) FROM live_workers WHERE worker <> ?", (self.worker,)
+                ).fetchone()[0]
+                if current is None or not others:
+                    return None
+                db.execute("DELETE FROM join_keys")
+                return int(current)
+
+            self._joining = await self._write(joins)
+            if self._joining is not None:
+                return self._joining, False
+            return await super().begin_load(source, stream=stream)
+        except BaseException:
+            await self._release_load_lock()
+            raise
+
+    async def _refuse_input(self, what: str) -> CampaignError:
+        workers = await self.workers()
+        others = [f"{host} pid {pid}" for worker, host, pid in workers if worker != self.worker]
+        return CampaignError(
+            f"campaign {self.name!r} is being run by {len(others)} other worker(s) "
+            f"({', '.join(others) or 'whose leases just expired'}) with another input: {what}. "
+            "Give every worker the same input, or change the campaign's input once no "
+            "worker runs it (or their leases expired). Nothing was sent."
+        )
+
+    async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[list[State], int, int]:
+        if self._joining is None:
+            return await super().load(rows, load)
+
+        def check(db: Db) -> tuple[str | None, int]:
+            keys = [row.key for row in rows]
+            held = self._known(db, keys)
+            for row in rows:
+                found = held.get(row.key)
+                if found is None:
+                    return f"its row {row.key!r} is not in the campaign", 0
+                if found[0] != row.fingerprint or found[3] != load:
+                    return f"its row {row.key!r} differs from the campaign's", 0
+            added = db.execute(
+                "INSERT INTO join_keys SELECT unnest(?::text[]) ON CONFLICT DO NOTHING", (keys,)
+            ).rowcount
+            return None, added
+
+        problem, known = await self._write(check)
+        if problem is not None:
+            raise await self._refuse_input(problem)
+        return [], 0, known
+
+    async def end_load(self, load: int, known: int, source: str | None) -> int:
+        try:
+            if self._joining is None:
+                return await super().end_load(load, known, source)
+            current = await self._run(
+                lambda: self._pg.execute(
+                    "SELECT (SELECT count(*) FROM rows WHERE loaded = ?), "
+                    "(SELECT count(*) FROM join_keys)",
+                    (load,),
+                ).fetchone()
+            )
+            missing = int(current[0]) - int(current[1])
+            if missing > 0:
+                raise await self._refuse_input(f"it leaves out {missing:,} of the campaign's rows")
+            return 0
+        finally:
+            await self._release_load_lock()
+
+    async def set_durable(self, durable: bool) -> None:
+        """Wait for every commit to reach the server's disk (``True``, while sending) or
+        not (``synchronous_commit = off``, while loading)."""
+        await self._run(self._pg.execute, f"SET synchronous_commit = {'on' if durable else 'off'}")
+
+    async def checkpoint(self) -> None:
+        """Nothing to do: the server keeps its own write-ahead log."""
+
+    # -- closing --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop the heartbeat, give up the lease (rows this worker still holds
+        ``sending`` are then settled by the others, or the next run) and disconnect.
+        Safe to call more than once."""
+        if self._worker is None:
+            return
+        heartbeat, self._heartbeat = self._heartbeat, None
+        if heartbeat is not None:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+        try:
+            if self.mode == "run":
+                await self._run(
+                    self._pg.execute,
+                    "DELETE FROM aicc_workers WHERE campaign = ? AND worker = ?",
+                    (self.name, self.worker),
+                )
+        except (JournalError, CampaignError) as exc:
+            logger.warning("could not end the lease of %s: %s", self.worker, exc.message)
+        finally:
+            beater, self._beater = self._beater, None
+            if beater is not None:
+                if self._beat is not None:
+                    with contextlib.suppress(psycopg.Error):
+                        await asyncio.get_running_loop().run_in_executor(beater, self._beat.close)
+                beater.shutdown()
+            await self._shutdown()

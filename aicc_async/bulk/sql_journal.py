@@ -1,0 +1,581 @@
+"""The journal's SQL, once for both backends.
+
+:class:`SQLJournal` implements :class:`~aicc_async.bulk.journal.Journal` over a
+DB-API connection used from one worker thread (never the event loop), with SQL that
+SQLite and PostgreSQL read alike: tables ``campaign`` (one row), ``rows`` and
+``early_outcomes``, ``?`` placeholders. The SQLite backend has those tables; the
+PostgreSQL one shows its campaign's slice of the shared tables under those names
+(temporary views of its session) and turns ``?`` into ``%s``. What differs (opening,
+locks, durability, which ``sending`` rows a recovery may settle, how a claim locks
+its rows) is a hook the backends fill in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import attrs
+
+from aicc_async.bulk.journal import (
+    _USED,
+    DUPLICATE,
+    INTERRUPTED,
+    INTERRUPTED_DESCRIPTION,
+    INVALID,
+    WITHDRAWN,
+    WITHDRAWN_DESCRIPTION,
+    Claim,
+    Claimed,
+    Finished,
+    Journal,
+    Known,
+    LoadedRow,
+    Mode,
+    Outcome,
+    Outcomes,
+    Problem,
+    State,
+    StateCounts,
+    Target,
+    plan_load,
+    sort_claims,
+)
+from aicc_async.errors import CampaignError, JournalError
+
+__all__ = ["SQLJournal"]
+
+T = TypeVar("T")
+
+_KEYS_PER_SELECT = 500  # below SQLite's oldest limit on bound parameters (999)
+
+
+class Cursor(Protocol):
+    """What the journal reads of a DB-API cursor."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Db(Protocol):
+    """A connection as the journal uses it (``sqlite3.Connection`` is one)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+def marks(n: int) -> str:
+    """``n`` placeholders, comma-separated."""
+    return ",".join("?" * n)
+
+
+class SQLJournal(Journal):
+    """A journal over a :class:`Db` used from one worker thread."""
+
+    _BEGIN: ClassVar[str] = "BEGIN"
+    """The statement that starts a write transaction."""
+    _FRESH: ClassVar[str] = "--journal"
+    """What to give anew for another campaign (messages)."""
+    _errors: ClassVar[tuple[type[Exception], ...]] = ()
+    """The driver's exceptions: they become ``JournalError``."""
+
+    def __init__(self, db: Db, kind: str, mode: Mode, location: str) -> None:
+        self.kind = kind
+        self.mode = mode
+        self.read_only = mode == "read"
+        self.location = location
+        self._db = db
+        self._accepted: int | None = None  # the accepted load before the one under way
+        self._worker: concurrent.futures.ThreadPoolExecutor | None = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aicc-journal")
+        )
+
+    # -- running SQL ----------------------------------------------------------------------
+
+    def _problem(self, exc: Exception) -> JournalError:
+        return JournalError(
+            f"the journal {self.location} could not be read or written ({exc}); the rows "
+            "it recorded so far are kept"
+        )
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._worker is None:
+            raise CampaignError(f"the journal {self.location} is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._worker, fn, *args)
+        except self._errors as exc:
+            raise self._problem(exc) from None
+
+    def _transaction(self, fn: Callable[[Db], T]) -> T:
+        """``fn(db)`` inside ``BEGIN`` .. ``COMMIT`` (``ROLLBACK`` if it raises)."""
+        db = self._db
+        db.execute(self._BEGIN)
+        try:
+            result = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    async def _write(self, fn: Callable[[Db], T]) -> T:
+        """Run ``fn(db)`` in one write transaction on the journal's thread."""
+        if self.read_only:
+            raise CampaignError(f"the journal {self.location} is open read-only")
+        return await self._run(self._transaction, fn)
+
+    async def _shutdown(self) -> None:
+        """Close the connection and stop the worker thread."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(worker, self._close_db)
+        finally:
+            worker.shutdown()
+
+    def _close_db(self) -> None:
+        close: Callable[[], object] = getattr(self._db, "close")  # noqa: B009 - any Db
+        close()
+
+    # -- binding --------------------------------------------------------------------------
+
+    async def bind(self, target: Target) -> None:
+        def work(db: Db) -> None:
+            found = db.execute("SELECT target FROM campaign").fetchone()[0]
+            if found is None:
+                db.execute("UPDATE campaign SET target = ?", (self.dumps(attrs.asdict(target)),))
+                return
+            bound = Target(**json.loads(found))
+            if bound == target:
+                return
+            if db.execute(f"SELECT 1 FROM rows WHERE {_USED} LIMIT 1").fetchone() is None:  # noqa: S608 - constant
+                # Nothing was ever sent: the journal may still move to another target.
+                db.execute("UPDATE campaign SET target = ?", (self.dumps(attrs.asdict(target)),))
+                return
+            raise CampaignError(
+                f"the journal {self.location} belongs to a campaign sent to "
+                f"{bound.describe()}, not {target.describe()}: use a new {self._FRESH} for "
+                "this target. Nothing was sent."
+            )
+
+        await self._write(work)
+
+    async def source(self) -> str | None:
+        return await self._run(
+            lambda: self._db.execute("SELECT source FROM campaign").fetchone()[0]
+        )
+
+    async def target(self) -> Target | None:
+        found = await self._run(
+            lambda: self._db.execute("SELECT target FROM campaign").fetchone()[0]
+        )
+        return None if found is None else Target(**json.loads(found))
+
+    # -- loading input --------------------------------------------------------------------
+
+    async def begin_load(
+        self, source: str | None = None, *, stream: bool = False
+    ) -> tuple[int, bool]:
+        """Number a new pass over the input (see :meth:`load`), read from the file
+        ``source`` if any; returns (pass, streams).
+
+        Rows that a pass never accepted added and never sent are dropped first: they
+        are not the campaign's input. Until :meth:`end_load` accepts the pass, nothing
+        can be sent; except, when ``stream`` is asked and the journal holds no rows yet,
+        the rows of this pass can be sent as they are loaded (``streams`` is then
+        True): a new campaign has no earlier input whose rows the new one could leave out.
+        """
+
+        def work(db: Db) -> tuple[int, bool]:
+            self._accepted = db.execute("SELECT current_load FROM campaign").fetchone()[0]
+            accepted = db.execute("SELECT accepted FROM campaign").fetchone()[0]
+            db.execute("DELETE FROM rows WHERE first_load > ? AND sends = 0", (accepted or 0,))
+            db.execute("UPDATE campaign SET source = coalesce(?, source)", (source,))
+            empty = db.execute("SELECT 1 FROM rows LIMIT 1").fetchone() is None
+            db.execute("UPDATE campaign SET loads = loads + 1, current_load = NULL")
+            load = int(db.execute("SELECT loads FROM campaign").fetchone()[0])
+            streams = stream and empty
+            if streams:
+                db.execute("UPDATE campaign SET current_load = ?", (load,))
+            return load, streams
+
+        return await self._write(work)
+
+    async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[list[State], int, int]:
+        return await self._write(lambda db: self._load(db, rows, load))
+
+    _PER_SELECT: ClassVar[int] = _KEYS_PER_SELECT
+    """How many values one ``IN`` list holds at most."""
+
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
+        """SQL saying ``column`` is one of ``values``, and its parameters."""
+        return f"{column} IN ({marks(len(values))})", tuple(values)
+
+    def _known(self, db: Db, keys: Sequence[str]) -> dict[str, Known]:
+        """What the journal holds for ``keys``."""
+        known: dict[str, Known] = {}
+        for i in range(0, len(keys), self._PER_SELECT):
+            where, args = self._in("key", keys[i : i + self._PER_SELECT])
+            for key, fingerprint, state, code, loaded in db.execute(
+                f"SELECT key, fingerprint, state, code, loaded FROM rows WHERE {where}",  # noqa: S608 - only '?' marks
+                args,
+            ):
+                known[key] = (fingerprint, state, code, loaded)
+        return known
+
+    def _load(self, db: Db, rows: Sequence[LoadedRow], load: int) -> tuple[list[State], int, int]:
+        plan = plan_load(rows, self._known(db, [row.key for row in rows]), load)
+        now = time.time()
+
+        def values(row: LoadedRow) -> tuple[Any, ...]:
+            return (
+                row.fingerprint,
+                row.state,
+                row.payload,
+                row.number,
+                row.code,
+                row.description,
+                load,
+                now,
+            )
+
+        db.executemany(
+            "INSERT INTO rows (key, fingerprint, state, payload, number, code, description, "
+            "loaded, updated, first_load) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(row.key, *values(row), load) for row in plan.added],
+        )
+        db.executemany(
+            "UPDATE rows SET fingerprint = ?, state = ?, payload = ?, number = ?, code = ?, "
+            "description = ?, loaded = ?, updated = ?, reference = NULL WHERE key = ?",
+            [(*values(row), row.key) for row in plan.replaced],
+        )
+        db.executemany("UPDATE rows SET loaded = ? WHERE key = ?", [(load, k) for k in plan.seen])
+        db.executemany(
+            "UPDATE rows SET state = 'pending', code = NULL, description = NULL, updated = ? "
+            "WHERE key = ?",
+            [(now, k) for k in plan.revived],
+        )
+        return [row.state for row in plan.added], len(plan.replaced), plan.known
+
+    async def end_load(self, load: int, known: int, source: str | None) -> int:
+        def work(db: Db) -> int:
+            earlier = db.execute(
+                "SELECT count(*) FROM rows WHERE first_load < ?", (load,)
+            ).fetchone()[0]
+            if earlier and not known:
+                db.execute("DELETE FROM rows WHERE first_load = ?", (load,))
+                db.execute("UPDATE campaign SET current_load = ?", (self._accepted,))
+                return -1
+            db.execute(
+                "UPDATE campaign SET current_load = ?, accepted = ?, source = coalesce(?, source)",
+                (load, load, source),
+            )
+            return int(
+                db.execute(
+                    "UPDATE rows SET state = 'withdrawn', code = ?, description = ?, "
+                    "updated = ? WHERE state IN ('pending', 'duplicate') AND loaded != ?",
+                    (WITHDRAWN, WITHDRAWN_DESCRIPTION, time.time(), load),
+                ).rowcount
+            )
+
+        withdrawn = await self._write(work)
+        if withdrawn < 0:
+            raise CampaignError(
+                f"this input has no row in common with the campaign in {self.location}: it "
+                f"looks like another file. Use a new {self._FRESH} for a new campaign. "
+                "Nothing was sent."
+            )
+        return withdrawn
+
+    async def current_load(self) -> int | None:
+        found = await self._run(
+            lambda: self._db.execute("SELECT current_load FROM campaign").fetchone()[0]
+        )
+        return None if found is None else int(found)
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def requeue(self, *, unknown: bool, failed: bool, duplicate: bool = False) -> StateCounts:
+        def work(db: Db) -> StateCounts:
+            current = "loaded = (SELECT current_load FROM campaign)"
+            if duplicate:
+                db.execute(
+                    f"UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - constant
+                    f"updated = ? WHERE state = 'duplicate' AND {current}",
+                    (time.time(),),
+                )
+            if unknown:
+                db.execute(
+                    f"UPDATE rows SET state = 'pending', updated = ? "  # noqa: S608 - constant
+                    f"WHERE state = 'unknown' AND {current}",
+                    (time.time(),),
+                )
+            if failed:
+                db.execute(
+                    f"UPDATE rows SET state = 'pending', updated = ? "  # noqa: S608 - constant
+                    f"WHERE state = 'failed' AND coalesce(code, '') <> ? AND {current}",
+                    (time.time(), INVALID),
+                )
+            return self._counts(db)
+
+        return await self._write(work)
+
+    def _stale(self) -> str:
+        """The rows a recovery settles: SQLite's single process, every ``sending`` row."""
+        return "state = 'sending'"
+
+    def _recover(self, db: Db, idempotent: bool) -> int:
+        now = time.time()
+        if idempotent:
+            sql = f"UPDATE rows SET state = 'pending', updated = ? WHERE {self._stale()}"  # noqa: S608 - constant
+            return db.execute(sql, (now,)).rowcount
+        return db.execute(
+            "UPDATE rows SET state = 'unknown', code = ?, description = ?, updated = ? "  # noqa: S608 - constant
+            f"WHERE {self._stale()}",
+            (INTERRUPTED, INTERRUPTED_DESCRIPTION, now),
+        ).rowcount
+
+    async def recover(self, *, idempotent: bool) -> int:
+        """Settle rows left ``sending`` by a run that stopped without recording them.
+
+        Non-idempotent campaigns mark them ``unknown`` (they may have been processed);
+        idempotent ones put them back to ``pending``. Returns how many there were.
+        """
+        return await self._write(lambda db: self._recover(db, idempotent))
+
+    async def commit(
+        self, finished: Sequence[Finished], claim: int, after: int, *, once_per_number: bool
+    ) -> Claim:
+        return await self._write(
+            lambda db: self._commit(db, finished, claim, after, once_per_number)
+        )
+
+    # Hooks of a claim: what a backend adds to make it safe among several workers.
+    _FINISH_GUARD: ClassVar[str] = ""
+    """SQL (and ``_finish_args``) that limits the rows a commit may finish."""
+    _CLAIM_LOCK: ClassVar[str] = ""
+    """Appended to the claim's SELECT (row locks)."""
+
+    _WORKER: ClassVar[str] = ""
+    """SQL (and ``_worker_args``) that records who claimed a row."""
+
+    def _finish_args(self) -> tuple[Any, ...]:
+        return ()
+
+    def _worker_args(self) -> tuple[Any, ...]:
+        return ()
+
+    def _may_claim(self, db: Db) -> bool:
+        """Called first in each commit's transaction: False to claim nothing."""
+        return True
+
+    def _mark_sending(self, db: Db, seqs: Sequence[int], now: float) -> None:
+        where, args = self._in("seq", seqs)
+        db.execute(
+            f"UPDATE rows SET state = 'sending', sends = sends + 1, updated = ?{self._WORKER} "  # noqa: S608 - only '?' marks
+            f"WHERE {where}",
+            (now, *self._worker_args(), *args),
+        )
+
+    def _commit(
+        self,
+        db: Db,
+        finished: Sequence[Finished],
+        claim: int,
+        after: int,
+        once_per_number: bool,
+    ) -> Claim:
+        if not self._may_claim(db):
+            claim = 0
+        now = time.time()
+        db.executemany(
+            "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ? "  # noqa: S608 - constant
+            f"WHERE seq = ?{self._FINISH_GUARD}",
+            [
+                (f.state, f.code, f.description, f.reference, now, f.seq, *self._finish_args())
+                for f in finished
+            ],
+        )
+        if any(f.reference is not None for f in finished):
+            self._adopt_early_outcomes(db)
+        claimed: list[Claimed] = []
+        duplicates: list[tuple[str, int]] = []
+        taken: dict[str, str] = {}  # number -> key of the row that used it
+        while len(claimed) < claim:
+            found = db.execute(
+                "SELECT seq, key, payload, number FROM rows WHERE state = 'pending' "  # noqa: S608 - constant
+                "AND loaded = (SELECT current_load FROM campaign) AND seq > ? "
+                f"ORDER BY seq LIMIT ?{self._CLAIM_LOCK}",
+                (after, claim - len(claimed)),
+            ).fetchall()
+            if not found:
+                break
+            after = found[-1][0]
+            if once_per_number:
+                self._numbers_used(db, [r[3] for r in found if r[3] not in taken], taken)
+            more, repeated = sort_claims(found, taken, once_per_number)
+            claimed += more
+            duplicates += repeated
+        db.executemany(
+            "UPDATE rows SET state = 'duplicate', code = ?, description = ?, "
+            "updated = ? WHERE seq = ?",
+            [(DUPLICATE, description, now, seq) for description, seq in duplicates],
+        )
+        if claimed:
+            self._mark_sending(db, [c.seq for c in claimed], now)
+        return Claim(claimed, len(duplicates), after)
+
+    def _numbers_used(self, db: Db, numbers: Sequence[str | None], taken: dict[str, str]) -> None:
+        """Add to ``taken`` which of ``numbers`` a row already used (number -> its key)."""
+        wanted = sorted({n for n in numbers if n is not None})
+        for i in range(0, len(wanted), self._PER_SELECT):
+            where, args = self._in("number", wanted[i : i + self._PER_SELECT])
+            for number, key in db.execute(
+                f"SELECT number, min(key) FROM rows WHERE {where} AND {_USED} "  # noqa: S608 - only '?' marks
+                "GROUP BY number",
+                args,
+            ):
+                taken.setdefault(number, key)
+
+    # -- reporting ------------------------------------------------------------------------
+
+    async def counts(self) -> StateCounts:
+        return await self._run(self._counts, self._db)
+
+    @staticmethod
+    def _counts(db: Db) -> StateCounts:
+        found = dict(db.execute("SELECT state, count(*) FROM rows GROUP BY state").fetchall())
+        return StateCounts(**found)
+
+    async def problems(self) -> list[Problem]:
+        def work() -> list[Problem]:
+            return [
+                Problem(state, code or "", count, example or "")
+                for state, code, count, example in self._db.execute(
+                    "SELECT state, code, count(*), min(description) FROM rows "
+                    "WHERE state IN ('failed', 'unknown', 'duplicate') GROUP BY state, code "
+                    "ORDER BY count(*) DESC, state, code"
+                )
+            ]
+
+        return await self._run(work)
+
+    async def problem_rows(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+        def work() -> list[tuple[Any, ...]]:
+            return [
+                tuple(row)
+                for row in self._db.execute(
+                    "SELECT seq, key, state, code, description, reference, payload FROM rows "
+                    "WHERE state IN ('failed', 'unknown', 'duplicate') AND seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    (after, limit),
+                ).fetchall()
+            ]
+
+        return await self._run(work)
+
+    # -- call outcomes --------------------------------------------------------------------
+
+    async def record_outcome(self, reference: str, outcome: Outcome) -> bool:
+        """Record ``outcome`` on the row whose call has serial number ``reference``.
+
+        Returns False when no row has it yet: the outcome is kept and recorded when a
+        row with that serial number is (an event may overtake the commit of its send).
+        Recording the same event again changes nothing.
+        """
+        values = (
+            "answered" if outcome.answered else "not_answered",
+            outcome.release_reason,
+            outcome.talk_duration,
+            outcome.release_time,
+        )
+
+        def work(db: Db) -> bool:
+            found = db.execute(
+                "UPDATE rows SET outcome = ?, release_reason = ?, talk_duration = ?, "
+                "release_time = ? WHERE reference = ?",
+                (*values, reference),
+            ).rowcount
+            if not found:
+                db.execute("DELETE FROM early_outcomes WHERE reference = ?", (reference,))
+                db.execute(
+                    "INSERT INTO early_outcomes (outcome, release_reason, talk_duration, "
+                    "release_time, reference, received) VALUES (?, ?, ?, ?, ?, ?)",
+                    (*values, reference, time.time()),
+                )
+            return found > 0
+
+        return await self._write(work)
+
+    async def has_outcome(self, reference: str) -> bool:
+        found = await self._run(
+            lambda: self._db.execute(
+                "SELECT 1 FROM rows WHERE reference = ? AND outcome IS NOT NULL "
+                "UNION ALL SELECT 1 FROM early_outcomes WHERE reference = ?",
+                (reference, reference),
+            ).fetchone()
+        )
+        return found is not None
+
+    @staticmethod
+    def _adopt_early_outcomes(db: Db) -> None:
+        """Move outcomes that arrived before their row's serial number was recorded."""
+        if db.execute("SELECT 1 FROM early_outcomes LIMIT 1").fetchone() is None:
+            return
+        matched = db.execute(
+            "SELECT e.reference, e.outcome, e.release_reason, e.talk_duration, e.release_time "
+            "FROM early_outcomes e JOIN rows r ON r.reference = e.reference"
+        ).fetchall()
+        db.executemany(
+            "UPDATE rows SET outcome = ?, release_reason = ?, talk_duration = ?, "
+            "release_time = ? WHERE reference = ?",
+            [(o, reason, talk, at, ref) for ref, o, reason, talk, at in matched],
+        )
+        db.executemany("DELETE FROM early_outcomes WHERE reference = ?", [(m[0],) for m in matched])
+
+    async def outcomes(self) -> Outcomes:
+        def work() -> Outcomes:
+            found = dict(
+                self._db.execute(
+                    "SELECT coalesce(outcome, 'awaiting'), count(*) FROM rows "
+                    "WHERE state = 'done' AND reference IS NOT NULL GROUP BY 1"
+                ).fetchall()
+            )
+            reasons = self._db.execute(
+                "SELECT coalesce(release_reason, ''), count(*) FROM rows "
+                "WHERE outcome IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
+            ).fetchall()
+            return Outcomes(
+                answered=found.get("answered", 0),
+                not_answered=found.get("not_answered", 0),
+                awaiting=found.get("awaiting", 0),
+                reasons=tuple((str(r), int(n)) for r, n in reasons),
+            )
+
+        return await self._run(work)
+
+    async def unanswered_rows(self, after: int, limit: int) -> list[tuple[int, str, str]]:
+        def work() -> list[tuple[int, str, str]]:
+            return [
+                (int(seq), str(key), str(payload))
+                for seq, key, payload in self._db.execute(
+                    "SELECT seq, key, payload FROM rows WHERE outcome = 'not_answered' "
+                    "AND seq > ? ORDER BY seq LIMIT ?",
+                    (after, limit),
+                ).fetchall()
+            ]
+
+        return await self._run(work)

@@ -1,0 +1,397 @@
+"""The SQLite journal: one file (WAL) holding one campaign, for one process at a time.
+
+The ``sending`` mark is committed (``synchronous=FULL``) before the request goes out,
+so after a crash a row that may have been sent never looks unsent. One process at a
+time may run a campaign on it (a lock file beside it); readers (``aicc report``) open
+it read-only and may do so while it runs. The ``-wal`` file is part of the journal
+until the journal is closed: a journal not closed cleanly whose ``-wal`` is missing
+is refused. SQLite calls run on one worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import filelock
+
+from aicc_async.bulk.journal import (
+    SCHEMA_VERSION,
+    Claim,
+    Finished,
+    Mode,
+    checked_kind,
+)
+from aicc_async.bulk.sql_journal import SQLJournal
+from aicc_async.errors import CampaignError, JournalError
+
+__all__ = ["SQLiteJournal"]
+
+logger = logging.getLogger("aicc_async")
+
+_CHECKPOINT_EVERY = 30.0  # seconds between checkpoints while a campaign runs
+_CHECKPOINT_TRIES = 5
+_BUSY_TIMEOUT = 10.0  # seconds a write waits for another writer (aicc listen)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS campaign (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created REAL NOT NULL,
+    loads INTEGER NOT NULL DEFAULT 0,
+    current_load INTEGER,
+    accepted INTEGER,
+    source TEXT,
+    target TEXT,
+    clean INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS rows (
+    seq INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    fingerprint TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN
+        ('pending', 'sending', 'done', 'failed', 'unknown', 'withdrawn', 'duplicate')),
+    payload TEXT NOT NULL,
+    number TEXT,
+    code TEXT,
+    description TEXT,
+    reference TEXT,
+    sends INTEGER NOT NULL DEFAULT 0,
+    first_load INTEGER NOT NULL DEFAULT 0,
+    loaded INTEGER NOT NULL DEFAULT 0,
+    updated REAL NOT NULL,
+    outcome TEXT CHECK (outcome IN ('answered', 'not_answered')),
+    release_reason TEXT,
+    talk_duration INTEGER,
+    release_time TEXT
+);
+CREATE TABLE IF NOT EXISTS early_outcomes (
+    reference TEXT PRIMARY KEY,
+    outcome TEXT NOT NULL,
+    release_reason TEXT,
+    talk_duration INTEGER,
+    release_time TEXT,
+    received REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rows_by_number ON rows (number) WHERE number IS NOT NULL;
+CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference IS NOT NULL;
+"""
+
+
+def _wal_header(path: Path) -> bool:
+    """True when the SQLite file at ``path`` says it is in WAL mode."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header.startswith(b"SQLite format 3\0") and header[18] == 2
+
+
+class SQLiteJournal(SQLJournal):
+    """An open SQLite journal file. Create with :meth:`open`; close with :meth:`close`."""
+
+    _BEGIN: ClassVar[str] = "BEGIN IMMEDIATE"
+    _errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
+
+    def __init__(
+        self,
+        path: Path,
+        db: sqlite3.Connection,
+        kind: str,
+        mode: Mode,
+        lock: filelock.BaseFileLock | None = None,
+    ) -> None:
+        super().__init__(db, kind, mode, str(path))
+        self.path = path
+        self._sqlite = db
+        self._lock = lock
+        self._checkpointed = time.monotonic()
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The journal and the files SQLite and aicc keep beside it."""
+        return (
+            self.path,
+            *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm", ".lock")),
+        )
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    async def open(  # type: ignore[override]
+        cls, path: Path, kind: str | None, *, mode: Mode = "run"
+    ) -> SQLiteJournal:
+        """Open ``path``: ``mode="run"`` to send (created for ``kind`` when missing;
+        ``kind=None``: it must exist), ``mode="read"`` to read it without writing a byte,
+        ``mode="record"`` to record call outcomes in an existing journal, beside a
+        campaign running on it or not.
+
+        Raises ``CampaignError`` if it cannot be created or opened, is not a journal,
+        holds another kind of campaign, is in use by another campaign process, or was
+        not closed cleanly and lost its ``-wal`` file; ``JournalError`` if SQLite cannot
+        read it.
+        """
+        if mode == "read":
+            wal_lost = _wal_header(path) and not path.with_name(path.name + "-wal").exists()
+            db = await asyncio.to_thread(cls._connect_read_only, path, wal_lost)
+            try:
+                found = await asyncio.to_thread(cls._check_read_only, db, path, kind, wal_lost)
+            except BaseException:
+                db.close()
+                raise
+            return cls(path, db, found, mode)
+        await asyncio.to_thread(cls._check_path, path, kind if mode == "run" else None)
+        wal_kept = path.with_name(path.name + "-wal").exists()
+        in_wal_mode = _wal_header(path)
+        db = await asyncio.to_thread(cls._connect, path)
+        lock: filelock.BaseFileLock | None = None
+        try:
+            lock = await asyncio.to_thread(cls._lock_for, db, path, mode == "run")
+            found = await asyncio.to_thread(
+                cls._check, db, path, kind, in_wal_mode and not wal_kept, mode
+            )
+        except BaseException:
+            db.close()
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(path, db, found, mode, lock)
+
+    @staticmethod
+    def _check_path(path: Path, kind: str | None) -> None:
+        if kind is None and not path.is_file():
+            raise CampaignError(f"no journal at {path}: give the path a campaign was run with")
+        if not path.parent.is_dir():
+            raise CampaignError(f"cannot create the journal {path}: {path.parent} does not exist")
+
+    @staticmethod
+    def _lock_for(db: sqlite3.Connection, path: Path, take: bool) -> filelock.BaseFileLock | None:
+        """Refuse a file that is not a journal, then (if ``take``) take the campaign lock:
+        a file beside the journal, held until it is closed."""
+        try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.Error as exc:
+            raise SQLiteJournal._refuse(path, exc) from None
+        if tables and "campaign" not in tables:
+            raise CampaignError(
+                f"{path} is not an aicc journal (it is another SQLite database): "
+                "choose another --journal path"
+            )
+        if not take:
+            return None
+        lock = SQLiteJournal._campaign_lock(path)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise SQLiteJournal._in_use(path) from None
+        except OSError as exc:
+            raise CampaignError(
+                f"cannot write beside the journal {path} ({exc.strerror or exc}): check that "
+                "its directory is writable, or choose another --journal path"
+            ) from None
+        return lock
+
+    @staticmethod
+    def _campaign_lock(path: Path) -> filelock.BaseFileLock:
+        return filelock.FileLock(
+            path.with_name(path.name + ".lock"), is_singleton=False, thread_local=False
+        )
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise CampaignError(
+                f"cannot open the journal {path} ({exc}): check that its directory is "
+                "writable, or choose another --journal path"
+            ) from None
+
+    @staticmethod
+    def _connect_read_only(path: Path, wal_lost: bool) -> sqlite3.Connection:
+        """A read-only connection. Without a ``-wal`` file, ``immutable``: SQLite then
+        creates no ``-wal``/``-shm`` (an empty one would hide that the WAL was lost)."""
+        if not path.is_file():
+            raise CampaignError(f"no journal at {path}: give the path a campaign was run with")
+        try:
+            return sqlite3.connect(
+                f"{path.absolute().as_uri()}?mode=ro{'&immutable=1' if wal_lost else ''}",
+                uri=True,
+                timeout=_BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise CampaignError(f"cannot read the journal {path} ({exc})") from None
+
+    @staticmethod
+    def _in_use(path: Path) -> CampaignError:
+        return CampaignError(
+            f"the journal {path} is in use by another aicc process; wait for it to "
+            "finish (or stop it) and try again"
+        )
+
+    @staticmethod
+    def _refuse(path: Path, exc: sqlite3.Error) -> CampaignError:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return SQLiteJournal._in_use(path)
+        if "readonly" in str(exc) or "unable to open" in str(exc):
+            return CampaignError(
+                f"cannot write the journal {path} ({exc}): check that the file and its "
+                "directory are writable, or choose another --journal path"
+            )
+        if "not a database" in str(exc):
+            return CampaignError(f"{path} is not an aicc journal ({exc})")
+        return JournalError(f"the journal {path} could not be read ({exc})")
+
+    @staticmethod
+    def _check(
+        db: sqlite3.Connection, path: Path, kind: str | None, wal_lost: bool, mode: Mode
+    ) -> str:
+        try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            held = None
+            if tables:
+                held = db.execute("SELECT kind, version FROM campaign").fetchone()
+            if held is not None:
+                SQLiteJournal._checked_kind(path, kind, (str(held[0]), int(held[1])))
+                if wal_lost and not db.execute("SELECT clean FROM campaign").fetchone()[0]:
+                    raise SQLiteJournal._wal_lost(path)
+            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+                raise CampaignError(f"{path}: SQLite could not switch the journal to WAL mode")
+            db.execute("PRAGMA synchronous=FULL")
+            if mode == "record":
+                if held is None:
+                    raise CampaignError(f"{path} is an empty journal: no campaign was run")
+                return SQLiteJournal._checked_kind(path, kind, (str(held[0]), int(held[1])))
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                found = SQLiteJournal._create(db, path, kind)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            if not SQLiteJournal._checkpoint(db, "TRUNCATE"):  # 'not closed cleanly' in the file
+                logger.warning(
+                    "could not checkpoint %s while opening it (a reader held it): a copy "
+                    "of the file without its -wal may not show that a run is under way",
+                    path,
+                )
+        except sqlite3.Error as exc:
+            raise SQLiteJournal._refuse(path, exc) from None
+        return SQLiteJournal._checked_kind(path, kind, found)
+
+    @staticmethod
+    def _check_read_only(
+        db: sqlite3.Connection, path: Path, kind: str | None, wal_lost: bool
+    ) -> str:
+        try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            if "campaign" not in tables:
+                raise CampaignError(f"{path} is not an aicc journal")
+            found = db.execute("SELECT kind, version FROM campaign").fetchone()
+            if found is None:
+                raise CampaignError(f"{path} is an empty journal: no campaign was run")
+            checked = SQLiteJournal._checked_kind(path, kind, (str(found[0]), int(found[1])))
+            if wal_lost and not db.execute("SELECT clean FROM campaign").fetchone()[0]:
+                raise SQLiteJournal._wal_lost(path)
+        except sqlite3.Error as exc:
+            raise SQLiteJournal._refuse(path, exc) from None
+        return checked
+
+    @staticmethod
+    def _wal_lost(path: Path) -> CampaignError:
+        wal = path.with_name(path.name + "-wal")
+        return CampaignError(
+            f"{path} was not closed cleanly (a run was stopped abruptly) and its "
+            f"write-ahead log {wal} is missing: without it the journal may not know every "
+            "row already sent. Put the -wal file back beside it (always copy a journal "
+            "together with its -wal file). Nothing was sent."
+        )
+
+    @staticmethod
+    def _checked_kind(path: Path, kind: str | None, found: tuple[str, int]) -> str:
+        return checked_kind(str(path), kind, found, SCHEMA_VERSION)
+
+    @staticmethod
+    def _create(db: sqlite3.Connection, path: Path, kind: str | None) -> tuple[str, int]:
+        for statement in _SCHEMA.split(";")[:-1]:
+            db.execute(statement)
+        found = db.execute("SELECT kind, version FROM campaign").fetchone()
+        if found is not None:
+            db.execute("UPDATE campaign SET clean = 0")
+            return str(found[0]), int(found[1])
+        if kind is None:
+            raise CampaignError(f"{path} is an empty journal: no campaign was run")
+        db.execute(
+            "INSERT INTO campaign (singleton, kind, version, created) VALUES (1, ?, ?, ?)",
+            (kind, SCHEMA_VERSION, time.time()),
+        )
+        return kind, SCHEMA_VERSION
+
+    @staticmethod
+    def _checkpoint(db: sqlite3.Connection, mode: str) -> bool:
+        """Copy the WAL into the journal file; False if a reader kept it from finishing
+        (tried a few times over about a second, as a report reads for milliseconds)."""
+        for attempt in range(_CHECKPOINT_TRIES):
+            busy = db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
+            if not busy:
+                return True
+            time.sleep(0.05 * (attempt + 1))
+        return False
+
+    async def close(self) -> None:
+        """Close the file: a writer marks it closed cleanly and checkpoints the WAL into
+        it first. Safe to call more than once."""
+        if self._worker is None:
+            return
+        lock = self._lock
+        if self.mode == "record":  # closed cleanly only if no campaign has it open
+            lock = self._campaign_lock(self.path)
+            try:
+                lock.acquire(timeout=0)
+            except (filelock.Timeout, OSError):
+                lock = None
+        try:
+            if lock is not None:
+                await self._write(lambda db: db.execute("UPDATE campaign SET clean = 1"))
+                await self._run(self._checkpoint, self._sqlite, "TRUNCATE")
+        finally:
+            try:
+                await self._shutdown()
+            finally:
+                if lock is not None:
+                    lock.release()
+
+    async def set_durable(self, durable: bool) -> None:
+        """Sync every commit to disk (``True``, while sending) or only at checkpoints.
+
+        Loading runs non-durable: a power cut can only lose rows not yet sent, which
+        the next run loads again.
+        """
+        mode = "FULL" if durable else "NORMAL"
+        await self._run(self._sqlite.execute, f"PRAGMA synchronous={mode}")
+
+    async def commit(
+        self, finished: Sequence[Finished], claim: int, after: int, *, once_per_number: bool
+    ) -> Claim:
+        """:meth:`Journal.commit <aicc_async.bulk.journal.Journal.commit>`; checkpoints
+        the WAL now and then."""
+        claimed = await super().commit(finished, claim, after, once_per_number=once_per_number)
+        if time.monotonic() - self._checkpointed > _CHECKPOINT_EVERY:
+            self._checkpointed = time.monotonic()
+            await self._run(self._checkpoint, self._sqlite, "PASSIVE")
+        return claimed
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL's content into the journal file (the end of a run)."""
+        await self._run(self._checkpoint, self._sqlite, "TRUNCATE")

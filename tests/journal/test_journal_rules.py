@@ -1,0 +1,570 @@
+"""The journal's rules, on SQLite and on PostgreSQL alike (the ``store`` fixture runs
+each test once per backend): load passes, withdrawn rows, keys, target binding,
+claims and the once-per-number rule, recovery after a crash, read-only opening,
+call outcomes, counts and problems.
+
+Rows are read back through the public API (``report()``, ``problem_rows()``) or, where
+a test needs every row's state, straight from the store (:class:`journal_store.Store`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+from journal_store import Store
+
+from aicc_async import AICCClient, CreateVoiceNotificationRequest, WriteBackResultRequest
+from aicc_async.bulk import (
+    CampaignError,
+    CampaignKind,
+    CampaignRow,
+    LoadSummary,
+    Problem,
+    StateCounts,
+    Target,
+)
+from aicc_async.bulk.journal import INTERRUPTED_DESCRIPTION, Finished, Journal, LoadedRow, Outcome
+from aicc_async.errors import JournalError
+from aicc_async.testing import FakeAICC
+
+VOICE: CampaignKind = "voice_notification"
+WRITE_BACK: CampaignKind = "write_back"
+
+
+def number(i: int) -> str:
+    return f"8888{i:05d}"
+
+
+def voice(i: int, content: str = "$Your parcel$") -> CreateVoiceNotificationRequest:
+    return CreateVoiceNotificationRequest(called=number(i), voice_content=content)
+
+
+def write_back(i: int, status: str = "0") -> WriteBackResultRequest:
+    return WriteBackResultRequest(
+        sub_cc_no=1, vdn_id=2, unique_id=f"uid-{i}", service_id="svc", status=status
+    )
+
+
+def voice_rows(n: int, content: str = "$Your parcel$", prefix: str = "k") -> list[CampaignRow]:
+    return [CampaignRow(key=f"{prefix}{i}", request=voice(i, content)) for i in range(n)]
+
+
+async def loaded(store: Store, rows: list[CampaignRow], kind: CampaignKind = VOICE) -> LoadSummary:
+    async with store.open_campaign(kind) as campaign:
+        return await campaign.load(rows)
+
+
+async def counts(store: Store) -> StateCounts:
+    async with store.open_campaign() as campaign:
+        return (await campaign.report()).counts
+
+
+def row(key: str, number_: str | None = None) -> LoadedRow:
+    """A journal row as a campaign loads it (the fingerprint follows the number)."""
+    return LoadedRow(key, f"fp-{key}-{number_}", "pending", f'{{"called":"{number_}"}}', number_)
+
+
+async def load_rows(journal: Journal, rows: list[LoadedRow]) -> int:
+    """One complete load pass of ``rows``; returns how many rows it withdrew."""
+    load, _ = await journal.begin_load()
+    _, _, known = await journal.load(rows, load)
+    return await journal.end_load(load, known, None)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_loading_the_same_rows_twice_adds_nothing(store: Store) -> None:
+    async with store.open_campaign(VOICE) as campaign:
+        first = await campaign.load(voice_rows(50))
+        second = await campaign.load(voice_rows(50))
+        report = await campaign.report()
+
+    assert (first.read, first.added, first.replaced, first.unchanged) == (50, 50, 0, 0)
+    assert (second.read, second.added, second.replaced, second.unchanged) == (50, 0, 0, 50)
+    assert report.counts == StateCounts(pending=50)
+    assert report.problems == ()
+
+
+@pytest.mark.asyncio
+async def test_load_accepts_generators_and_async_iterables_and_reports_progress(
+    store: Store,
+) -> None:
+    async def rows() -> AsyncIterator[CampaignRow]:
+        for row in voice_rows(4500):
+            yield row
+
+    progress: list[int] = []
+    async with store.open_campaign(VOICE) as campaign:
+        summary = await campaign.load(rows(), on_progress=progress.append)
+        more = await campaign.load(  # the same input with three rows added
+            itertools.chain(
+                voice_rows(4500),
+                (CampaignRow(key=f"x{i}", request=voice(9000 + i)) for i in range(3)),
+            )
+        )
+        total = (await campaign.report()).counts.total
+
+    assert summary.added == 4500
+    assert progress == sorted(progress)
+    assert progress[-1] == 4500
+    assert len(progress) >= 2  # reported per batch, not only at the end
+    assert more.added == 3
+    assert total == 4503
+
+
+@pytest.mark.asyncio
+async def test_load_rows_in_a_later_session_resumes(store: Store) -> None:
+    await loaded(store, voice_rows(30))
+    summary = await loaded(store, voice_rows(40))
+    assert (summary.added, summary.unchanged, summary.replaced) == (10, 30, 0)
+    assert await counts(store) == StateCounts(pending=40)
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [("done", None), ("unknown", "no answer"), ("failed", "16"), ("failed", "HTTP 500")],
+)
+@pytest.mark.asyncio
+async def test_changed_row_for_a_key_already_sent_is_refused(
+    store: Store, state: str, code: str | None
+) -> None:
+    await loaded(store, voice_rows(5))
+    store.set_state(["k3"], state, code)
+    before = store.rows()
+
+    changed = voice_rows(5)
+    changed[3] = CampaignRow(key="k3", request=voice(3, "$Another message$"))
+    changed[1] = CampaignRow(key="k1", request=voice(1, "$Changed but pending$"))
+    changed.append(CampaignRow(key="k-new", request=voice(77)))
+    async with store.open_campaign(VOICE) as campaign:
+        with pytest.raises(CampaignError, match="'k3'") as caught:
+            await campaign.load(changed)
+        assert "Nothing was sent" in str(caught.value)
+
+    # Nothing of that batch was written: no new key, the pending row not replaced.
+    assert store.rows() == before
+
+
+@pytest.mark.asyncio
+async def test_changed_row_still_pending_is_replaced(store: Store) -> None:
+    await loaded(store, voice_rows(5))
+    changed = voice_rows(5)
+    changed[2] = CampaignRow(key="k2", request=voice(2, "$Corrected text$"))
+    summary = await loaded(store, changed)
+
+    assert (summary.read, summary.added, summary.replaced, summary.unchanged) == (5, 0, 1, 4)
+    state, code, _, payload = store.rows()["k2"]
+    assert state == "pending"
+    assert code is None
+    assert "Corrected text" in payload
+
+
+@pytest.mark.asyncio
+async def test_invalid_row_is_stored_failed_and_can_be_corrected(store: Store) -> None:
+    rows = voice_rows(3)
+    rows.append(CampaignRow(key="bad", invalid="called: bad", source={"called": "12ab"}))
+    async with store.open_campaign(VOICE) as campaign:
+        summary = await campaign.load(rows)
+        report = await campaign.report()
+        problems = [row async for row in campaign.problem_rows()]
+
+    assert summary.added == 4
+    assert report.counts == StateCounts(pending=3, failed=1)
+    assert report.problems == (Problem("failed", "invalid", 1, "called: bad"),)
+    assert report.to_json()["problems"] == [
+        {"state": "failed", "code": "invalid", "count": 1, "example": "called: bad"}
+    ]
+    assert problems == [
+        {
+            "key": "bad",
+            "state": "failed",
+            "code": "invalid",
+            "description": "called: bad",
+            "reference": None,
+            "fields": {"called": "12ab"},
+        }
+    ]
+
+    # The corrected row replaces the invalid one (it was never sent) and becomes pending.
+    fixed = [*voice_rows(3), CampaignRow(key="bad", request=voice(99))]
+    summary = await loaded(store, fixed)
+    assert (summary.added, summary.replaced, summary.unchanged) == (0, 1, 3)
+    assert store.rows()["bad"][:3] == ("pending", None, None)
+    async with store.open_campaign() as campaign:
+        assert (await campaign.report()).problems == ()
+
+
+@pytest.mark.asyncio
+async def test_pending_row_can_become_invalid(store: Store) -> None:
+    await loaded(store, voice_rows(2))
+    summary = await loaded(
+        store, [voice_rows(2)[0], CampaignRow(key="k1", invalid="voice_content: empty")]
+    )
+    assert summary.replaced == 1
+    assert store.rows()["k1"][:3] == ("failed", "invalid", "voice_content: empty")
+
+
+@pytest.mark.asyncio
+async def test_retry_failed_does_not_requeue_invalid_rows(store: Store) -> None:
+    rows = [*voice_rows(2), CampaignRow(key="bad", invalid="called: bad")]
+    await loaded(store, rows)
+    store.set_state(["k0", "k1"], "done")
+    async with (
+        store.open_campaign(VOICE) as campaign,
+        AICCClient(base_url="http://127.0.0.1:9", app_key="k", app_secret="s") as aicc,
+    ):
+        # Nothing is pending: the invalid row is never sent (port 9 would refuse it).
+        result = await campaign.run(aicc, retry_failed=True)
+    assert result == StateCounts(done=2, failed=1)
+
+
+@pytest.mark.asyncio
+async def test_journal_of_another_kind_is_refused(store: Store) -> None:
+    await loaded(store, voice_rows(2))
+    with pytest.raises(CampaignError, match="voice_notification"):
+        await store.open_campaign(WRITE_BACK).open()
+    # kind=None opens whatever it holds.
+    async with store.open_campaign() as campaign:
+        assert campaign.kind == VOICE
+        assert (await campaign.report()).counts == StateCounts(pending=2)
+
+
+@pytest.mark.asyncio
+async def test_rows_left_sending_by_a_crash_become_unknown_in_a_voice_campaign(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    await loaded(store, voice_rows(10))
+    store.set_state(["k1", "k4", "k7"], "sending")  # the process died mid-run
+
+    async with store.open_campaign() as campaign:
+        report = await campaign.report()
+        problems = [row async for row in campaign.problem_rows()]
+        assert report.counts == StateCounts(pending=7, unknown=3)
+        assert [p["key"] for p in problems] == ["k1", "k4", "k7"]
+        assert {(p["state"], p["code"]) for p in problems} == {("unknown", "interrupted")}
+        assert all("may have processed" in p["description"] for p in problems)
+        assert problems[0]["fields"]["called"] == number(1)
+
+        # The next run phones everyone else, and not them.
+        async with fake_aicc.client() as aicc:
+            assert await campaign.run(aicc) == StateCounts(done=7, unknown=3)
+
+    for i in range(10):
+        assert fake_aicc.calls_to(number(i)) == (0 if i in (1, 4, 7) else 1)
+
+
+@pytest.mark.asyncio
+async def test_rows_left_sending_by_a_crash_are_sent_again_in_a_write_back_campaign(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    rows = [CampaignRow(key=f"w{i}", request=write_back(i)) for i in range(10)]
+    await loaded(store, rows, WRITE_BACK)
+    store.set_state(["w0", "w5"], "sending")
+
+    async with store.open_campaign() as campaign:
+        assert campaign.kind == WRITE_BACK
+        assert (await campaign.report()).counts == StateCounts(pending=10)
+        async with fake_aicc.client() as aicc:
+            assert await campaign.run(aicc) == StateCounts(done=10)
+
+    assert fake_aicc.write_backs == {f"uid-{i}": 1 for i in range(10)}
+    assert {state for state, *_ in store.rows().values()} == {"done"}
+
+
+# -- load passes ---------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_rows_left_out_of_the_latest_input_are_withdrawn_never_sent_and_can_come_back(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    await loaded(store, voice_rows(5))
+    summary = await loaded(store, voice_rows(3))
+    assert summary.withdrawn == 2
+    held = store.rows()
+    assert {key: held[key][:2] for key in ("k3", "k4")} == {
+        "k3": ("withdrawn", "withdrawn"),
+        "k4": ("withdrawn", "withdrawn"),
+    }
+
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=3, withdrawn=2)
+    assert [fake_aicc.calls_to(number(i)) for i in range(5)] == [1, 1, 1, 0, 0]
+
+    summary = await loaded(store, voice_rows(5))  # back in the input: pending again
+    assert (summary.added, summary.withdrawn) == (0, 0)
+    assert await counts(store) == StateCounts(pending=2, done=3)
+
+
+@pytest.mark.asyncio
+async def test_an_input_with_no_key_in_common_is_refused_and_its_rows_removed(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    await loaded(store, voice_rows(4))
+    with pytest.raises(CampaignError, match="no row in common") as caught:
+        await loaded(store, voice_rows(3, prefix="other-"))
+    assert "Nothing was sent" in str(caught.value)
+    assert sorted(store.rows()) == ["k0", "k1", "k2", "k3"]
+
+    # The campaign still sends the input it had, and only that.
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=4)
+    assert [fake_aicc.calls_to(number(i)) for i in range(4)] == [1, 1, 1, 1]
+
+
+@pytest.mark.asyncio
+async def test_a_load_that_stopped_early_sends_nothing(store: Store) -> None:
+    await loaded(store, voice_rows(3))
+    journal = await store.open()
+    try:
+        load, streams = await journal.begin_load()
+        await journal.load([row("new", number(9))], load)
+        assert not streams
+    finally:
+        await journal.close()  # stopped before end_load
+
+    async with (
+        store.open_campaign() as campaign,
+        AICCClient(base_url="http://127.0.0.1:9", app_key="k", app_secret="s") as aicc,
+    ):
+        with pytest.raises(CampaignError, match="no input was loaded in full"):
+            await campaign.run(aicc)
+        assert (await campaign.report()).counts.sending == 0
+
+
+# -- target binding ------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_journal_belongs_to_the_target_it_sent_to(store: Store) -> None:
+    first, second = Target("https://a.example", "app-a"), Target("https://b.example", "app-b")
+    async with store.open_campaign(VOICE) as campaign:
+        await campaign.load(voice_rows(2))
+        await campaign.bind(first)
+        await campaign.bind(second)  # nothing sent yet: it may still move
+    store.set_state(["k0"], "done")
+
+    async with store.open_campaign() as campaign:
+        await campaign.bind(second)  # the same target again
+        with pytest.raises(CampaignError, match="belongs to a campaign sent to") as caught:
+            await campaign.bind(first)
+        assert "https://b.example" in str(caught.value)
+        assert "Nothing was sent" in str(caught.value)
+        assert (await campaign.report()).target == second
+
+
+# -- claims ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_claims_mark_rows_sending_and_commits_record_their_outcomes(store: Store) -> None:
+    journal = await store.open()
+    try:
+        await load_rows(journal, [row(f"r{i}", number(i)) for i in range(5)])
+        first = await journal.commit([], 3, 0, once_per_number=True)
+        assert [c.key for c in first.rows] == ["r0", "r1", "r2"]
+        assert first.cursor == first.rows[-1].seq
+        assert await journal.counts() == StateCounts(pending=2, sending=3)
+
+        done, refused, lost = first.rows
+        second = await journal.commit(
+            [
+                Finished(done.seq, "done", reference="serial-0"),
+                Finished(refused.seq, "failed", "16", "the number is barred"),
+                Finished(lost.seq, "unknown", "no answer", "timed out"),
+            ],
+            5,
+            first.cursor,
+            once_per_number=True,
+        )
+        assert [c.key for c in second.rows] == ["r3", "r4"]
+        assert await journal.commit([], 5, second.cursor, once_per_number=True) == (
+            await journal.commit([], 5, second.cursor, once_per_number=True)
+        )
+        assert await journal.counts() == StateCounts(sending=2, done=1, failed=1, unknown=1)
+        assert await journal.problems() == [
+            Problem("failed", "16", 1, "the number is barred"),
+            Problem("unknown", "no answer", 1, "timed out"),
+        ]
+        problem_keys = [r[1] for r in await journal.problem_rows(0, 10)]
+        assert problem_keys == ["r1", "r2"]
+    finally:
+        await journal.close()
+    assert store.rows()["r0"][0] == "done"
+
+
+@pytest.mark.asyncio
+async def test_a_number_is_claimed_once_and_later_rows_with_it_are_duplicates(
+    store: Store,
+) -> None:
+    journal = await store.open()
+    try:
+        await load_rows(
+            journal,
+            [row("a", "N1"), row("b", "N2"), row("c", "N1"), row("d"), row("e"), row("f", "N2")],
+        )
+        claim = await journal.commit([], 3, 0, once_per_number=True)
+        # c and f repeat a number: skipped, and the claim goes on to fill its 3 rows.
+        assert [c.key for c in claim.rows] == ["a", "b", "d"]
+        assert claim.duplicates == 1
+        rest = await journal.commit([], 10, claim.cursor, once_per_number=True)
+        assert [c.key for c in rest.rows] == ["e"]
+        assert rest.duplicates == 1
+        assert await journal.counts() == StateCounts(sending=4, duplicate=2)
+    finally:
+        await journal.close()
+    held = store.rows()
+    assert held["c"][:3] == ("duplicate", "duplicate", "number already used by row 'a'")
+    assert held["f"][:3] == ("duplicate", "duplicate", "number already used by row 'b'")
+
+
+@pytest.mark.parametrize(
+    ("code", "second"), [("16", "duplicate"), ("invalid", "sending")], ids=["refused", "invalid"]
+)
+@pytest.mark.asyncio
+async def test_a_number_counts_as_used_unless_its_row_was_invalid_input(
+    store: Store, code: str, second: str
+) -> None:
+    journal = await store.open()
+    try:
+        await load_rows(journal, [row("a", "N1"), row("b", "N1")])
+        first = await journal.commit([], 1, 0, once_per_number=True)
+        await journal.commit(
+            [Finished(first.rows[0].seq, "failed", code, "refused")], 0, 0, once_per_number=True
+        )
+        await journal.commit([], 1, first.cursor, once_per_number=True)
+    finally:
+        await journal.close()
+    assert store.rows()["b"][0] == second
+
+
+@pytest.mark.asyncio
+async def test_repeated_numbers_are_all_claimed_when_allowed(store: Store) -> None:
+    journal = await store.open()
+    try:
+        await load_rows(journal, [row("a", "N1"), row("b", "N1"), row("c", "N1")])
+        claim = await journal.commit([], 10, 0, once_per_number=False)
+    finally:
+        await journal.close()
+    assert [c.key for c in claim.rows] == ["a", "b", "c"]
+    assert claim.duplicates == 0
+
+
+# -- recovery ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("idempotent", "state"), [(False, "unknown"), (True, "pending")])
+@pytest.mark.asyncio
+async def test_rows_a_stopped_run_left_sending_are_settled_on_the_next_open(
+    store: Store, idempotent: bool, state: str
+) -> None:
+    journal = await store.open()
+    try:
+        await load_rows(journal, [row(f"r{i}", number(i)) for i in range(4)])
+        await journal.commit([], 2, 0, once_per_number=True)
+    finally:
+        await journal.close()  # the run stopped with two rows in flight
+
+    journal = await store.open()
+    try:
+        assert await journal.recover(idempotent=idempotent) == 2
+        assert await journal.recover(idempotent=idempotent) == 0
+    finally:
+        await journal.close()
+    held = store.rows()
+    assert [held[f"r{i}"][0] for i in range(4)] == [state, state, "pending", "pending"]
+    if not idempotent:
+        assert held["r0"][1:3] == ("interrupted", INTERRUPTED_DESCRIPTION)
+
+
+# -- read-only and outcomes-only ----------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_reader_never_writes_and_reads_beside_a_running_campaign(store: Store) -> None:
+    runner = await store.open()
+    try:
+        await load_rows(runner, [row(f"r{i}", number(i)) for i in range(3)])
+        await runner.commit([], 1, 0, once_per_number=True)
+        before = store.rows()
+        reader = await store.open(None, "read")
+        try:
+            assert reader.read_only
+            assert await reader.counts() == StateCounts(pending=2, sending=1)
+            with pytest.raises(CampaignError, match="read-only"):
+                await reader.bind(Target("https://a.example", "app"))
+            with pytest.raises(CampaignError, match="read-only"):
+                await reader.record_outcome("serial", Outcome(answered=True))
+            with pytest.raises(CampaignError, match="read-only"):
+                await reader.recover(idempotent=False)
+            await runner.commit([], 1, 0, once_per_number=True)
+            assert await reader.counts() == StateCounts(pending=1, sending=2)  # sees the run
+        finally:
+            await reader.close()
+        assert {k: v for k, v in store.rows().items() if k != "r1"} == {
+            k: v for k, v in before.items() if k != "r1"
+        }
+    finally:
+        await runner.close()
+
+
+@pytest.mark.asyncio
+async def test_a_missing_campaign_is_refused_without_a_kind(store: Store) -> None:
+    for mode in ("run", "read", "record"):
+        with pytest.raises(CampaignError, match=r"no journal|no campaign"):
+            await store.open(None, mode)  # type: ignore[arg-type]
+    with pytest.raises(CampaignError, match=r"no journal|no campaign"):
+        await store.open_campaign().open()  # still not created
+
+
+@pytest.mark.asyncio
+async def test_outcomes_are_recorded_once_even_when_they_overtake_their_send(
+    store: Store,
+) -> None:
+    runner = await store.open()
+    try:
+        await load_rows(runner, [row(f"r{i}", number(i)) for i in range(3)])
+        claim = await runner.commit([], 3, 0, once_per_number=True)
+        listener = await store.open(None, "record")  # aicc listen, beside the run
+        try:
+            early = Outcome(answered=False, release_reason="4", talk_duration=0)
+            assert await listener.record_outcome("serial-0", early) is False  # no row yet
+            assert await listener.has_outcome("serial-0")
+            assert not await listener.has_outcome("serial-1")
+            a, b, c = claim.rows
+            await runner.commit(
+                [
+                    Finished(a.seq, "done", reference="serial-0"),
+                    Finished(b.seq, "done", reference="serial-1"),
+                    Finished(c.seq, "done", reference="serial-2"),
+                ],
+                0,
+                claim.cursor,
+                once_per_number=True,
+            )
+            answered = Outcome(answered=True, release_reason="0", talk_duration=12)
+            assert await listener.record_outcome("serial-1", answered) is True
+            assert await listener.record_outcome("serial-1", answered) is True  # again: same
+            outcomes = await runner.outcomes()
+            unanswered = await runner.unanswered_rows(0, 10)
+        finally:
+            await listener.close()
+    finally:
+        await runner.close()
+    assert (outcomes.answered, outcomes.not_answered, outcomes.awaiting) == (1, 1, 1)
+    assert outcomes.reasons == (("0", 1), ("4", 1))
+    assert [key for _, key, _ in unanswered] == ["r0"]
+
+
+@pytest.mark.asyncio
+async def test_a_closed_journal_refuses_calls(store: Store) -> None:
+    journal = await store.open()
+    await journal.close()
+    await journal.close()
+    with pytest.raises(CampaignError, match="closed"):
+        await journal.counts()
+    assert not isinstance(CampaignError("x"), JournalError)
