@@ -345,12 +345,3 @@ class RedisRateCap:
                     return
                 await self._sleep(delay)
         await self._local.wait()
-
-    def take(self, want: int) -> int:
-        """Not available: a shared cap needs a Redis round trip per decision, so it paces
-        through :meth:`wait` only (a campaign's own ``rate`` stays a local ``RateCap``)."""
-        raise NotImplementedError("RedisRateCap paces through wait(); take() needs a round trip")
-
-    def delay(self) -> float:
-        """Not available: see :meth:`take`."""
-        raise NotImplementedError("RedisRateCap paces through wait(); delay() needs a round trip")

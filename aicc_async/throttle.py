@@ -17,21 +17,17 @@ __all__ = ["RateCap", "RateLimiter", "Throttle"]
 
 
 class RateLimiter(Protocol):
-    """What paces request starts: the client's per-group cap and a campaign's ``rate``
-    go through one of these (a shared, multi-process one can stand behind it)."""
+    """What paces the client's request starts per group: a local :class:`RateCap`, or
+    one shared by every process of a tenant (``redis_state.RedisRateCap``)."""
 
     async def wait(self) -> None:
         """Return when one start may happen; it is counted as started."""
 
-    def take(self, want: int) -> int:
-        """How many of ``want`` starts may happen now, without waiting (counted as started)."""
-
-    def delay(self) -> float:
-        """Seconds until the next start may happen (0 if now)."""
-
 
 class RateCap:
-    """At most ``rate`` starts per second, in bursts of at most ``burst`` (GCRA).
+    """At most ``rate`` starts per second, in bursts of at most ``burst`` (GCRA): a
+    :class:`RateLimiter`, and a campaign's ``rate``, which also takes starts in
+    batches without waiting (:meth:`take`, :meth:`delay`).
 
     ``burst=1`` (the client's cap) spaces every start ``1 / rate`` seconds apart; a
     campaign allows a short burst so its claims can go in batches. Callers of

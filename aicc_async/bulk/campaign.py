@@ -76,7 +76,7 @@ from aicc_async.errors import (
     CampaignError,
     JournalError,
 )
-from aicc_async.throttle import RateCap, RateLimiter
+from aicc_async.throttle import RateCap
 
 if TYPE_CHECKING:
     from aicc_async.client import AICCClient
@@ -222,7 +222,7 @@ class _RunSettings:
     """The checked arguments of one :meth:`Campaign.run`."""
 
     concurrency: int
-    pacer: RateLimiter | None
+    pacer: RateCap | None
     retry_unknown: bool
     retry_failed: bool
     allow_repeat_numbers: bool

@@ -28,7 +28,7 @@ from aicc_async.bulk.journal import (
     StateCounts,
 )
 from aicc_async.errors import AICCBusinessError, AICCError, AICCValidationError, Sent
-from aicc_async.throttle import RateLimiter
+from aicc_async.throttle import RateCap
 
 if TYPE_CHECKING:
     from aicc_async.client import AICCClient
@@ -127,7 +127,7 @@ class Engine:
         client: AICCClient,
         *,
         concurrency: int,
-        pacer: RateLimiter | None,
+        pacer: RateCap | None,
         counts: StateCounts,
         once_per_number: bool,
         callback_url: str | None,
