@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 from journal_store import Store
+from rows import VOICE, WRITE_BACK, number, voice, voice_rows, write_back
 
-from aicc_async import AICCClient, CreateVoiceNotificationRequest, WriteBackResultRequest
+from aicc_async import AICCClient
 from aicc_async.bulk import (
     CampaignError,
     CampaignKind,
@@ -28,27 +29,6 @@ from aicc_async.bulk import (
 from aicc_async.bulk.journal import INTERRUPTED_DESCRIPTION, Finished, Journal, LoadedRow, Outcome
 from aicc_async.errors import JournalError
 from aicc_async.testing import FakeAICC
-
-VOICE: CampaignKind = "voice_notification"
-WRITE_BACK: CampaignKind = "write_back"
-
-
-def number(i: int) -> str:
-    return f"8888{i:05d}"
-
-
-def voice(i: int, content: str = "$Your parcel$") -> CreateVoiceNotificationRequest:
-    return CreateVoiceNotificationRequest(called=number(i), voice_content=content)
-
-
-def write_back(i: int, status: str = "0") -> WriteBackResultRequest:
-    return WriteBackResultRequest(
-        sub_cc_no=1, vdn_id=2, unique_id=f"uid-{i}", service_id="svc", status=status
-    )
-
-
-def voice_rows(n: int, content: str = "$Your parcel$", prefix: str = "k") -> list[CampaignRow]:
-    return [CampaignRow(key=f"{prefix}{i}", request=voice(i, content)) for i in range(n)]
 
 
 async def loaded(store: Store, rows: list[CampaignRow], kind: CampaignKind = VOICE) -> LoadSummary:

@@ -1,7 +1,7 @@
 """The SQLite campaign journal and the campaign's argument checks: opening files, locks,
 kinds, keys, row and run() validation. The rules both backends share (load passes,
 keys, claims, recovery, outcomes) are tested on SQLite and PostgreSQL alike in
-tests/journal/.
+test_journal_rules.py.
 
 Rows are read back either through the public API (``report()``, ``problem_rows()``)
 or, where a test needs every row's state, straight from the SQLite file after the
@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rows import VOICE, WRITE_BACK, voice, voice_rows, write_back
 
 from aicc_async import (
     AICCClient,
     AICCValidationError,
-    CreateVoiceNotificationRequest,
-    WriteBackResultRequest,
 )
 from aicc_async.bulk import (
     Campaign,
@@ -34,27 +33,6 @@ from aicc_async.bulk import (
     StateCounts,
 )
 from aicc_async.errors import CampaignError
-
-VOICE: CampaignKind = "voice_notification"
-WRITE_BACK: CampaignKind = "write_back"
-
-
-def number(i: int) -> str:
-    return f"8888{i:05d}"
-
-
-def voice(i: int, content: str = "$Your parcel$") -> CreateVoiceNotificationRequest:
-    return CreateVoiceNotificationRequest(called=number(i), voice_content=content)
-
-
-def write_back(i: int, status: str = "0") -> WriteBackResultRequest:
-    return WriteBackResultRequest(
-        sub_cc_no=1, vdn_id=2, unique_id=f"uid-{i}", service_id="svc", status=status
-    )
-
-
-def voice_rows(n: int, content: str = "$Your parcel$") -> list[CampaignRow]:
-    return [CampaignRow(key=f"k{i}", request=voice(i, content)) for i in range(n)]
 
 
 def files_in(directory: Path) -> list[str]:
