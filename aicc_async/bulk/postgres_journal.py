@@ -19,7 +19,9 @@ Workers:
   own worker holds ``sending``.
 * Rows left ``sending`` by a worker whose lease expired become ``unknown`` (or
   ``pending`` for an idempotent kind), never re-sent blindly: at a run's start and on
-  every heartbeat of any live worker. Rows of live workers are never touched.
+  every heartbeat of any live worker. Rows of live workers are never touched. A
+  worker that was only slow records the outcomes it learnt for its rows settled
+  ``unknown`` (it knows what became of them), then stops.
 * Loads are serialised by a per-campaign session advisory lock. A worker that loads
   while other workers hold live leases does not start a new pass: it checks that its
   input is the campaign's current one (no new, changed or missing row) and joins, or
@@ -49,6 +51,7 @@ from psycopg import sql
 
 from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
+    INTERRUPTED,
     Claim,
     Finished,
     LoadedRow,
@@ -210,7 +213,11 @@ class PostgresJournal(SQLJournal):
     _BEGIN: ClassVar[str] = "BEGIN"
     _FRESH: ClassVar[str] = "--campaign name"
     _errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
-    _FINISH_GUARD: ClassVar[str] = " AND state = 'sending' AND worker = ?"
+    # A commit finishes the rows this worker holds, and those it held until its lease
+    # lapsed and another worker settled them `unknown`: it knows what became of them.
+    _FINISH_GUARD: ClassVar[str] = (
+        " AND worker = ? AND (state = 'sending' OR (state = 'unknown' AND code = ?))"
+    )
     _CLAIM_LOCK: ClassVar[str] = " FOR UPDATE SKIP LOCKED"
 
     def __init__(
@@ -442,9 +449,10 @@ class PostgresJournal(SQLJournal):
     _PER_SELECT: ClassVar[int] = 5000
 
     def _finish_args(self) -> tuple[Any, ...]:
-        return (self.worker,)
+        return (self.worker, INTERRUPTED)
 
-    _worker_args = _finish_args
+    def _worker_args(self) -> tuple[Any, ...]:
+        return (self.worker,)
 
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
         """One array parameter: parsed and planned once, whatever its length."""
