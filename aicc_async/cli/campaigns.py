@@ -16,6 +16,7 @@ from aicc_async.bulk import Campaign, CampaignKind, Target
 from aicc_async.bulk.campaign import KINDS, LoadSummary
 from aicc_async.bulk.csv_files import CampaignFile
 from aicc_async.cli.display import CampaignProgress, render_report
+from aicc_async.cli.journals import JournalAt
 from aicc_async.cli.outcomes import receiving, wait_for_outcomes
 from aicc_async.cli.signals import Signals
 from aicc_async.cli.terminal import (
@@ -127,7 +128,7 @@ async def run_campaign(
     terminal: Terminal,
     kind: CampaignKind,
     source: Path,
-    journal: Path,
+    journal: Path | JournalAt,
     options: Options,
     *,
     sandbox: FakeAICC | None,
@@ -135,13 +136,19 @@ async def run_campaign(
     """Load ``source`` into ``journal`` and send its pending rows; returns the exit status.
 
     With ``sandbox`` the rows go to that FakeAICC; otherwise to the tenant the
-    environment names (checked before anything is read).
+    environment names (checked before anything is read). On a PostgreSQL journal
+    this process is one worker of the campaign: the status and report are the whole
+    campaign's, once no row is in flight on any worker.
     """
+    where = journal if isinstance(journal, JournalAt) else JournalAt(journal)
     group = KINDS[kind].group
     client_options = options.client_options(group)
     config = None
     if sandbox is None:
         config = environment_config(terminal, os.environ, **client_options)
+        if config.redis_url is not None and options.rate is not None:
+            # Shared through Redis: --rate holds for every process of the tenant together.
+            config = attrs.evolve(config, rate_limits={**config.rate_limits, group: options.rate})
         target = Target(config.base_url, config.app_key)
     else:
         target = Target("sandbox", sandbox.app_key, sandbox=True)
@@ -151,10 +158,10 @@ async def run_campaign(
                 if rows.ignored:
                     terminal.note(f"Ignoring column(s) {', '.join(rows.ignored)}", "yellow")
                 async with (
-                    Campaign(journal, kind) as campaign,
+                    where.open(kind) as campaign,
                     contextlib.AsyncExitStack() as stack,
                 ):
-                    _say_interrupted(terminal, campaign)
+                    _say_interrupted(terminal, campaign, where)
                     await campaign.bind(target)
                     if sandbox is not None:  # until the last release event is in
                         await stack.enter_async_context(sandbox)
@@ -162,6 +169,8 @@ async def run_campaign(
                     callback_url = None if callbacks is None else callbacks.url
                     if callbacks is not None and callbacks.listen is not None:
                         callback_url = await _listen(terminal, stack, campaign, callbacks)
+                    if where.postgres:
+                        terminal.note(f"Working on {where.shown} as one of its workers.")
                     with CampaignProgress(terminal.err) as progress:
                         status = await _load_and_send(
                             terminal,
@@ -175,7 +184,7 @@ async def run_campaign(
                             callback_url=callback_url,
                         )
                     if callbacks is not None and callbacks.listen is not None and status == OK:
-                        await _wait(terminal, campaign, signals, callbacks.wait)
+                        await _wait(terminal, campaign, where, signals, callbacks.wait)
                     report = await campaign.report()
         except JournalError as exc:
             raise terminal.fail(exc.message, JOURNAL_FAILED) from None
@@ -184,7 +193,7 @@ async def run_campaign(
         except asyncio.CancelledError:
             terminal.note("Stopped. Run the same command again to resume.", "yellow")
             return INTERRUPTED
-        terminal.out.print(render_report(report))
+        terminal.out.print(render_report(report, where.argument))
     if status != OK:
         return status
     return OK if report.counts.settled else SOME_NOT_DONE
@@ -215,7 +224,9 @@ async def _listen(
     return callbacks.url or f"http://{listening.host}:{listening.port}/aicc/release"
 
 
-async def _wait(terminal: Terminal, campaign: Campaign, signals: Signals, seconds: float) -> None:
+async def _wait(
+    terminal: Terminal, campaign: Campaign, where: JournalAt, signals: Signals, seconds: float
+) -> None:
     """Wait for the outstanding release events; Ctrl-C stops waiting (not the command)."""
     waiting = asyncio.ensure_future(wait_for_outcomes(campaign, terminal.err, seconds))
 
@@ -234,7 +245,7 @@ async def _wait(terminal: Terminal, campaign: Campaign, signals: Signals, second
     if outcomes.awaiting:
         terminal.note(
             f"{outcomes.awaiting:,} calls still await their release event: "
-            f"`aicc listen --journal {campaign.path} --listen HOST:PORT` records them later.",
+            f"`aicc listen --journal {where.argument} --listen HOST:PORT` records them later.",
             "yellow",
         )
 
@@ -259,23 +270,27 @@ def _nothing_to_send(
     ):
         return False
     terminal.note(
-        f"Nothing left to send: every row of {rows.path} already has an outcome in {campaign.path}."
+        f"Nothing left to send: every row of {rows.path} already has an outcome in "
+        f"{campaign.location}."
     )
     return True
 
 
-def _say_interrupted(terminal: Terminal, campaign: Campaign) -> None:
+def _say_interrupted(terminal: Terminal, campaign: Campaign, where: JournalAt) -> None:
     if not campaign.interrupted:
         return
+    when = "the last run stopped"
+    if where.postgres:
+        when = "a worker stopped (its lease expired)"
     if KINDS[campaign.kind].idempotent:
         terminal.note(
-            f"{campaign.interrupted:,} rows were in flight when the last run stopped: "
+            f"{campaign.interrupted:,} rows were in flight when {when}: "
             "they will be sent again (harmless for a write-back).",
             "yellow",
         )
     else:
         terminal.note(
-            f"{campaign.interrupted:,} rows were in flight when the last run stopped: their "
+            f"{campaign.interrupted:,} rows were in flight when {when}: their "
             "outcome is unknown and they will not be sent again.",
             "yellow",
         )

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
+import re
 import secrets
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from aicc_async.bulk import Campaign, CampaignKind, CampaignReport
+from aicc_async.bulk import CampaignKind, CampaignReport
 from aicc_async.bulk.campaign import KINDS
 from aicc_async.bulk.csv_files import export_problems, export_unanswered_rows
+from aicc_async.bulk.journal import DEFAULT_LEASE, mask_dsn
 from aicc_async.callbacks import MIN_SHARED_KEY
 from aicc_async.cli.campaigns import Callbacks, Options, run_campaign
 from aicc_async.cli.demo import run_demo
 from aicc_async.cli.display import render_report
+from aicc_async.cli.journals import journal_at
 from aicc_async.cli.outcomes import parse_address, run_listener
 from aicc_async.cli.terminal import (
     BAD_USAGE,
@@ -35,6 +40,9 @@ from aicc_async.testing import FakeAICC
 from aicc_async.testing.fake.cli import serve
 
 __all__ = ["run"]
+
+#: A PostgreSQL DSN in a usage error's text (click may quote any argument).
+_DSN = re.compile(r"postgres(?:ql)?://[^\s'\"()]+", re.IGNORECASE)
 
 _VERBOSE = click.option(
     "-v",
@@ -65,7 +73,9 @@ def _callback_key(terminal: Terminal, allow_unsigned: bool) -> str | None:
 def _campaign_command(
     kind: CampaignKind,
     source: Path,
-    journal: Path,
+    journal: str,
+    campaign: str | None,
+    lease: float | None,
     sandbox: bool,
     verbose: int,
     callback_url: str | None = None,
@@ -76,6 +86,7 @@ def _campaign_command(
 ) -> None:
     """What ``notify`` and ``write-back`` run; ends with ``Stop(exit status)``."""
     terminal = Terminal()
+    where = journal_at(terminal, journal, campaign, lease)
     callbacks = None
     if listen is not None and callback_url is None:
         raise terminal.fail("--listen needs --callback-url: the URL AICC posts events to")
@@ -93,7 +104,7 @@ def _campaign_command(
                 terminal,
                 kind,
                 source,
-                journal,
+                where,
                 Options(callbacks=callbacks, **options),
                 sandbox=fake,
             )
@@ -116,6 +127,11 @@ _LISTEN = click.option(
     callback=_address,
     help="Receive the release events here (the shared key comes from AICC_CALLBACK_KEY).",
 )
+_CAMPAIGN = click.option(
+    "--campaign",
+    metavar="NAME",
+    help="With a PostgreSQL journal (postgresql://...): the campaign's name in it.",
+)
 _ALLOW_UNSIGNED = click.option(
     "--allow-unsigned",
     is_flag=True,
@@ -132,9 +148,20 @@ def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[...
             click.option(
                 "--journal",
                 required=True,
-                type=click.Path(dir_okay=False, path_type=Path),
+                type=click.Path(dir_okay=False),
+                metavar="FILE|DSN",
                 help="SQLite journal of the campaign (with its -wal file); the same path "
-                "resumes it.",
+                "resumes it. Or a PostgreSQL database (postgresql://USER@HOST:PORT/DB, with "
+                "--campaign): several workers then run the campaign together.",
+            ),
+            _CAMPAIGN,
+            click.option(
+                "--lease",
+                type=click.FloatRange(1, 3600),
+                metavar="SECONDS",
+                help=f"PostgreSQL journal: this worker's lease, renewed every third of it "
+                f"(default {DEFAULT_LEASE:g}). When a worker dies, the others record its "
+                "rows in flight as unknown once its lease expired.",
             ),
             click.option(
                 "--concurrency",
@@ -146,7 +173,8 @@ def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[...
             click.option(
                 "--rate",
                 type=click.FloatRange(0, min_open=True),
-                help="At most this many rows started per second.",
+                help="At most this many rows started per second (with AICC_REDIS_URL: "
+                "across every process sharing that Redis, e.g. all workers of a campaign).",
             ),
             click.option(
                 "--timeout",
@@ -226,7 +254,9 @@ def notify(**kwargs: Any) -> None:
     the same command again resumes: rows already sent are never sent again, rows
     removed from SOURCE are not sent, and a number is phoned once per campaign.
     With --callback-url and --listen, the calls' release events (answered or not) are
-    recorded in the journal as they arrive.
+    recorded in the journal as they arrive. With --journal postgresql://... and
+    --campaign NAME, several workers (this command with the same SOURCE, on one or
+    more machines) run the campaign together.
     """
     _campaign_command("voice_notification", **kwargs)
 
@@ -245,7 +275,8 @@ def write_back(**kwargs: Any) -> None:
 
 
 @aicc.command()
-@click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("journal", type=click.Path(dir_okay=False))
+@_CAMPAIGN
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--export",
@@ -260,7 +291,8 @@ def write_back(**kwargs: Any) -> None:
 )
 @_VERBOSE
 def report(
-    journal: Path,
+    journal: str,
+    campaign: str | None,
     as_json: bool,
     export: Path | None,
     export_unanswered: Path | None,
@@ -268,17 +300,19 @@ def report(
 ) -> None:
     """Show how a campaign went: rows per state, problems by code, call outcomes.
 
-    Reads the journal without writing to it, also while a campaign runs on it.
+    JOURNAL is a SQLite journal file, or a PostgreSQL DSN with --campaign NAME. Reads
+    the journal without writing to it, also while a campaign runs on it.
     """
     terminal = Terminal()
+    where = journal_at(terminal, journal, campaign)
 
     async def work() -> tuple[CampaignReport, int | None, int | None]:
-        async with Campaign(journal, read_only=True) as campaign:
-            exported = None if export is None else await export_problems(campaign, export)
+        async with where.open(read_only=True) as opened:
+            exported = None if export is None else await export_problems(opened, export)
             unanswered = None
             if export_unanswered is not None:
-                unanswered = await export_unanswered_rows(campaign, export_unanswered)
-            return await campaign.report(), exported, unanswered
+                unanswered = await export_unanswered_rows(opened, export_unanswered)
+            return await opened.report(), exported, unanswered
 
     try:
         with sdk_log(terminal, verbose):
@@ -290,13 +324,14 @@ def report(
     if as_json:
         terminal.out.print_json(json.dumps(result.to_json()))
     else:
-        terminal.out.print(render_report(result))
+        terminal.out.print(render_report(result, where.argument))
     if exported is not None:
         terminal.note(f"Wrote {exported:,} failed, unknown and duplicate rows to {export}.")
     if unanswered is not None:
         terminal.note(
             f"Wrote {unanswered:,} rows whose call was not answered to {export_unanswered}: "
-            f"`aicc notify {export_unanswered} --journal NEW.db` calls them again."
+            f"`aicc notify {export_unanswered} --journal "
+            f"{'DSN --campaign NEW-NAME' if where.postgres else 'NEW.db'}` calls them again."
         )
     raise Stop(OK)
 
@@ -305,9 +340,12 @@ def report(
 @click.option(
     "--journal",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The voice campaign's journal to record the release events in.",
+    type=click.Path(dir_okay=False),
+    metavar="FILE|DSN",
+    help="The voice campaign's journal to record the release events in (a SQLite "
+    "file, or a PostgreSQL DSN with --campaign).",
 )
+@_CAMPAIGN
 @click.option(
     "--listen",
     "address",
@@ -318,15 +356,22 @@ def report(
 )
 @_ALLOW_UNSIGNED
 @_VERBOSE
-def listen(journal: Path, address: tuple[str, int], allow_unsigned: bool, verbose: int) -> None:
+def listen(
+    journal: str,
+    campaign: str | None,
+    address: tuple[str, int],
+    allow_unsigned: bool,
+    verbose: int,
+) -> None:
     """Receive AICC's release events and record each call's outcome in JOURNAL, until
     Ctrl-C. The shared key comes from AICC_CALLBACK_KEY. A campaign may be running on
     the same journal meanwhile.
     """
     terminal = Terminal()
+    where = journal_at(terminal, journal, campaign)
     key = _callback_key(terminal, allow_unsigned)
     with sdk_log(terminal, verbose):
-        raise Stop(asyncio.run(run_listener(terminal, journal, address, key, allow_unsigned)))
+        raise Stop(asyncio.run(run_listener(terminal, where, address, key, allow_unsigned)))
 
 
 @aicc.command()
@@ -387,8 +432,10 @@ def run(argv: Sequence[str] | None) -> int:
         return stop.status
     except click.exceptions.Exit as exc:  # --help, --version
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # shown with any DSN's password masked
+        shown = io.StringIO()
+        exc.show(file=shown)
+        sys.stderr.write(_DSN.sub(lambda found: mask_dsn(found.group()), shown.getvalue()))
         return BAD_USAGE
     except click.Abort:
         return INTERRUPTED

@@ -115,12 +115,15 @@ class CampaignProgress:
         self._progress.update(self._sending, total=counts.total, completed=counts.finished)
 
 
-def render_report(report: CampaignReport) -> RenderableType:
+def render_report(report: CampaignReport, argument: str | None = None) -> RenderableType:
     """The report as ``aicc report`` prints it: counts per state, then problems by code.
+    ``argument``: the journal as the hints' ``aicc report`` command gives it (default:
+    the report's path).
 
     Every value from the journal is shown as plain text (no markup).
     """
     counts = report.counts
+    journal = report.path if argument is None else argument
     states = Table.grid(padding=(0, 2))
     states.add_column()
     states.add_column(justify="right")
@@ -152,7 +155,7 @@ def render_report(report: CampaignReport) -> RenderableType:
         parts.append(table)
         parts.append(
             Text(
-                f"`aicc report {report.path} --export FILE` writes these rows to a CSV.",
+                f"`aicc report {journal} --export FILE` writes these rows to a CSV.",
                 style="dim",
             )
         )
@@ -178,7 +181,7 @@ def render_report(report: CampaignReport) -> RenderableType:
         if outcomes.not_answered:
             parts.append(
                 Text(
-                    f"`aicc report {report.path} --export-unanswered FILE` writes the "
+                    f"`aicc report {journal} --export-unanswered FILE` writes the "
                     "unanswered rows as the input of a follow-up campaign.",
                     style="dim",
                 )

@@ -17,8 +17,9 @@ from rich.text import Text
 
 from aicc_async.bulk import Campaign
 from aicc_async.bulk.journal import Outcomes
+from aicc_async.cli.journals import JournalAt
 from aicc_async.cli.signals import Signals
-from aicc_async.cli.terminal import JOURNAL_FAILED, OK, Terminal
+from aicc_async.cli.terminal import BAD_USAGE, JOURNAL_FAILED, OK, Terminal
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = [
@@ -108,19 +109,20 @@ async def wait_for_outcomes(
 
 async def run_listener(
     terminal: Terminal,
-    journal: Path,
+    journal: Path | JournalAt,
     address: tuple[str, int],
     shared_key: str | None,
     allow_unsigned: bool,
 ) -> int:
     """``aicc listen``: record release events in ``journal`` until Ctrl-C; returns the
     exit status."""
+    at = journal if isinstance(journal, JournalAt) else JournalAt(journal)
     host, port = address
     with Signals():
         try:
-            async with Campaign(journal, outcomes_only=True) as campaign:
+            async with at.open(outcomes_only=True) as campaign:
                 if campaign.kind != "voice_notification":
-                    raise CampaignError(f"{journal} holds a {campaign.kind} campaign: no calls")
+                    raise CampaignError(f"{at.shown} holds a {campaign.kind} campaign: no calls")
                 try:
                     listening = receiving(
                         campaign, host, port, shared_key=shared_key, allow_unsigned=allow_unsigned
@@ -128,7 +130,8 @@ async def run_listener(
                     async with listening as where:
                         terminal.note(
                             f"Receiving release events on {where.host}:{where.port} for "
-                            f"{journal} ({'signed' if shared_key else 'unsigned'}); Ctrl-C stops."
+                            f"{at.shown} ({'signed' if shared_key else 'unsigned'}); "
+                            "Ctrl-C stops."
                         )
                         await _show_outcomes(campaign, terminal.err)
                 except OSError as exc:
@@ -141,8 +144,15 @@ async def run_listener(
             raise terminal.fail(exc.message) from None
         except asyncio.CancelledError:
             pass
-    async with Campaign(journal, read_only=True) as campaign:
-        terminal.out.print(Text.assemble("Stopped. ", outcome_line(await campaign.outcomes())))
+    try:
+        async with at.open(read_only=True) as campaign:
+            outcomes = await campaign.outcomes()
+    except CampaignError as exc:  # the journal went away meanwhile
+        status = JOURNAL_FAILED if isinstance(exc, JournalError) else BAD_USAGE
+        raise terminal.fail(
+            f"stopped; the outcomes cannot be read: {exc.message}", status
+        ) from None
+    terminal.out.print(Text.assemble("Stopped. ", outcome_line(outcomes)))
     return OK
 
 

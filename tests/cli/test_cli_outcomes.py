@@ -135,6 +135,28 @@ def test_events_of_a_killed_campaign_are_recorded_by_aicc_listen(
     assert max(fake.calls().values()) == 1
 
 
+def test_listen_whose_journal_went_away_says_so_when_stopped(tmp_path, fake, aicc, write_contacts):
+    env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
+    journal = tmp_path / "campaign.db"
+    finished = aicc.run(
+        "notify", write_contacts(tmp_path / "c.csv", 3), "--journal", journal, env=env
+    )
+    assert finished.returncode == 0, finished
+    listening = aicc.start("listen", "--journal", journal, "--listen", "127.0.0.1:0", env=env)
+    listening.wait_for_stderr("Receiving release events")
+
+    moved = tmp_path / "moved"  # the journal moved away (or its disk unmounted)
+    moved.mkdir()
+    for path in list(tmp_path.glob("campaign.db*")):
+        path.rename(moved / path.name)
+    listening.signal(signal.SIGTERM)
+    stopped = listening.wait(15)
+
+    assert stopped.returncode == 2, stopped
+    assert "stopped; the outcomes cannot be read" in " ".join(stopped.stderr.split()), stopped
+    assert "Traceback" not in stopped.output
+
+
 def test_listen_refuses_bad_settings(tmp_path, fake, aicc, write_contacts):
     source = write_contacts(tmp_path / "contacts.csv", 3)
     journal = tmp_path / "campaign.db"
