@@ -368,6 +368,9 @@ class SQLJournal(Journal):
     """SQL (and ``_finish_args``) that limits the rows a commit may finish."""
     _CLAIM_LOCK: ClassVar[str] = ""
     """Appended to the claim's SELECT (row locks)."""
+    _FENCE: ClassVar[str] = ""
+    """Appended to the look-up of rows by number, so that it is planned on its own
+    (by the number index) whatever the planner thinks of the states."""
 
     _WORKER: ClassVar[str] = ""
     """SQL (and ``_worker_args``) that records who claimed a row."""
@@ -444,8 +447,8 @@ class SQLJournal(Journal):
         for i in range(0, len(wanted), self._PER_SELECT):
             where, args = self._in("number", wanted[i : i + self._PER_SELECT])
             for number, key in db.execute(
-                f"SELECT number, min(key) FROM rows WHERE {where} AND {_USED} "  # noqa: S608 - only '?' marks
-                "GROUP BY number",
+                "SELECT number, min(key) FROM (SELECT number, key, state, code FROM rows "  # noqa: S608 - only '?' marks
+                f"WHERE {where}{self._FENCE}) AS found WHERE {_USED} GROUP BY number",
                 args,
             ):
                 taken.setdefault(number, key)

@@ -109,6 +109,44 @@ async def test_two_workers_claiming_at_once_never_claim_the_same_row(pg_store: S
 
 
 @pytest.mark.asyncio
+async def test_the_number_check_of_a_claim_does_not_read_every_row_sent_so_far(
+    pg_store: Store,
+) -> None:
+    # A campaign just loaded: PostgreSQL's statistics say every row is pending. Once
+    # thousands are sent, a number check planned by the states would read them all, on
+    # every claim (a campaign of n rows would cost n² row reads).
+    journal = await worker(pg_store)
+    statements: list[tuple[str, Any]] = []
+    execute = journal._db.execute
+
+    def recording(text: str, parameters: Any = (), /) -> Any:
+        statements.append((text, parameters))
+        return execute(text, parameters)
+
+    try:
+        await journal.recover(idempotent=False)
+        await load_rows(journal, [row(f"r{i}", f"N{i:05d}") for i in range(3000)])
+        await send_all(journal, 500)
+        journal._db.execute = recording  # type: ignore[method-assign]
+        await load_rows(journal, [row(f"r{i}", f"N{i:05d}") for i in range(3010)])
+        await journal.commit([], 10, 0, once_per_number=True)
+        checks = [(t, p) for t, p in statements if t.startswith("SELECT number, min(key)")]
+        assert checks
+        plans = [
+            "\n".join(
+                str(line[0])
+                for line in execute("EXPLAIN (ANALYZE, FORMAT TEXT) " + text, parameters)
+            )
+            for text, parameters in checks
+        ]
+    finally:
+        await journal.close()
+    for plan in plans:
+        assert "aicc_rows_by_number" in plan, plan
+        assert "aicc_rows_by_state" not in plan, plan
+
+
+@pytest.mark.asyncio
 async def test_two_workers_never_phone_one_number_twice(pg_store: Store) -> None:
     first, second = await worker(pg_store), await worker(pg_store)
     try:
