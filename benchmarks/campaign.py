@@ -6,19 +6,26 @@ then runs, each in its own process:
 * ``aicc notify FILE --journal J --concurrency C`` (the whole CLI: CSV reading,
   validation, SQLite journal, progress bar), and
 * for sizes up to ``--raw-max`` rows, raw aiohttp reading the same CSV and posting
-  the same requests at the same concurrency (no validation, no journal): the floor.
+  the same requests at the same concurrency (no validation, no journal): the floor;
+* with ``--sdk``, the SDK without a campaign: the same CSV read and validated by
+  ``CampaignFile``, each request sent by ``aicc.voice_notification.send`` from the
+  same number of workers (no journal). ``aicc`` minus ``sdk`` is what the campaign
+  machinery (journal, engine) costs; ``sdk`` minus ``raw`` what the request path does.
 
-It prints rows per second, the ratio CLI/raw, and the peak RSS of each process
-(``ru_maxrss`` from ``wait4``). With 2+ cores the server runs on core 1 and the
-client on core 0. The journal file size is printed too.
+It prints rows per second, the ratio to raw, the CPU time each client process used
+(user + system, from ``wait4``: on a machine other work shares, a steadier figure
+than the wall time) per row and as a ratio to raw, and the peak RSS of each process
+(``ru_maxrss``). With 2+ cores the server runs on core 1 and the client on core 0.
+The journal file size is printed too.
 
-    python benchmarks/campaign.py [--rows 100000 1000000] [--concurrency 100]
+    python benchmarks/campaign.py [--rows 100000 1000000] [--concurrency 100] [--rounds 3] [--sdk]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import statistics
@@ -65,6 +72,31 @@ async def main(url, key, secret, path, concurrency):
 asyncio.run(main(*sys.argv[1:5], int(sys.argv[5])))
 """
 
+SDK_CLIENT = r"""
+import asyncio, sys
+from aicc_async import AICCClient
+from aicc_async.bulk.csv_files import CampaignFile
+
+async def main(url, key, secret, path, concurrency):
+    async with AICCClient(url, key, secret, max_connections=concurrency,
+                          limits={"voice_notification": concurrency}) as aicc:
+        queue = asyncio.Queue(concurrency)
+
+        async def worker():
+            while (row := await queue.get()) is not None:
+                await aicc.voice_notification.send(row.request)
+
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        with CampaignFile(path, "voice_notification") as rows:
+            for row in rows.rows():
+                await queue.put(row)
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+
+asyncio.run(main(*sys.argv[1:5], int(sys.argv[5])))
+"""
+
 
 def write_contacts(path: Path, rows: int) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -92,9 +124,10 @@ def processed(url: str) -> int:
 
 def timed(
     argv: list[str], env: dict[str, str], server_url: str | None = None
-) -> tuple[float, float, int, float | None]:
+) -> tuple[float, float, int, float | None, float]:
     """Run ``argv``; returns (wall seconds, peak RSS in MiB, exit status, seconds until
-    the server processed its first notification (when ``server_url`` is given))."""
+    the server processed its first notification (when ``server_url`` is given), CPU
+    seconds (user + system) the process used)."""
     before = 0 if server_url is None else processed(server_url)
     start = time.perf_counter()
     proc = subprocess.Popen(
@@ -112,12 +145,44 @@ def timed(
             time.sleep(0.005)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode, first
+    cpu = usage.ru_utime + usage.ru_stime
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode, first, cpu
 
 
-def one_run(argv_for: Any, first_request: bool) -> tuple[float, float, float | None]:
+@dataclasses.dataclass
+class Runs:
+    """The rounds of one client on one input size."""
+
+    what: str
+    walls: list[float] = dataclasses.field(default_factory=list)
+    cpus: list[float] = dataclasses.field(default_factory=list)
+    firsts: list[float] = dataclasses.field(default_factory=list)
+    rss: float = 0.0
+
+    def add(self, wall: float, rss: float, first: float | None, cpu: float) -> None:
+        self.walls.append(wall)
+        self.cpus.append(cpu)
+        self.rss = max(self.rss, rss)
+        if first is not None:
+            self.firsts.append(first)
+
+    def line(self, rows: int, raw: Runs | None) -> str:
+        wall, cpu = statistics.median(self.walls), statistics.median(self.cpus)
+        ratio = cpu_ratio = ""
+        if raw is not None and raw.walls and raw is not self:
+            ratio = f"{wall / statistics.median(raw.walls):.2f}"
+            cpu_ratio = f"{cpu / statistics.median(raw.cpus):.2f}"
+        first = f"{statistics.median(self.firsts):.2f} s" if self.firsts else ""
+        return (
+            f"{rows:>9,} {self.what:>5} {wall:>8.1f} {rows / wall:>7,.0f} {ratio:>6} "
+            f"{cpu:>6.1f} {1e6 * cpu / rows:>7.0f} {cpu_ratio:>6} {self.rss:>6,.0f} MiB "
+            f"{first:>9}"
+        )
+
+
+def one_run(argv_for: Any, first_request: bool) -> tuple[float, float, float | None, float]:
     """Start a fresh FakeAICC (no state left by an earlier run), run ``argv_for(info)``
-    against it; returns (wall seconds, peak RSS MiB, first request seconds)."""
+    against it; returns (wall seconds, peak RSS MiB, first request seconds, CPU seconds)."""
     server, info = start_server()
     env = dict(
         os.environ,
@@ -126,11 +191,11 @@ def one_run(argv_for: Any, first_request: bool) -> tuple[float, float, float | N
         AICC_APP_SECRET=info["app_secret"],
     )
     try:
-        wall, rss, status, first = timed(
+        wall, rss, status, first, cpu = timed(
             argv_for(info), env, info["url"] if first_request else None
         )
         assert status == 0, f"{argv_for(info)[3:5]} exited {status}"
-        return wall, rss, first
+        return wall, rss, first, cpu
     finally:
         server.terminate()
         server.wait()
@@ -142,75 +207,72 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--raw-max", type=int, default=100_000, help="largest raw run")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each, median shown")
+    parser.add_argument(
+        "--sdk", action="store_true", help="also run the SDK without a campaign (no journal)"
+    )
     args = parser.parse_args()
     print(
         f"cores: {os.cpu_count()}, pinned: {PIN}, concurrency: {args.concurrency}, "
-        f"rounds: {args.rounds} (medians; raw and aicc alternate, each on a fresh server)"
+        f"rounds: {args.rounds} (medians; the clients alternate, each on a fresh server)"
     )
     print(
-        f"{'rows':>9} {'what':>5} {'seconds':>8} {'rows/s':>7} {'ratio':>6} {'peak RSS':>9} "
-        f"{'first request':>14}"
+        f"{'rows':>9} {'what':>5} {'seconds':>8} {'rows/s':>7} {'ratio':>6} "
+        f"{'CPU s':>6} {'µs/row':>7} {'ratio':>6} {'peak RSS':>10} {'first req':>9}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for rows in args.rows:
             contacts = Path(tmp, f"contacts-{rows}.csv")
             write_contacts(contacts, rows)
             journal = Path(tmp, f"campaign-{rows}.db")
-            raw_walls: list[float] = []
-            aicc_walls: list[float] = []
-            firsts: list[float] = []
-            rss = journal_size = 0.0
+            raw, sdk, aicc = Runs("raw"), Runs("sdk"), Runs("aicc")
+            journal_size = 0.0
             for _ in range(args.rounds):
-                if rows <= args.raw_max:
-                    wall, _, _ = one_run(
+                for client, runs, wanted in ((RAW_CLIENT, raw, True), (SDK_CLIENT, sdk, args.sdk)):
+                    if rows > args.raw_max or not wanted:
+                        continue
+                    runs.add(
+                        *one_run(
+                            lambda info, contacts=contacts, client=client: [
+                                sys.executable,
+                                "-c",
+                                client,
+                                info["url"],
+                                info["app_key"],
+                                info["app_secret"],
+                                str(contacts),
+                                str(args.concurrency),
+                            ],
+                            first_request=False,
+                        )
+                    )
+                aicc.add(
+                    *one_run(
                         lambda info, contacts=contacts, journal=journal: [
                             sys.executable,
                             "-c",
-                            RAW_CLIENT,
-                            info["url"],
-                            info["app_key"],
-                            info["app_secret"],
+                            "import sys; from aicc_async.cli import main; sys.exit(main())",
+                            "notify",
                             str(contacts),
+                            "--journal",
+                            str(journal),
+                            "--concurrency",
                             str(args.concurrency),
                         ],
-                        first_request=False,
+                        first_request=True,
                     )
-                    raw_walls.append(wall)
-                wall, rss, first = one_run(
-                    lambda info, contacts=contacts, journal=journal: [
-                        sys.executable,
-                        "-c",
-                        "import sys; from aicc_async.cli import main; sys.exit(main())",
-                        "notify",
-                        str(contacts),
-                        "--journal",
-                        str(journal),
-                        "--concurrency",
-                        str(args.concurrency),
-                    ],
-                    first_request=True,
                 )
-                aicc_walls.append(wall)
-                if first is not None:
-                    firsts.append(first)
                 journal_size = journal.stat().st_size / 2**20
                 journal.unlink()
-            raw_rate = None
-            if raw_walls:
-                raw = statistics.median(raw_walls)
-                raw_rate = rows / raw
-                print(f"{rows:>9,} {'raw':>5} {raw:>8.1f} {raw_rate:>7,.0f}")
-            wall = statistics.median(aicc_walls)
-            rate = rows / wall
-            ratio = f"{raw_rate / rate:.2f}" if raw_rate else ""
-            first_text = f"{statistics.median(firsts):.2f} s" if firsts else ""
+            for runs in (raw, sdk, aicc):
+                if runs.walls:
+                    print(runs.line(rows, raw))
+            print(f"          journal {journal_size:,.0f} MiB; rounds (wall s): ", end="")
             print(
-                f"{rows:>9,} {'aicc':>5} {wall:>8.1f} {rate:>7,.0f} {ratio:>6} "
-                f"{rss:>6,.0f} MiB {first_text:>14}   journal {journal_size:,.0f} MiB"
-            )
-            print(
-                f"          rounds: raw {[round(w, 1) for w in raw_walls]}, "
-                f"aicc {[round(w, 1) for w in aicc_walls]}"
+                ", ".join(
+                    f"{r.what} {[round(w, 1) for w in r.walls]}"
+                    for r in (raw, sdk, aicc)
+                    if r.walls
+                )
             )
 
 

@@ -243,6 +243,18 @@ def _check_flag(name: str, value: object) -> None:
         raise AICCValidationError(f"{name}: must be True or False, got {value!r}", field=name)
 
 
+def _iterable(rows: object) -> Iterable[Any]:
+    """``rows`` if it is an iterable of rows (``AICCValidationError`` else)."""
+    if isinstance(rows, Iterable) and not isinstance(rows, (str, bytes, dict)):
+        return rows
+    raise AICCValidationError(
+        f"requests: must be an iterable or async iterable of request objects, "
+        f"got {type(rows).__name__}",
+        field="requests",
+        endpoint="campaign",
+    )
+
+
 def _fingerprint(tag: str, payload: str) -> str:
     return hashlib.sha256(f"{tag}:{payload}".encode()).hexdigest()[:32]
 
@@ -501,11 +513,18 @@ class Campaign:
             feed.added()  # the run now knows whether it may send before the load ends
         if not streams:  # nothing is sent meanwhile: commits need not wait for the disk
             await journal.set_durable(False)
+        loaded = self._loader()
         try:
-            async for row in async_items(rows, "campaign"):
-                batch.append(self._loaded(row))
-                if len(batch) >= (_FIRST_BATCH if read == 0 and streams else _LOAD_BATCH):
-                    await flush()
+            if isinstance(rows, AsyncIterable):
+                async for row in async_items(rows, "campaign"):
+                    batch.append(loaded(row))
+                    if len(batch) >= (_FIRST_BATCH if read == 0 and streams else _LOAD_BATCH):
+                        await flush()
+            else:  # a plain iterable: no await per row (the loop runs between batches)
+                for row in _iterable(rows):
+                    batch.append(loaded(row))
+                    if len(batch) >= (_FIRST_BATCH if read == 0 and streams else _LOAD_BATCH):
+                        await flush()
             if batch:
                 await flush()
         finally:
@@ -514,31 +533,43 @@ class Campaign:
         self.loaded = LoadSummary(read, added, replaced, withdrawn, known)
         return self.loaded
 
-    def _loaded(self, row: object) -> LoadedRow:
-        if not isinstance(row, CampaignRow):
-            raise AICCValidationError(
-                f"rows: must hold CampaignRow objects, got {type(row).__name__}", field="rows"
-            )
-        if row.request is None:
-            payload = Journal.dumps(dict(row.source))
-            fingerprint = _fingerprint("invalid", f"{payload}:{row.invalid}")
+    def _loader(self) -> Callable[[object], LoadedRow]:
+        """``loaded(row)``: a ``CampaignRow`` as the journal records it (its payload the
+        request's fields as canonical JSON)."""
+        kind = self._kind
+        request_type, number, dumps = kind.request_type, kind.number, Journal.dumps
+        # The request classes' fields are plain values: attrs.asdict without its
+        # per-call walk over the class (the row's hottest step while loading).
+        fields = tuple(f.name for f in attrs.fields(request_type))
+
+        def loaded(row: object) -> LoadedRow:
+            if not isinstance(row, CampaignRow):
+                raise AICCValidationError(
+                    f"rows: must hold CampaignRow objects, got {type(row).__name__}", field="rows"
+                )
+            request = row.request
+            if request is None:
+                payload = dumps(dict(row.source))
+                fingerprint = _fingerprint("invalid", f"{payload}:{row.invalid}")
+                return LoadedRow(
+                    row.key, fingerprint, "failed", payload, code=INVALID, description=row.invalid
+                )
+            if type(request) is not request_type and not isinstance(request, request_type):
+                raise AICCValidationError(
+                    f"row {row.key!r}: a {kind.name} campaign takes "
+                    f"{request_type.__name__}, got {type(request).__name__}",
+                    field="request",
+                )
+            payload = dumps({name: getattr(request, name) for name in fields})
             return LoadedRow(
-                row.key, fingerprint, "failed", payload, code=INVALID, description=row.invalid
+                row.key,
+                _fingerprint("request", payload),
+                "pending",
+                payload,
+                number=number(request),
             )
-        if not isinstance(row.request, self._kind.request_type):
-            raise AICCValidationError(
-                f"row {row.key!r}: a {self.kind} campaign takes "
-                f"{self._kind.request_type.__name__}, got {type(row.request).__name__}",
-                field="request",
-            )
-        payload = Journal.dumps(attrs.asdict(row.request))
-        return LoadedRow(
-            row.key,
-            _fingerprint("request", payload),
-            "pending",
-            payload,
-            number=self._kind.number(row.request),
-        )
+
+        return loaded
 
     async def run(
         self,

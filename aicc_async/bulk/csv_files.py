@@ -240,17 +240,19 @@ class CampaignFile:
     def rows(self) -> Iterator[CampaignRow]:
         """The data rows as ``CampaignRow``s, read lazily; blank lines are skipped."""
         width = len(self.header)
+        # The cells this kind reads, by position (the others are ignored).
+        used = [(i, name) for i, name in enumerate(self.header) if name in self._format.columns]
         line = self._reader.line_num + 1
         for record in self._guard(iter(self._reader)):
             start, line = line, self._reader.line_num + 1
-            if not any(cell.strip() for cell in record):
-                continue
-            cells = {
-                name: restore(value.strip())
-                for name, value in zip(self.header, record, strict=False)
-                if name in self._format.columns and value.strip()
-            }
-            yield self._row(start, cells, len(record) - width)
+            if not "".join(record).strip():
+                continue  # a blank line
+            cells = {}
+            given = len(record)
+            for i, name in used:
+                if i < given and (value := record[i].strip()):
+                    cells[name] = restore(value) if value[0] == "'" else value
+            yield self._row(start, cells, given - width)
 
     def _row(self, line: int, cells: dict[str, str], extra: int) -> CampaignRow:
         key = cells.pop(ID, None)

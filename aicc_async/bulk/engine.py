@@ -9,7 +9,6 @@ its request leaves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -113,6 +112,11 @@ class Feed:
         self.added()
 
 
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _code(status: int | None, fallback: str) -> str:
     return fallback if status is None else f"HTTP {status}"
 
@@ -146,9 +150,12 @@ class Engine:
         self._on_progress = on_progress
         self.stopping = False
         self.halt: AICCError | None = None
-        self._queue: asyncio.Queue[Finished] = asyncio.Queue()
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._finished: list[Finished] = []
+        """Outcomes not yet committed (their slots are free)."""
+        self._waiter: asyncio.Future[None] | None = None
+        self._wanted = 0  # the waiter is woken once this many outcomes are in
+        self._request_type = kind.request_type
         self._cursor = 0
 
     async def run(self) -> StateCounts:
@@ -161,7 +168,6 @@ class Engine:
         feed = self._feed
         try:
             while True:
-                self._drain()
                 if feed is not None:
                     self.counts = self.counts.added(feed.take_new())
                 want = 0
@@ -181,6 +187,8 @@ class Engine:
                 if feed is not None and feed.error is not None and self.halt is None:
                     self.stopping = True  # the load failed: send nothing more
                 if not self._tasks:
+                    if self._finished:
+                        continue  # outcomes that came in during the commit: commit them
                     if exhausted or self.stopping or self.halt:
                         break
                     delay = 0.0 if self._pacer is None else self._pacer.delay()
@@ -204,28 +212,36 @@ class Engine:
             raise self.halt
         return self.counts
 
-    def _drain(self) -> None:
-        while not self._queue.empty():
-            self._took(self._queue.get_nowait())
-
     def _took(self, finished: Finished) -> None:
         """An outcome came in: its slot is free, its row waits for the next commit."""
         self._tasks.pop(finished.seq, None)
         self._finished.append(finished)
+        waiter = self._waiter
+        if waiter is not None and (len(self._finished) >= self._wanted or not self._tasks):
+            _wake(waiter)
 
     async def _next_outcome(self, timeout: float | None) -> None:
         """Wait for the next outcome (at most ``timeout``), then linger briefly for more:
         each journal commit has a fixed cost (a disk sync), so outcomes and the claims
         that refill their slots go in batches of about a tenth of the concurrency."""
-        with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            self._took(await asyncio.wait_for(self._queue.get(), timeout))
-            batch = max(1, self._concurrency // 10)
-            deadline = asyncio.get_running_loop().time() + _LINGER
-            while len(self._finished) < batch and self._tasks:
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0:
-                    break
-                self._took(await asyncio.wait_for(self._queue.get(), left))
+        if not self._finished:
+            await self._wait(1, timeout)
+        batch = max(1, self._concurrency // 10)
+        if self._finished and len(self._finished) < batch and self._tasks:
+            await self._wait(batch, _LINGER)
+
+    async def _wait(self, count: int, timeout: float | None) -> None:
+        """Until ``count`` outcomes are in, none is in flight, or ``timeout`` passed."""
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        self._wanted = count
+        timer = None if timeout is None else loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def _commit(self, claim: int) -> list[Claimed]:
         finished, self._finished = self._finished, []
@@ -256,7 +272,7 @@ class Engine:
                 self._on_progress(self.counts)
         except BaseException:
             # Rows claimed by that transaction were never sent: give them back.
-            self._finished = [Finished(c.seq, "pending") for c in claimed]
+            self._finished += [Finished(c.seq, "pending") for c in claimed]
             raise
         return claimed
 
@@ -267,7 +283,6 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._drain()
         try:
             await self._commit(0)
         except Exception:  # the rows stay 'sending'; opening the journal settles them
@@ -278,7 +293,7 @@ class Engine:
             finished = await self._attempt(row)
         except asyncio.CancelledError:
             state: State = "pending" if self._kind.idempotent else "unknown"
-            self._queue.put_nowait(
+            self._took(
                 Finished(
                     row.seq,
                     state,
@@ -287,7 +302,7 @@ class Engine:
                 )
             )
             raise
-        self._queue.put_nowait(finished)
+        self._took(finished)
 
     def _settle(self, seq: int, exc: AICCError) -> Finished:
         """A row's state from what its error says became of the request: it may have
@@ -307,7 +322,7 @@ class Engine:
     async def _attempt(self, row: Claimed) -> Finished:
         seq = row.seq
         try:
-            request = self._kind.request_type(**json.loads(row.payload))
+            request = self._request_type(**json.loads(row.payload))
             if self._callback_url is not None and self._kind.with_callback is not None:
                 request = self._kind.with_callback(request, self._callback_url)
         except (TypeError, ValueError) as exc:  # AICCValidationError is a ValueError
