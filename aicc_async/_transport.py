@@ -8,7 +8,7 @@ it by ``with_options``; a caller-supplied session is used as is and never closed
 
 The transport sends each attempt once and classifies what came back; tokens (and
 the replay after a rejected one) are ``auth.TokenAuth``'s flow, retries
-``retry.with_retries``'s loop.
+``retry.Retrying``'s loop.
 """
 
 from __future__ import annotations
@@ -59,10 +59,10 @@ from aicc_async.retry import (
     Failure,
     RetryableAttempt,
     RetryBudget,
+    Retrying,
     classify_exception,
     classify_status,
     may_retry,
-    with_retries,
 )
 from aicc_async.throttle import RateLimiter, Throttle
 
@@ -208,7 +208,7 @@ class Transport:
                     lock_timeout=2 * config.timeout.total + 5.0,
                 )
             self._shared = _Shared(session, budget, redis)
-            token_request = with_retries(
+            token_request = Retrying(
                 config.retry, self._token_attempt, self._log_retry, config.clock, budget
             )
             self.tokens = AccessTokenCache(token_request, config.clock, redis)
@@ -222,7 +222,7 @@ class Transport:
             )
             self.throttle = parent.throttle if same else self._throttle(config)
         self.auth = TokenAuth(self.tokens, config.clock, self)
-        self._business = with_retries(
+        self._business = Retrying(
             config.retry, self._attempt, self._log_retry, config.clock, self._shared.budget
         )
 
@@ -413,9 +413,14 @@ class Transport:
                 endpoint=endpoint.name,
             )
         data, client_timeout = self._prepare(endpoint, to_wire(request), retry_unsafe, timeout)
-        body, response = await self._business(
-            endpoint, data, retry_unsafe, session_token, client_timeout
-        )
+        # self._business(...) with its first attempt inline: one coroutine less per call.
+        args = (endpoint, data, retry_unsafe, session_token, client_timeout)
+        try:
+            body, response = await self._attempt(*args)
+        except RetryableAttempt as first:
+            body, response = await self._business.after(first, *args)
+        else:
+            self._business.succeeded()
         at = endpoint.result_at
         payload = None if at is None else body if at == BODY else body.get(at)
         assert endpoint.result_type is not None

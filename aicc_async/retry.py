@@ -37,7 +37,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import aiohttp
 import attrs
@@ -58,6 +58,7 @@ __all__ = [
     "Failure",
     "RetryBudget",
     "RetryPolicy",
+    "Retrying",
     "classify_exception",
     "classify_status",
     "parse_retry_after",
@@ -219,38 +220,55 @@ def _budget_exhausted(error: AICCError, budget: RetryBudget) -> None:
     error.args = (error.message,)
 
 
-def with_retries(
-    policy: RetryPolicy,
-    attempt: Callable[P, Awaitable[T]],
-    on_retry: Callable[[Any], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    budget: RetryBudget | None = None,
-) -> Callable[P, Awaitable[T]]:
-    """Wrap ``attempt`` so that each ``RetryableAttempt`` it raises is retried per ``policy``.
+class Retrying(Generic[P, T]):
+    """``attempt`` with each ``RetryableAttempt`` it raises retried per ``policy``;
+    call it like ``attempt``.
 
     The first attempt runs directly (no retry bookkeeping on the hot path); only
-    after a retryable failure does backoff's loop take over, starting from that
-    failure, so attempts and waits are counted as if it had run from the start.
-    ``max_elapsed`` counts from the first failure on ``clock`` (monotonic: a step of
-    the wall clock changes nothing). When attempts or time run out, the ``.error``
-    of the last ``RetryableAttempt`` is raised (from its cause).
+    after a retryable failure does backoff's loop take over (:meth:`after`), starting
+    from that failure, so attempts and waits are counted as if it had run from the
+    start. ``max_elapsed`` counts from the first failure on ``clock`` (monotonic: a
+    step of the wall clock changes nothing). When attempts or time run out, the
+    ``.error`` of the last ``RetryableAttempt`` is raised (from its cause).
     ``on_retry`` gets backoff's details before each wait. Each retry first takes its
     cost from ``budget`` (if given); an empty budget ends the loop like the attempts
-    running out, and the error says so.
+    running out, and the error says so. A caller that makes the first attempt itself
+    reports its success with :meth:`succeeded` or its failure with :meth:`after`.
     """
 
-    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        attempt: Callable[P, Awaitable[T]],
+        on_retry: Callable[[Any], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        budget: RetryBudget | None = None,
+    ) -> None:
+        self.policy = policy
+        self.attempt = attempt
+        self._on_retry = on_retry
+        self._clock = clock
+        self.budget = budget
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            result = await attempt(*args, **kwargs)
+            result = await self.attempt(*args, **kwargs)
         except RetryableAttempt as first:
-            if policy.max_attempts == 1:
-                raise first.error from first.__cause__
-            return await retry(first, *args, **kwargs)
-        if budget is not None and budget.level < budget.capacity:
-            budget.give_back(budget.refund)
+            return await self.after(first, *args, **kwargs)
+        self.succeeded()
         return result
 
-    async def retry(first: RetryableAttempt, *args: P.args, **kwargs: P.kwargs) -> T:
+    def succeeded(self) -> None:
+        """A first attempt succeeded: it gives the budget back a little."""
+        budget = self.budget
+        if budget is not None and budget.level < budget.capacity:
+            budget.give_back(budget.refund)
+
+    async def after(self, first: RetryableAttempt, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Retry after the first attempt (with these arguments) failed with ``first``."""
+        policy, budget, clock = self.policy, self.budget, self._clock
+        if policy.max_attempts == 1:
+            raise first.error from first.__cause__
         failures = [first]
         deadline = clock() + policy.max_elapsed
         sent = 1  # attempts made, the first included
@@ -277,7 +295,7 @@ def with_retries(
             if failures:
                 raise failures.pop()
             sent += 1
-            return await attempt(*args, **kwargs)
+            return await self.attempt(*args, **kwargs)
 
         retrying: Callable[P, Awaitable[T]] = backoff.on_exception(
             _waits,
@@ -285,7 +303,7 @@ def with_retries(
             max_tries=policy.max_attempts,
             giveup=give_up,
             jitter=None,
-            on_backoff=on_retry,
+            on_backoff=self._on_retry,
             logger=None,
             policy=policy,
             remaining=lambda: remaining,  # backoff calls a callable argument once
@@ -297,5 +315,3 @@ def with_retries(
         if budget is not None:
             budget.give_back(taken)
         return result
-
-    return run

@@ -83,6 +83,9 @@ _USED = (
 INTERRUPTED_DESCRIPTION = "was being sent when a run stopped; AICC may have processed it"
 WITHDRAWN_DESCRIPTION = "not in the latest input; never sent"
 
+#: The journal's JSON: canonical (sorted keys, no spaces, text as is), one encoder.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
 Mode = Literal["run", "read", "record"]
 """``run``: send; ``read``: read without writing a byte; ``record``: record call
 outcomes only, beside a run or after it."""
@@ -567,7 +570,7 @@ class Journal(abc.ABC):
     @staticmethod
     def dumps(value: Any) -> str:
         """The canonical JSON used for payloads and fingerprints."""
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return _CANONICAL.encode(value)
 
 
 #: ``open_journal(location, kind, ...)``: :meth:`Journal.open`.

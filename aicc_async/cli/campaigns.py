@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,23 @@ async def _client(
         assert config is not None
         async with AICCClient.from_config(config) as aicc:
             yield aicc
+
+
+@contextlib.contextmanager
+def collecting_less() -> Iterator[None]:
+    """Garbage collection tuned for a campaign while it runs (the ``aicc`` process is
+    the command's own; the library never does this). Each claim starts dozens of
+    requests at once, so with Python's default thresholds the collector runs every
+    dozen rows and takes about a sixth of the CPU: the objects made before are frozen
+    out of its scans, and a young collection waits for 10,000 allocations."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 async def run_campaign(

@@ -20,7 +20,7 @@ from aicc_async.bulk.campaign import KINDS
 from aicc_async.bulk.csv_files import export_problems, export_unanswered_rows
 from aicc_async.bulk.journal import DEFAULT_LEASE, mask_dsn
 from aicc_async.callbacks import MIN_SHARED_KEY
-from aicc_async.cli.campaigns import Callbacks, Options, run_campaign
+from aicc_async.cli.campaigns import Callbacks, Options, collecting_less, run_campaign
 from aicc_async.cli.demo import run_demo
 from aicc_async.cli.display import render_report
 from aicc_async.cli.journals import journal_at
@@ -98,7 +98,7 @@ def _campaign_command(
     fake = None
     if sandbox:
         fake = FakeAICC(callback_key=None if callbacks is None else callbacks.shared_key)
-    with sdk_log(terminal, verbose):
+    with sdk_log(terminal, verbose), collecting_less():
         status = asyncio.run(
             run_campaign(
                 terminal,

@@ -231,3 +231,25 @@ def test_without_the_cli_extra(plain_env, missing):
     assert "Traceback" not in done.stderr, done
     assert "pip install 'aicc-async[cli]'" in done.stderr, done
     assert missing in done.stderr, done
+
+
+def test_a_campaign_tunes_the_garbage_collector_only_while_it_runs() -> None:
+    import gc
+
+    from aicc_async.cli.campaigns import collecting_less
+
+    before = gc.get_threshold()
+    seen: list[tuple[tuple[int, ...], int]] = []
+
+    def campaign() -> None:
+        with collecting_less():
+            seen.append((gc.get_threshold(), gc.get_freeze_count()))
+            raise KeyboardInterrupt  # however the campaign ends
+
+    with pytest.raises(KeyboardInterrupt):
+        campaign()
+    ((during, frozen),) = seen
+    assert during[0] > before[0]  # young collections wait longer
+    assert frozen > 0  # what existed before is not scanned again
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
