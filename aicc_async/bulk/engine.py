@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ __all__ = ["Engine", "Feed", "Kind"]
 
 _FEED_POLL = 0.02  # seconds between looks for newly loaded rows while rows are in flight
 _LINGER = 0.002  # seconds an outcome may wait for others to share its journal commit
+_SHARED_COUNTS_EVERY = 1.0  # seconds between reads of a shared campaign's counts
 
 logger = logging.getLogger("aicc_async")
 
@@ -157,6 +159,7 @@ class Engine:
         self._wanted = 0  # the waiter is woken once this many outcomes are in
         self._request_type = kind.request_type
         self._cursor = 0
+        self._counted_at = -math.inf  # when the shared campaign's counts were last read
 
     async def run(self) -> StateCounts:
         """Send every pending row (until stopped or halted); returns the final counts.
@@ -268,6 +271,8 @@ class Engine:
         try:
             if cancelled is not None:
                 raise cancelled
+            if self._journal.shared:
+                await self._count_campaign()
             if self._on_progress is not None:
                 self._on_progress(self.counts)
         except BaseException:
@@ -275,6 +280,14 @@ class Engine:
             self._finished += [Finished(c.seq, "pending") for c in claimed]
             raise
         return claimed
+
+    async def _count_campaign(self) -> None:
+        """Other workers move rows too: read the whole campaign's counts now and then
+        (this worker's own moves are counted in between)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._counted_at >= _SHARED_COUNTS_EVERY:
+            self._counted_at = now
+            self.counts = await self._journal.counts()
 
     async def _abandon(self) -> None:
         """Cancel what is in flight and record it (the run is being cancelled or failed)."""

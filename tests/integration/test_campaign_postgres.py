@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import csv
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_campaign_outcomes import KEY, serving
 
 from aicc_async import CampaignError, CreateVoiceNotificationRequest
-from aicc_async.bulk import Campaign, CampaignRow, StateCounts
+from aicc_async.bulk import Campaign, CampaignRow, StateCounts, engine
 from aicc_async.bulk.csv_files import CampaignFile, export_problems, export_unanswered_rows
-from aicc_async.bulk.journal import Journal
+from aicc_async.bulk.journal import Finished, Journal
 from aicc_async.bulk.postgres_journal import PostgresJournal
 from aicc_async.testing import FakeAICC
 
@@ -141,3 +142,45 @@ async def test_a_run_waits_for_a_dead_workers_rows_and_leaves_them_unknown(
     assert counts == StateCounts(done=27, unknown=3)
     assert calls == [0] * 3 + [1] * 27  # the dead worker's rows are never sent again
     assert [(p["key"], p["code"]) for p in problems] == [(c.key, "interrupted") for c in claim.rows]
+
+
+@pytest.mark.asyncio
+async def test_a_workers_progress_counts_what_the_other_workers_did(
+    postgresql_dsn: str, campaign_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine, "_SHARED_COUNTS_EVERY", 0.0)  # at every commit, not each second
+    given = [
+        CampaignRow(
+            key=f"c{i}",
+            request=CreateVoiceNotificationRequest(called=number(i), voice_content="$Hi$"),
+        )
+        for i in range(200)
+    ]
+    seen: list[StateCounts] = []
+    async with (
+        FakeAICC() as fake,
+        Campaign(postgresql_dsn, "voice_notification", campaign=campaign_name) as live,
+    ):
+        await live.load(given)
+        other = await Journal.open(postgresql_dsn, None, campaign=campaign_name)
+        try:
+            held = await other.commit([], 20, 0, once_per_number=True)  # another worker's
+            finished = [Finished(c.seq, "done") for c in held.rows]
+            other_done: asyncio.Future[Any] | None = None
+
+            def progress(counts: StateCounts) -> None:
+                nonlocal other_done
+                seen.append(counts)
+                if other_done is None:  # the other worker finishes its rows meanwhile
+                    other_done = asyncio.ensure_future(
+                        other.commit(finished, 0, held.cursor, once_per_number=True)
+                    )
+
+            async with fake.client() as aicc:
+                counts = await live.run(aicc, concurrency=4, on_progress=progress)
+            assert other_done is not None
+            await other_done
+        finally:
+            await other.close()
+    assert counts == StateCounts(done=200)
+    assert seen[-1] == StateCounts(done=200)  # this worker's 180 rows and the other's 20
