@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 from aicc_async.redis_state import RedisState
-from aicc_async.testing import FakeAICC
+from aicc_async.testing import FakeAICC, peak_per_second
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "redis"))
 from conftest import CLIENT  # noqa: E402 - the tests' client process
-from test_shared_processes import peak_per_second  # noqa: E402
 
 VOICE = "createVoiceNotification"
 

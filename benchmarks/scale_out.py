@@ -36,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from servers import Fake, postgresql, redis
 
+from aicc_async.testing import peak_per_second
+
 AICC = [sys.executable, "-c", "import sys; from aicc_async.cli import main; sys.exit(main())"]
 VOICE = "createVoiceNotification"
 
@@ -47,17 +49,6 @@ def write_contacts(path: Path, rows: int) -> Path:
         for i in range(rows):
             writer.writerow([i, f"139{i:08d}", f"Hello contact {i}, this is a test."])
     return path
-
-
-def peak_per_second(times: list[float]) -> int:
-    """The most arrivals in any one-second window [t, t + 1)."""
-    times = sorted(times)
-    peak, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - 1.0:
-            start += 1
-        peak = max(peak, end - start + 1)
-    return peak
 
 
 def run_workers(

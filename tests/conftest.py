@@ -11,10 +11,14 @@ The ``fake_aicc`` fixture comes from the package's own pytest plugin
   password in messages is tested against it). A missing binary skips the tests that
   use it locally and fails them in CI (``CI=true``).
 * ``postgresql_dsn``: that DSN; ``campaign_name``: a campaign name no other test uses.
+* ``redis_server`` (session): a real ``redis-server`` on a free 127.0.0.1 port, no
+  persistence, in a temporary directory (skipped locally without the binary, failed in
+  CI); ``redis_url``: its URL, emptied before each test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import inspect
 import itertools
@@ -175,3 +179,58 @@ _campaigns = itertools.count()
 def campaign_name(request: pytest.FixtureRequest) -> str:
     """A campaign name of its own for each test (the server is shared by the session)."""
     return f"t{next(_campaigns)}-{request.node.name[:40]}-{os.getpid()}"
+
+
+# --- a real redis-server for the state shared across processes --------------------------
+
+_REDIS_START_TIMEOUT = 10.0
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI must run the Redis tests")
+        pytest.skip(reason)
+    directory = tmp_path_factory.mktemp("redis")
+    port = _free_tcp_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + _REDIS_START_TIMEOUT
+        while not _ping(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"redis-server did not answer PING on port {port}")
+            time.sleep(0.02)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    import redis
+
+    with contextlib.closing(redis.Redis.from_url(redis_server)) as client:
+        client.flushall()
+    return redis_server

@@ -21,19 +21,18 @@ import asyncio
 import collections
 import csv
 import json
-import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+
+from aicc_async.testing import peak_per_second
 
 KEY = "cli-test-shared-key-0123456789abcdef"
 
@@ -271,48 +270,6 @@ def test_another_input_is_refused_and_ctrl_c_stops_one_worker_only(
 
 
 # -- workers sharing a tenant through Redis ------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A ``redis-server`` of this module's own on 127.0.0.1 (no persistence)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        reason = "redis-server is not installed (apt-get install redis-server)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: CI must run the Redis tests")
-        pytest.skip(reason)
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", tmp_path_factory.mktemp("redis")],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                assert proc.poll() is None, "redis-server stopped"
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def peak_per_second(times: list[float]) -> int:
-    """The most arrivals in any one-second window [t, t + 1)."""
-    times = sorted(times)
-    peak, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - 1.0:
-            start += 1
-        peak = max(peak, end - start + 1)
-    return peak
 
 
 @pytest.mark.asyncio

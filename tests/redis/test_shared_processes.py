@@ -8,21 +8,10 @@ from typing import Any
 
 import pytest
 
-from aicc_async.testing import FakeAICC
+from aicc_async.testing import FakeAICC, peak_per_second
 
 VOICE = "createVoiceNotification"
 Run = Callable[..., Awaitable[list[dict[str, Any]]]]
-
-
-def peak_per_second(times: list[float]) -> int:
-    """The most arrivals in any one-second window [t, t + 1)."""
-    times = sorted(times)
-    peak, start = 0, 0
-    for end, t in enumerate(times):
-        while times[start] <= t - 1.0:
-            start += 1
-        peak = max(peak, end - start + 1)
-    return peak
 
 
 @pytest.mark.asyncio
@@ -53,8 +42,3 @@ async def test_three_processes_share_one_rate_cap(
     # Each process alone would send 20/s: three at once, up to 60/s.
     assert peak_per_second(times) <= rate + 2
     assert fake_aicc.token_requests == 1
-
-
-def test_peak_per_second_counts_a_sliding_window() -> None:
-    assert peak_per_second([0.0, 0.5, 0.99, 1.0, 1.2, 3.0]) == 4
-    assert peak_per_second([0.0, 1.0, 2.0]) == 1

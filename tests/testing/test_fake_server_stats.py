@@ -12,7 +12,7 @@ import pytest
 from fake_http import STATS_PATH, TOKEN, TOKEN_PATH, VOICE, VOICE_PATH, counts, get_stats
 
 from aicc_async import AICCBusinessError, RetryPolicy
-from aicc_async.testing import FakeAICC, Fault
+from aicc_async.testing import FakeAICC, Fault, peak_per_second
 
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)
 
@@ -176,3 +176,9 @@ async def test_stats_route_gets_no_faults(session: aiohttp.ClientSession) -> Non
         with pytest.raises(aiohttp.ClientError):
             await post_voice(session, fake, token)
         assert fake.requests[-1].fault is Fault.RESET_BEFORE_PROCESSING
+
+
+def test_peak_per_second_counts_a_sliding_window() -> None:
+    assert peak_per_second([3.0, 0.0, 0.5, 0.99, 1.0, 1.2]) == 4  # [0.5, 1.5): 0.5 .. 1.2
+    assert peak_per_second([0.0, 1.0, 2.0]) == 1
+    assert peak_per_second([]) == 0
