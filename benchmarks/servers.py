@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -43,49 +42,8 @@ def postgresql() -> Iterator[str]:
     binaries = helpers.postgres_binaries()
     if binaries is None:
         raise SystemExit("PostgreSQL is not installed (apt-get install postgresql)")
-    password = helpers.PG_PASSWORD
-    directory = Path(tempfile.mkdtemp(prefix="aicc-bench-pg-"))
-    drop = helpers._unprivileged()
-    (directory / "password").write_text(password)
-    if drop:
-        for path in (directory, directory / "password"):
-            os.chown(path, drop["user"], drop["group"])
-    port = helpers._free_tcp_port()
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        subprocess.run(
-            [binaries / "initdb", "-D", directory / "data", "-U", "aicc", "--pwfile",
-             directory / "password", "--auth", "scram-sha-256", "-E", "UTF8", "--locale", "C",
-             "--no-sync"],
-            check=True, capture_output=True, cwd=directory, **drop,
-        )  # fmt: skip
-        proc = subprocess.Popen(
-            [binaries / "postgres", "-D", directory / "data", "-h", "127.0.0.1", "-p", str(port),
-             "-k", directory, "-c", "fsync=off", "-c", "full_page_writes=off",
-             "-c", "synchronous_commit=off", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=directory, **drop,
-        )  # fmt: skip
-        deadline = time.monotonic() + _START_TIMEOUT
-        ready = [binaries / "pg_isready", "-h", "127.0.0.1", "-p", str(port), "-q"]
-        while subprocess.run(ready, check=False).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"PostgreSQL did not start on port {port}")
-            time.sleep(0.05)
-        subprocess.run(
-            [binaries / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "aicc", "-d",
-             "postgres", "-q", "-c", "CREATE DATABASE aicc"],
-            check=True, capture_output=True, env={**os.environ, "PGPASSWORD": password},
-        )  # fmt: skip
-        yield f"postgresql://aicc:{password}@127.0.0.1:{port}/aicc"
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(directory, ignore_errors=True)
+    with helpers.running_postgresql(binaries) as dsn:
+        yield dsn
 
 
 @contextlib.contextmanager

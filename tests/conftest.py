@@ -104,14 +104,11 @@ def _unprivileged() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-@pytest.fixture(scope="session")
-def postgresql_server() -> Iterator[str]:
-    binaries = postgres_binaries()
-    if binaries is None:
-        reason = "PostgreSQL is not installed (apt-get install postgresql)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: CI must run the PostgreSQL tests")
-        pytest.skip(reason)
+@contextlib.contextmanager
+def running_postgresql(binaries: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL started from ``binaries`` (as ``nobody`` when root);
+    yields the DSN of its database ``aicc``. Raises ``RuntimeError`` if it does not
+    start. The benchmarks start theirs with it too."""
     # Not under pytest's tmp_path: its parents are 0700 root, out of nobody's reach.
     directory = Path(tempfile.mkdtemp(prefix="aicc-pg-"))
     data, password_file = directory / "data", directory / "password"
@@ -145,8 +142,9 @@ def postgresql_server() -> Iterator[str]:
             if ready.returncode == 0:
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
-                log = (directory / "log").read_text(errors="replace")
-                pytest.fail(f"PostgreSQL did not start on port {port}:\n{log}")
+                log.flush()
+                said = (directory / "log").read_text(errors="replace")
+                raise RuntimeError(f"PostgreSQL did not start on port {port}:\n{said}")
             time.sleep(0.05)
         env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
         subprocess.run(
@@ -165,6 +163,18 @@ def postgresql_server() -> Iterator[str]:
                 proc.wait()
         log.close()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[str]:
+    binaries = postgres_binaries()
+    if binaries is None:
+        reason = "PostgreSQL is not installed (apt-get install postgresql)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}: CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    with running_postgresql(binaries) as dsn:  # a RuntimeError fails every test using it
+        yield dsn
 
 
 @pytest.fixture
