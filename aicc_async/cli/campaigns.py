@@ -368,7 +368,7 @@ async def _load_and_send(
     signals.soft = soft
     try:
         async with client() as aicc:
-            await campaign.run(
+            counts = await campaign.run(
                 aicc,
                 concurrency=options.concurrency,
                 rate=options.rate,
@@ -382,6 +382,7 @@ async def _load_and_send(
                 source=rows.path if stream else None,
                 on_load=progress.loading if stream else None,
             )
+        progress.sending(counts)  # the end: with other workers, theirs counted too
         if stream and campaign.loaded is not None:
             progress.loaded(campaign.loaded.read)
             _say_loaded(terminal, campaign.loaded, rows.path)

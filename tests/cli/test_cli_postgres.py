@@ -299,6 +299,8 @@ async def test_workers_sharing_redis_hold_one_rate_cap_and_one_token(
         output = (out + err).decode()
         assert worker.returncode == 0, output
         assert password_of(postgresql_dsn) not in output
+        # Each worker's progress bar ends with the whole campaign, the other's rows too.
+        assert f"{n}/{n}" in err.decode(), output
 
     times = [r.time for r in fake_aicc.received("createVoiceNotification")]
     assert len(times) == n
