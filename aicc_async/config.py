@@ -27,7 +27,7 @@ from aicc_async._constants import (
     RETRY_COST,
     TOKEN_PATH,
 )
-from aicc_async.errors import AICCValidationError, invalid, is_int, is_number
+from aicc_async.errors import AICCValidationError, invalid, is_int, is_number, masked_url
 from aicc_async.retry import RetryPolicy
 
 __all__ = [
@@ -138,12 +138,7 @@ def _proxy(value: object) -> str | None:
 
 def _redacted_url(value: str | None) -> str:
     """A URL for a repr: any ``user:password@`` is replaced by ``***@``."""
-    if value is None:
-        return "None"
-    parts = urlsplit(value)
-    if "@" in parts.netloc:
-        value = parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
-    return repr(value)
+    return "None" if value is None else repr(masked_url(value))
 
 
 #: Headers the SDK sets itself; ``default_headers`` may not set them.

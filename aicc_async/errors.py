@@ -24,6 +24,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from multidict import CIMultiDictProxy
@@ -66,6 +67,14 @@ class Sent(str, enum.Enum):
 def invalid(field: str, message: str, *, endpoint: str | None = None) -> AICCValidationError:
     """The error for a bad ``field`` (``"field: message"``), for ``endpoint`` if given."""
     return AICCValidationError(f"{field}: {message}", field=field, endpoint=endpoint)
+
+
+def masked_url(url: str) -> str:
+    """``url`` as messages and reprs may show it: any ``user:password@`` becomes ``***@``."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+    return url
 
 
 def is_number(value: object) -> TypeGuard[int | float]:

@@ -28,16 +28,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from aicc_async.auth import AccessToken
-from aicc_async.errors import AICCConnectionError, AICCValidationError
+from aicc_async.errors import AICCConnectionError, AICCValidationError, masked_url
 from aicc_async.throttle import RateCap
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["REDIS_FALLBACKS", "RedisRateCap", "RedisState", "masked_redis_url"]
+__all__ = ["REDIS_FALLBACKS", "RedisRateCap", "RedisState"]
 
 logger = logging.getLogger("aicc_async")
 
@@ -83,14 +82,6 @@ return 0
 """
 
 
-def masked_redis_url(url: str) -> str:
-    """``url`` with any password (and user name) replaced by ``***``."""
-    parts = urlsplit(url)
-    if "@" in parts.netloc:
-        return parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
-    return url
-
-
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
@@ -127,7 +118,7 @@ class RedisState:
                 field="redis_url",
             ) from None
         self.url = url
-        self.shown = masked_redis_url(url)
+        self.shown = masked_url(url)
         self._fallback = fallback
         self._clock = clock
         self._lock_timeout = lock_timeout
