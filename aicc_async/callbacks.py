@@ -39,7 +39,7 @@ import attrs
 from aiohttp import web
 
 from aicc_async._wire import converter, wire_field
-from aicc_async.errors import AICCValidationError
+from aicc_async.errors import AICCValidationError, is_int
 
 __all__ = [
     "RELEASE_REASONS",
@@ -219,7 +219,7 @@ SeenCheck = Callable[[str], Awaitable[bool]]
 
 def _identifier(value: object) -> str | None:
     """``callSerialNo`` / ``called`` as a non-empty string (JSON integers accepted)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         return str(value)
     if isinstance(value, str) and value.strip():
         return value
@@ -228,7 +228,7 @@ def _identifier(value: object) -> str | None:
 
 def _epoch_seconds(value: object) -> float | None:
     """A timestamp in seconds or milliseconds (digits, as a string or an integer)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_int(value):
         number = value
     elif isinstance(value, str) and value.isascii() and value.isdigit():
         number = int(value)

@@ -75,6 +75,7 @@ from aicc_async.errors import (
     AICCValidationError,
     CampaignError,
     JournalError,
+    is_number,
 )
 from aicc_async.throttle import RateCap
 
@@ -631,11 +632,7 @@ class Campaign:
             )
         pacer = None
         if rate is not None:
-            if (
-                isinstance(rate, bool)
-                or not isinstance(rate, (int, float))
-                or not (math.isfinite(rate) and rate > 0)
-            ):
+            if not is_number(rate) or not (math.isfinite(rate) and rate > 0):
                 raise AICCValidationError(
                     f"rate: must be a number of rows per second > 0, got {rate!r}", field="rate"
                 )

@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
-from aicc_async.errors import AICCValidationError, CampaignError
+from aicc_async.errors import AICCValidationError, CampaignError, is_number
 
 __all__ = [
     "DEFAULT_LEASE",
@@ -387,11 +387,7 @@ def check_campaign_name(name: object) -> str:
 def check_lease(lease: object) -> float:
     """``lease`` as seconds if it is a finite number > 0; ``AICCValidationError``
     (``field="lease"``) otherwise."""
-    if (
-        isinstance(lease, bool)
-        or not isinstance(lease, (int, float))
-        or not (math.isfinite(lease) and lease > 0)
-    ):
+    if not is_number(lease) or not (math.isfinite(lease) and lease > 0):
         raise AICCValidationError(
             f"lease: must be a number of seconds > 0, got {lease!r}", field="lease"
         )
