@@ -12,13 +12,22 @@ then runs, each in its own process:
   same number of workers (no journal). ``aicc`` minus ``sdk`` is what the campaign
   machinery (journal, engine) costs; ``sdk`` minus ``raw`` what the request path does.
 
-It prints rows per second, the ratio to raw, the CPU time each client process used
-(user + system, from ``wait4``: on a machine other work shares, a steadier figure
-than the wall time) per row and as a ratio to raw, and the peak RSS of each process
-(``ru_maxrss``). With 2+ cores the server runs on core 1 and the client on core 0.
+It prints rows per second, the ratio to raw (of the medians, and ``paired``: the
+median of each round's own ratio, raw and the client having run one after the other,
+which a busy spell on a shared machine moves less), the CPU time each client process
+used (user + system, from ``wait4``: on a machine other work shares, a steadier
+figure than the wall time) per row and as a ratio to raw, and the peak RSS of each
+process (``ru_maxrss``). With 2+ cores the server runs on core 1 and the client on core 0.
 The journal file size is printed too.
 
-    python benchmarks/campaign.py [--rows 100000 1000000] [--concurrency 100] [--rounds 3] [--sdk]
+With ``--journal-cost`` it also measures the SQLite journal on its own, in a process
+on the client's core: the CPU a row's journal work takes (its load, its ``sending``
+mark and its outcome, each commit synced as in a run), at the engine's smallest
+batch (a tenth of the concurrency) and at half the concurrency, as a share of raw
+aiohttp's CPU per row. That is the part of the gap to raw no engine change removes.
+
+    python benchmarks/campaign.py [--rows 100000 1000000] [--concurrency 100] [--rounds 3]
+                                  [--sdk] [--journal-cost]
 """
 
 from __future__ import annotations
@@ -97,6 +106,61 @@ async def main(url, key, secret, path, concurrency):
 asyncio.run(main(*sys.argv[1:5], int(sys.argv[5])))
 """
 
+JOURNAL_CLIENT = r"""
+import asyncio, hashlib, json, sys, time
+from pathlib import Path
+import attrs
+from aicc_async.bulk.journal import Finished, Journal, LoadedRow
+from aicc_async.bulk.sqlite_journal import SQLiteJournal
+from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest
+
+async def main(path, rows, batch):
+    journal = await SQLiteJournal.open(Path(path), "voice_notification")
+    cpu = {"load": 0.0, "send": 0.0}
+    load, _ = await journal.begin_load(None, stream=True)  # a new campaign: synced
+    for first in range(0, rows, 2000):
+        loaded = []
+        for i in range(first, min(first + 2000, rows)):
+            request = CreateVoiceNotificationRequest(f"139{i:08d}", "$Your parcel arrives today$")
+            payload = Journal.dumps(attrs.asdict(request))  # the row as a campaign loads it
+            digest = hashlib.sha256(f"request:{payload}".encode()).hexdigest()[:32]
+            loaded.append(LoadedRow(f"C{i:07d}", digest, "pending", payload, number=f"139{i:08d}"))
+        start = time.process_time()
+        await journal.load(loaded, load)
+        cpu["load"] += time.process_time() - start
+    start = time.process_time()
+    await journal.end_load(load, 0, None)
+    after, finished = 0, []
+    while True:  # each commit records a batch of outcomes and claims as many rows
+        claim = await journal.commit(finished, batch, after, once_per_number=True)
+        after = claim.cursor
+        if not claim.rows and not finished:
+            break
+        finished = [Finished(c.seq, "done", reference=str(10**9 + c.seq)) for c in claim.rows]
+    cpu["send"] = time.process_time() - start
+    await journal.close()
+    print(json.dumps({k: 1e6 * v / rows for k, v in cpu.items()}))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def journal_cost(tmp: str, rows: int, batch: int) -> dict[str, float]:
+    """µs of CPU per row the SQLite journal alone takes (``load``, ``send``), on core 0."""
+    path = Path(tmp, f"journal-cost-{batch}.db")
+    out = subprocess.run(
+        [sys.executable, "-c", JOURNAL_CLIENT, str(path), str(rows), str(batch)],
+        check=True,
+        capture_output=True,
+        text=True,
+        preexec_fn=(lambda: os.sched_setaffinity(0, {0})) if PIN else None,
+    ).stdout
+    for name in os.listdir(tmp):
+        if name.startswith(path.name):
+            os.unlink(Path(tmp, name))
+    costs: dict[str, float] = json.loads(out)
+    return costs
+
 
 def write_contacts(path: Path, rows: int) -> None:
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -168,15 +232,20 @@ class Runs:
 
     def line(self, rows: int, raw: Runs | None) -> str:
         wall, cpu = statistics.median(self.walls), statistics.median(self.cpus)
-        ratio = cpu_ratio = ""
+        ratio = cpu_ratio = paired = ""
         if raw is not None and raw.walls and raw is not self:
             ratio = f"{wall / statistics.median(raw.walls):.2f}"
             cpu_ratio = f"{cpu / statistics.median(raw.cpus):.2f}"
+            # Each round runs raw and this client one after the other: the median of
+            # the rounds' own ratios moves less with a busy spell than the ratio of
+            # the medians does.
+            rounds = zip(self.walls, raw.walls, strict=True)
+            paired = f"{statistics.median(mine / floor for mine, floor in rounds):.2f}"
         first = f"{statistics.median(self.firsts):.2f} s" if self.firsts else ""
         return (
             f"{rows:>9,} {self.what:>5} {wall:>8.1f} {rows / wall:>7,.0f} {ratio:>6} "
-            f"{cpu:>6.1f} {1e6 * cpu / rows:>7.0f} {cpu_ratio:>6} {self.rss:>6,.0f} MiB "
-            f"{first:>9}"
+            f"{paired:>6} {cpu:>6.1f} {1e6 * cpu / rows:>7.0f} {cpu_ratio:>6} "
+            f"{self.rss:>6,.0f} MiB {first:>9}"
         )
 
 
@@ -210,13 +279,16 @@ def main() -> None:
     parser.add_argument(
         "--sdk", action="store_true", help="also run the SDK without a campaign (no journal)"
     )
+    parser.add_argument(
+        "--journal-cost", action="store_true", help="also measure the SQLite journal alone"
+    )
     args = parser.parse_args()
     print(
         f"cores: {os.cpu_count()}, pinned: {PIN}, concurrency: {args.concurrency}, "
         f"rounds: {args.rounds} (medians; the clients alternate, each on a fresh server)"
     )
     print(
-        f"{'rows':>9} {'what':>5} {'seconds':>8} {'rows/s':>7} {'ratio':>6} "
+        f"{'rows':>9} {'what':>5} {'seconds':>8} {'rows/s':>7} {'ratio':>6} {'paired':>6} "
         f"{'CPU s':>6} {'µs/row':>7} {'ratio':>6} {'peak RSS':>10} {'first req':>9}"
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -266,6 +338,17 @@ def main() -> None:
             for runs in (raw, sdk, aicc):
                 if runs.walls:
                     print(runs.line(rows, raw))
+            if args.journal_cost and raw.cpus:
+                raw_row = 1e6 * statistics.median(raw.cpus) / rows
+                for batch in (max(1, args.concurrency // 10), max(1, args.concurrency // 2)):
+                    costs = [journal_cost(tmp, rows, batch) for _ in range(args.rounds)]
+                    load = statistics.median(c["load"] for c in costs)
+                    send = statistics.median(c["send"] for c in costs)
+                    print(
+                        f"          journal alone, commits of {batch} rows: load {load:.1f} + "
+                        f"mark and record {send:.1f} = {load + send:.1f} µs/row, "
+                        f"{(load + send) / raw_row:.0%} of raw's CPU per row"
+                    )
             print(f"          journal {journal_size:,.0f} MiB; rounds (wall s): ", end="")
             print(
                 ", ".join(
