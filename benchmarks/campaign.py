@@ -22,9 +22,9 @@ The journal file size is printed too.
 
 With ``--journal-cost`` it also measures the SQLite journal on its own, in a process
 on the client's core: the CPU a row's journal work takes (its load, its ``sending``
-mark and its outcome, each commit synced as in a run), at the engine's smallest
-batch (a tenth of the concurrency) and at half the concurrency, as a share of raw
-aiohttp's CPU per row. That is the part of the gap to raw no engine change removes.
+mark and its outcome, each commit synced as in a run), in commits of the batch the
+engine waits for (a tenth of the concurrency) and of half the concurrency, as a share
+of raw aiohttp's CPU per row. That is the part of the gap to raw no engine change removes.
 
     python benchmarks/campaign.py [--rows 100000 1000000] [--concurrency 100] [--rounds 3]
                                   [--sdk] [--journal-cost]
