@@ -146,19 +146,19 @@ async def run_campaign(
     terminal: Terminal,
     kind: CampaignKind,
     source: Path,
-    journal: Path | JournalAt,
+    where: JournalAt,
     options: Options,
     *,
     sandbox: FakeAICC | None,
 ) -> int:
-    """Load ``source`` into ``journal`` and send its pending rows; returns the exit status.
+    """Load ``source`` into the journal ``where`` and send its pending rows; returns the
+    exit status.
 
     With ``sandbox`` the rows go to that FakeAICC; otherwise to the tenant the
     environment names (checked before anything is read). On a PostgreSQL journal
     this process is one worker of the campaign: the status and report are the whole
     campaign's, once no row is in flight on any worker.
     """
-    where = journal if isinstance(journal, JournalAt) else JournalAt(journal)
     group = KINDS[kind].group
     client_options = options.client_options(group)
     config = None

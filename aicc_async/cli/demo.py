@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aicc_async.bulk.csv_files import CampaignFile
 from aicc_async.cli.campaigns import Callbacks, Options, run_campaign
+from aicc_async.cli.journals import JournalAt
 from aicc_async.cli.terminal import INTERRUPTED, OK, Terminal
 from aicc_async.config import DEFAULT_LIMITS
 from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest
@@ -70,7 +71,7 @@ async def run_demo(terminal: Terminal, journal: Path | None) -> int:
             terminal,
             "voice_notification",
             contacts,
-            path,
+            JournalAt(path),
             options,
             sandbox=_busy_tenant(contacts, key),
         )

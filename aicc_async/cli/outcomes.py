@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import attrs
 from aiohttp import web
@@ -109,14 +108,13 @@ async def wait_for_outcomes(
 
 async def run_listener(
     terminal: Terminal,
-    journal: Path | JournalAt,
+    at: JournalAt,
     address: tuple[str, int],
     shared_key: str | None,
     allow_unsigned: bool,
 ) -> int:
-    """``aicc listen``: record release events in ``journal`` until Ctrl-C; returns the
-    exit status."""
-    at = journal if isinstance(journal, JournalAt) else JournalAt(journal)
+    """``aicc listen``: record release events in the journal ``at`` until Ctrl-C;
+    returns the exit status."""
     host, port = address
     with Signals():
         try:
