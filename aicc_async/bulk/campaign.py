@@ -57,10 +57,10 @@ from aicc_async.bulk.journal import (
     Problem,
     StateCounts,
     Target,
+    campaign_location,
     check_campaign_name,
     check_lease,
     is_dsn,
-    mask_dsn,
     open_journal,
 )
 from aicc_async.callbacks import CallbackReceiver, ReleaseEvent
@@ -318,7 +318,7 @@ class Campaign:
                     field="campaign",
                 )
             self._open_at = location
-            self._location = f"{mask_dsn(location)} (campaign {check_campaign_name(campaign)!r})"
+            self._location = campaign_location(location, check_campaign_name(campaign))
         else:
             if campaign is not None:
                 raise AICCValidationError(

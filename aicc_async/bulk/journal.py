@@ -51,6 +51,7 @@ __all__ = [
     "Problem",
     "StateCounts",
     "Target",
+    "campaign_location",
     "check_campaign_name",
     "check_lease",
     "is_dsn",
@@ -364,6 +365,12 @@ def mask_dsn(dsn: str) -> str:
         return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
     except ValueError:
         return "postgresql://***"
+
+
+def campaign_location(dsn: str, name: str) -> str:
+    """How messages name the campaign ``name`` in the PostgreSQL journal at ``dsn``
+    (its password masked)."""
+    return f"{mask_dsn(dsn)} (campaign {name!r})"
 
 
 def check_campaign_name(name: object) -> str:

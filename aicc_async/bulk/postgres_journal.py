@@ -57,6 +57,7 @@ from aicc_async.bulk.journal import (
     LoadedRow,
     Mode,
     State,
+    campaign_location,
     checked_kind,
     mask_dsn,
 )
@@ -236,7 +237,7 @@ class PostgresJournal(SQLJournal):
         lease: float,
         beat: _PgDb | None,
     ) -> None:
-        super().__init__(db, kind, mode, f"{mask_dsn(dsn)} (campaign {name!r})")
+        super().__init__(db, kind, mode, campaign_location(dsn, name))
         self.name = name
         self.worker = worker
         """This worker's id (host:pid:random) in ``aicc_workers``."""
@@ -287,13 +288,12 @@ class PostgresJournal(SQLJournal):
         (naming host:port, never the password), ``CampaignError`` if the campaign is
         missing, of another kind or of another format.
         """
-        masked = mask_dsn(dsn)
-        location = f"{masked} (campaign {name!r})"
+        masked, location = mask_dsn(dsn), campaign_location(dsn, name)
         worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         db = await asyncio.to_thread(cls._connect, dsn, mode)
         beat: _PgDb | None = None
         try:
-            found = await asyncio.to_thread(cls._prepare, db, name, kind, mode, masked)
+            found = await asyncio.to_thread(cls._prepare, db, name, kind, mode, masked, location)
             if mode == "run":
                 beat = await asyncio.to_thread(cls._connect, dsn, mode)
                 await asyncio.to_thread(cls._register, db, name, worker, lease)
@@ -342,9 +342,12 @@ class PostgresJournal(SQLJournal):
         return _PgDb(conn)
 
     @staticmethod
-    def _prepare(db: _PgDb, name: str, kind: str | None, mode: Mode, masked: str) -> str:
+    def _prepare(
+        db: _PgDb, name: str, kind: str | None, mode: Mode, masked: str, location: str
+    ) -> str:
         """Create the tables (``run`` mode) and the campaign (if ``kind``), check its
-        kind and format, and create this session's views of it."""
+        kind and format, and create this session's views of it (``masked``: the DSN,
+        ``location``: the campaign, as messages name them)."""
         db.execute("BEGIN")
         try:
             exists = db.execute("SELECT to_regclass('aicc_campaigns') IS NOT NULL").fetchone()[0]
@@ -373,8 +376,7 @@ class PostgresJournal(SQLJournal):
                 held = db.execute(
                     "SELECT kind, version FROM aicc_campaigns WHERE name = ?", (name,)
                 ).fetchone()
-            where = f"{masked} (campaign {name!r})"
-            found = checked_kind(where, kind, (str(held[0]), int(held[1])), SCHEMA_VERSION)
+            found = checked_kind(location, kind, (str(held[0]), int(held[1])), SCHEMA_VERSION)
             literal = sql.Literal(name).as_string(db.conn)
             for view in _VIEWS:
                 db.execute(view.format(name=literal))

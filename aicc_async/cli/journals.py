@@ -11,7 +11,13 @@ from typing import Any
 import attrs
 
 from aicc_async.bulk import Campaign, CampaignKind
-from aicc_async.bulk.journal import DEFAULT_LEASE, check_campaign_name, is_dsn, mask_dsn
+from aicc_async.bulk.journal import (
+    DEFAULT_LEASE,
+    campaign_location,
+    check_campaign_name,
+    is_dsn,
+    mask_dsn,
+)
 from aicc_async.cli.terminal import Terminal
 from aicc_async.errors import AICCValidationError
 
@@ -42,7 +48,8 @@ class JournalAt:
         """The journal as messages name it (a DSN's password masked)."""
         if isinstance(self.location, Path):
             return str(self.location)
-        return f"{mask_dsn(self.location)} (campaign {self.campaign!r})"
+        assert self.campaign is not None
+        return campaign_location(self.location, self.campaign)
 
     @property
     def argument(self) -> str:
