@@ -103,4 +103,4 @@ __all__ = [
     "verify_signature",
 ]
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
