@@ -42,8 +42,8 @@ class WriteBackResultRequest:
         vdn_id: VCC ID (integer).
         unique_id: the outbound call data's unique ID: AICC's key for this row.
         service_id: the outbound task's keyword.
-        status, phone_number, fail_code, asr_result, fetch_time, write_start_time,
-            end_call_time, call_id: optional strings (``""`` is sent as ``""``).
+        status, phone_number, fail_code, asr_result: optional strings (``""`` is sent as ``""``).
+        fetch_time, write_start_time, end_call_time, call_id: optional strings, likewise.
         device_type: optional outbound device type (integer).
     """
 
