@@ -1,5 +1,6 @@
 """Every default of the client, in one place (``client.py``, ``config.py`` and
-``retry.py`` import them; the README's option table quotes them)."""
+``retry.py`` import them; the option table of docs/guides/async-services.md quotes
+them)."""
 
 from __future__ import annotations
 

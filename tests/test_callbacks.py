@@ -811,14 +811,14 @@ async def test_the_key_signature_and_full_number_never_reach_the_logs(
             assert CALLED not in text
 
 
-# --------------------------------------------------------------------------- README
+# --------------------------------------------------------------------------- the guide
 
 
-def test_readme_call_outcomes_example_runs_as_pasted() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Call outcomes\n", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert match, "no python block under '## Call outcomes'"
+def test_the_guides_receiver_example_runs_as_pasted() -> None:
+    guide = Path(__file__).parent.parent / "docs" / "guides" / "call-outcomes.md"
+    section = guide.read_text(encoding="utf-8").split("\n## In an aiohttp app\n", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.DOTALL)
+    assert match, "no python block under '## In an aiohttp app'"
     done = subprocess.run(
         [sys.executable, "-c", match.group(1)],
         capture_output=True,
