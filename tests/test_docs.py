@@ -179,7 +179,6 @@ def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]
             "--python-version=3.10",
             "--follow-imports=silent",
             "--no-error-summary",
-            "--ignore-missing-imports",
             f"--cache-dir={folder / '.mypy_cache'}",
             *(str(folder / name) for name in files),
         ]
