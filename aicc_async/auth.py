@@ -30,7 +30,13 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 import attrs
 
 from aicc_async._wire import ResponseInfo
-from aicc_async.errors import AICCAuthError, AICCConnectionError, AICCError, AICCHTTPError
+from aicc_async.errors import (
+    AICCAuthError,
+    AICCConnectionError,
+    AICCError,
+    AICCHTTPError,
+    AICCTransportError,
+)
 
 __all__ = [
     "HEADER_TOKEN",
@@ -458,7 +464,7 @@ async def token_for(name: str, get: Callable[[], Awaitable[str]]) -> str:
     """
     try:
         return await get()
-    except (AICCConnectionError, AICCHTTPError) as exc:
+    except (AICCTransportError, AICCHTTPError) as exc:
         raise AICCConnectionError(
             f"{name} was not sent: no token could be obtained ({exc.message})",
             endpoint=name,

@@ -391,8 +391,8 @@ async def _load_and_send(
     except AICCAuthError as exc:
         terminal.fail(f"{exc.message}. The rows not sent stay pending.")
         return BAD_USAGE
-    except CampaignError:
-        raise
+    except (CampaignError, JournalError):
+        raise  # the caller says what became of the journal
     except AICCError as exc:  # unreachable, or a failure the SDK did not expect
         terminal.fail(
             f"{exc.message} Stopped; the rows not sent stay pending: run the same command "
