@@ -14,16 +14,14 @@ the replay after a rejected one) are ``auth.TokenAuth``'s flow, retries
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
-from collections import deque
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import aiohttp
 import attrs
 
+from aicc_async._masking import Redactor
 from aicc_async._wire import (
     ResponseInfo,
     code_of,
@@ -73,10 +71,6 @@ ResultT = TypeVar("ResultT")
 
 logger = logging.getLogger("aicc_async")
 
-_EXCERPT = 300
-_MIN_SECRET = 6  # shorter values are not masked: they would mangle ordinary text
-_TAGS = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
 _CHUNK = 65536
 _REDIRECT_ADVICE = "AICC answered with a redirect, which the SDK never follows: check base_url"
 _HTTP_ADVICE = {
@@ -130,26 +124,6 @@ class _TooLarge(Exception):
     """An answer went past ``max_response_bytes`` (raised inside ``_exchange``)."""
 
 
-def _escapes(ch: str) -> list[str]:
-    """Regex alternatives for one character as JSON may write it."""
-    code = ord(ch)
-    if code > 0xFFFF:
-        code -= 0x10000
-        units = [0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)]
-    else:
-        units = [code]
-    forms = [re.escape(ch), "".join(f"\\\\u(?i:{unit:04x})" for unit in units)]
-    short = {"/": "/", '"': '"', "\\": "\\\\", "\n": "n", "\r": "r", "\t": "t"}.get(ch)
-    if short is not None:
-        forms.append(re.escape("\\" + short))
-    return forms
-
-
-def _secret_pattern(secret: str) -> str:
-    """A regex matching ``secret`` written plainly or with any JSON escapes."""
-    return "".join("(?:" + "|".join(_escapes(ch)) + ")" for ch in secret)
-
-
 class _Shared:
     """What a client shares with the clients derived from it (``with_options``): the
     connection pool, the AccessToken, the retry budget, its event loop and the
@@ -168,8 +142,8 @@ class _Shared:
         self.closed = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.budget = budget
-        #: ccmessaging-tokens sent or handed out lately, masked in error texts.
-        self.secrets: deque[str] = deque(maxlen=64)
+        #: Masks the app secret and the tokens in error texts (set once tokens exist).
+        self.redactor: Redactor
 
 
 class Transport:
@@ -193,8 +167,6 @@ class Transport:
         self._timeout = self._client_timeout(config.timeout)
         self._default_headers = dict(config.default_headers)
         self._headers: dict[str | None, dict[str, str]] = {}
-        self._mask_key: tuple[str, ...] = ()
-        self._mask_re: re.Pattern[str] | None = None
         if parent is None:
             budget = None if config.retry_budget is None else RetryBudget(config.retry_budget)
             redis = None
@@ -212,6 +184,7 @@ class Transport:
                 config.retry, self._token_attempt, self._log_retry, config.clock, budget
             )
             self.tokens = AccessTokenCache(token_request, config.clock, redis)
+            self._shared.redactor = Redactor(config.app_secret, self.tokens.recent)
             self.throttle = self._throttle(config)
         else:
             self._shared = parent._shared
@@ -221,7 +194,8 @@ class Transport:
                 parent.config.rate_limits,
             )
             self.throttle = parent.throttle if same else self._throttle(config)
-        self.auth = TokenAuth(self.tokens, config.clock, self)
+        self.redactor = self._shared.redactor
+        self.auth = TokenAuth(self.tokens, config.clock, self.redactor)
         self._business = Retrying(
             config.retry, self._attempt, self._log_retry, config.clock, self._shared.budget
         )
@@ -466,14 +440,14 @@ class Transport:
                 )  # fmt: skip
                 if sent.second is not None:
                     # The call's own token is never shown in an error message.
-                    answer = answer._replace(raw=self._mask_bytes(answer.raw, sent.second))
+                    answer = answer._replace(raw=self.redactor.mask_bytes(answer.raw, sent.second))
                 if auth.answered(name, answer, session_token, sent, replay=replay):
                     break
                 replay = True
         finally:
             if group is not None:
                 self.throttle.release(group)
-        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.mask)
+        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.redactor.mask)
         if 200 <= answer.status < 300:
             return self._decode(endpoint, info, answer.raw, retry_unsafe), info
         raise self._status_error(endpoint, info, answer.raw, retry_unsafe)
@@ -506,7 +480,7 @@ class Transport:
             raise self._maybe_retry(error, Failure.AMBIGUOUS, endpoint, retry_unsafe)
         if code == "0":
             return body
-        body = self._masked_body(raw, body)
+        body = self.redactor.masked_body(raw, body)
         description = body.get(endpoint.message_field)
         description = None if description is None else str(description)
         meaning = endpoint.codes.get(code)
@@ -554,7 +528,7 @@ class Transport:
             advice = _REDIRECT_ADVICE
         if failure is Failure.NOT_SENT:
             advice = "AICC is throttling; it did not process the request, so send it again later"
-        excerpt = self.excerpt(raw)
+        excerpt = self.redactor.excerpt(raw)
         message = f"{endpoint.name} failed with HTTP {status}: {advice}. Body: {excerpt!r}"
         if failure is Failure.NOT_SENT:
             error = AICCRateLimitError(
@@ -577,7 +551,7 @@ class Transport:
         raw: bytes,
         retry_after: float | None = None,
     ) -> AICCError:
-        excerpt = self.excerpt(raw)
+        excerpt = self.redactor.excerpt(raw)
         if endpoint.idempotent:
             shown = f"Body: {excerpt!r}" if raw else "No body shown."
             return AICCHTTPError(
@@ -660,7 +634,7 @@ class Transport:
             raise self._too_large(name, status, idempotent, exc.args[0]) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             failure = classify_exception(exc)
-            reason = self.mask(type(exc).__name__ + (f": {exc}" if str(exc) else ""))
+            reason = self.redactor.mask(type(exc).__name__ + (f": {exc}" if str(exc) else ""))
             error: AICCError
             if failure is Failure.NOT_SENT:
                 error = AICCConnectionError(
@@ -739,10 +713,14 @@ class Transport:
         answer = await self._exchange(
             TOKEN_ENDPOINT, cfg.token_endpoint, data, headers, idempotent=True, retry_unsafe=False
         )
-        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.mask)
+        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.redactor.mask)
         try:
             return read_token(
-                info, answer.raw, requested=cfg.token_ttl, started_at=started_at, redactor=self
+                info,
+                answer.raw,
+                requested=cfg.token_ttl,
+                started_at=started_at,
+                redactor=self.redactor,
             )
         except AICCError as error:
             retry_after = error.retry_after
@@ -751,72 +729,6 @@ class Transport:
             ):
                 raise RetryableAttempt(error, retry_after) from None
             raise
-
-    # -- masking -------------------------------------------------------------------------
-
-    def remember(self, value: str) -> None:
-        """Mask ``value`` (a ccmessaging-token) in error texts from now on."""
-        secrets = self._shared.secrets
-        if value not in secrets:
-            secrets.append(value)
-
-    def _pattern(self, *extra: str) -> re.Pattern[str] | None:
-        secrets = sorted(
-            {
-                s
-                for s in (
-                    self.config.app_secret,
-                    *self.tokens.recent,
-                    *self._shared.secrets,
-                    *extra,
-                )
-                if s and len(s) >= _MIN_SECRET
-            },
-            key=len,
-            reverse=True,
-        )
-        key = tuple(secrets)
-        if key != self._mask_key:
-            self._mask_key = key
-            self._mask_re = re.compile("|".join(map(_secret_pattern, secrets))) if key else None
-        return self._mask_re
-
-    def mask(self, text: str) -> str:
-        """``text`` with the app secret and every recent token masked, whether written
-        plainly or JSON-escaped (``\\u00e9``, ``\\/``)."""
-        pattern = self._pattern()
-        return text if pattern is None else pattern.sub("***", text)
-
-    def _mask_bytes(self, raw: bytes, secret: str) -> bytes:
-        """``raw`` with ``secret`` (and every other known secret) masked."""
-        pattern = self._pattern(secret)
-        if pattern is None:
-            return raw
-        text = raw.decode("utf-8", errors="replace")
-        masked = pattern.sub("***", text)
-        return raw if masked == text else masked.encode()
-
-    def _masked_body(self, raw: bytes, body: dict[str, Any]) -> dict[str, Any]:
-        """``body`` as parsed from ``raw`` with every known secret masked in it."""
-        text = raw.decode("utf-8", errors="replace")
-        masked = self.mask(text)
-        if masked == text:
-            return body
-        try:
-            again = json.loads(masked)
-        except (ValueError, RecursionError):
-            again = None
-        return again if isinstance(again, dict) else {"masked": self.excerpt(raw)}
-
-    def excerpt(self, body: bytes, *secrets: str | None) -> str:
-        """A short, tag-free excerpt of a server's answer, with the app secret, recent
-        tokens and ``secrets`` masked (masked before cutting, so no prefix leaks)."""
-        text = body[:65536].decode("utf-8", errors="replace")
-        pattern = self._pattern(*(s for s in secrets if s))
-        if pattern is not None:
-            text = pattern.sub("***", text)
-        text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
-        return text[:_EXCERPT]
 
     @staticmethod
     def _log_retry(details: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
+from aicc_async._masking import Redactor
 from aicc_async._wire import ResponseInfo
 from aicc_async.errors import (
     AICCAuthError,
@@ -47,7 +48,6 @@ __all__ = [
     "Answer",
     "Authorised",
     "MessagingTokenCache",
-    "Redactor",
     "SessionToken",
     "SharedTokens",
     "TokenAuth",
@@ -482,22 +482,6 @@ class Answer(NamedTuple):
     status: int
     headers: Mapping[str, str]
     raw: bytes
-
-
-class Redactor(Protocol):
-    """Masks secrets in what error texts show (the transport is one)."""
-
-    def mask(self, text: str) -> str:
-        """``text`` with every known secret masked."""
-        ...
-
-    def excerpt(self, body: bytes) -> str:
-        """A short text of ``body`` with every known secret masked."""
-        ...
-
-    def remember(self, value: str) -> None:
-        """Mask ``value`` too from now on."""
-        ...
 
 
 class Authorised(NamedTuple):
