@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 import attrs
 
+from aicc_async._failures import TRANSPORT_ERRORS, Failures, not_sent
 from aicc_async._masking import Redactor
 from aicc_async._wire import (
     ResponseInfo,
@@ -43,25 +44,12 @@ from aicc_async.auth import (
 )
 from aicc_async.config import ClientConfig, Timeout, to_timeout
 from aicc_async.errors import (
-    AICCBusinessError,
     AICCConnectionError,
     AICCError,
-    AICCHTTPError,
-    AICCOutcomeUnknownError,
-    AICCRateLimitError,
     AICCValidationError,
-    Sent,
 )
 from aicc_async.redis_state import RedisRateCap, RedisState
-from aicc_async.retry import (
-    Failure,
-    RetryableAttempt,
-    RetryBudget,
-    Retrying,
-    classify_exception,
-    classify_status,
-    may_retry,
-)
+from aicc_async.retry import RetryableAttempt, RetryBudget, Retrying
 from aicc_async.throttle import RateLimiter, Throttle
 
 __all__ = ["Endpoint", "ResponseInfo", "Transport"]
@@ -72,14 +60,6 @@ ResultT = TypeVar("ResultT")
 logger = logging.getLogger("aicc_async")
 
 _CHUNK = 65536
-_REDIRECT_ADVICE = "AICC answered with a redirect, which the SDK never follows: check base_url"
-_HTTP_ADVICE = {
-    400: "AICC called the request incorrect: check the path and parameters",
-    401: "AICC refused the authorisation: check that the app is subscribed to this service",
-    403: "AICC refused the authorisation: check the app key and its permissions",
-    404: "the path was not found: check base_url",
-    500: "AICC reported a business failure: check the values of the request's parameters",
-}
 
 
 @attrs.frozen
@@ -196,6 +176,7 @@ class Transport:
             self.throttle = parent.throttle if same else self._throttle(config)
         self.redactor = self._shared.redactor
         self.auth = TokenAuth(self.tokens, config.clock, self.redactor)
+        self.failures = Failures(self.redactor, config.retry.max_delay)
         self._business = Retrying(
             config.retry, self._attempt, self._log_retry, config.clock, self._shared.budget
         )
@@ -259,11 +240,8 @@ class Transport:
 
     @staticmethod
     def _closed_error(name: str) -> AICCConnectionError:
-        return AICCConnectionError(
-            f"{name} was not sent: this AICCClient is closed, so nothing was sent. "
-            "Create a new AICCClient.",
-            endpoint=name,
-            retry_safe=False,
+        return not_sent(
+            name, "this AICCClient is closed, so nothing was sent. Create a new AICCClient."
         )
 
     async def close(self) -> None:
@@ -332,13 +310,12 @@ class Transport:
         loop = asyncio.get_running_loop()
         if loop is not shared.loop:
             if shared.loop is not None:
-                raise AICCConnectionError(
-                    f"{endpoint.name} was not sent: this AICCClient was first used in another "
-                    "event loop (a second asyncio.run()?) and its connections, token and "
-                    "limits belong to that loop, so nothing was sent. Create one AICCClient "
-                    "per event loop, inside the loop that uses it.",
-                    endpoint=endpoint.name,
-                    retry_safe=False,
+                raise not_sent(
+                    endpoint.name,
+                    "this AICCClient was first used in another event loop (a second "
+                    "asyncio.run()?) and its connections, token and limits belong to that "
+                    "loop, so nothing was sent. Create one AICCClient per event loop, "
+                    "inside the loop that uses it.",
                 )
             shared.loop = loop
         return encode_json(body), client_timeout
@@ -401,12 +378,9 @@ class Transport:
         try:
             return structure_result(endpoint.result_type, payload, body, response)
         except Exception:
-            error = self._ambiguous(
-                endpoint, "answered success with a result the SDK cannot read",
-                status=response.status, raw=b"",
-            )  # fmt: skip
-            error.response = response
-            raise error from None
+            raise self.failures.ambiguous(
+                endpoint, "answered success with a result the SDK cannot read", response, b""
+            ) from None
 
     async def _attempt(
         self,
@@ -450,7 +424,7 @@ class Transport:
         info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.redactor.mask)
         if 200 <= answer.status < 300:
             return self._decode(endpoint, info, answer.raw, retry_unsafe), info
-        raise self._status_error(endpoint, info, answer.raw, retry_unsafe)
+        raise self.failures.status(endpoint, info, answer.raw, retry_unsafe)
 
     def _base_headers(self, app_key_header: str | None) -> dict[str, str]:
         """The headers of every request to an interface taking ``app_key_header``
@@ -470,115 +444,10 @@ class Transport:
             body = None
         code = code_of(body, endpoint.code_field) if isinstance(body, dict) else None
         if code is None or not isinstance(body, dict):
-            error = self._ambiguous(
-                endpoint,
-                f"answered HTTP {info.status} without a readable {endpoint.code_field}",
-                status=info.status,
-                raw=raw,
-            )
-            error.response = info
-            raise self._maybe_retry(error, Failure.AMBIGUOUS, endpoint, retry_unsafe)
+            raise self.failures.unreadable(endpoint, info, raw, retry_unsafe)
         if code == "0":
             return body
-        body = self.redactor.masked_body(raw, body)
-        description = body.get(endpoint.message_field)
-        description = None if description is None else str(description)
-        meaning = endpoint.codes.get(code)
-        explained = f" ({meaning})" if meaning else ""
-        said = f": {description}" if description else ""
-        busy = code in endpoint.retry_codes
-        business = AICCBusinessError(
-            f"{endpoint.name} was refused with {endpoint.code_field} {code}{explained}{said}",
-            endpoint=endpoint.name,
-            code=code,
-            description=description,
-            meaning=meaning,
-            raw=body,
-            retry_safe=busy,
-            status=info.status,
-        )
-        business.response = info
-        if busy:
-            raise RetryableAttempt(business)
-        raise business
-
-    def _status_error(
-        self, endpoint: Endpoint[Any], info: ResponseInfo, raw: bytes, retry_unsafe: bool
-    ) -> Exception:
-        status = info.status
-        retry_after = info.retry_after
-        waitable = retry_after is None or retry_after <= self.config.retry.max_delay
-        failure = classify_status(status)
-        if failure is Failure.AMBIGUOUS:
-            error: AICCError = self._ambiguous(
-                endpoint,
-                f"got HTTP {status} from the gateway",
-                status=status,
-                raw=raw,
-                retry_after=retry_after,
-            )
-            error.response = info
-            if waitable and may_retry(
-                failure, idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe
-            ):
-                return RetryableAttempt(error, retry_after)
-            return error
-        advice = _HTTP_ADVICE.get(status, "see the body for details")
-        if 300 <= status < 400:
-            advice = _REDIRECT_ADVICE
-        if failure is Failure.NOT_SENT:
-            advice = "AICC is throttling; it did not process the request, so send it again later"
-        excerpt = self.redactor.excerpt(raw)
-        message = f"{endpoint.name} failed with HTTP {status}: {advice}. Body: {excerpt!r}"
-        if failure is Failure.NOT_SENT:
-            error = AICCRateLimitError(
-                message, endpoint=endpoint.name, status=status, body=excerpt,
-                retry_after=retry_after,
-            )  # fmt: skip
-        else:
-            error = AICCHTTPError(message, endpoint=endpoint.name, status=status, body=excerpt)
-        error.response = info
-        if failure is Failure.NOT_SENT and waitable:
-            return RetryableAttempt(error, retry_after)
-        return error
-
-    def _ambiguous(
-        self,
-        endpoint: Endpoint[Any],
-        what: str,
-        *,
-        status: int,
-        raw: bytes,
-        retry_after: float | None = None,
-    ) -> AICCError:
-        excerpt = self.redactor.excerpt(raw)
-        if endpoint.idempotent:
-            shown = f"Body: {excerpt!r}" if raw else "No body shown."
-            return AICCHTTPError(
-                f"{endpoint.name} {what}; sending it again is harmless. {shown}",
-                endpoint=endpoint.name,
-                status=status,
-                body=excerpt,
-                sent=Sent.MAYBE_PROCESSED,
-                retry_safe=True,
-                retry_after=retry_after,
-            )
-        return AICCOutcomeUnknownError(
-            f"{endpoint.name} {what} ({f'body: {excerpt!r}' if raw else 'no body shown'}); "
-            "AICC may have processed it. "
-            "It was not sent again: check its outcome before sending it again.",
-            endpoint=endpoint.name,
-            status=status,
-            retry_after=retry_after,
-        )
-
-    @staticmethod
-    def _maybe_retry(
-        error: AICCError, failure: Failure, endpoint: Endpoint[Any], retry_unsafe: bool
-    ) -> Exception:
-        if may_retry(failure, idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe):
-            return RetryableAttempt(error)
-        return error
+        raise self.failures.refused(endpoint, info, raw, body, code)
 
     # -- the wire ------------------------------------------------------------------------
 
@@ -602,11 +471,7 @@ class Transport:
             raise self._closed_error(name)
         session = self._shared.session or self._get_session()
         if not self._shared.owns_session and session.closed:
-            raise AICCConnectionError(
-                f"{name} was not sent: the aiohttp session passed to AICCClient is closed",
-                endpoint=name,
-                retry_safe=False,
-            )
+            raise not_sent(name, "the aiohttp session passed to AICCClient is closed")
         status, cap = 0, self.config.max_response_bytes
         try:
             # Never follow a redirect (it would re-send the body, secret included, to
@@ -631,40 +496,16 @@ class Transport:
                     logger.debug("POST %s -> HTTP %d, %d bytes", name, resp.status, len(raw))
                 return Answer(resp.status, resp.headers, raw)
         except _TooLarge as exc:
-            raise self._too_large(name, status, idempotent, exc.args[0]) from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            failure = classify_exception(exc)
-            reason = self.redactor.mask(type(exc).__name__ + (f": {exc}" if str(exc) else ""))
-            error: AICCError
-            if failure is Failure.NOT_SENT:
-                error = AICCConnectionError(
-                    f"{name} could not reach AICC ({reason}); nothing was sent. "
-                    "Check base_url and the network.",
-                    endpoint=name,
-                )
-            elif idempotent:
-                error = AICCOutcomeUnknownError(
-                    f"{name} got no answer ({reason}); sending it again is harmless.",
-                    endpoint=name,
-                    retry_safe=True,
-                )
-            else:
-                error = AICCOutcomeUnknownError(
-                    f"{name} was sent but no answer came back ({reason}); AICC may have "
-                    "processed it. It was not sent again: check its outcome before sending "
-                    "it again.",
-                    endpoint=name,
-                )
-            if may_retry(failure, idempotent=idempotent, retry_unsafe=retry_unsafe):
-                raise RetryableAttempt(error) from exc
-            raise error from exc
+            raise self.failures.too_large(name, status, idempotent, exc.args[0]) from None
+        except TRANSPORT_ERRORS as exc:
+            failed = self.failures.no_answer(
+                name, exc, idempotent=idempotent, retry_unsafe=retry_unsafe
+            )
+            raise failed from exc
         except ValueError as exc:
             # aiohttp refuses to build the request (a header it cannot send): not sent.
-            raise AICCConnectionError(
-                f"{name} was not sent: the request could not be built ({type(exc).__name__})",
-                endpoint=name,
-                retry_safe=False,
-            ) from None
+            why = f"the request could not be built ({type(exc).__name__})"
+            raise not_sent(name, why) from None
 
     @staticmethod
     async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
@@ -679,27 +520,6 @@ class Transport:
                 raise _TooLarge(cap)
             chunks.append(chunk)
         return b"".join(chunks)
-
-    @staticmethod
-    def _too_large(name: str, status: int, idempotent: bool, cap: int) -> AICCError:
-        if idempotent:
-            return AICCHTTPError(
-                f"{name} answered HTTP {status} with more than max_response_bytes ({cap} "
-                "bytes); the answer was dropped unread and the request was not retried. "
-                "Raise max_response_bytes if answers this large are expected.",
-                endpoint=name,
-                status=status,
-                body="",
-                sent=Sent.MAYBE_PROCESSED,
-                retry_safe=True,
-            )
-        return AICCOutcomeUnknownError(
-            f"{name} was sent, but its answer (HTTP {status}) is larger than "
-            f"max_response_bytes ({cap} bytes) and was dropped unread; AICC may have "
-            "processed it. It was not sent again: check its outcome before sending it again.",
-            endpoint=name,
-            status=status,
-        )
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -723,12 +543,7 @@ class Transport:
                 redactor=self.redactor,
             )
         except AICCError as error:
-            retry_after = error.retry_after
-            if classify_status(answer.status) is not None and (
-                retry_after is None or retry_after <= cfg.retry.max_delay
-            ):
-                raise RetryableAttempt(error, retry_after) from None
-            raise
+            raise self.failures.token_answer(error, answer.status) from None
 
     @staticmethod
     def _log_retry(details: dict[str, Any]) -> None:
