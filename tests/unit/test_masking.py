@@ -57,6 +57,12 @@ def leaked(text: str, secret: str) -> list[str]:
     return [secret[:n] for n in range(8, len(secret) + 1) if secret[:n] in text]
 
 
+def voice_answers(http: Any, **answer: Any) -> None:
+    """A token is issued; the voice notification gets ``answer``."""
+    http.post(TOKEN_URL, payload={"AccessToken": ACCESS, "Expires": "600"})
+    http.post(VOICE_URL, **answer)
+
+
 async def refused(aicc: AICCClient) -> AICCError:
     with pytest.raises(AICCError) as caught:
         await aicc.voice_notification.create(called="88880000", voice_content="$Hi$")
@@ -80,9 +86,8 @@ def entities(text: str) -> str:
 async def test_url_encoded_secret_and_token_in_an_http_error_are_masked(
     aicc: AICCClient, http: Any, echo: Any
 ) -> None:
-    http.post(TOKEN_URL, payload={"AccessToken": ACCESS, "Expires": "600"})
     body = f"bad request: app_secret={echo(SECRET)}&token={echo(ACCESS)}"
-    http.post(VOICE_URL, status=400, body=body)
+    voice_answers(http, status=400, body=body)
 
     error = await refused(aicc)
 
@@ -94,12 +99,11 @@ async def test_url_encoded_secret_and_token_in_an_http_error_are_masked(
 
 @pytest.mark.asyncio
 async def test_html_entities_in_a_gateway_page_are_masked(aicc: AICCClient, http: Any) -> None:
-    http.post(TOKEN_URL, payload={"AccessToken": ACCESS, "Expires": "600"})
     page = (
         f"<html><body>502 upstream said: {entities(ACCESS)} &amp; "
         f"{html.escape(SECRET).replace('/', '&sol;').replace('+', '&plus;')}</body></html>"
     )
-    http.post(VOICE_URL, status=502, body=page)
+    voice_answers(http, status=502, body=page)
 
     error = await refused(aicc)
 
@@ -114,9 +118,8 @@ async def test_html_entities_in_a_gateway_page_are_masked(aicc: AICCClient, http
 async def test_a_token_cut_short_in_a_business_error_is_masked(
     aicc: AICCClient, http: Any, n: int
 ) -> None:
-    http.post(TOKEN_URL, payload={"AccessToken": ACCESS, "Expires": "600"})
     said = f"token {ACCESS[:n]}... not trusted"
-    http.post(VOICE_URL, payload={"retCode": "16", "retMsg": said})
+    voice_answers(http, payload={"retCode": "16", "retMsg": said})
 
     error = await refused(aicc)
 
@@ -127,10 +130,9 @@ async def test_a_token_cut_short_in_a_business_error_is_masked(
 
 @pytest.mark.asyncio
 async def test_a_token_cut_by_the_64_kib_read_is_masked(aicc: AICCClient, http: Any) -> None:
-    http.post(TOKEN_URL, payload={"AccessToken": ACCESS, "Expires": "600"})
     # Whitespace collapses in the excerpt, so its last characters are the token's first.
     body = " " * (65536 - 10) + ACCESS
-    http.post(VOICE_URL, status=400, body=body)
+    voice_answers(http, status=400, body=body)
 
     error = await refused(aicc)
 
