@@ -5,18 +5,21 @@ ccmessaging-token. :class:`Redactor` replaces each known secret with ``***`` in
 any text the SDK quotes, however the server wrote it:
 
 - plainly, or JSON-escaped (``\\u0041``, ``\\/``);
-- URL-encoded (``%41``, ``%2f``, ``+`` for a space);
+- URL-encoded (``%41``, ``%2f``);
 - as HTML character references (``&#65;``, ``&#x41;``, ``&amp;``, ``&sol;``);
 - cut short: any prefix of 8 characters or more (a server that shortens what it
   echoes, or an answer cut at the 64 KiB the SDK reads of it).
 
-Each character may be written in any of these forms, mixed. Secrets shorter than
-6 characters are not masked: they would mangle ordinary text.
+Each character may be written in any of these forms, mixed: the text is read once
+with every escape decoded (remembering where each character came from), the secrets
+are looked for in it and in the text as written, and what they cover in the text as
+written is replaced. Secrets shorter than 6 characters are not masked: they would
+mangle ordinary text.
 """
 
 from __future__ import annotations
 
-import functools
+import codecs
 import html.entities
 import json
 import re
@@ -33,48 +36,80 @@ _READ = 65536  # what an excerpt reads of an answer
 _EXCERPT = 300  # what an excerpt shows of it
 _TAGS = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-_JSON_SHORT = {"/": "/", '"': '"', "\\": "\\\\", "\n": "n", "\r": "r", "\t": "t"}
+
+#: Every escape a server may write a character with: a run of URL escapes, an HTML
+#: character reference, a JSON \uXXXX (a surrogate pair as one) or short escape.
+_ESCAPE = re.compile(
+    r"(?P<url>(?:%[0-9A-Fa-f]{2})+)"
+    r"|&#(?:(?P<dec>[0-9]{1,8})|[xX](?P<hex>[0-9A-Fa-f]{1,6}));"
+    r"|&(?P<name>[A-Za-z][A-Za-z0-9]{1,31};?)"
+    r"|\\u(?P<u1>[0-9A-Fa-f]{4})(?:\\u(?P<u2>[Dd][C-Fc-f][0-9A-Fa-f]{2}))?"
+    r"|\\(?P<short>[/\"\\bfnrt])"
+)
+_SHORT = {"/": "/", '"': '"', "\\": "\\", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
+_ESCAPE_STARTS = ("%", "&", "\\")
 
 
-@functools.cache
-def _entities() -> dict[str, list[str]]:
-    """Every named HTML character reference of each single character."""
-    names: dict[str, list[str]] = {}
-    for name, value in html.entities.html5.items():
-        if len(value) == 1:
-            names.setdefault(value, []).append(name)
-    return names
+def _char(code: int) -> str:
+    try:
+        return chr(code)
+    except (ValueError, OverflowError):
+        return "\ufffd"
 
 
-@functools.cache
-def _char(ch: str) -> str:
-    """A regex matching one character of a secret in any of the forms it may be echoed in."""
-    code = ord(ch)
-    units = [code] if code <= 0xFFFF else [0xD800 + ((code - 0x10000) >> 10)]
-    if code > 0xFFFF:
-        units.append(0xDC00 + ((code - 0x10000) & 0x3FF))
-    forms = [
-        re.escape(ch),
-        "".join(f"\\\\u(?i:{unit:04x})" for unit in units),  # JSON \uXXXX
-        "".join(f"%(?i:{byte:02x})" for byte in ch.encode()),  # URL-encoded
-        f"&#0*{code};",  # HTML decimal reference
-        f"&#[xX]0*(?i:{code:x});",  # HTML hexadecimal reference
-    ]
-    short = _JSON_SHORT.get(ch)
-    if short is not None:
-        forms.append(re.escape("\\" + short))
-    if ch == " ":
-        forms.append(r"\+")
-    forms.extend("&" + re.escape(name) for name in _entities().get(ch, ()) if name[-1] == ";")
-    forms.extend(
-        "&" + re.escape(name) + "(?!;)" for name in _entities().get(ch, ()) if name[-1] != ";"
-    )
-    return "(?:" + "|".join(forms) + ")"
-
-
-@functools.cache
-def _char_re(ch: str) -> re.Pattern[str]:
-    return re.compile(_char(ch))
+def _decoded(text: str) -> tuple[str, list[int], list[int]]:
+    """``text`` with every escape decoded, and where each of its characters starts and
+    ends in ``text``."""
+    chars: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    pos = 0
+    for found in _ESCAPE.finditer(text):
+        start, end = found.span()
+        for i in range(pos, start):
+            chars.append(text[i])
+            starts.append(i)
+            ends.append(i + 1)
+        pos = end
+        kind = found.lastgroup
+        if kind == "url":
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            first = start
+            for at in range(start, end, 3):
+                out = decoder.decode(bytes([int(text[at + 1 : at + 3], 16)]))
+                for ch in out:
+                    chars.append(ch)
+                    starts.append(first)
+                    ends.append(at + 3)
+                if out:
+                    first = at + 3
+            for ch in decoder.decode(b"", final=True):
+                chars.append(ch)
+                starts.append(first)
+                ends.append(end)
+            continue
+        if kind in ("dec", "hex"):
+            value = _char(
+                int(found.group("dec") or found.group("hex"), 10 if kind == "dec" else 16)
+            )
+        elif kind == "name":
+            value = html.entities.html5.get(found.group("name"), found.group())
+        elif kind in ("u1", "u2"):
+            units = chr(int(found.group("u1"), 16)) + (
+                chr(int(found.group("u2"), 16)) if found.group("u2") else ""
+            )
+            value = units.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        else:
+            value = _SHORT[found.group("short")]
+        for ch in value:
+            chars.append(ch)
+            starts.append(start)
+            ends.append(end)
+    for i in range(pos, len(text)):
+        chars.append(text[i])
+        starts.append(i)
+        ends.append(i + 1)
+    return "".join(chars), starts, ends
 
 
 class Redactor:
@@ -88,70 +123,78 @@ class Redactor:
     64 are kept.
     """
 
-    __slots__ = ("_heads", "_key", "_live", "_pattern", "_remembered", "_secret")
+    __slots__ = ("_heads", "_key", "_live", "_remembered", "_secret")
 
     def __init__(self, secret: str, live: Collection[str] = ()) -> None:
         self._secret = secret
         self._live = live
         self._remembered: deque[str] = deque(maxlen=64)
         self._key: tuple[str, ...] = ()
-        self._pattern: re.Pattern[str] | None = None
-        self._heads: list[list[str]] = []  # the secrets of each group of the pattern
+        #: Each secret's head (its first 8 characters, or all of a shorter one) and
+        #: the secrets starting with it.
+        self._heads: dict[str, list[str]] = {}
 
     def remember(self, value: str) -> None:
         """Mask ``value`` (a ccmessaging-token) too from now on."""
         if value not in self._remembered:
             self._remembered.append(value)
 
-    def _compiled(self, extra: Iterable[str] = ()) -> re.Pattern[str] | None:
-        """One regex finding the head of every secret (its first 8 characters, or all
-        of a shorter one), longest first; rebuilt only when the secrets change."""
-        secrets = sorted(
-            {
-                s
-                for s in (self._secret, *self._live, *self._remembered, *extra)
-                if s and len(s) >= _MIN_SECRET
-            },
-            key=len,
-            reverse=True,
+    def _secrets(self, extra: Iterable[str] = ()) -> dict[str, list[str]]:
+        """The heads of every secret (rebuilt only when the secrets change)."""
+        key = tuple(
+            sorted(
+                {
+                    s
+                    for s in (self._secret, *self._live, *self._remembered, *extra)
+                    if s and len(s) >= _MIN_SECRET
+                }
+            )
         )
-        key = tuple(secrets)
         if key != self._key:
             heads: dict[str, list[str]] = {}
-            for secret in secrets:
+            for secret in key:
                 heads.setdefault(secret[:_MIN_PREFIX], []).append(secret)
-            order = sorted(heads, key=len, reverse=True)
-            self._heads = [heads[head] for head in order]
-            alternatives = ("(" + "".join(map(_char, head)) + ")" for head in order)
-            self._pattern = re.compile("|".join(alternatives)) if heads else None
+            self._heads = heads
             self._key = key
-        return self._pattern
+        return self._heads
+
+    @staticmethod
+    def _found(plain: str, heads: dict[str, list[str]]) -> list[tuple[int, int]]:
+        """Where in ``plain`` a secret, or a prefix of one from its head on, stands."""
+        spans = []
+        for head, secrets in heads.items():
+            i = plain.find(head)
+            while i >= 0:
+                longest = len(head)
+                for secret in secrets:
+                    n = len(head)
+                    while n < len(secret) and plain.startswith(secret[n], i + n):
+                        n += 1
+                    longest = max(longest, n)
+                spans.append((i, i + longest))
+                i = plain.find(head, i + 1)
+        return spans
 
     def _sub(self, text: str, extra: Iterable[str] = ()) -> str:
-        pattern = self._compiled(extra)
-        if pattern is None:
+        heads = self._secrets(extra)
+        if not heads:
             return text
-        found = pattern.search(text)
-        if found is None:
+        spans = self._found(text, heads)
+        if any(c in text for c in _ESCAPE_STARTS):
+            plain, starts, ends = _decoded(text)
+            if plain != text:
+                spans += [(starts[a], ends[b - 1]) for a, b in self._found(plain, heads)]
+        if not spans:
             return text
         out: list[str] = []
         pos = 0
-        while found is not None:
-            end = found.end()
-            assert found.lastindex is not None
-            longest = end
-            for secret in self._heads[found.lastindex - 1]:
-                at = end
-                for ch in secret[_MIN_PREFIX:]:  # as much more of it as follows
-                    more = _char_re(ch).match(text, at)
-                    if more is None:
-                        break
-                    at = more.end()
-                longest = max(longest, at)
-            out.append(text[pos : found.start()])
-            out.append(MASK)
-            pos = longest
-            found = pattern.search(text, pos)
+        for start, end in sorted(spans):
+            if end <= pos:
+                continue  # inside one masked already
+            if start >= pos:
+                out.append(text[pos:start])
+                out.append(MASK)
+            pos = end
         out.append(text[pos:])
         return "".join(out)
 
@@ -162,7 +205,7 @@ class Redactor:
     def mask_bytes(self, raw: bytes, *secrets: str) -> bytes:
         """``raw`` (an answer's body) with ``secrets`` and every known secret masked;
         ``raw`` itself when nothing was found."""
-        if self._compiled(secrets) is None:
+        if not self._secrets(secrets):
             return raw
         text = raw.decode("utf-8", errors="replace")
         masked = self._sub(text, secrets)

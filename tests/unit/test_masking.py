@@ -155,3 +155,18 @@ async def test_a_secret_echoed_encoded_by_the_token_service_is_masked(
     assert "***" in error.reason
     assert leaked(shown(error), SECRET) == []
     assert leaked(shown(error), quote(SECRET, safe="")) == []
+
+
+@pytest.mark.asyncio
+async def test_a_token_written_in_mixed_escapes_is_masked(aicc: AICCClient, http: Any) -> None:
+    # One character URL-encoded, one an HTML reference, one JSON-escaped, the rest plain.
+    mixed = (
+        f"%{ord(ACCESS[0]):02X}{ACCESS[1:5]}&#{ord(ACCESS[5])};\\u{ord(ACCESS[6]):04x}{ACCESS[7:]}"
+    )
+    voice_answers(http, status=404, body=f"no route for token={mixed}; try again")
+
+    error = await refused(aicc)
+
+    assert isinstance(error, AICCHTTPError)
+    assert "token=***; try again" in error.body
+    assert mixed not in shown(error)
