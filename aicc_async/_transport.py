@@ -1,37 +1,31 @@
-"""The session manager and request pipeline: throttle -> token -> send -> classify ->
-retry/replay -> decode.
+"""The request pipeline: throttle -> token -> send -> classify -> retry/replay -> decode.
 
-Endpoint modules hand the transport an ``Endpoint`` descriptor and a wire dict;
-they never touch aiohttp. One ``aiohttp.ClientSession`` (one ``TCPConnector``
-pool, keep-alive on) serves every call of a client and of the clients derived from
-it by ``with_options``; a caller-supplied session is used as is and never closed here.
+Endpoint modules hand the transport an ``Endpoint`` descriptor (``_endpoint``) and
+a request; they never touch aiohttp. The transport sends each attempt once over
+the client's session (``_session``) and hands what came back to ``_decoding``;
+what a failure means and the error it raises are ``_failures``'; tokens (and the
+replay after a rejected one) are ``auth.TokenAuth``'s flow, retries
+``retry.Retrying``'s loop, masking ``_masking``'s.
 
-The transport sends each attempt once and classifies what came back; tokens (and
-the replay after a rejected one) are ``auth.TokenAuth``'s flow, retries
-``retry.Retrying``'s loop.
+Where each step sits: :meth:`Transport.send` (check, encode, first attempt, retry
+loop, result), :meth:`Transport._attempt` (tokens, throttle slot, auth flow),
+:meth:`Transport._exchange` (one POST and its answer's body).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import re
-from collections import deque
 from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
-import attrs
 
-from aicc_async._wire import (
-    ResponseInfo,
-    code_of,
-    decode_json,
-    encode_json,
-    structure_result,
-    to_wire,
-)
+from aicc_async._decoding import TooLarge, decode, read_capped, result_of, sized
+from aicc_async._endpoint import BODY, Endpoint
+from aicc_async._failures import TRANSPORT_ERRORS, Failures, not_sent
+from aicc_async._masking import Redactor
+from aicc_async._session import Shared, client_timeout, closed_error
+from aicc_async._wire import ResponseInfo, encode_json, to_wire
 from aicc_async.auth import (
     TOKEN_ENDPOINT,
     AccessToken,
@@ -44,132 +38,16 @@ from aicc_async.auth import (
     token_request,
 )
 from aicc_async.config import ClientConfig, Timeout, to_timeout
-from aicc_async.errors import (
-    AICCBusinessError,
-    AICCConnectionError,
-    AICCError,
-    AICCHTTPError,
-    AICCOutcomeUnknownError,
-    AICCRateLimitError,
-    AICCValidationError,
-    Sent,
-)
+from aicc_async.errors import AICCError, AICCValidationError
 from aicc_async.redis_state import RedisRateCap, RedisState
-from aicc_async.retry import (
-    Failure,
-    RetryableAttempt,
-    RetryBudget,
-    Retrying,
-    classify_exception,
-    classify_status,
-    may_retry,
-)
+from aicc_async.retry import RetryableAttempt, RetryBudget, Retrying
 from aicc_async.throttle import RateLimiter, Throttle
 
-__all__ = ["Endpoint", "ResponseInfo", "Transport"]
+__all__ = ["BODY", "Endpoint", "ResponseInfo", "Transport"]
 
-T = TypeVar("T")
 ResultT = TypeVar("ResultT")
 
 logger = logging.getLogger("aicc_async")
-
-_EXCERPT = 300
-_MIN_SECRET = 6  # shorter values are not masked: they would mangle ordinary text
-_TAGS = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
-_CHUNK = 65536
-_REDIRECT_ADVICE = "AICC answered with a redirect, which the SDK never follows: check base_url"
-_HTTP_ADVICE = {
-    400: "AICC called the request incorrect: check the path and parameters",
-    401: "AICC refused the authorisation: check that the app is subscribed to this service",
-    403: "AICC refused the authorisation: check the app key and its permissions",
-    404: "the path was not found: check base_url",
-    500: "AICC reported a business failure: check the values of the request's parameters",
-}
-
-
-@attrs.frozen
-class Endpoint(Generic[ResultT]):
-    """What the transport needs to know about one AICC interface.
-
-    Args:
-        name: the interface name used in errors and logs (``"createVoiceNotification"``).
-        path: URL path below ``base_url``.
-        group: throttle group (``"voice_notification"`` ...); ``None``: not throttled
-            (token flows the SDK runs for itself).
-        idempotent: whether sending it twice is harmless (see the retry table).
-        code_field / message_field: where the body carries its result code and text.
-        codes: documented result codes and their meanings (for error messages).
-        retry_codes: result codes meaning "not taken, try again later".
-        app_key_header: header carrying the app key, spelled as the interface's page does.
-        request_type / result_type: the attrs classes of its request and its result
-            (``None`` for the token flows the SDK runs itself).
-        result_at: where the result sits in the answer: a field name, ``BODY`` (the
-            whole body) or ``None`` (no payload: the result is the code and ``raw``).
-    """
-
-    name: str
-    path: str
-    group: str | None
-    idempotent: bool
-    code_field: str
-    message_field: str
-    codes: Mapping[str, str] = attrs.field(factory=dict)
-    retry_codes: frozenset[str] = frozenset()
-    app_key_header: str | None = "X-APP-Key"
-    request_type: type[Any] | None = None
-    result_type: type[ResultT] | None = None
-    result_at: str | None = None
-
-
-#: ``Endpoint.result_at`` for a result read from the whole answer body.
-BODY = "."
-
-
-class _TooLarge(Exception):
-    """An answer went past ``max_response_bytes`` (raised inside ``_exchange``)."""
-
-
-def _escapes(ch: str) -> list[str]:
-    """Regex alternatives for one character as JSON may write it."""
-    code = ord(ch)
-    if code > 0xFFFF:
-        code -= 0x10000
-        units = [0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)]
-    else:
-        units = [code]
-    forms = [re.escape(ch), "".join(f"\\\\u(?i:{unit:04x})" for unit in units)]
-    short = {"/": "/", '"': '"', "\\": "\\\\", "\n": "n", "\r": "r", "\t": "t"}.get(ch)
-    if short is not None:
-        forms.append(re.escape("\\" + short))
-    return forms
-
-
-def _secret_pattern(secret: str) -> str:
-    """A regex matching ``secret`` written plainly or with any JSON escapes."""
-    return "".join("(?:" + "|".join(_escapes(ch)) + ")" for ch in secret)
-
-
-class _Shared:
-    """What a client shares with the clients derived from it (``with_options``): the
-    connection pool, the AccessToken, the retry budget, its event loop and the
-    secrets to mask. Closed by the client that created it."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession | None,
-        budget: RetryBudget | None,
-        redis: RedisState | None = None,
-    ) -> None:
-        self.session = session
-        #: The state shared with other processes (``redis_url``), if any.
-        self.redis = redis
-        self.owns_session = session is None
-        self.closed = False
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.budget = budget
-        #: ccmessaging-tokens sent or handed out lately, masked in error texts.
-        self.secrets: deque[str] = deque(maxlen=64)
 
 
 class Transport:
@@ -190,11 +68,9 @@ class Transport:
         self.config = config
         self._parent = parent
         self._closed = False
-        self._timeout = self._client_timeout(config.timeout)
+        self._timeout = client_timeout(config.timeout)
         self._default_headers = dict(config.default_headers)
         self._headers: dict[str | None, dict[str, str]] = {}
-        self._mask_key: tuple[str, ...] = ()
-        self._mask_re: re.Pattern[str] | None = None
         if parent is None:
             budget = None if config.retry_budget is None else RetryBudget(config.retry_budget)
             redis = None
@@ -207,21 +83,24 @@ class Transport:
                     clock=config.clock,
                     lock_timeout=2 * config.timeout.total + 5.0,
                 )
-            self._shared = _Shared(session, budget, redis)
+            shared = self._shared = Shared(config, session, budget, redis)
             token_request = Retrying(
                 config.retry, self._token_attempt, self._log_retry, config.clock, budget
             )
-            self.tokens = AccessTokenCache(token_request, config.clock, redis)
+            shared.tokens = AccessTokenCache(token_request, config.clock, redis)
+            shared.redactor = Redactor(config.app_secret, shared.tokens.recent)
             self.throttle = self._throttle(config)
         else:
             self._shared = parent._shared
-            self.tokens = parent.tokens
             same = (config.limits, config.rate_limits) == (
                 parent.config.limits,
                 parent.config.rate_limits,
             )
             self.throttle = parent.throttle if same else self._throttle(config)
-        self.auth = TokenAuth(self.tokens, config.clock, self)
+        self.tokens = self._shared.tokens
+        self.redactor = self._shared.redactor
+        self.auth = TokenAuth(self.tokens, config.clock, self.redactor)
+        self.failures = Failures(self.redactor, config.retry.max_delay)
         self._business = Retrying(
             config.retry, self._attempt, self._log_retry, config.clock, self._shared.budget
         )
@@ -237,10 +116,6 @@ class Transport:
             return RedisRateCap(redis, group, rate)
 
         return Throttle(config.limits, config.rate_limits, cap)
-
-    @staticmethod
-    def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(total=timeout.total, connect=timeout.connect)
 
     # -- session -------------------------------------------------------------------------
 
@@ -258,39 +133,7 @@ class Transport:
     @property
     def session_open(self) -> bool:
         """True while this transport holds an open session it must close."""
-        shared = self._shared
-        return (
-            self._parent is None
-            and shared.owns_session
-            and shared.session is not None
-            and not shared.session.closed
-        )
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        shared = self._shared
-        session = shared.session
-        if session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self.config.max_connections,  # connections in the pool, all hosts
-                ttl_dns_cache=300,  # seconds a DNS answer is reused
-                keepalive_timeout=30,  # seconds an idle connection is kept for reuse
-            )
-            session = shared.session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                raise_for_status=False,
-                trust_env=self.config.trust_env,  # HTTP(S)_PROXY / NO_PROXY only if asked
-            )
-        return session
-
-    @staticmethod
-    def _closed_error(name: str) -> AICCConnectionError:
-        return AICCConnectionError(
-            f"{name} was not sent: this AICCClient is closed, so nothing was sent. "
-            "Create a new AICCClient.",
-            endpoint=name,
-            retry_safe=False,
-        )
+        return self._parent is None and self._shared.open
 
     async def close(self) -> None:
         """Stop token refreshes and close the session if this transport opened it.
@@ -298,33 +141,8 @@ class Transport:
         A derived transport only stops sending: what it shares is its parent's.
         """
         self._closed = True
-        if self._parent is not None:
-            return
-        shared = self._shared
-        shared.closed = True
-        try:
-            foreign = shared.loop is not None and shared.loop is not asyncio.get_running_loop()
-        except RuntimeError:
-            foreign = True
-        if foreign:
-            # Closed from another loop than the one it ran in: what belonged to that
-            # loop cannot be awaited here. Drop it; closing the pool marks it closed.
-            self.tokens.forget()
-            if shared.redis is not None:
-                shared.redis.forget()
-            if shared.owns_session and shared.session is not None:
-                connector = shared.session.connector
-                try:
-                    if connector is not None:
-                        await connector.close()
-                except RuntimeError:
-                    pass  # its loop is gone, and its sockets with it
-            return
-        await self.tokens.close()
-        if shared.redis is not None:
-            await shared.redis.close()
-        if shared.owns_session and shared.session is not None:
-            await shared.session.close()
+        if self._parent is None:
+            await self._shared.close()
 
     # -- business calls ------------------------------------------------------------------
 
@@ -344,52 +162,18 @@ class Transport:
                 field="retry_unsafe",
                 endpoint=endpoint.name,
             )
-        client_timeout = self._timeout
+        attempt_timeout = self._timeout
         if timeout is not None:
             try:
-                client_timeout = self._client_timeout(to_timeout(timeout))
+                attempt_timeout = client_timeout(to_timeout(timeout))
             except AICCValidationError as exc:
                 raise AICCValidationError(
                     exc.message, field="timeout", endpoint=endpoint.name
                 ) from None
-        shared = self._shared
-        if self._closed or shared.closed:
-            raise self._closed_error(endpoint.name)
-        loop = asyncio.get_running_loop()
-        if loop is not shared.loop:
-            if shared.loop is not None:
-                raise AICCConnectionError(
-                    f"{endpoint.name} was not sent: this AICCClient was first used in another "
-                    "event loop (a second asyncio.run()?) and its connections, token and "
-                    "limits belong to that loop, so nothing was sent. Create one AICCClient "
-                    "per event loop, inside the loop that uses it.",
-                    endpoint=endpoint.name,
-                    retry_safe=False,
-                )
-            shared.loop = loop
-        return encode_json(body), client_timeout
-
-    async def call(
-        self,
-        endpoint: Endpoint[Any],
-        body: Mapping[str, Any],
-        *,
-        retry_unsafe: bool = False,
-        session_token: SessionToken | None = None,
-        timeout: Timeout | float | None = None,
-    ) -> tuple[dict[str, Any], ResponseInfo]:
-        """Send ``body`` to ``endpoint``; return the decoded response body and the HTTP
-        answer's metadata on success.
-
-        ``session_token`` supplies a second, per-call token header (ccmessaging-token):
-        it is fetched before a throttle slot is taken, dropped with the AccessToken when
-        AICC rejects the request, and replaced by a fresh one the response may carry.
-        ``timeout`` overrides the client's per-attempt timeout for this call (token
-        requests keep the client's). Raises the ``AICCError`` subclass that describes
-        the failure (see ``retry.py`` for what is retried).
-        """
-        data, client_timeout = self._prepare(endpoint, body, retry_unsafe, timeout)
-        return await self._business(endpoint, data, retry_unsafe, session_token, client_timeout)
+        if self._closed:
+            raise closed_error(endpoint.name)
+        self._shared.enter(endpoint.name)
+        return encode_json(body), attempt_timeout
 
     async def send(
         self,
@@ -402,9 +186,16 @@ class Transport:
     ) -> ResultT:
         """The one request path of every endpoint: check ``request`` is the endpoint's
         request class, send its wire form (as :meth:`call` does), and read the result
-        where the endpoint says it sits. Raises ``AICCValidationError`` for another
-        class, else as :meth:`call` does; a success whose result cannot be read is
-        reported like a 2xx that is not JSON."""
+        where the endpoint says it sits.
+
+        ``session_token`` supplies a second, per-call token header (ccmessaging-token):
+        it is fetched before a throttle slot is taken, dropped with the AccessToken when
+        AICC rejects the request, and replaced by a fresh one the response may carry.
+        ``timeout`` overrides the client's per-attempt timeout for this call (token
+        requests keep the client's). Raises ``AICCValidationError`` for another class,
+        else the ``AICCError`` subclass that describes the failure (``_failures`` says
+        what is retried); a success whose result cannot be read is reported like a
+        2xx that is not JSON."""
         wanted = endpoint.request_type
         if wanted is None or not isinstance(request, wanted):
             raise AICCValidationError(
@@ -412,27 +203,16 @@ class Transport:
                 field="request",
                 endpoint=endpoint.name,
             )
-        data, client_timeout = self._prepare(endpoint, to_wire(request), retry_unsafe, timeout)
+        data, attempt_timeout = self._prepare(endpoint, to_wire(request), retry_unsafe, timeout)
         # self._business(...) with its first attempt inline: one coroutine less per call.
-        args = (endpoint, data, retry_unsafe, session_token, client_timeout)
+        args = (endpoint, data, retry_unsafe, session_token, attempt_timeout)
         try:
             body, response = await self._attempt(*args)
         except RetryableAttempt as first:
             body, response = await self._business.after(first, *args)
         else:
             self._business.succeeded()
-        at = endpoint.result_at
-        payload = None if at is None else body if at == BODY else body.get(at)
-        assert endpoint.result_type is not None
-        try:
-            return structure_result(endpoint.result_type, payload, body, response)
-        except Exception:
-            error = self._ambiguous(
-                endpoint, "answered success with a result the SDK cannot read",
-                status=response.status, raw=b"",
-            )  # fmt: skip
-            error.response = response
-            raise error from None
+        return result_of(endpoint, body, response, self.failures)
 
     async def _attempt(
         self,
@@ -466,17 +246,17 @@ class Transport:
                 )  # fmt: skip
                 if sent.second is not None:
                     # The call's own token is never shown in an error message.
-                    answer = answer._replace(raw=self._mask_bytes(answer.raw, sent.second))
+                    answer = answer._replace(raw=self.redactor.mask_bytes(answer.raw, sent.second))
                 if auth.answered(name, answer, session_token, sent, replay=replay):
                     break
                 replay = True
         finally:
             if group is not None:
                 self.throttle.release(group)
-        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.mask)
+        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.redactor.mask)
         if 200 <= answer.status < 300:
-            return self._decode(endpoint, info, answer.raw, retry_unsafe), info
-        raise self._status_error(endpoint, info, answer.raw, retry_unsafe)
+            return decode(endpoint, info, answer.raw, retry_unsafe, self.failures), info
+        raise self.failures.status(endpoint, info, answer.raw, retry_unsafe)
 
     def _base_headers(self, app_key_header: str | None) -> dict[str, str]:
         """The headers of every request to an interface taking ``app_key_header``
@@ -486,125 +266,6 @@ class Transport:
             headers[app_key_header] = self.config.app_key
         self._headers[app_key_header] = headers
         return headers
-
-    def _decode(
-        self, endpoint: Endpoint[Any], info: ResponseInfo, raw: bytes, retry_unsafe: bool
-    ) -> dict[str, Any]:
-        try:
-            body = decode_json(raw)
-        except (ValueError, RecursionError):  # not JSON, or nested beyond reason
-            body = None
-        code = code_of(body, endpoint.code_field) if isinstance(body, dict) else None
-        if code is None or not isinstance(body, dict):
-            error = self._ambiguous(
-                endpoint,
-                f"answered HTTP {info.status} without a readable {endpoint.code_field}",
-                status=info.status,
-                raw=raw,
-            )
-            error.response = info
-            raise self._maybe_retry(error, Failure.AMBIGUOUS, endpoint, retry_unsafe)
-        if code == "0":
-            return body
-        body = self._masked_body(raw, body)
-        description = body.get(endpoint.message_field)
-        description = None if description is None else str(description)
-        meaning = endpoint.codes.get(code)
-        explained = f" ({meaning})" if meaning else ""
-        said = f": {description}" if description else ""
-        busy = code in endpoint.retry_codes
-        business = AICCBusinessError(
-            f"{endpoint.name} was refused with {endpoint.code_field} {code}{explained}{said}",
-            endpoint=endpoint.name,
-            code=code,
-            description=description,
-            meaning=meaning,
-            raw=body,
-            retry_safe=busy,
-            status=info.status,
-        )
-        business.response = info
-        if busy:
-            raise RetryableAttempt(business)
-        raise business
-
-    def _status_error(
-        self, endpoint: Endpoint[Any], info: ResponseInfo, raw: bytes, retry_unsafe: bool
-    ) -> Exception:
-        status = info.status
-        retry_after = info.retry_after
-        waitable = retry_after is None or retry_after <= self.config.retry.max_delay
-        failure = classify_status(status)
-        if failure is Failure.AMBIGUOUS:
-            error: AICCError = self._ambiguous(
-                endpoint,
-                f"got HTTP {status} from the gateway",
-                status=status,
-                raw=raw,
-                retry_after=retry_after,
-            )
-            error.response = info
-            if waitable and may_retry(
-                failure, idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe
-            ):
-                return RetryableAttempt(error, retry_after)
-            return error
-        advice = _HTTP_ADVICE.get(status, "see the body for details")
-        if 300 <= status < 400:
-            advice = _REDIRECT_ADVICE
-        if failure is Failure.NOT_SENT:
-            advice = "AICC is throttling; it did not process the request, so send it again later"
-        excerpt = self.excerpt(raw)
-        message = f"{endpoint.name} failed with HTTP {status}: {advice}. Body: {excerpt!r}"
-        if failure is Failure.NOT_SENT:
-            error = AICCRateLimitError(
-                message, endpoint=endpoint.name, status=status, body=excerpt,
-                retry_after=retry_after,
-            )  # fmt: skip
-        else:
-            error = AICCHTTPError(message, endpoint=endpoint.name, status=status, body=excerpt)
-        error.response = info
-        if failure is Failure.NOT_SENT and waitable:
-            return RetryableAttempt(error, retry_after)
-        return error
-
-    def _ambiguous(
-        self,
-        endpoint: Endpoint[Any],
-        what: str,
-        *,
-        status: int,
-        raw: bytes,
-        retry_after: float | None = None,
-    ) -> AICCError:
-        excerpt = self.excerpt(raw)
-        if endpoint.idempotent:
-            shown = f"Body: {excerpt!r}" if raw else "No body shown."
-            return AICCHTTPError(
-                f"{endpoint.name} {what}; sending it again is harmless. {shown}",
-                endpoint=endpoint.name,
-                status=status,
-                body=excerpt,
-                sent=Sent.MAYBE_PROCESSED,
-                retry_safe=True,
-                retry_after=retry_after,
-            )
-        return AICCOutcomeUnknownError(
-            f"{endpoint.name} {what} ({f'body: {excerpt!r}' if raw else 'no body shown'}); "
-            "AICC may have processed it. "
-            "It was not sent again: check its outcome before sending it again.",
-            endpoint=endpoint.name,
-            status=status,
-            retry_after=retry_after,
-        )
-
-    @staticmethod
-    def _maybe_retry(
-        error: AICCError, failure: Failure, endpoint: Endpoint[Any], retry_unsafe: bool
-    ) -> Exception:
-        if may_retry(failure, idempotent=endpoint.idempotent, retry_unsafe=retry_unsafe):
-            return RetryableAttempt(error)
-        return error
 
     # -- the wire ------------------------------------------------------------------------
 
@@ -625,14 +286,10 @@ class Transport:
         answer is abandoned at once and never retried.
         """
         if self._closed or self._shared.closed:
-            raise self._closed_error(name)
-        session = self._shared.session or self._get_session()
+            raise closed_error(name)
+        session = self._shared.session or self._shared.open_session()
         if not self._shared.owns_session and session.closed:
-            raise AICCConnectionError(
-                f"{name} was not sent: the aiohttp session passed to AICCClient is closed",
-                endpoint=name,
-                retry_safe=False,
-            )
+            raise not_sent(name, "the aiohttp session passed to AICCClient is closed")
         status, cap = 0, self.config.max_response_bytes
         try:
             # Never follow a redirect (it would re-send the body, secret included, to
@@ -648,84 +305,21 @@ class Transport:
                 proxy=self.config.proxy,
             ) as resp:
                 status = resp.status
-                length = resp.headers.get("Content-Length", "")
-                if not length.isdigit() or int(length) > cap or "Content-Encoding" in resp.headers:
-                    raw = await self._read_capped(resp, cap)
-                else:  # the common case: a small, plain, sized answer
-                    raw = await resp.read()
+                raw = await resp.read() if sized(resp, cap) else await read_capped(resp, cap)
                 if logger.isEnabledFor(logging.DEBUG):
                     logger.debug("POST %s -> HTTP %d, %d bytes", name, resp.status, len(raw))
                 return Answer(resp.status, resp.headers, raw)
-        except _TooLarge as exc:
-            raise self._too_large(name, status, idempotent, exc.args[0]) from None
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            failure = classify_exception(exc)
-            reason = self.mask(type(exc).__name__ + (f": {exc}" if str(exc) else ""))
-            error: AICCError
-            if failure is Failure.NOT_SENT:
-                error = AICCConnectionError(
-                    f"{name} could not reach AICC ({reason}); nothing was sent. "
-                    "Check base_url and the network.",
-                    endpoint=name,
-                )
-            elif idempotent:
-                error = AICCOutcomeUnknownError(
-                    f"{name} got no answer ({reason}); sending it again is harmless.",
-                    endpoint=name,
-                    retry_safe=True,
-                )
-            else:
-                error = AICCOutcomeUnknownError(
-                    f"{name} was sent but no answer came back ({reason}); AICC may have "
-                    "processed it. It was not sent again: check its outcome before sending "
-                    "it again.",
-                    endpoint=name,
-                )
-            if may_retry(failure, idempotent=idempotent, retry_unsafe=retry_unsafe):
-                raise RetryableAttempt(error) from exc
-            raise error from exc
+        except TooLarge as exc:
+            raise self.failures.too_large(name, status, idempotent, exc.args[0]) from None
+        except TRANSPORT_ERRORS as exc:
+            failed = self.failures.no_answer(
+                name, exc, idempotent=idempotent, retry_unsafe=retry_unsafe
+            )
+            raise failed from exc
         except ValueError as exc:
             # aiohttp refuses to build the request (a header it cannot send): not sent.
-            raise AICCConnectionError(
-                f"{name} was not sent: the request could not be built ({type(exc).__name__})",
-                endpoint=name,
-                retry_safe=False,
-            ) from None
-
-    @staticmethod
-    async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
-        """The body, at most ``cap`` bytes of it (decompressed); raises ``_TooLarge``
-        (closing the connection) beyond that."""
-        chunks: list[bytes] = []
-        total = 0
-        while chunk := await resp.content.read(_CHUNK):
-            total += len(chunk)
-            if total > cap:
-                resp.close()  # drops the connection: nothing more is read
-                raise _TooLarge(cap)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    @staticmethod
-    def _too_large(name: str, status: int, idempotent: bool, cap: int) -> AICCError:
-        if idempotent:
-            return AICCHTTPError(
-                f"{name} answered HTTP {status} with more than max_response_bytes ({cap} "
-                "bytes); the answer was dropped unread and the request was not retried. "
-                "Raise max_response_bytes if answers this large are expected.",
-                endpoint=name,
-                status=status,
-                body="",
-                sent=Sent.MAYBE_PROCESSED,
-                retry_safe=True,
-            )
-        return AICCOutcomeUnknownError(
-            f"{name} was sent, but its answer (HTTP {status}) is larger than "
-            f"max_response_bytes ({cap} bytes) and was dropped unread; AICC may have "
-            "processed it. It was not sent again: check its outcome before sending it again.",
-            endpoint=name,
-            status=status,
-        )
+            why = f"the request could not be built ({type(exc).__name__})"
+            raise not_sent(name, why) from None
 
     # -- tokens --------------------------------------------------------------------------
 
@@ -739,84 +333,17 @@ class Transport:
         answer = await self._exchange(
             TOKEN_ENDPOINT, cfg.token_endpoint, data, headers, idempotent=True, retry_unsafe=False
         )
-        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.mask)
+        info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.redactor.mask)
         try:
             return read_token(
-                info, answer.raw, requested=cfg.token_ttl, started_at=started_at, redactor=self
+                info,
+                answer.raw,
+                requested=cfg.token_ttl,
+                started_at=started_at,
+                redactor=self.redactor,
             )
         except AICCError as error:
-            retry_after = error.retry_after
-            if classify_status(answer.status) is not None and (
-                retry_after is None or retry_after <= cfg.retry.max_delay
-            ):
-                raise RetryableAttempt(error, retry_after) from None
-            raise
-
-    # -- masking -------------------------------------------------------------------------
-
-    def remember(self, value: str) -> None:
-        """Mask ``value`` (a ccmessaging-token) in error texts from now on."""
-        secrets = self._shared.secrets
-        if value not in secrets:
-            secrets.append(value)
-
-    def _pattern(self, *extra: str) -> re.Pattern[str] | None:
-        secrets = sorted(
-            {
-                s
-                for s in (
-                    self.config.app_secret,
-                    *self.tokens.recent,
-                    *self._shared.secrets,
-                    *extra,
-                )
-                if s and len(s) >= _MIN_SECRET
-            },
-            key=len,
-            reverse=True,
-        )
-        key = tuple(secrets)
-        if key != self._mask_key:
-            self._mask_key = key
-            self._mask_re = re.compile("|".join(map(_secret_pattern, secrets))) if key else None
-        return self._mask_re
-
-    def mask(self, text: str) -> str:
-        """``text`` with the app secret and every recent token masked, whether written
-        plainly or JSON-escaped (``\\u00e9``, ``\\/``)."""
-        pattern = self._pattern()
-        return text if pattern is None else pattern.sub("***", text)
-
-    def _mask_bytes(self, raw: bytes, secret: str) -> bytes:
-        """``raw`` with ``secret`` (and every other known secret) masked."""
-        pattern = self._pattern(secret)
-        if pattern is None:
-            return raw
-        text = raw.decode("utf-8", errors="replace")
-        masked = pattern.sub("***", text)
-        return raw if masked == text else masked.encode()
-
-    def _masked_body(self, raw: bytes, body: dict[str, Any]) -> dict[str, Any]:
-        """``body`` as parsed from ``raw`` with every known secret masked in it."""
-        text = raw.decode("utf-8", errors="replace")
-        masked = self.mask(text)
-        if masked == text:
-            return body
-        try:
-            again = json.loads(masked)
-        except (ValueError, RecursionError):
-            again = None
-        return again if isinstance(again, dict) else {"masked": self.excerpt(raw)}
-
-    def excerpt(self, body: bytes, *secrets: str | None) -> str:
-        """A short, tag-free excerpt of a server's answer, with the app secret, recent
-        tokens and ``secrets`` masked (masked before cutting, so no prefix leaks)."""
-        text = body[:65536].decode("utf-8", errors="replace")
-        pattern = self._pattern(*(s for s in secrets if s))
-        if pattern is not None:
-            text = pattern.sub("***", text)
-        text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
-        return text[:_EXCERPT]
+            raise self.failures.token_answer(error, answer.status) from None
 
     @staticmethod
     def _log_retry(details: dict[str, Any]) -> None:

@@ -29,8 +29,15 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
+from aicc_async._masking import Redactor
 from aicc_async._wire import ResponseInfo
-from aicc_async.errors import AICCAuthError, AICCConnectionError, AICCError, AICCHTTPError
+from aicc_async.errors import (
+    AICCAuthError,
+    AICCConnectionError,
+    AICCError,
+    AICCHTTPError,
+    AICCTransportError,
+)
 
 __all__ = [
     "HEADER_TOKEN",
@@ -41,7 +48,6 @@ __all__ = [
     "Answer",
     "Authorised",
     "MessagingTokenCache",
-    "Redactor",
     "SessionToken",
     "SharedTokens",
     "TokenAuth",
@@ -458,7 +464,7 @@ async def token_for(name: str, get: Callable[[], Awaitable[str]]) -> str:
     """
     try:
         return await get()
-    except (AICCConnectionError, AICCHTTPError) as exc:
+    except (AICCTransportError, AICCHTTPError) as exc:
         raise AICCConnectionError(
             f"{name} was not sent: no token could be obtained ({exc.message})",
             endpoint=name,
@@ -476,22 +482,6 @@ class Answer(NamedTuple):
     status: int
     headers: Mapping[str, str]
     raw: bytes
-
-
-class Redactor(Protocol):
-    """Masks secrets in what error texts show (the transport is one)."""
-
-    def mask(self, text: str) -> str:
-        """``text`` with every known secret masked."""
-        ...
-
-    def excerpt(self, body: bytes) -> str:
-        """A short text of ``body`` with every known secret masked."""
-        ...
-
-    def remember(self, value: str) -> None:
-        """Mask ``value`` too from now on."""
-        ...
 
 
 class Authorised(NamedTuple):

@@ -33,11 +33,27 @@ from aicc_async.retry import RetryPolicy
 __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "ENVIRONMENT",
     "GROUPS",
+    "REQUIRED_ENVIRONMENT",
     "TOKEN_PATH",
     "ClientConfig",
     "Timeout",
 ]
+
+#: The environment variable behind each setting ``ClientConfig.from_env`` reads (the
+#: command line reads the same ones); the first three are required.
+ENVIRONMENT: Mapping[str, str] = MappingProxyType(
+    {
+        "base_url": "AICC_BASE_URL",
+        "app_key": "AICC_APP_KEY",
+        "app_secret": "AICC_APP_SECRET",
+        "token_url": "AICC_TOKEN_URL",
+        "redis_url": "AICC_REDIS_URL",
+        "redis_fallback": "AICC_REDIS_FALLBACK",
+    }
+)
+REQUIRED_ENVIRONMENT = ("AICC_BASE_URL", "AICC_APP_KEY", "AICC_APP_SECRET")
 
 #: What a CC-Messaging locale looks like: ``en``, ``en_US``, ``zh_CN``.
 LOCALE = re.compile(r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]{2,4})?")
@@ -70,9 +86,6 @@ class Timeout:
             raise invalid("timeout.connect", "must be shorter than timeout.total")
 
 
-_URL_HINT = "must be an http(s) URL such as 'https://service.besclouds.com'"
-
-
 def _shown(value: object) -> str:
     """``value`` for an error message, unless it may hold a credential (never echoed)."""
     if isinstance(value, str) and ("@" in value or len(value) > 200):
@@ -80,28 +93,65 @@ def _shown(value: object) -> str:
     return repr(value)
 
 
-def _url(field: str, value: object) -> str:
+@attrs.frozen
+class _UrlKind:
+    """What one kind of URL setting accepts.
+
+    ``schemes``: its schemes; ``example``: what the error says it must be;
+    ``credentials``: whether it may carry ``user:password@`` (then an error never
+    shows the value, only its scheme); ``service``: an AICC URL (no query string or
+    fragment, a trailing ``/`` dropped).
+    """
+
+    schemes: tuple[str, ...]
+    example: str
+    credentials: bool = False
+    service: bool = False
+
+
+_SERVICE = _UrlKind(
+    ("http", "https"), "an http(s) URL such as 'https://service.besclouds.com'", service=True
+)
+_PROXY = _UrlKind(("http", "https"), "an http(s) proxy URL such as 'http://proxy:3128'", True)
+_REDIS = _UrlKind(
+    ("redis", "rediss"), "a redis:// or rediss:// URL such as 'redis://localhost:6379/0'", True
+)
+
+
+def _url(field: str, value: object, kind: _UrlKind = _SERVICE) -> str:
+    """``value`` checked as a URL of ``kind``, stripped; raises ``AICCValidationError``
+    naming ``field`` (never echoing a value that may hold a password)."""
+    hint = f"must be {kind.example}"
     if not isinstance(value, str) or not value.strip():
-        raise invalid(field, f"{_URL_HINT}, got {_shown(value)}")
-    url = value.strip().rstrip("/")
+        raise invalid(field, f"{hint}, got {_shown(value)}")
+    url = value.strip()
+    if kind.service:
+        url = url.rstrip("/")
     try:
         parts = urlsplit(url)
         hostname = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:
-        raise invalid(field, f"{_URL_HINT}, got {_shown(value)}") from None
-    if parts.username is not None or parts.password is not None:
+        raise invalid(field, f"{hint} (its host or port is not valid)") from None
+    if not kind.credentials and (parts.username is not None or parts.password is not None):
         raise invalid(field, "must not contain credentials; pass app_key and app_secret")
-    if parts.scheme not in ("http", "https") or not hostname:
-        raise invalid(field, f"{_URL_HINT}, got {_shown(value)}")
-    if parts.query or parts.fragment:
+    if parts.scheme not in kind.schemes or not hostname:
+        if not kind.credentials:
+            shown = _shown(value)
+        else:
+            shown = parts.scheme + "://..." if parts.scheme else "a value that is not shown"
+        raise invalid(field, f"{hint}, got {shown}")
+    if kind.service and (parts.query or parts.fragment):
         raise invalid(field, "must not have a query string or fragment")
     return url
 
 
 def _is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine without asking DNS: exactly ``localhost``
+    or a literal loopback address (``127.0.0.0/8``, ``::1``). A name that only looks
+    local (``aicc.localhost``) is resolved like any other, so it does not count."""
     host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         address = ipaddress.ip_address(host)
@@ -120,20 +170,7 @@ def _insecure(field: str, url: str) -> AICCValidationError:
 
 
 def _proxy(value: object) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise invalid("proxy", f"must be an http(s) proxy URL, got {_shown(value)}")
-    url = value.strip()
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise invalid("proxy", "must be an http(s) proxy URL such as 'http://proxy:3128'") from None
-    if parts.scheme not in ("http", "https") or not hostname:
-        raise invalid("proxy", "must be an http(s) proxy URL such as 'http://proxy:3128'")
-    return url
+    return None if value is None else _url("proxy", value, _PROXY)
 
 
 def _redacted_url(value: str | None) -> str:
@@ -186,26 +223,9 @@ def _default_headers(value: object) -> Mapping[str, str]:
     return MappingProxyType(headers)
 
 
-_REDIS_HINT = "must be a redis:// or rediss:// URL such as 'redis://localhost:6379/0'"
-
-
 def _redis_url(value: object) -> str | None:
     """A ``redis://`` / ``rediss://`` URL; errors never echo it (it may hold a password)."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise invalid("redis_url", f"{_REDIS_HINT}, got {_shown(value)}")
-    url = value.strip()
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError:
-        raise invalid("redis_url", f"{_REDIS_HINT} (its host or port is not valid)") from None
-    if parts.scheme not in ("redis", "rediss") or not hostname:
-        shown = parts.scheme + "://..." if parts.scheme else "a value that is not shown"
-        raise invalid("redis_url", f"{_REDIS_HINT}, got {shown}")
-    return url
+    return None if value is None else _url("redis_url", value, _REDIS)
 
 
 def _redis_fallback(value: object) -> str:
@@ -383,25 +403,15 @@ class ClientConfig:
         Raises ``AICCValidationError`` naming each missing variable.
         """
         env = os.environ if environ is None else environ
-        names = {
-            "base_url": "AICC_BASE_URL",
-            "app_key": "AICC_APP_KEY",
-            "app_secret": "AICC_APP_SECRET",
-        }
-        missing = [var for var in names.values() if not env.get(var)]
+        missing = [var for var in REQUIRED_ENVIRONMENT if not env.get(var)]
         if missing:
             raise AICCValidationError(
                 f"set the environment variable(s) {', '.join(missing)} "
                 "(AICC_TOKEN_URL is optional) or pass them to AICCClient(...)",
                 field=missing[0],
             )
-        values: dict[str, Any] = {field: env[var] for field, var in names.items()}
-        for field, var in (
-            ("token_url", "AICC_TOKEN_URL"),
-            ("redis_url", "AICC_REDIS_URL"),
-            ("redis_fallback", "AICC_REDIS_FALLBACK"),
-        ):
-            if env.get(var):
-                values[field] = env[var]
+        values: dict[str, Any] = {
+            field: env[var] for field, var in ENVIRONMENT.items() if env.get(var)
+        }
         values.update(overrides)
         return cls(**values)

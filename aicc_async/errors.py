@@ -7,10 +7,16 @@ AICCError
  +- AICCHTTPError                          non-2xx answer: .status, .body (text), .endpoint
  |   +- AICCRateLimitError                 HTTP 429: not processed; .retry_after
  +- AICCBusinessError                      2xx with a non-zero result code
- +- AICCConnectionError                    the request never reached AICC (safe to retry)
+ +- AICCTransportError                     no usable answer came back
+ |   +- AICCConnectionError                the request never reached AICC (safe to retry)
  |   +- AICCOutcomeUnknownError            it may have been processed; not re-sent
- +- CampaignError                          a bulk campaign's journal or input is unusable
+ +- CampaignError                          a bulk campaign's input or options are unusable
+ +- JournalError                           a campaign journal cannot be read or written
 ```
+
+``AICCOutcomeUnknownError`` is deliberately not an ``AICCConnectionError``: code that
+catches ``AICCConnectionError`` to send again never re-sends a request that may
+have been processed. Catch ``AICCTransportError`` for both.
 
 Every error also says what became of the request, whatever its class (stripe's
 ``should_retry``, openai's ``.response``): ``sent`` (a :class:`Sent`),
@@ -39,6 +45,7 @@ __all__ = [
     "AICCHTTPError",
     "AICCOutcomeUnknownError",
     "AICCRateLimitError",
+    "AICCTransportError",
     "AICCValidationError",
     "CampaignError",
     "JournalError",
@@ -256,20 +263,32 @@ class AICCBusinessError(AICCError):
         self.raw = raw
 
 
-class AICCConnectionError(AICCError):
-    """The request never reached AICC (DNS, refused connection, TLS, connect timeout).
+class AICCTransportError(AICCError):
+    """No usable answer came back: the parent of :class:`AICCConnectionError` (the
+    request never reached AICC, safe to send again) and
+    :class:`AICCOutcomeUnknownError` (it may have been processed: check first).
 
-    Nothing was processed, so sending it again is safe; the SDK already retried it
-    as often as the retry policy allows. Careful: ``AICCOutcomeUnknownError`` is a
-    subclass and is *not* safe to re-send; catch it first (or read ``sent`` and
-    ``retry_safe``, which say it for every error).
+    Catch this class to handle both alike (to log, say); read ``sent`` and
+    ``retry_safe`` before sending the request again.
+    """
+
+
+class AICCConnectionError(AICCTransportError):
+    """The request never reached AICC (DNS, refused connection, TLS, connect timeout,
+    no token, a closed client).
+
+    Nothing was processed (``sent`` is ``"not_sent"``); the SDK already retried it
+    as often as the retry policy allows. ``retry_safe`` says whether sending it again
+    later can help (``False`` for a closed client or a request that cannot be built).
+    A request that may have been processed is never an ``AICCConnectionError``: it
+    is an :class:`AICCOutcomeUnknownError`, a sibling of this class.
     """
 
     sent = Sent.NOT_SENT
     retry_safe = True
 
 
-class AICCOutcomeUnknownError(AICCConnectionError):
+class AICCOutcomeUnknownError(AICCTransportError):
     """The request was sent but no usable answer came back (timeout, reset, 502/503/504).
 
     AICC may have processed it. For a voice notification that means the person may
@@ -296,26 +315,31 @@ class AICCOutcomeUnknownError(AICCConnectionError):
             message,
             endpoint=endpoint,
             status=status,
+            sent=Sent.MAYBE_PROCESSED,
             retry_safe=retry_safe,
             retry_after=retry_after,
         )
 
 
 class CampaignError(AICCError):
-    """A bulk campaign cannot go on: its journal or its input is unusable.
+    """A bulk campaign cannot go on: its input, its target or its options are unusable.
 
-    Raised before anything more is sent: the journal cannot be opened or created,
-    belongs to another kind of campaign, is in use by another process, or the input
-    file is unreadable or gives a key a different row than the journal holds. The
-    message says which and what to do; the journal is left consistent.
+    Raised before anything more is sent: the journal given cannot be used for this
+    campaign (missing, another kind of campaign, another target, in use by another
+    process), or the input file is unreadable or gives a key a different row than
+    the journal holds. The message says which and what to do; the journal is left
+    consistent. A journal that cannot be read or written at all raises
+    :class:`JournalError`, a sibling of this class.
     """
 
     retry_safe = False
 
 
-class JournalError(CampaignError):
+class JournalError(AICCError):
     """A campaign journal could not be read or written (a damaged file, a full disk).
 
     The rows it recorded before are kept as they were; nothing more was sent. Check
     the disk and the file, then run the same command again.
     """
+
+    retry_safe = False

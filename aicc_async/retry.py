@@ -1,25 +1,7 @@
-"""Which failures are retried, and how long to wait between attempts.
+"""How long to wait between attempts, how many, and the client-wide retry budget.
 
-The table (``shared/AICC-API-NOTES.md``, "What each call costs if sent twice"):
-
-================================  =====================  ==============================
-failure                           idempotent endpoints    non-idempotent endpoints
-================================  =====================  ==============================
-never reached AICC (DNS, refused, retried                retried
-TLS, connect timeout)
-HTTP 429                          retried (Retry-After)   retried (Retry-After)
-voice notification retCode "1"   retried                 retried (the call was not taken)
-token rejected (401, 403 auth)    token refreshed, replayed once, on every endpoint
-HTTP 503, with or without         retried (Retry-After)   AICCOutcomeUnknownError, never
-Retry-After                                               re-sent unless ``retry_unsafe``
-timeout / reset after sending,    retried                 AICCOutcomeUnknownError, never
-502, 504, 2xx that is not JSON                            re-sent unless ``retry_unsafe``
-answer over max_response_bytes    not retried             AICCOutcomeUnknownError
-HTTP 500, other 4xx               not retried             not retried
-================================  =====================  ==============================
-
-A proxy may add ``Retry-After`` to a 503 after it passed the request on, so only a
-429 proves that a request was not processed.
+Which failures may be retried at all is ``_failures``' table; this module runs the
+loop for those that may.
 
 Waits grow exponentially with full jitter; ``Retry-After`` (seconds or an HTTP
 date) is honoured as given. The ``backoff`` package drives the loop; the time
@@ -32,14 +14,12 @@ outage is not met with four times the load; successes fill it again.
 
 from __future__ import annotations
 
-import enum
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, ParamSpec, TypeVar
 
-import aiohttp
 import attrs
 import backoff
 
@@ -55,12 +35,10 @@ from aicc_async._wire import parse_retry_after
 from aicc_async.errors import AICCError, invalid, is_int, is_number
 
 __all__ = [
-    "Failure",
     "RetryBudget",
     "RetryPolicy",
+    "RetryableAttempt",
     "Retrying",
-    "classify_exception",
-    "classify_status",
     "parse_retry_after",
 ]
 
@@ -137,45 +115,6 @@ class RetryBudget:
 
     def __repr__(self) -> str:
         return f"RetryBudget(level={self.level}, capacity={self.capacity})"
-
-
-class Failure(enum.Enum):
-    """How one failed attempt is classified."""
-
-    NOT_SENT = "not_sent"  # certainly never processed: safe to retry on every endpoint
-    AMBIGUOUS = "ambiguous"  # may have been processed: retried only where a replay is harmless
-
-
-def classify_exception(exc: BaseException) -> Failure:
-    """Classify an exception raised while sending a request and reading its answer.
-
-    Only failures to establish the connection prove the request was never sent;
-    anything later (reset, timeout, truncated answer) may follow processing.
-    aiohttp itself never re-sends a POST on a dropped keep-alive connection.
-    """
-    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-        return Failure.NOT_SENT
-    return Failure.AMBIGUOUS
-
-
-def classify_status(status: int) -> Failure | None:
-    """Classify a non-2xx status; ``None`` means final (not retried on any endpoint).
-
-    Only a 429 proves the request was not processed. 500 is AICC's documented
-    "business failure" and 501/505 refuse the request itself; every other 5xx (502,
-    503 with or without ``Retry-After``, 504, CDN codes like 524) comes from a gateway
-    that may have passed the request on, so it is ambiguous.
-    """
-    if status == 429:
-        return Failure.NOT_SENT
-    if status >= 500 and status not in (500, 501, 505):
-        return Failure.AMBIGUOUS
-    return None
-
-
-def may_retry(failure: Failure, *, idempotent: bool, retry_unsafe: bool) -> bool:
-    """Whether a failure of this kind may be retried on this endpoint."""
-    return failure is Failure.NOT_SENT or idempotent or retry_unsafe
 
 
 class RetryableAttempt(Exception):

@@ -495,8 +495,6 @@ class Campaign:
             nonlocal read, added, replaced, known
             try:
                 new, more_replaced, more_known = await journal.load(batch, load)
-            except JournalError:
-                raise
             except CampaignError as exc:  # a key's row: streamed rows may be out already
                 if streams:
                     raise
@@ -708,8 +706,6 @@ class Campaign:
                 return counts
             try:
                 await loading  # raises the load's error, after the rows in flight finished
-            except JournalError:
-                raise
             except CampaignError as exc:
                 sent = counts.total - counts.pending
                 raise CampaignError(
@@ -754,7 +750,7 @@ class Campaign:
         finally:
             try:
                 await self._journal.checkpoint()
-            except CampaignError:  # the run's own error (if any) says more
+            except (CampaignError, JournalError):  # the run's own error (if any) says more
                 logger.warning("could not checkpoint the journal %s", self._location)
 
     async def _pass(

@@ -241,7 +241,7 @@ class SQLiteJournal(SQLJournal):
         )
 
     @staticmethod
-    def _refuse(path: Path, exc: sqlite3.Error) -> CampaignError:
+    def _refuse(path: Path, exc: sqlite3.Error) -> CampaignError | JournalError:
         if "locked" in str(exc) or "busy" in str(exc):
             return SQLiteJournal._in_use(path)
         if "readonly" in str(exc) or "unable to open" in str(exc):

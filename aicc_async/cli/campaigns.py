@@ -29,7 +29,7 @@ from aicc_async.cli.terminal import (
     Terminal,
 )
 from aicc_async.client import AICCClient
-from aicc_async.config import ClientConfig, Timeout
+from aicc_async.config import ENVIRONMENT, REQUIRED_ENVIRONMENT, ClientConfig, to_timeout
 from aicc_async.errors import (
     AICCAuthError,
     AICCError,
@@ -40,16 +40,6 @@ from aicc_async.errors import (
 from aicc_async.testing import FakeAICC
 
 __all__ = ["Callbacks", "Options", "environment_config", "run_campaign"]
-
-#: The environment variable behind each ``ClientConfig`` field the CLI reads.
-_VARIABLES = {
-    "base_url": "AICC_BASE_URL",
-    "app_key": "AICC_APP_KEY",
-    "app_secret": "AICC_APP_SECRET",
-    "token_url": "AICC_TOKEN_URL",
-    "redis_url": "AICC_REDIS_URL",
-}
-
 
 _DEFAULT_POOL: int = attrs.fields(ClientConfig).max_connections.default or 100
 
@@ -86,7 +76,7 @@ class Options:
         return {
             "limits": {group: self.concurrency},
             "max_connections": max(self.concurrency, _DEFAULT_POOL),
-            "timeout": Timeout(total=self.timeout, connect=min(5.0, self.timeout / 2)),
+            "timeout": to_timeout(self.timeout),
             "allow_insecure_http": self.allow_insecure_http,
         }
 
@@ -100,13 +90,10 @@ def environment_config(
     except AICCValidationError as exc:
         field = exc.field or ""
         if field.startswith("AICC_"):  # missing variables
-            needed = [
-                v for v in _VARIABLES.values() if v not in ("AICC_TOKEN_URL", "AICC_REDIS_URL")
-            ]
-            missing = [v for v in needed if not environ.get(v)]
+            missing = [v for v in REQUIRED_ENVIRONMENT if not environ.get(v)]
             message = f"set the environment variable(s) {', '.join(missing)}"
-        elif field in _VARIABLES:
-            message = exc.message.replace(f"{field}:", f"{_VARIABLES[field]}:", 1)
+        elif field in ENVIRONMENT:
+            message = exc.message.replace(f"{field}:", f"{ENVIRONMENT[field]}:", 1)
         else:
             message = exc.message
         raise terminal.fail(f"{message}; or try it out with --sandbox") from None
@@ -391,8 +378,8 @@ async def _load_and_send(
     except AICCAuthError as exc:
         terminal.fail(f"{exc.message}. The rows not sent stay pending.")
         return BAD_USAGE
-    except CampaignError:
-        raise
+    except (CampaignError, JournalError):
+        raise  # the caller says what became of the journal
     except AICCError as exc:  # unreachable, or a failure the SDK did not expect
         terminal.fail(
             f"{exc.message} Stopped; the rows not sent stay pending: run the same command "

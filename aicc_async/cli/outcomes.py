@@ -145,7 +145,7 @@ async def run_listener(
     try:
         async with at.open(read_only=True) as campaign:
             outcomes = await campaign.outcomes()
-    except CampaignError as exc:  # the journal went away meanwhile
+    except (CampaignError, JournalError) as exc:  # the journal went away meanwhile
         status = JOURNAL_FAILED if isinstance(exc, JournalError) else BAD_USAGE
         raise terminal.fail(
             f"stopped; the outcomes cannot be read: {exc.message}", status

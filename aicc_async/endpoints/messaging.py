@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
-from aicc_async._transport import BODY, Endpoint
+from aicc_async._endpoint import BODY, Endpoint
 from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.auth import HEADER_TOKEN, MessagingTokenCache
 from aicc_async.config import LOCALE, Timeout

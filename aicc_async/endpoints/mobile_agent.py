@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import attrs
 
-from aicc_async._transport import Endpoint
+from aicc_async._endpoint import Endpoint
 from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import text

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from aicc_async._endpoint import Endpoint
 from aicc_async._fanout import Outcome, check_concurrency, fan_out
-from aicc_async._transport import Endpoint
 from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import non_negative_int, string, text

@@ -187,6 +187,7 @@ async def test_refused_connection_is_retried_everywhere(
                 session=session,
                 retry=FAST,
                 messaging_channel_id="web-channel",
+                allow_insecure_http=True,  # a name, resolved (here by the test's resolver)
             )
             async with aicc:
                 await call(aicc)

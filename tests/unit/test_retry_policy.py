@@ -7,17 +7,9 @@ from datetime import datetime, timezone
 import aiohttp
 import pytest
 
+from aicc_async._failures import Failure, classify_exception, classify_status, may_retry
 from aicc_async.errors import AICCError
-from aicc_async.retry import (
-    Failure,
-    RetryableAttempt,
-    RetryPolicy,
-    _waits,
-    classify_exception,
-    classify_status,
-    may_retry,
-    parse_retry_after,
-)
+from aicc_async.retry import RetryableAttempt, RetryPolicy, _waits, parse_retry_after
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
 
