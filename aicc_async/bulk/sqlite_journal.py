@@ -11,9 +11,12 @@ is refused. SQLite calls run on one worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -148,6 +151,8 @@ class SQLiteJournal(SQLJournal):
                 raise
             return cls(path, db, found, mode)
         await asyncio.to_thread(cls._check_path, path, kind if mode == "run" else None)
+        if mode == "run" and kind is not None:
+            await asyncio.to_thread(cls._create_file, path, kind)
         wal_kept = path.with_name(path.name + "-wal").exists()
         in_wal_mode = _wal_header(path)
         db = await asyncio.to_thread(cls._connect, path)
@@ -172,6 +177,77 @@ class SQLiteJournal(SQLJournal):
             raise CampaignError(f"cannot create the journal {path}: {path.parent} does not exist")
 
     @staticmethod
+    def _create_file(path: Path, kind: str) -> None:
+        """Create the journal of a new ``kind`` campaign at ``path`` if nothing is there.
+
+        It is made complete beside ``path`` and then linked there, so that a journal
+        file always holds its campaign: an existing file that does not (an empty one
+        included) is never a new campaign but refused. If another process created
+        ``path`` meanwhile, that one is kept (and opened).
+        """
+        if os.path.lexists(path):
+            return
+        spare = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.new")
+        try:
+            db = sqlite3.connect(spare, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";")[:-1]:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO campaign (singleton, kind, version, created, clean) "
+                    "VALUES (1, ?, ?, ?, 1)",
+                    (kind, SCHEMA_VERSION, time.time()),
+                )
+                db.execute("COMMIT")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+            try:
+                os.link(spare, path)
+            except FileExistsError:
+                pass  # created by another process meanwhile: that one is opened
+            except OSError:  # a file system without hard links
+                if not os.path.lexists(path):
+                    os.rename(spare, path)
+        except (sqlite3.Error, OSError) as exc:
+            raise CampaignError(
+                f"cannot write the new journal {path} ({exc}): check that its directory is "
+                "writable, or choose another --journal path"
+            ) from None
+        finally:
+            for end in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    spare.with_name(spare.name + end).unlink(missing_ok=True)
+
+    @staticmethod
+    def _not_a_journal(path: Path, tables: set[str]) -> CampaignError:
+        """Why the existing file ``path`` (whose SQLite tables are ``tables``) is refused."""
+        if tables:
+            return CampaignError(
+                f"{path} is not an aicc journal (it is another SQLite database): "
+                "choose another --journal path"
+            )
+        try:
+            empty = path.stat().st_size == 0
+        except OSError:
+            empty = False
+        if empty:
+            return CampaignError(
+                f"{path} is an empty file, not an aicc journal. If it was a campaign's "
+                "journal, its record is gone and running on it would phone every row again: "
+                "restore the journal (with its -wal file) from a copy. Otherwise delete it, "
+                "or give a --journal path that does not exist to start a new campaign. "
+                "Nothing was sent."
+            )
+        return CampaignError(
+            f"{path} is an SQLite database that holds no table, not an aicc journal: "
+            "delete it, or give a --journal path that does not exist to start a new "
+            "campaign. Nothing was sent."
+        )
+
+    @staticmethod
     def _lock_for(db: sqlite3.Connection, path: Path, take: bool) -> filelock.BaseFileLock | None:
         """Refuse a file that is not a journal, then (if ``take``) take the campaign lock:
         a file beside the journal, held until it is closed."""
@@ -179,11 +255,8 @@ class SQLiteJournal(SQLJournal):
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         except sqlite3.Error as exc:
             raise SQLiteJournal._refuse(path, exc) from None
-        if tables and "campaign" not in tables:
-            raise CampaignError(
-                f"{path} is not an aicc journal (it is another SQLite database): "
-                "choose another --journal path"
-            )
+        if "campaign" not in tables:
+            raise SQLiteJournal._not_a_journal(path, tables)
         if not take:
             return None
         lock = SQLiteJournal._campaign_lock(path)
@@ -297,7 +370,7 @@ class SQLiteJournal(SQLJournal):
         try:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
             if "campaign" not in tables:
-                raise CampaignError(f"{path} is not an aicc journal")
+                raise SQLiteJournal._not_a_journal(path, tables)
             found = db.execute("SELECT kind, version FROM campaign").fetchone()
             if found is None:
                 raise CampaignError(f"{path} is an empty journal: no campaign was run")
@@ -327,16 +400,13 @@ class SQLiteJournal(SQLJournal):
         for statement in _SCHEMA.split(";")[:-1]:
             db.execute(statement)
         found = db.execute("SELECT kind, version FROM campaign").fetchone()
-        if found is not None:
-            db.execute("UPDATE campaign SET clean = 0")
-            return str(found[0]), int(found[1])
-        if kind is None:
-            raise CampaignError(f"{path} is an empty journal: no campaign was run")
-        db.execute(
-            "INSERT INTO campaign (singleton, kind, version, created) VALUES (1, ?, ?, ?)",
-            (kind, SCHEMA_VERSION, time.time()),
-        )
-        return kind, SCHEMA_VERSION
+        if found is None:
+            raise CampaignError(
+                f"{path} is an empty journal (no campaign was recorded in it): delete it, "
+                "or give a --journal path that does not exist to start a new campaign"
+            )
+        db.execute("UPDATE campaign SET clean = 0")
+        return str(found[0]), int(found[1])
 
     @staticmethod
     def _checkpoint(db: sqlite3.Connection, mode: str) -> bool:

@@ -865,6 +865,26 @@ def test_a_journal_of_random_bytes_is_not_a_journal(tmp_path, fake, aicc, write_
     assert created(fake) == 0
 
 
+def test_an_emptied_journal_is_refused_and_nobody_is_phoned_again(
+    tmp_path, fake, aicc, write_contacts
+):
+    # `: > campaign.db` once made the next run a new campaign: every number phoned twice.
+    source = write_contacts(tmp_path / "contacts.csv", 20)
+    journal = tmp_path / "campaign.db"
+    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 0
+    journal.write_bytes(b"")
+
+    for args in (("notify", source, "--journal", journal), ("report", journal)):
+        done = aicc.run(*args, env=fake.env)
+        assert done.returncode == 2, done
+        message = one_message(done)
+        assert "is an empty file, not an aicc journal" in message, done
+        assert "phone every row again" in message, done
+    assert journal.read_bytes() == b""
+    assert created(fake) == 20
+    assert set(fake.calls().values()) == {1}
+
+
 def test_a_truncated_journal_ends_with_exit_3(tmp_path, fake, aicc, write_contacts):
     source = write_contacts(tmp_path / "contacts.csv", 1500)
     journal = tmp_path / "campaign.db"

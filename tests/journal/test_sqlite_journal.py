@@ -32,6 +32,7 @@ from aicc_async.bulk import (
     LoadSummary,
     StateCounts,
 )
+from aicc_async.bulk.journal import Journal, Mode
 from aicc_async.errors import CampaignError
 
 
@@ -143,6 +144,64 @@ async def test_non_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None
         with pytest.raises(CampaignError, match="not an aicc journal"):
             await Campaign(path, kind).open()
     assert path.read_text() == text
+
+
+# Only a path that does not exist starts a campaign: an emptied journal (`: > c.db`)
+# was once taken for a new one, and every row of the campaign was phoned again.
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["run", "record", "read"])
+async def test_an_empty_file_is_refused_not_taken_for_a_new_campaign(
+    tmp_path: Path, mode: Mode
+) -> None:
+    path = tmp_path / "c.db"
+    path.write_bytes(b"")
+    kinds: list[str | None] = [VOICE, None] if mode == "run" else [None]
+    for kind in kinds:
+        with pytest.raises(CampaignError, match="is an empty file") as refused:
+            await Journal.open(path, kind, mode=mode)
+        message = str(refused.value)
+        assert "not an aicc journal" in message
+        assert "phone every row again" in message
+        assert "delete it" in message
+    assert files_in(tmp_path) == ["c.db"]
+    assert path.read_bytes() == b""
+
+
+@pytest.mark.asyncio
+async def test_an_empty_file_is_refused_by_a_campaign_and_nothing_is_loaded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.db"
+    path.write_bytes(b"")
+    campaign = Campaign(path, VOICE)
+    try:
+        with pytest.raises(CampaignError, match="is an empty file"):
+            await campaign.open()
+    finally:
+        await campaign.close()
+    assert path.read_bytes() == b""
+
+
+@pytest.mark.asyncio
+async def test_an_empty_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version = 7")  # a valid database with no table
+    before = path.read_bytes()
+    with pytest.raises(CampaignError, match="holds no table") as refused:
+        await Campaign(path, VOICE).open()
+    assert "not an aicc journal" in str(refused.value)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.asyncio
+async def test_a_new_journal_appears_only_complete(tmp_path: Path) -> None:
+    # Created beside its path and moved there once it holds its campaign: a run
+    # stopped while creating it leaves no empty journal that the next run refuses.
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(2))
+    assert files_in(tmp_path) == ["c.db", "c.db.lock"]
+    assert await counts(path) == StateCounts(pending=2)
 
 
 # An existing SQLite database of another application is refused before anything is
