@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import attrs
 
 from aicc_async._fanout import async_items, check_concurrency
+from aicc_async._numbers import normalise_number
 from aicc_async.bulk.engine import Engine, Feed, Kind
 from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
@@ -106,7 +107,7 @@ KINDS: Mapping[str, Kind] = {
             endpoint=VOICE,
             send=lambda aicc, request: aicc.voice_notification.send(request),
             reference=lambda result: result.call_serial_no,
-            number=lambda request: request.called,
+            number=lambda request: normalise_number(request.called),
             with_callback=lambda request, url: (
                 request if request.callback_url else attrs.evolve(request, callback_url=url)
             ),

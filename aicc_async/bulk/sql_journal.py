@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
 
+from aicc_async._numbers import normalise_number
 from aicc_async.bulk.journal import (
     _USED,
     DUPLICATE,
@@ -73,6 +74,20 @@ class Db(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+def normalise_numbers(db: Db) -> int:
+    """Store every row's number normalised (:func:`~aicc_async._numbers.normalise_number`),
+    as rows are loaded now: a journal written before numbers were compared normalised
+    holds them as written, and a row sent as ``+86...`` must block one that says
+    ``0086...``. Call inside a write transaction; returns how many rows changed."""
+    changed = [
+        (normal, seq)
+        for seq, number in db.execute("SELECT seq, number FROM rows WHERE number IS NOT NULL")
+        if (normal := normalise_number(number)) != number
+    ]
+    db.executemany("UPDATE rows SET number = ? WHERE seq = ?", changed)
+    return len(changed)
 
 
 def marks(n: int) -> str:

@@ -30,7 +30,7 @@ from aicc_async.bulk.journal import (
     Mode,
     checked_kind,
 )
-from aicc_async.bulk.sql_journal import SQLJournal
+from aicc_async.bulk.sql_journal import SQLJournal, normalise_numbers
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SQLiteJournal"]
@@ -345,10 +345,14 @@ class SQLiteJournal(SQLJournal):
             if mode == "record":
                 if held is None:
                     raise CampaignError(f"{path} is an empty journal: no campaign was run")
+                db.execute("BEGIN IMMEDIATE")
+                normalise_numbers(db)
+                db.execute("COMMIT")
                 return SQLiteJournal._checked_kind(path, kind, (str(held[0]), int(held[1])))
             db.execute("BEGIN IMMEDIATE")
             try:
                 found = SQLiteJournal._create(db, path, kind)
+                normalise_numbers(db)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

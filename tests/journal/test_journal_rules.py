@@ -16,7 +16,7 @@ import pytest
 from journal_store import Store
 from rows import VOICE, WRITE_BACK, number, voice, voice_rows, write_back
 
-from aicc_async import AICCClient
+from aicc_async import AICCClient, CreateVoiceNotificationRequest
 from aicc_async.bulk import (
     CampaignError,
     CampaignKind,
@@ -400,6 +400,48 @@ async def test_a_number_is_claimed_once_and_later_rows_with_it_are_duplicates(
     held = store.rows()
     assert held["c"][:3] == ("duplicate", "duplicate", "number already used by row 'a'")
     assert held["f"][:3] == ("duplicate", "duplicate", "number already used by row 'b'")
+
+
+#: One number as people write it: AICC dials both the same.
+PLUS, ZEROS = "+8613812345678", "008613812345678"
+
+
+def called(key: str, number_: str) -> CampaignRow:
+    return CampaignRow(
+        key=key, request=CreateVoiceNotificationRequest(called=number_, voice_content="$Hi$")
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_number_written_with_plus_or_00_is_phoned_once(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    await loaded(store, [called("a", PLUS), called("b", ZEROS), called("c", PLUS)])
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=1, duplicate=2)
+    assert fake_aicc.calls_to(PLUS) == 1
+    assert fake_aicc.calls_to(ZEROS) == 0
+    held = store.rows()
+    assert held["b"][:3] == ("duplicate", "duplicate", "number already used by row 'a'")
+    assert held["c"][:3] == ("duplicate", "duplicate", "number already used by row 'a'")
+
+
+@pytest.mark.parametrize("sent", ["a", "b"])
+@pytest.mark.asyncio
+async def test_a_journal_that_holds_numbers_as_written_phones_no_number_twice(
+    store: Store, fake_aicc: FakeAICC, sent: str
+) -> None:
+    # A journal written before numbers were compared normalised holds them as written:
+    # the row already sent with one form blocks the rows with another.
+    await loaded(store, [called("a", PLUS), called("b", ZEROS)])
+    store.query("UPDATE rows SET number = ? WHERE key = ?", (PLUS, "a"))
+    store.set_state([sent], "done")
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=1, duplicate=1)
+    assert fake_aicc.calls_to(PLUS) + fake_aicc.calls_to(ZEROS) == 0
+    held = store.rows()
+    assert held["b" if sent == "a" else "a"][0] == "duplicate"
+    assert {number for (number,) in store.query("SELECT number FROM rows")} == {ZEROS}
 
 
 @pytest.mark.parametrize(
