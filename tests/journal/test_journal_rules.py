@@ -465,6 +465,54 @@ async def test_a_number_counts_as_used_unless_its_row_was_invalid_input(
 
 
 @pytest.mark.asyncio
+async def test_a_row_whose_call_may_have_gone_out_blocks_its_number(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    # `unknown`: AICC may have placed the call. Another row with the number is not sent.
+    await loaded(store, [called("a", ZEROS), called("b", ZEROS), called("c", number(3))])
+    store.set_state(["a"], "unknown", "interrupted")
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=1, unknown=1, duplicate=1)
+    assert fake_aicc.calls_to(ZEROS) == 0
+    assert fake_aicc.calls_to(number(3)) == 1
+    assert store.rows()["b"][:3] == ("duplicate", "duplicate", "number already used by row 'a'")
+
+
+@pytest.mark.asyncio
+async def test_a_journal_whose_calls_may_have_gone_out_keeps_its_target(store: Store) -> None:
+    first, other = Target("https://a.example", "key-a"), Target("https://b.example", "key-b")
+    journal = await store.open()
+    try:
+        await journal.bind(first)
+        await load_rows(journal, [row("a", "N1")])
+    finally:
+        await journal.close()
+    store.set_state(["a"], "unknown", "interrupted")
+    journal = await store.open()
+    try:
+        with pytest.raises(CampaignError, match="belongs to a campaign sent to"):
+            await journal.bind(other)
+        assert await journal.target() == first
+    finally:
+        await journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_duplicate_row_left_out_of_the_input_is_withdrawn(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    rows = [called("a", ZEROS), called("b", ZEROS), called("c", number(3))]
+    await loaded(store, rows)
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=2, duplicate=1)
+
+    summary = await loaded(store, [rows[0], rows[2]])  # b taken out of the input
+    assert summary.withdrawn == 1
+    assert await counts(store) == StateCounts(done=2, withdrawn=1)
+    assert store.rows()["b"][:2] == ("withdrawn", "withdrawn")
+
+
+@pytest.mark.asyncio
 async def test_repeated_numbers_are_all_claimed_when_allowed(store: Store) -> None:
     journal = await store.open()
     try:
