@@ -30,6 +30,7 @@ from typing import IO, Any
 import attrs
 
 from aicc_async.bulk.campaign import KINDS, Campaign, CampaignRow
+from aicc_async.bulk.sqlite_journal import sqlite_file
 from aicc_async.endpoints.voice_notification import (
     MAX_VOICE_CONTENT,
     CreateVoiceNotificationRequest,
@@ -292,7 +293,8 @@ class CampaignFile:
 
 
 def _check_target(path: Path, protected: Sequence[Path]) -> Path:
-    """``path`` resolved; ``CampaignError`` if it is one of the ``protected`` files."""
+    """``path`` resolved; ``CampaignError`` if it is one of the ``protected`` files or
+    an SQLite file (another campaign's journal, say)."""
     target = path.resolve()
     for kept in protected:
         same = kept.resolve() == target
@@ -303,6 +305,13 @@ def _check_target(path: Path, protected: Sequence[Path]) -> Path:
                 f"will not write the export over {path}: it is {kept}, part of the campaign "
                 "(its journal or its input). Choose another file."
             )
+    found = sqlite_file(target)
+    if found is not None:
+        raise CampaignError(
+            f"will not write the export over {path}: it is an SQLite {found} (another "
+            "campaign's journal, or another application's data), which the export would "
+            "replace. Choose another file; nothing was written."
+        )
     return target
 
 

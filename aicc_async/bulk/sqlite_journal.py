@@ -33,7 +33,7 @@ from aicc_async.bulk.journal import (
 from aicc_async.bulk.sql_journal import SQLJournal, normalise_numbers
 from aicc_async.errors import CampaignError, JournalError
 
-__all__ = ["SQLiteJournal"]
+__all__ = ["SQLiteJournal", "sqlite_file"]
 
 logger = logging.getLogger("aicc_async")
 
@@ -87,14 +87,36 @@ CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference
 """
 
 
-def _wal_header(path: Path) -> bool:
-    """True when the SQLite file at ``path`` says it is in WAL mode."""
+#: How an SQLite database file begins.
+_MAGIC = b"SQLite format 3\0"
+#: How an SQLite write-ahead log (a ``-wal`` file) begins (big-endian, either checksum).
+_WAL_MAGIC = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+
+
+def _header(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of the file at ``path`` (fewer, or none if unreadable)."""
     try:
         with path.open("rb") as f:
-            header = f.read(20)
+            return f.read(size)
     except OSError:
-        return False
-    return len(header) == 20 and header.startswith(b"SQLite format 3\0") and header[18] == 2
+        return b""
+
+
+def _wal_header(path: Path) -> bool:
+    """True when the SQLite file at ``path`` says it is in WAL mode."""
+    header = _header(path, 20)
+    return len(header) == 20 and header.startswith(_MAGIC) and header[18] == 2
+
+
+def sqlite_file(path: Path) -> str | None:
+    """What SQLite file ``path`` is, by its first bytes: ``"database"`` (an aicc journal
+    is one), ``"write-ahead log"``, or ``None`` (not an SQLite file, or none there)."""
+    header = _header(path, len(_MAGIC))
+    if header.startswith(_MAGIC):
+        return "database"
+    if header[:4] in _WAL_MAGIC:
+        return "write-ahead log"
+    return None
 
 
 class SQLiteJournal(SQLJournal):

@@ -12,6 +12,7 @@ received; journals are read with a read-only connection.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import hashlib
 import http.server
@@ -21,6 +22,7 @@ import random
 import re
 import shutil
 import signal
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -638,6 +640,37 @@ def test_export_replaces_an_unrelated_file_only_when_complete(tmp_path, fake, ai
     assert target.stat().st_ino != inode, "the export was written into the old file in place"
     names = {p.name for p in tmp_path.iterdir() if not p.name.startswith("campaign.db")}
     assert names == {"contacts.csv", "problems.csv"}, names
+
+
+def test_export_refuses_another_journal_and_any_sqlite_file(
+    tmp_path, fake, aicc, write_csv, write_contacts
+):
+    # `aicc report a.db --export b.db` once replaced b.db, another campaign's journal.
+    source = write_csv(
+        tmp_path / "contacts.csv",
+        ["id", "called", "text"],
+        [["1", "13900000001", "hello"], ["2", "12-34", "hello"]],
+    )
+    journal = tmp_path / "campaign.db"
+    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 1
+    other = tmp_path / "other.db"
+    others = write_contacts(tmp_path / "others.csv", 3)
+    assert aicc.run("notify", others, "--journal", other, env=fake.env).returncode == 0
+    crm = tmp_path / "crm.db"
+    with contextlib.closing(sqlite3.connect(crm)) as db, db:
+        db.execute("CREATE TABLE people (name TEXT, phone TEXT)")
+    targets = {"another campaign's journal": other, "another application's database": crm}
+    before = {what: digest(target) for what, target in targets.items()}
+
+    for option in ("--export", "--export-unanswered"):
+        for what, target in targets.items():
+            done = aicc.run("report", journal, option, target, env=fake.env)
+            assert done.returncode == 2, (option, what, done)
+            message = one_message(done)
+            assert f"will not write the export over {target}" in message, done
+            assert "SQLite database" in message, done
+            assert digest(target) == before[what], f"{option} wrote over {what}"
+    assert report_json(aicc, other, fake.env)["states"]["done"] == 3
 
 
 # ---------------------------------------------------------------------------------------
