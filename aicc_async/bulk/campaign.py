@@ -51,6 +51,7 @@ from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
     INVALID,
     Journal,
+    KeyChanged,
     LoadedRow,
     Mode,
     Outcome,
@@ -501,6 +502,10 @@ class Campaign:
             except CampaignError as exc:  # a key's row: streamed rows may be out already
                 if streams:
                     raise
+                if isinstance(exc, KeyChanged):
+                    raise KeyChanged(
+                        f"{exc.message} Nothing was sent.", key=exc.key, state=exc.state
+                    ) from None
                 raise CampaignError(f"{exc.message} Nothing was sent.") from None
             read += len(batch)
             added, replaced, known = added + len(new), replaced + more_replaced, known + more_known

@@ -30,6 +30,7 @@ from typing import IO, Any
 import attrs
 
 from aicc_async.bulk.campaign import KINDS, Campaign, CampaignRow
+from aicc_async.bulk.journal import KeyChanged
 from aicc_async.bulk.sqlite_journal import sqlite_file
 from aicc_async.endpoints.voice_notification import (
     MAX_VOICE_CONTENT,
@@ -275,6 +276,27 @@ class CampaignFile:
             return CampaignRow(key=key, request=self._format.build(cells))
         except AICCValidationError as exc:
             return CampaignRow(key=key, invalid=exc.message, source=cells)
+
+    @property
+    def keys_are_lines(self) -> bool:
+        """True when the file has no ``id`` column: each row's key is its line number."""
+        return ID not in self.header
+
+    def key_changed(self, exc: KeyChanged) -> str:
+        """What to tell the user when the journal refused a row of this file as ``exc``
+        (its key names another row than the one already sent)."""
+        if not self.keys_are_lines:
+            return exc.message
+        return (
+            f"{self.path} has no id column, so each row's key is its line number, and "
+            f"line {exc.key} now holds another row than the one already sent from it "
+            f"(state {exc.state}): a line was inserted or removed above it (or the id "
+            "column taken out), which moves every row below it. Nothing was sent. To go "
+            "on safely, put the lines back where they were (add new rows at the end of "
+            "the file), or add an id column giving each row the line number it had when "
+            "it was sent (new rows get new ids); rows may then move freely. Starting over "
+            "with a new journal would phone every row already sent again."
+        )
 
     def close(self) -> None:
         """Close the file."""

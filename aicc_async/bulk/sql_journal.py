@@ -293,7 +293,8 @@ class SQLJournal(Journal):
             if earlier and not known:
                 db.execute("DELETE FROM rows WHERE first_load = ?", (load,))
                 db.execute("UPDATE campaign SET current_load = ?", (self._accepted,))
-                return -1
+                sent = db.execute(f"SELECT count(*) FROM rows WHERE {_USED}").fetchone()[0]  # noqa: S608 - constant
+                return -1 - int(sent)
             db.execute(
                 "UPDATE campaign SET current_load = ?, accepted = ?, source = coalesce(?, source)",
                 (load, load, source),
@@ -308,10 +309,20 @@ class SQLJournal(Journal):
 
         withdrawn = await self._write(work)
         if withdrawn < 0:
+            sent = -1 - withdrawn
+            if not sent:
+                raise CampaignError(
+                    f"this input has no row in common with the campaign in {self.location}: "
+                    f"it looks like another file. Use a new {self._FRESH} for a new "
+                    "campaign. Nothing was sent."
+                )
             raise CampaignError(
-                f"this input has no row in common with the campaign in {self.location}: it "
-                f"looks like another file. Use a new {self._FRESH} for a new campaign. "
-                "Nothing was sent."
+                f"this input has no row in common with the campaign in {self.location}, "
+                f"which already sent {sent:,} rows: it looks like another file, or this "
+                "campaign's input with other keys (an id column added, removed or "
+                "renumbered?). If it is this campaign's input, give its rows back the keys "
+                f"they had: a new {self._FRESH} would send those {sent:,} rows again. "
+                f"Another campaign's input needs a {self._FRESH} of its own. Nothing was sent."
             )
         return withdrawn
 

@@ -272,6 +272,65 @@ def test_an_input_with_no_row_in_common_is_refused(
     assert read_journal(journal) == before
 
 
+def test_a_line_inserted_above_rows_sent_without_an_id_column_gets_safe_advice(
+    tmp_path, fake, aicc, write_csv, number_of, read_journal
+):
+    # Without an id column a row's key is its line: one line inserted above rows already
+    # sent moves them all. The advice was "...or use a new --journal", which would phone
+    # every one of them again.
+    header = ["called", "text"]
+    rows = [[number_of(i), f"Hello {i}"] for i in range(5)]
+    source = write_csv(tmp_path / "contacts.csv", header, rows)
+    journal = tmp_path / "campaign.db"
+    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 0
+    before = read_journal(journal)
+
+    write_csv(source, header, [[number_of(9), "Inserted"], *rows])
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode == 2, done
+    message = one_message(done)
+    assert "has no id column, so each row's key is its line number" in message, done
+    assert "line 2 now holds another row than the one already sent from it" in message, done
+    assert "add an id column giving each row the line number it had" in message, done
+    assert "would phone every row already sent again" in message, done
+    assert "use a new --journal" not in message, done
+    assert created(fake) == 5
+    assert read_journal(journal) == before
+
+    # What it advises is safe: an id column with the lines the rows had, a new id for the
+    # inserted row. Only that row is phoned.
+    write_csv(
+        source,
+        ["id", *header],
+        [["new-1", number_of(9), "Inserted"], *([str(i + 2), *r] for i, r in enumerate(rows))],
+    )
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode == 0, done
+    assert fake.calls() == {number_of(i): 1 for i in (0, 1, 2, 3, 4, 9)}
+
+
+def test_an_input_with_other_keys_after_rows_were_sent_is_never_told_to_start_over(
+    tmp_path, fake, aicc, write_csv, number_of
+):
+    source = write_csv(
+        tmp_path / "contacts.csv",
+        ["id", "called", "text"],
+        [[f"c{i}", number_of(i), "Hello"] for i in range(4)],
+    )
+    journal = tmp_path / "campaign.db"
+    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 0
+    # The same people, the id column taken out: every key is now a line number.
+    write_csv(source, ["called", "text"], [[number_of(i), "Hello"] for i in range(4)])
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode == 2, done
+    message = one_message(done)
+    assert "no row in common" in message, done
+    assert "already sent 4 rows" in message, done
+    assert "would send those 4 rows again" in message, done
+    assert "Use a new --journal" not in message, done
+    assert created(fake) == 4
+
+
 @pytest.mark.parametrize(
     ("fault", "flag", "state"),
     [

@@ -130,6 +130,24 @@ async def test_changed_row_for_a_key_already_sent_is_refused(
 
 
 @pytest.mark.asyncio
+async def test_a_changed_row_already_sent_is_never_told_to_start_a_new_journal(
+    store: Store,
+) -> None:
+    await loaded(store, voice_rows(3))
+    store.set_state(["k1"], "done")
+    changed = voice_rows(3)
+    changed[1] = CampaignRow(key="k1", request=voice(1, "$Another message$"))
+    async with store.open_campaign(VOICE) as campaign:
+        with pytest.raises(CampaignError) as caught:
+            await campaign.load(changed)
+    message = str(caught.value)
+    assert "already sent (state done)" in message
+    assert "restore that row as it was, or give the changed row a new key" in message
+    assert "would send every row already sent again" in message
+    assert "use a new" not in message.lower()
+
+
+@pytest.mark.asyncio
 async def test_changed_row_still_pending_is_replaced(store: Store) -> None:
     await loaded(store, voice_rows(5))
     changed = voice_rows(5)
