@@ -23,6 +23,8 @@ import re
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -828,6 +830,15 @@ def test_markup_in_a_column_name_and_a_file_name(tmp_path, fake, aicc, write_csv
 # ---------------------------------------------------------------------------------------
 # 10. The journal and its -wal
 
+#: Another SQLite client: opens the journal, reads it, closes it (SQLite then copies the
+#: -wal into the file and deletes it).
+FOLD = (
+    "import sqlite3, sys\n"
+    "db = sqlite3.connect(sys.argv[1])\n"
+    "print(db.execute('SELECT count(*) FROM rows').fetchone()[0])\n"
+    "db.close()\n"
+)
+
 
 def test_a_copy_without_its_wal_after_a_kill_is_refused(tmp_path, start_fake, aicc, write_contacts):
     fake = start_fake(0.02)
@@ -855,6 +866,47 @@ def test_a_copy_without_its_wal_after_a_kill_is_refused(tmp_path, start_fake, ai
     assert done.returncode == 2, done
     assert "copy.db-wal" in one_message(done), done
     assert after["received"][CREATE] == before["received"][CREATE]
+
+
+def test_a_killed_campaign_resumes_after_another_sqlite_client_folded_its_wal(
+    tmp_path, start_fake, aicc, write_contacts, number_of
+):
+    # Opening a crashed journal with any SQLite client folds its -wal in and deletes it:
+    # nothing is lost, yet every later run was refused for good ("put the -wal back").
+    # Through a symlink too: SQLite keeps the -wal beside the real file.
+    fake = start_fake(0.02)
+    source = write_contacts(tmp_path / "contacts.csv", 400)
+    real = tmp_path / "data" / "campaign.db"
+    real.parent.mkdir()
+    journal = tmp_path / "campaign.db"
+    journal.symlink_to(real)
+    running = aicc.start(
+        "notify", source, "--journal", journal, "--concurrency", "10", env=fake.env
+    )
+    fake.wait_for(
+        lambda s: s["processed"][CREATE] >= 50 or running.proc.poll() is not None, deadline=60
+    )
+    assert running.proc.poll() is None, f"the campaign ended before the kill: {running.wait()}"
+    running.signal(signal.SIGKILL)
+    assert running.wait(10).returncode == -signal.SIGKILL
+    fake.wait_for(lambda s: s["in_flight"] == 0, deadline=10)
+    assert wal(real).exists(), "expected a -wal file after the kill"
+    folded = subprocess.run(
+        [sys.executable, "-c", FOLD, str(journal)], capture_output=True, text=True, check=True
+    )
+    assert int(folded.stdout) == 400
+    assert not wal(real).exists(), "the other client did not fold the -wal in"
+    sent = created(fake)
+
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode in (0, 1), done  # 1: rows in flight at the kill are unknown
+    calls = fake.calls()
+    assert not {n: c for n, c in calls.items() if c > 1}, "a number was phoned twice"
+    report = report_json(aicc, journal, fake.env)
+    assert report["states"]["done"] + report["states"]["unknown"] == 400, report
+    assert report["states"]["unknown"] <= 10, report  # at most the rows in flight
+    assert sent < created(fake) <= 400  # the resume sent the rest, each row at most once
+    assert created(fake) >= report["states"]["done"]
 
 
 def test_a_cleanly_closed_journal_needs_no_wal(tmp_path, fake, aicc, write_contacts):
