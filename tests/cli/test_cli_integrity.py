@@ -605,9 +605,8 @@ def test_report_while_a_campaign_runs(tmp_path, start_fake, aicc, write_contacts
     assert states_of(read_journal(journal)) == {"done": 30}
 
 
-def test_report_of_a_finished_campaign_changes_no_byte(
-    tmp_path, fake, aicc, write_csv, read_journal
-):
+def one_done_one_failed(tmp_path, fake, aicc, write_csv) -> tuple[Path, Path]:
+    """A finished campaign (input, journal) of two rows: one done, one failed."""
     source = write_csv(
         tmp_path / "contacts.csv",
         ["id", "called", "text"],
@@ -615,6 +614,13 @@ def test_report_of_a_finished_campaign_changes_no_byte(
     )
     journal = tmp_path / "campaign.db"
     assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 1
+    return source, journal
+
+
+def test_report_of_a_finished_campaign_changes_no_byte(
+    tmp_path, fake, aicc, write_csv, read_journal
+):
+    _, journal = one_done_one_failed(tmp_path, fake, aicc, write_csv)
     journal_before, wal_before = digest(journal), digest(wal(journal))
 
     for args in ((), ("--json",), ("--export", tmp_path / "problems.csv")):
@@ -634,13 +640,7 @@ def test_report_of_a_finished_campaign_changes_no_byte(
 def test_export_refuses_the_journal_its_files_and_the_input(
     tmp_path, fake, aicc, write_csv, read_journal
 ):
-    source = write_csv(
-        tmp_path / "contacts.csv",
-        ["id", "called", "text"],
-        [["1", "13900000001", "hello"], ["2", "12-34", "hello"]],
-    )
-    journal = tmp_path / "campaign.db"
-    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 1
+    source, journal = one_done_one_failed(tmp_path, fake, aicc, write_csv)
     (tmp_path / "sub").mkdir()
     (tmp_path / "journal-link.db").symlink_to(journal)
     (tmp_path / "input-link.csv").symlink_to(source)
@@ -681,13 +681,7 @@ def test_export_refuses_the_journal_its_files_and_the_input(
 
 
 def test_export_replaces_an_unrelated_file_only_when_complete(tmp_path, fake, aicc, write_csv):
-    source = write_csv(
-        tmp_path / "contacts.csv",
-        ["id", "called", "text"],
-        [["1", "13900000001", "hello"], ["2", "12-34", "hello"]],
-    )
-    journal = tmp_path / "campaign.db"
-    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 1
+    _, journal = one_done_one_failed(tmp_path, fake, aicc, write_csv)
     target = tmp_path / "problems.csv"
     target.write_text("an older export\n")
     inode = target.stat().st_ino
@@ -707,13 +701,7 @@ def test_export_refuses_another_journal_and_any_sqlite_file(
     tmp_path, fake, aicc, write_csv, write_contacts
 ):
     # `aicc report a.db --export b.db` once replaced b.db, another campaign's journal.
-    source = write_csv(
-        tmp_path / "contacts.csv",
-        ["id", "called", "text"],
-        [["1", "13900000001", "hello"], ["2", "12-34", "hello"]],
-    )
-    journal = tmp_path / "campaign.db"
-    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 1
+    _, journal = one_done_one_failed(tmp_path, fake, aicc, write_csv)
     other = tmp_path / "other.db"
     others = write_contacts(tmp_path / "others.csv", 3)
     assert aicc.run("notify", others, "--journal", other, env=fake.env).returncode == 0
@@ -840,20 +828,27 @@ FOLD = (
 )
 
 
-def test_a_copy_without_its_wal_after_a_kill_is_refused(tmp_path, start_fake, aicc, write_contacts):
-    fake = start_fake(0.02)
-    source = write_contacts(tmp_path / "contacts.csv", 2000)
-    journal = tmp_path / "campaign.db"
+def kill_mid_run(aicc, fake, source: Path, journal: Path, *, processed: int) -> None:
+    """``aicc notify`` killed with SIGKILL once FakeAICC processed ``processed`` calls;
+    returns when no request of it is in flight any more."""
     running = aicc.start(
         "notify", source, "--journal", journal, "--concurrency", "10", env=fake.env
     )
     fake.wait_for(
-        lambda s: s["processed"][CREATE] >= 200 or running.proc.poll() is not None, deadline=60
+        lambda s: s["processed"][CREATE] >= processed or running.proc.poll() is not None,
+        deadline=60,
     )
     assert running.proc.poll() is None, f"the campaign ended before the kill: {running.wait()}"
     running.signal(signal.SIGKILL)
     assert running.wait(10).returncode == -signal.SIGKILL
     fake.wait_for(lambda s: s["in_flight"] == 0, deadline=10)
+
+
+def test_a_copy_without_its_wal_after_a_kill_is_refused(tmp_path, start_fake, aicc, write_contacts):
+    fake = start_fake(0.02)
+    source = write_contacts(tmp_path / "contacts.csv", 2000)
+    journal = tmp_path / "campaign.db"
+    kill_mid_run(aicc, fake, source, journal, processed=200)
     assert wal(journal).exists(), "expected a -wal file after the kill"
     copy = tmp_path / "copy.db"
     shutil.copyfile(journal, copy)  # the .db alone, as a careless backup would
@@ -880,16 +875,7 @@ def test_a_killed_campaign_resumes_after_another_sqlite_client_folded_its_wal(
     real.parent.mkdir()
     journal = tmp_path / "campaign.db"
     journal.symlink_to(real)
-    running = aicc.start(
-        "notify", source, "--journal", journal, "--concurrency", "10", env=fake.env
-    )
-    fake.wait_for(
-        lambda s: s["processed"][CREATE] >= 50 or running.proc.poll() is not None, deadline=60
-    )
-    assert running.proc.poll() is None, f"the campaign ended before the kill: {running.wait()}"
-    running.signal(signal.SIGKILL)
-    assert running.wait(10).returncode == -signal.SIGKILL
-    fake.wait_for(lambda s: s["in_flight"] == 0, deadline=10)
+    kill_mid_run(aicc, fake, source, journal, processed=50)
     assert wal(real).exists(), "expected a -wal file after the kill"
     folded = subprocess.run(
         [sys.executable, "-c", FOLD, str(journal)], capture_output=True, text=True, check=True
