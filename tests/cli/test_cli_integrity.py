@@ -436,6 +436,20 @@ def test_a_number_in_several_rows_is_phoned_once(tmp_path, fake, aicc, write_csv
     assert "row '2'" in row["description"], row
 
 
+def test_a_number_written_with_plus_or_00_in_one_csv_is_phoned_once(
+    tmp_path, fake, aicc, write_csv, read_journal
+):
+    # +8613812345678 and 008613812345678 are one number to AICC: once gave two calls.
+    rows = [["1", "+8613812345678", "a"], ["2", "008613812345678", "b"], ["3", C, "c"]]
+    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], rows)
+    journal = tmp_path / "campaign.db"
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode == 0, done
+    assert fake.calls() == {"+8613812345678": 1, C: 1}
+    states = {r["key"]: (r["state"], r["description"]) for r in read_journal(journal)}
+    assert states["2"] == ("duplicate", "number already used by row '1'"), states
+
+
 def test_allow_repeat_numbers_phones_every_row(tmp_path, fake, aicc, write_csv, read_journal):
     source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], REPEATS)
     journal = tmp_path / "campaign.db"
