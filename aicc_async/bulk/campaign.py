@@ -45,11 +45,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import attrs
 
 from aicc_async._fanout import async_items, check_concurrency
+from aicc_async._numbers import normalise_number
 from aicc_async.bulk.engine import Engine, Feed, Kind
 from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
     INVALID,
     Journal,
+    KeyChanged,
     LoadedRow,
     Mode,
     Outcome,
@@ -106,7 +108,7 @@ KINDS: Mapping[str, Kind] = {
             endpoint=VOICE,
             send=lambda aicc, request: aicc.voice_notification.send(request),
             reference=lambda result: result.call_serial_no,
-            number=lambda request: request.called,
+            number=lambda request: normalise_number(request.called),
             with_callback=lambda request, url: (
                 request if request.callback_url else attrs.evolve(request, callback_url=url)
             ),
@@ -498,6 +500,10 @@ class Campaign:
             except CampaignError as exc:  # a key's row: streamed rows may be out already
                 if streams:
                     raise
+                if isinstance(exc, KeyChanged):
+                    raise KeyChanged(
+                        f"{exc.message} Nothing was sent.", key=exc.key, state=exc.state
+                    ) from None
                 raise CampaignError(f"{exc.message} Nothing was sent.") from None
             read += len(batch)
             added, replaced, known = added + len(new), replaced + more_replaced, known + more_known

@@ -30,6 +30,8 @@ from typing import IO, Any
 import attrs
 
 from aicc_async.bulk.campaign import KINDS, Campaign, CampaignRow
+from aicc_async.bulk.journal import KeyChanged
+from aicc_async.bulk.sqlite_journal import sqlite_file
 from aicc_async.endpoints.voice_notification import (
     MAX_VOICE_CONTENT,
     CreateVoiceNotificationRequest,
@@ -275,6 +277,27 @@ class CampaignFile:
         except AICCValidationError as exc:
             return CampaignRow(key=key, invalid=exc.message, source=cells)
 
+    @property
+    def keys_are_lines(self) -> bool:
+        """True when the file has no ``id`` column: each row's key is its line number."""
+        return ID not in self.header
+
+    def key_changed(self, exc: KeyChanged) -> str:
+        """What to tell the user when the journal refused a row of this file as ``exc``
+        (its key names another row than the one already sent)."""
+        if not self.keys_are_lines:
+            return exc.message
+        return (
+            f"{self.path} has no id column, so each row's key is its line number, and "
+            f"line {exc.key} now holds another row than the one already sent from it "
+            f"(state {exc.state}): a line was inserted or removed above it (or the id "
+            "column taken out), which moves every row below it. Nothing was sent. To go "
+            "on safely, put the lines back where they were (add new rows at the end of "
+            "the file), or add an id column giving each row the line number it had when "
+            "it was sent (new rows get new ids); rows may then move freely. Starting over "
+            "with a new journal would phone every row already sent again."
+        )
+
     def close(self) -> None:
         """Close the file."""
         self._file.close()
@@ -292,7 +315,8 @@ class CampaignFile:
 
 
 def _check_target(path: Path, protected: Sequence[Path]) -> Path:
-    """``path`` resolved; ``CampaignError`` if it is one of the ``protected`` files."""
+    """``path`` resolved; ``CampaignError`` if it is one of the ``protected`` files or
+    an SQLite file (another campaign's journal, say)."""
     target = path.resolve()
     for kept in protected:
         same = kept.resolve() == target
@@ -303,6 +327,13 @@ def _check_target(path: Path, protected: Sequence[Path]) -> Path:
                 f"will not write the export over {path}: it is {kept}, part of the campaign "
                 "(its journal or its input). Choose another file."
             )
+    found = sqlite_file(target)
+    if found is not None:
+        raise CampaignError(
+            f"will not write the export over {path}: it is an SQLite {found} (another "
+            "campaign's journal, or another application's data), which the export would "
+            "replace. Choose another file; nothing was written."
+        )
     return target
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "Claimed",
     "Finished",
     "Journal",
+    "KeyChanged",
     "LoadedRow",
     "Outcome",
     "Outcomes",
@@ -230,6 +231,16 @@ class Outcomes:
     """(release reason code, rows), most rows first."""
 
 
+class KeyChanged(CampaignError):
+    """The input gives ``key``, whose row was already sent (it is in ``state``), another
+    row. Nothing of the batch that holds it was written."""
+
+    def __init__(self, message: str, *, key: str, state: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.state = state
+
+
 # -- the rules both backends apply --------------------------------------------------------
 
 #: What the journal holds for a key: (fingerprint, state, code, load pass it was last in).
@@ -287,10 +298,14 @@ def plan_load(rows: Sequence[LoadedRow], known: dict[str, Known], load: int) -> 
         if state not in ("pending", "withdrawn", "duplicate") and not (
             state == "failed" and code == INVALID
         ):
-            raise CampaignError(
-                f"the input's row for key {row.key!r} differs from the one this journal "
-                f"holds (state {state}). A key must always name the same row: restore "
-                "the row, give it a new id, or use a new --journal for a new campaign."
+            raise KeyChanged(
+                f"the input's row for key {row.key!r} differs from the row this journal "
+                f"holds for it, which was already sent (state {state}). A key must always "
+                "name the same row: restore that row as it was, or give the changed row a "
+                "new key. Starting over with a new journal would send every row already "
+                "sent again.",
+                key=row.key,
+                state=state,
             )
         plan.replaced.append(row)
         known[row.key] = (row.fingerprint, row.state, row.code, load)

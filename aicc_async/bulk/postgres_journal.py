@@ -61,7 +61,7 @@ from aicc_async.bulk.journal import (
     checked_kind,
     mask_dsn,
 )
-from aicc_async.bulk.sql_journal import Cursor, Db, SQLJournal
+from aicc_async.bulk.sql_journal import Cursor, Db, SQLJournal, normalise_numbers
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SCHEMA_VERSION", "PostgresJournal"]
@@ -380,6 +380,8 @@ class PostgresJournal(SQLJournal):
             literal = sql.Literal(name).as_string(db.conn)
             for view in _VIEWS:
                 db.execute(view.format(name=literal))
+            if mode != "read":
+                normalise_numbers(db)
         except BaseException:
             db.execute("ROLLBACK")
             raise

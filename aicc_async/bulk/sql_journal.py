@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
 
+from aicc_async._numbers import normalise_number
 from aicc_async.bulk.journal import (
     _USED,
     DUPLICATE,
@@ -73,6 +74,20 @@ class Db(Protocol):
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
+def normalise_numbers(db: Db) -> int:
+    """Store every row's number normalised (:func:`~aicc_async._numbers.normalise_number`),
+    as rows are loaded now: a journal written before numbers were compared normalised
+    holds them as written, and a row sent as ``+86...`` must block one that says
+    ``0086...``. Call inside a write transaction; returns how many rows changed."""
+    changed = [
+        (normal, seq)
+        for seq, number in db.execute("SELECT seq, number FROM rows WHERE number IS NOT NULL")
+        if (normal := normalise_number(number)) != number
+    ]
+    db.executemany("UPDATE rows SET number = ? WHERE seq = ?", changed)
+    return len(changed)
 
 
 def marks(n: int) -> str:
@@ -278,7 +293,8 @@ class SQLJournal(Journal):
             if earlier and not known:
                 db.execute("DELETE FROM rows WHERE first_load = ?", (load,))
                 db.execute("UPDATE campaign SET current_load = ?", (self._accepted,))
-                return -1
+                sent = db.execute(f"SELECT count(*) FROM rows WHERE {_USED}").fetchone()[0]  # noqa: S608 - constant
+                return -1 - int(sent)
             db.execute(
                 "UPDATE campaign SET current_load = ?, accepted = ?, source = coalesce(?, source)",
                 (load, load, source),
@@ -293,10 +309,20 @@ class SQLJournal(Journal):
 
         withdrawn = await self._write(work)
         if withdrawn < 0:
+            sent = -1 - withdrawn
+            if not sent:
+                raise CampaignError(
+                    f"this input has no row in common with the campaign in {self.location}: "
+                    f"it looks like another file. Use a new {self._FRESH} for a new "
+                    "campaign. Nothing was sent."
+                )
             raise CampaignError(
-                f"this input has no row in common with the campaign in {self.location}: it "
-                f"looks like another file. Use a new {self._FRESH} for a new campaign. "
-                "Nothing was sent."
+                f"this input has no row in common with the campaign in {self.location}, "
+                f"which already sent {sent:,} rows: it looks like another file, or this "
+                "campaign's input with other keys (an id column added, removed or "
+                "renumbered?). If it is this campaign's input, give its rows back the keys "
+                f"they had: a new {self._FRESH} would send those {sent:,} rows again. "
+                f"Another campaign's input needs a {self._FRESH} of its own. Nothing was sent."
             )
         return withdrawn
 

@@ -5,18 +5,31 @@ so after a crash a row that may have been sent never looks unsent. One process a
 time may run a campaign on it (a lock file beside it); readers (``aicc report``) open
 it read-only and may do so while it runs. The ``-wal`` file is part of the journal
 until the journal is closed: a journal not closed cleanly whose ``-wal`` is missing
-is refused. SQLite calls run on one worker thread, never on the event loop.
+is refused, unless it holds every commit made (see :func:`_complete_without_wal`). A
+symlink to a journal is the journal it points at. SQLite calls run on one worker
+thread, never on the event loop.
+
+Telling a ``-wal`` folded in from one lost: every write transaction counts itself in
+the file (``campaign.commits``), and once committed the count is written to a small
+file beside the journal, ``<journal>.commits``, before anything is sent. Any SQLite
+client that opens a crashed journal copies its ``-wal`` into the file and deletes it
+when it closes: the file then holds the last count recorded, or more. A ``-wal``
+deleted or left behind by a copy takes commits with it: the file holds less. A copy
+without the count file proves nothing and is refused, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import sqlite3
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import filelock
 
@@ -27,10 +40,12 @@ from aicc_async.bulk.journal import (
     Mode,
     checked_kind,
 )
-from aicc_async.bulk.sql_journal import SQLJournal
+from aicc_async.bulk.sql_journal import Db, SQLJournal, normalise_numbers
 from aicc_async.errors import CampaignError, JournalError
 
-__all__ = ["SQLiteJournal"]
+__all__ = ["SQLiteJournal", "sqlite_file"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("aicc_async")
 
@@ -49,7 +64,8 @@ CREATE TABLE IF NOT EXISTS campaign (
     accepted INTEGER,
     source TEXT,
     target TEXT,
-    clean INTEGER NOT NULL DEFAULT 0
+    clean INTEGER NOT NULL DEFAULT 0,
+    commits INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS rows (
     seq INTEGER PRIMARY KEY,
@@ -84,14 +100,77 @@ CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference
 """
 
 
-def _wal_header(path: Path) -> bool:
-    """True when the SQLite file at ``path`` says it is in WAL mode."""
+#: How an SQLite database file begins.
+_MAGIC = b"SQLite format 3\0"
+#: How an SQLite write-ahead log (a ``-wal`` file) begins (big-endian, either checksum).
+_WAL_MAGIC = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")
+
+
+def _header(path: Path, size: int) -> bytes:
+    """The first ``size`` bytes of the file at ``path`` (fewer, or none if unreadable)."""
     try:
         with path.open("rb") as f:
-            header = f.read(20)
+            return f.read(size)
     except OSError:
+        return b""
+
+
+def _wal_header(path: Path) -> bool:
+    """True when the SQLite file at ``path`` says it is in WAL mode."""
+    header = _header(path, 20)
+    return len(header) == 20 and header.startswith(_MAGIC) and header[18] == 2
+
+
+def sqlite_file(path: Path) -> str | None:
+    """What SQLite file ``path`` is, by its first bytes: ``"database"`` (an aicc journal
+    is one), ``"write-ahead log"``, or ``None`` (not an SQLite file, or none there)."""
+    header = _header(path, len(_MAGIC))
+    if header.startswith(_MAGIC):
+        return "database"
+    if header[:4] in _WAL_MAGIC:
+        return "write-ahead log"
+    return None
+
+
+def _commits_file(path: Path) -> Path:
+    """Where the journal ``path`` records how many commits it made."""
+    return path.with_name(path.name + ".commits")
+
+
+def _commits_recorded(path: Path) -> int | None:
+    """The count of commits recorded beside the journal ``path`` (``None``: no record)."""
+    try:
+        return int(_commits_file(path).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _complete_without_wal(db: sqlite3.Connection, path: Path) -> bool:
+    """For a journal file whose ``-wal`` is missing: True when it holds everything,
+    because it was closed cleanly, or because it holds at least as many commits as
+    were recorded beside it (another SQLite client folded the ``-wal`` in)."""
+    if db.execute("SELECT clean FROM campaign").fetchone()[0]:
+        return True
+    recorded = _commits_recorded(path)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(campaign)")}
+    if recorded is None or "commits" not in columns:
         return False
-    return len(header) == 20 and header.startswith(b"SQLite format 3\0") and header[18] == 2
+    held = int(db.execute("SELECT commits FROM campaign").fetchone()[0])
+    if held >= recorded:
+        logger.info(
+            "the write-ahead log of %s was folded into it after a run stopped (by another "
+            "SQLite client): it holds every commit made",
+            path,
+        )
+        return True
+    return False
+
+
+def _add_commits(db: sqlite3.Connection) -> None:
+    """Give a journal of an earlier version its count of commits (in a transaction)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(campaign)")}
+    if "commits" not in columns:
+        db.execute("ALTER TABLE campaign ADD COLUMN commits INTEGER NOT NULL DEFAULT 0")
 
 
 class SQLiteJournal(SQLJournal):
@@ -113,13 +192,17 @@ class SQLiteJournal(SQLJournal):
         self._sqlite = db
         self._lock = lock
         self._checkpointed = time.monotonic()
+        self._counted: int | None = None  # the file recording the count of commits
 
     @property
     def files(self) -> tuple[Path, ...]:
         """The journal and the files SQLite and aicc keep beside it."""
         return (
             self.path,
-            *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm", ".lock")),
+            *(
+                self.path.with_name(self.path.name + end)
+                for end in ("-wal", "-shm", ".lock", ".commits")
+            ),
         )
 
     # -- opening ------------------------------------------------------------------------
@@ -136,8 +219,9 @@ class SQLiteJournal(SQLJournal):
         Raises ``CampaignError`` if it cannot be created or opened, is not a journal,
         holds another kind of campaign, is in use by another campaign process, or was
         not closed cleanly and lost its ``-wal`` file; ``JournalError`` if SQLite cannot
-        read it.
+        read it. A symlink opens the journal it points at.
         """
+        path = await asyncio.to_thread(path.resolve)
         if mode == "read":
             wal_lost = _wal_header(path) and not path.with_name(path.name + "-wal").exists()
             db = await asyncio.to_thread(cls._connect_read_only, path, wal_lost)
@@ -148,6 +232,8 @@ class SQLiteJournal(SQLJournal):
                 raise
             return cls(path, db, found, mode)
         await asyncio.to_thread(cls._check_path, path, kind if mode == "run" else None)
+        if mode == "run" and kind is not None:
+            await asyncio.to_thread(cls._create_file, path, kind)
         wal_kept = path.with_name(path.name + "-wal").exists()
         in_wal_mode = _wal_header(path)
         db = await asyncio.to_thread(cls._connect, path)
@@ -157,12 +243,66 @@ class SQLiteJournal(SQLJournal):
             found = await asyncio.to_thread(
                 cls._check, db, path, kind, in_wal_mode and not wal_kept, mode
             )
+            counted = await asyncio.to_thread(cls._open_count, db, path)
         except BaseException:
             db.close()
             if lock is not None:
                 lock.release()
             raise
-        return cls(path, db, found, mode, lock)
+        journal = cls(path, db, found, mode, lock)
+        journal._counted = counted
+        return journal
+
+    @staticmethod
+    def _open_count(db: sqlite3.Connection, path: Path) -> int:
+        """Open the file recording the count of commits, and record the count now."""
+        try:
+            counted = os.open(_commits_file(path), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CampaignError(
+                f"cannot write beside the journal {path} ({exc.strerror or exc}): check that "
+                "its directory is writable, or choose another --journal path"
+            ) from None
+        try:
+            held = int(db.execute("SELECT commits FROM campaign").fetchone()[0])
+            SQLiteJournal._record_count(counted, held, durable=True)
+        except BaseException:
+            os.close(counted)
+            raise
+        return counted
+
+    @staticmethod
+    def _record_count(counted: int, commits: int, *, durable: bool) -> None:
+        """Write ``commits`` to the file ``counted`` (one write of a fixed width)."""
+        os.lseek(counted, 0, os.SEEK_SET)
+        os.write(counted, f"{commits:>20}\n".encode("ascii"))
+        if durable:
+            os.fsync(counted)
+
+    def _transaction(self, fn: Callable[[Db], T]) -> T:
+        """:meth:`SQLJournal._transaction`, counted: the transaction adds one to the
+        file's count of commits, which is then recorded beside it (before anything the
+        transaction claimed is sent)."""
+        count: list[int] = []
+
+        def counted(db: Db) -> T:
+            result = fn(db)
+            db.execute("UPDATE campaign SET commits = commits + 1")
+            count.append(int(db.execute("SELECT commits FROM campaign").fetchone()[0]))
+            return result
+
+        result = super()._transaction(counted)
+        if self._counted is not None:
+            try:
+                # Not synced: the record guards against a -wal deleted or left behind,
+                # which every process sees at once; a power cut keeps the -wal (synced).
+                self._record_count(self._counted, count[0], durable=False)
+            except OSError as exc:
+                raise JournalError(
+                    f"the journal {self.location} could not record its count of commits "
+                    f"beside it ({exc.strerror or exc}); the rows it recorded so far are kept"
+                ) from None
+        return result
 
     @staticmethod
     def _check_path(path: Path, kind: str | None) -> None:
@@ -172,6 +312,77 @@ class SQLiteJournal(SQLJournal):
             raise CampaignError(f"cannot create the journal {path}: {path.parent} does not exist")
 
     @staticmethod
+    def _create_file(path: Path, kind: str) -> None:
+        """Create the journal of a new ``kind`` campaign at ``path`` if nothing is there.
+
+        It is made complete beside ``path`` and then linked there, so that a journal
+        file always holds its campaign: an existing file that does not (an empty one
+        included) is never a new campaign but refused. If another process created
+        ``path`` meanwhile, that one is kept (and opened).
+        """
+        if os.path.lexists(path):
+            return
+        spare = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.new")
+        try:
+            db = sqlite3.connect(spare, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";")[:-1]:
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO campaign (singleton, kind, version, created, clean) "
+                    "VALUES (1, ?, ?, ?, 1)",
+                    (kind, SCHEMA_VERSION, time.time()),
+                )
+                db.execute("COMMIT")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+            try:
+                os.link(spare, path)
+            except FileExistsError:
+                pass  # created by another process meanwhile: that one is opened
+            except OSError:  # a file system without hard links
+                if not os.path.lexists(path):
+                    os.rename(spare, path)
+        except (sqlite3.Error, OSError) as exc:
+            raise CampaignError(
+                f"cannot write the new journal {path} ({exc}): check that its directory is "
+                "writable, or choose another --journal path"
+            ) from None
+        finally:
+            for end in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    spare.with_name(spare.name + end).unlink(missing_ok=True)
+
+    @staticmethod
+    def _not_a_journal(path: Path, tables: set[str]) -> CampaignError:
+        """Why the existing file ``path`` (whose SQLite tables are ``tables``) is refused."""
+        if tables:
+            return CampaignError(
+                f"{path} is not an aicc journal (it is another SQLite database): "
+                "choose another --journal path"
+            )
+        try:
+            empty = path.stat().st_size == 0
+        except OSError:
+            empty = False
+        if empty:
+            return CampaignError(
+                f"{path} is an empty file, not an aicc journal. If it was a campaign's "
+                "journal, its record is gone and running on it would phone every row again: "
+                "restore the journal (with its -wal file) from a copy. Otherwise delete it, "
+                "or give a --journal path that does not exist to start a new campaign. "
+                "Nothing was sent."
+            )
+        return CampaignError(
+            f"{path} is an SQLite database that holds no table, not an aicc journal: "
+            "delete it, or give a --journal path that does not exist to start a new "
+            "campaign. Nothing was sent."
+        )
+
+    @staticmethod
     def _lock_for(db: sqlite3.Connection, path: Path, take: bool) -> filelock.BaseFileLock | None:
         """Refuse a file that is not a journal, then (if ``take``) take the campaign lock:
         a file beside the journal, held until it is closed."""
@@ -179,11 +390,8 @@ class SQLiteJournal(SQLJournal):
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
         except sqlite3.Error as exc:
             raise SQLiteJournal._refuse(path, exc) from None
-        if tables and "campaign" not in tables:
-            raise CampaignError(
-                f"{path} is not an aicc journal (it is another SQLite database): "
-                "choose another --journal path"
-            )
+        if "campaign" not in tables:
+            raise SQLiteJournal._not_a_journal(path, tables)
         if not take:
             return None
         lock = SQLiteJournal._campaign_lock(path)
@@ -264,7 +472,7 @@ class SQLiteJournal(SQLJournal):
                 held = db.execute("SELECT kind, version FROM campaign").fetchone()
             if held is not None:
                 SQLiteJournal._checked_kind(path, kind, (str(held[0]), int(held[1])))
-                if wal_lost and not db.execute("SELECT clean FROM campaign").fetchone()[0]:
+                if wal_lost and not _complete_without_wal(db, path):
                     raise SQLiteJournal._wal_lost(path)
             if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CampaignError(f"{path}: SQLite could not switch the journal to WAL mode")
@@ -272,10 +480,15 @@ class SQLiteJournal(SQLJournal):
             if mode == "record":
                 if held is None:
                     raise CampaignError(f"{path} is an empty journal: no campaign was run")
+                db.execute("BEGIN IMMEDIATE")
+                _add_commits(db)
+                normalise_numbers(db)
+                db.execute("COMMIT")
                 return SQLiteJournal._checked_kind(path, kind, (str(held[0]), int(held[1])))
             db.execute("BEGIN IMMEDIATE")
             try:
                 found = SQLiteJournal._create(db, path, kind)
+                normalise_numbers(db)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -297,12 +510,12 @@ class SQLiteJournal(SQLJournal):
         try:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
             if "campaign" not in tables:
-                raise CampaignError(f"{path} is not an aicc journal")
+                raise SQLiteJournal._not_a_journal(path, tables)
             found = db.execute("SELECT kind, version FROM campaign").fetchone()
             if found is None:
                 raise CampaignError(f"{path} is an empty journal: no campaign was run")
             checked = SQLiteJournal._checked_kind(path, kind, (str(found[0]), int(found[1])))
-            if wal_lost and not db.execute("SELECT clean FROM campaign").fetchone()[0]:
+            if wal_lost and not _complete_without_wal(db, path):
                 raise SQLiteJournal._wal_lost(path)
         except sqlite3.Error as exc:
             raise SQLiteJournal._refuse(path, exc) from None
@@ -315,7 +528,8 @@ class SQLiteJournal(SQLJournal):
             f"{path} was not closed cleanly (a run was stopped abruptly) and its "
             f"write-ahead log {wal} is missing: without it the journal may not know every "
             "row already sent. Put the -wal file back beside it (always copy a journal "
-            "together with its -wal file). Nothing was sent."
+            "together with the files beside it: its -wal, and its .commits that proves "
+            "a -wal was folded in rather than lost). Nothing was sent."
         )
 
     @staticmethod
@@ -327,16 +541,14 @@ class SQLiteJournal(SQLJournal):
         for statement in _SCHEMA.split(";")[:-1]:
             db.execute(statement)
         found = db.execute("SELECT kind, version FROM campaign").fetchone()
-        if found is not None:
-            db.execute("UPDATE campaign SET clean = 0")
-            return str(found[0]), int(found[1])
-        if kind is None:
-            raise CampaignError(f"{path} is an empty journal: no campaign was run")
-        db.execute(
-            "INSERT INTO campaign (singleton, kind, version, created) VALUES (1, ?, ?, ?)",
-            (kind, SCHEMA_VERSION, time.time()),
-        )
-        return kind, SCHEMA_VERSION
+        if found is None:
+            raise CampaignError(
+                f"{path} is an empty journal (no campaign was recorded in it): delete it, "
+                "or give a --journal path that does not exist to start a new campaign"
+            )
+        _add_commits(db)
+        db.execute("UPDATE campaign SET clean = 0")
+        return str(found[0]), int(found[1])
 
     @staticmethod
     def _checkpoint(db: sqlite3.Connection, mode: str) -> bool:
@@ -369,6 +581,9 @@ class SQLiteJournal(SQLJournal):
             try:
                 await self._shutdown()
             finally:
+                counted, self._counted = self._counted, None
+                if counted is not None:
+                    os.close(counted)
                 if lock is not None:
                     lock.release()
 

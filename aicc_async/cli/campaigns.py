@@ -16,6 +16,7 @@ import attrs
 from aicc_async.bulk import Campaign, CampaignKind, Target
 from aicc_async.bulk.campaign import KINDS, LoadSummary
 from aicc_async.bulk.csv_files import CampaignFile
+from aicc_async.bulk.journal import KeyChanged
 from aicc_async.cli.display import CampaignProgress, render_report
 from aicc_async.cli.journals import JournalAt
 from aicc_async.cli.outcomes import receiving, wait_for_outcomes
@@ -193,6 +194,8 @@ async def run_campaign(
                     report = await campaign.report()
         except JournalError as exc:
             raise terminal.fail(exc.message, JOURNAL_FAILED) from None
+        except KeyChanged as exc:  # raised by the load: the file was open
+            raise terminal.fail(rows.key_changed(exc)) from None
         except CampaignError as exc:
             raise terminal.fail(exc.message) from None
         except asyncio.CancelledError:

@@ -12,6 +12,7 @@ received; journals are read with a read-only connection.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
 import hashlib
 import http.server
@@ -21,6 +22,9 @@ import random
 import re
 import shutil
 import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -270,6 +274,65 @@ def test_an_input_with_no_row_in_common_is_refused(
     assert read_journal(journal) == before
 
 
+def test_a_line_inserted_above_rows_sent_without_an_id_column_gets_safe_advice(
+    tmp_path, fake, aicc, write_csv, number_of, read_journal
+):
+    # Without an id column a row's key is its line: one line inserted above rows already
+    # sent moves them all. The advice was "...or use a new --journal", which would phone
+    # every one of them again.
+    header = ["called", "text"]
+    rows = [[number_of(i), f"Hello {i}"] for i in range(5)]
+    source = write_csv(tmp_path / "contacts.csv", header, rows)
+    journal = tmp_path / "campaign.db"
+    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 0
+    before = read_journal(journal)
+
+    write_csv(source, header, [[number_of(9), "Inserted"], *rows])
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode == 2, done
+    message = one_message(done)
+    assert "has no id column, so each row's key is its line number" in message, done
+    assert "line 2 now holds another row than the one already sent from it" in message, done
+    assert "add an id column giving each row the line number it had" in message, done
+    assert "would phone every row already sent again" in message, done
+    assert "use a new --journal" not in message, done
+    assert created(fake) == 5
+    assert read_journal(journal) == before
+
+    # What it advises is safe: an id column with the lines the rows had, a new id for the
+    # inserted row. Only that row is phoned.
+    write_csv(
+        source,
+        ["id", *header],
+        [["new-1", number_of(9), "Inserted"], *([str(i + 2), *r] for i, r in enumerate(rows))],
+    )
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode == 0, done
+    assert fake.calls() == {number_of(i): 1 for i in (0, 1, 2, 3, 4, 9)}
+
+
+def test_an_input_with_other_keys_after_rows_were_sent_is_never_told_to_start_over(
+    tmp_path, fake, aicc, write_csv, number_of
+):
+    source = write_csv(
+        tmp_path / "contacts.csv",
+        ["id", "called", "text"],
+        [[f"c{i}", number_of(i), "Hello"] for i in range(4)],
+    )
+    journal = tmp_path / "campaign.db"
+    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 0
+    # The same people, the id column taken out: every key is now a line number.
+    write_csv(source, ["called", "text"], [[number_of(i), "Hello"] for i in range(4)])
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode == 2, done
+    message = one_message(done)
+    assert "no row in common" in message, done
+    assert "already sent 4 rows" in message, done
+    assert "would send those 4 rows again" in message, done
+    assert "Use a new --journal" not in message, done
+    assert created(fake) == 4
+
+
 @pytest.mark.parametrize(
     ("fault", "flag", "state"),
     [
@@ -371,6 +434,20 @@ def test_a_number_in_several_rows_is_phoned_once(tmp_path, fake, aicc, write_csv
     row = {r["key"]: r for r in read_journal(journal)}["6"]
     assert (row["state"], row["code"]) == ("duplicate", "duplicate"), row
     assert "row '2'" in row["description"], row
+
+
+def test_a_number_written_with_plus_or_00_in_one_csv_is_phoned_once(
+    tmp_path, fake, aicc, write_csv, read_journal
+):
+    # +8613812345678 and 008613812345678 are one number to AICC: once gave two calls.
+    rows = [["1", "+8613812345678", "a"], ["2", "008613812345678", "b"], ["3", C, "c"]]
+    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], rows)
+    journal = tmp_path / "campaign.db"
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode == 0, done
+    assert fake.calls() == {"+8613812345678": 1, C: 1}
+    states = {r["key"]: (r["state"], r["description"]) for r in read_journal(journal)}
+    assert states["2"] == ("duplicate", "number already used by row '1'"), states
 
 
 def test_allow_repeat_numbers_phones_every_row(tmp_path, fake, aicc, write_csv, read_journal):
@@ -542,9 +619,8 @@ def test_report_while_a_campaign_runs(tmp_path, start_fake, aicc, write_contacts
     assert states_of(read_journal(journal)) == {"done": 30}
 
 
-def test_report_of_a_finished_campaign_changes_no_byte(
-    tmp_path, fake, aicc, write_csv, read_journal
-):
+def one_done_one_failed(tmp_path, fake, aicc, write_csv) -> tuple[Path, Path]:
+    """A finished campaign (input, journal) of two rows: one done, one failed."""
     source = write_csv(
         tmp_path / "contacts.csv",
         ["id", "called", "text"],
@@ -552,6 +628,13 @@ def test_report_of_a_finished_campaign_changes_no_byte(
     )
     journal = tmp_path / "campaign.db"
     assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 1
+    return source, journal
+
+
+def test_report_of_a_finished_campaign_changes_no_byte(
+    tmp_path, fake, aicc, write_csv, read_journal
+):
+    _, journal = one_done_one_failed(tmp_path, fake, aicc, write_csv)
     journal_before, wal_before = digest(journal), digest(wal(journal))
 
     for args in ((), ("--json",), ("--export", tmp_path / "problems.csv")):
@@ -571,13 +654,7 @@ def test_report_of_a_finished_campaign_changes_no_byte(
 def test_export_refuses_the_journal_its_files_and_the_input(
     tmp_path, fake, aicc, write_csv, read_journal
 ):
-    source = write_csv(
-        tmp_path / "contacts.csv",
-        ["id", "called", "text"],
-        [["1", "13900000001", "hello"], ["2", "12-34", "hello"]],
-    )
-    journal = tmp_path / "campaign.db"
-    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 1
+    source, journal = one_done_one_failed(tmp_path, fake, aicc, write_csv)
     (tmp_path / "sub").mkdir()
     (tmp_path / "journal-link.db").symlink_to(journal)
     (tmp_path / "input-link.csv").symlink_to(source)
@@ -618,13 +695,7 @@ def test_export_refuses_the_journal_its_files_and_the_input(
 
 
 def test_export_replaces_an_unrelated_file_only_when_complete(tmp_path, fake, aicc, write_csv):
-    source = write_csv(
-        tmp_path / "contacts.csv",
-        ["id", "called", "text"],
-        [["1", "13900000001", "hello"], ["2", "12-34", "hello"]],
-    )
-    journal = tmp_path / "campaign.db"
-    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 1
+    _, journal = one_done_one_failed(tmp_path, fake, aicc, write_csv)
     target = tmp_path / "problems.csv"
     target.write_text("an older export\n")
     inode = target.stat().st_ino
@@ -638,6 +709,31 @@ def test_export_replaces_an_unrelated_file_only_when_complete(tmp_path, fake, ai
     assert target.stat().st_ino != inode, "the export was written into the old file in place"
     names = {p.name for p in tmp_path.iterdir() if not p.name.startswith("campaign.db")}
     assert names == {"contacts.csv", "problems.csv"}, names
+
+
+def test_export_refuses_another_journal_and_any_sqlite_file(
+    tmp_path, fake, aicc, write_csv, write_contacts
+):
+    # `aicc report a.db --export b.db` once replaced b.db, another campaign's journal.
+    _, journal = one_done_one_failed(tmp_path, fake, aicc, write_csv)
+    other = tmp_path / "other.db"
+    others = write_contacts(tmp_path / "others.csv", 3)
+    assert aicc.run("notify", others, "--journal", other, env=fake.env).returncode == 0
+    crm = tmp_path / "crm.db"
+    with contextlib.closing(sqlite3.connect(crm)) as db, db:
+        db.execute("CREATE TABLE people (name TEXT, phone TEXT)")
+    targets = {"another campaign's journal": other, "another application's database": crm}
+    before = {what: digest(target) for what, target in targets.items()}
+
+    for option in ("--export", "--export-unanswered"):
+        for what, target in targets.items():
+            done = aicc.run("report", journal, option, target, env=fake.env)
+            assert done.returncode == 2, (option, what, done)
+            message = one_message(done)
+            assert f"will not write the export over {target}" in message, done
+            assert "SQLite database" in message, done
+            assert digest(target) == before[what], f"{option} wrote over {what}"
+    assert report_json(aicc, other, fake.env)["states"]["done"] == 3
 
 
 # ---------------------------------------------------------------------------------------
@@ -736,21 +832,37 @@ def test_markup_in_a_column_name_and_a_file_name(tmp_path, fake, aicc, write_csv
 # ---------------------------------------------------------------------------------------
 # 10. The journal and its -wal
 
+#: Another SQLite client: opens the journal, reads it, closes it (SQLite then copies the
+#: -wal into the file and deletes it).
+FOLD = (
+    "import sqlite3, sys\n"
+    "db = sqlite3.connect(sys.argv[1])\n"
+    "print(db.execute('SELECT count(*) FROM rows').fetchone()[0])\n"
+    "db.close()\n"
+)
 
-def test_a_copy_without_its_wal_after_a_kill_is_refused(tmp_path, start_fake, aicc, write_contacts):
-    fake = start_fake(0.02)
-    source = write_contacts(tmp_path / "contacts.csv", 2000)
-    journal = tmp_path / "campaign.db"
+
+def kill_mid_run(aicc, fake, source: Path, journal: Path, *, processed: int) -> None:
+    """``aicc notify`` killed with SIGKILL once FakeAICC processed ``processed`` calls;
+    returns when no request of it is in flight any more."""
     running = aicc.start(
         "notify", source, "--journal", journal, "--concurrency", "10", env=fake.env
     )
     fake.wait_for(
-        lambda s: s["processed"][CREATE] >= 200 or running.proc.poll() is not None, deadline=60
+        lambda s: s["processed"][CREATE] >= processed or running.proc.poll() is not None,
+        deadline=60,
     )
     assert running.proc.poll() is None, f"the campaign ended before the kill: {running.wait()}"
     running.signal(signal.SIGKILL)
     assert running.wait(10).returncode == -signal.SIGKILL
     fake.wait_for(lambda s: s["in_flight"] == 0, deadline=10)
+
+
+def test_a_copy_without_its_wal_after_a_kill_is_refused(tmp_path, start_fake, aicc, write_contacts):
+    fake = start_fake(0.02)
+    source = write_contacts(tmp_path / "contacts.csv", 2000)
+    journal = tmp_path / "campaign.db"
+    kill_mid_run(aicc, fake, source, journal, processed=200)
     assert wal(journal).exists(), "expected a -wal file after the kill"
     copy = tmp_path / "copy.db"
     shutil.copyfile(journal, copy)  # the .db alone, as a careless backup would
@@ -763,6 +875,38 @@ def test_a_copy_without_its_wal_after_a_kill_is_refused(tmp_path, start_fake, ai
     assert done.returncode == 2, done
     assert "copy.db-wal" in one_message(done), done
     assert after["received"][CREATE] == before["received"][CREATE]
+
+
+def test_a_killed_campaign_resumes_after_another_sqlite_client_folded_its_wal(
+    tmp_path, start_fake, aicc, write_contacts, number_of
+):
+    # Opening a crashed journal with any SQLite client folds its -wal in and deletes it:
+    # nothing is lost, yet every later run was refused for good ("put the -wal back").
+    # Through a symlink too: SQLite keeps the -wal beside the real file.
+    fake = start_fake(0.02)
+    source = write_contacts(tmp_path / "contacts.csv", 400)
+    real = tmp_path / "data" / "campaign.db"
+    real.parent.mkdir()
+    journal = tmp_path / "campaign.db"
+    journal.symlink_to(real)
+    kill_mid_run(aicc, fake, source, journal, processed=50)
+    assert wal(real).exists(), "expected a -wal file after the kill"
+    folded = subprocess.run(
+        [sys.executable, "-c", FOLD, str(journal)], capture_output=True, text=True, check=True
+    )
+    assert int(folded.stdout) == 400
+    assert not wal(real).exists(), "the other client did not fold the -wal in"
+    sent = created(fake)
+
+    done = aicc.run("notify", source, "--journal", journal, env=fake.env)
+    assert done.returncode in (0, 1), done  # 1: rows in flight at the kill are unknown
+    calls = fake.calls()
+    assert not {n: c for n, c in calls.items() if c > 1}, "a number was phoned twice"
+    report = report_json(aicc, journal, fake.env)
+    assert report["states"]["done"] + report["states"]["unknown"] == 400, report
+    assert report["states"]["unknown"] <= 10, report  # at most the rows in flight
+    assert sent < created(fake) <= 400  # the resume sent the rest, each row at most once
+    assert created(fake) >= report["states"]["done"]
 
 
 def test_a_cleanly_closed_journal_needs_no_wal(tmp_path, fake, aicc, write_contacts):
@@ -863,6 +1007,26 @@ def test_a_journal_of_random_bytes_is_not_a_journal(tmp_path, fake, aicc, write_
         assert "not an aicc journal" in one_message(done), done
     assert digest(journal) == before
     assert created(fake) == 0
+
+
+def test_an_emptied_journal_is_refused_and_nobody_is_phoned_again(
+    tmp_path, fake, aicc, write_contacts
+):
+    # `: > campaign.db` once made the next run a new campaign: every number phoned twice.
+    source = write_contacts(tmp_path / "contacts.csv", 20)
+    journal = tmp_path / "campaign.db"
+    assert aicc.run("notify", source, "--journal", journal, env=fake.env).returncode == 0
+    journal.write_bytes(b"")
+
+    for args in (("notify", source, "--journal", journal), ("report", journal)):
+        done = aicc.run(*args, env=fake.env)
+        assert done.returncode == 2, done
+        message = one_message(done)
+        assert "is an empty file, not an aicc journal" in message, done
+        assert "phone every row again" in message, done
+    assert journal.read_bytes() == b""
+    assert created(fake) == 20
+    assert set(fake.calls().values()) == {1}
 
 
 def test_a_truncated_journal_ends_with_exit_3(tmp_path, fake, aicc, write_contacts):

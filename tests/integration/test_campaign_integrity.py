@@ -384,6 +384,30 @@ async def test_export_refuses_the_journal_its_files_and_the_input(tmp_path: Path
 
 
 @pytest.mark.asyncio
+async def test_export_refuses_any_sqlite_file_and_write_ahead_log(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    async with Campaign(path, "voice_notification") as campaign:
+        await campaign.load(rows(range(2)))
+    other = tmp_path / "other.db"
+    kept = Campaign(other, "voice_notification")
+    await kept.open()  # another campaign, running: its -wal is live
+    try:
+        await kept.load(rows(range(3)))
+        copied_wal = tmp_path / "saved-wal"
+        copied_wal.write_bytes((tmp_path / "other.db-wal").read_bytes())
+        targets = [other, copied_wal]
+        before = [t.read_bytes() for t in targets]
+        async with Campaign(path, read_only=True) as campaign:
+            for target, what in zip(targets, ["database", "write-ahead log"], strict=True):
+                with pytest.raises(CampaignError, match=f"it is an SQLite {what}"):
+                    await export_problems(campaign, target)
+        assert [t.read_bytes() for t in targets] == before
+        assert (await kept.report()).counts == StateCounts(pending=3)
+    finally:
+        await kept.close()
+
+
+@pytest.mark.asyncio
 async def test_exported_cells_cannot_run_as_formulas_and_read_back_unchanged(
     tmp_path: Path,
 ) -> None:

@@ -16,7 +16,7 @@ import pytest
 from journal_store import Store
 from rows import VOICE, WRITE_BACK, number, voice, voice_rows, write_back
 
-from aicc_async import AICCClient
+from aicc_async import AICCClient, CreateVoiceNotificationRequest
 from aicc_async.bulk import (
     CampaignError,
     CampaignKind,
@@ -127,6 +127,24 @@ async def test_changed_row_for_a_key_already_sent_is_refused(
 
     # Nothing of that batch was written: no new key, the pending row not replaced.
     assert store.rows() == before
+
+
+@pytest.mark.asyncio
+async def test_a_changed_row_already_sent_is_never_told_to_start_a_new_journal(
+    store: Store,
+) -> None:
+    await loaded(store, voice_rows(3))
+    store.set_state(["k1"], "done")
+    changed = voice_rows(3)
+    changed[1] = CampaignRow(key="k1", request=voice(1, "$Another message$"))
+    async with store.open_campaign(VOICE) as campaign:
+        with pytest.raises(CampaignError) as caught:
+            await campaign.load(changed)
+    message = str(caught.value)
+    assert "already sent (state done)" in message
+    assert "restore that row as it was, or give the changed row a new key" in message
+    assert "would send every row already sent again" in message
+    assert "use a new" not in message.lower()
 
 
 @pytest.mark.asyncio
@@ -402,6 +420,48 @@ async def test_a_number_is_claimed_once_and_later_rows_with_it_are_duplicates(
     assert held["f"][:3] == ("duplicate", "duplicate", "number already used by row 'b'")
 
 
+#: One number as people write it: AICC dials both the same.
+PLUS, ZEROS = "+8613812345678", "008613812345678"
+
+
+def called(key: str, number_: str) -> CampaignRow:
+    return CampaignRow(
+        key=key, request=CreateVoiceNotificationRequest(called=number_, voice_content="$Hi$")
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_number_written_with_plus_or_00_is_phoned_once(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    await loaded(store, [called("a", PLUS), called("b", ZEROS), called("c", PLUS)])
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=1, duplicate=2)
+    assert fake_aicc.calls_to(PLUS) == 1
+    assert fake_aicc.calls_to(ZEROS) == 0
+    held = store.rows()
+    assert held["b"][:3] == ("duplicate", "duplicate", "number already used by row 'a'")
+    assert held["c"][:3] == ("duplicate", "duplicate", "number already used by row 'a'")
+
+
+@pytest.mark.parametrize("sent", ["a", "b"])
+@pytest.mark.asyncio
+async def test_a_journal_that_holds_numbers_as_written_phones_no_number_twice(
+    store: Store, fake_aicc: FakeAICC, sent: str
+) -> None:
+    # A journal written before numbers were compared normalised holds them as written:
+    # the row already sent with one form blocks the rows with another.
+    await loaded(store, [called("a", PLUS), called("b", ZEROS)])
+    store.query("UPDATE rows SET number = ? WHERE key = ?", (PLUS, "a"))
+    store.set_state([sent], "done")
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=1, duplicate=1)
+    assert fake_aicc.calls_to(PLUS) + fake_aicc.calls_to(ZEROS) == 0
+    held = store.rows()
+    assert held["b" if sent == "a" else "a"][0] == "duplicate"
+    assert {number for (number,) in store.query("SELECT number FROM rows")} == {ZEROS}
+
+
 @pytest.mark.parametrize(
     ("code", "second"), [("16", "duplicate"), ("invalid", "sending")], ids=["refused", "invalid"]
 )
@@ -420,6 +480,54 @@ async def test_a_number_counts_as_used_unless_its_row_was_invalid_input(
     finally:
         await journal.close()
     assert store.rows()["b"][0] == second
+
+
+@pytest.mark.asyncio
+async def test_a_row_whose_call_may_have_gone_out_blocks_its_number(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    # `unknown`: AICC may have placed the call. Another row with the number is not sent.
+    await loaded(store, [called("a", ZEROS), called("b", ZEROS), called("c", number(3))])
+    store.set_state(["a"], "unknown", "interrupted")
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=1, unknown=1, duplicate=1)
+    assert fake_aicc.calls_to(ZEROS) == 0
+    assert fake_aicc.calls_to(number(3)) == 1
+    assert store.rows()["b"][:3] == ("duplicate", "duplicate", "number already used by row 'a'")
+
+
+@pytest.mark.asyncio
+async def test_a_journal_whose_calls_may_have_gone_out_keeps_its_target(store: Store) -> None:
+    first, other = Target("https://a.example", "key-a"), Target("https://b.example", "key-b")
+    journal = await store.open()
+    try:
+        await journal.bind(first)
+        await load_rows(journal, [row("a", "N1")])
+    finally:
+        await journal.close()
+    store.set_state(["a"], "unknown", "interrupted")
+    journal = await store.open()
+    try:
+        with pytest.raises(CampaignError, match="belongs to a campaign sent to"):
+            await journal.bind(other)
+        assert await journal.target() == first
+    finally:
+        await journal.close()
+
+
+@pytest.mark.asyncio
+async def test_a_duplicate_row_left_out_of_the_input_is_withdrawn(
+    store: Store, fake_aicc: FakeAICC
+) -> None:
+    rows = [called("a", ZEROS), called("b", ZEROS), called("c", number(3))]
+    await loaded(store, rows)
+    async with store.open_campaign() as campaign, fake_aicc.client() as aicc:
+        assert await campaign.run(aicc) == StateCounts(done=2, duplicate=1)
+
+    summary = await loaded(store, [rows[0], rows[2]])  # b taken out of the input
+    assert summary.withdrawn == 1
+    assert await counts(store) == StateCounts(done=2, withdrawn=1)
+    assert store.rows()["b"][:2] == ("withdrawn", "withdrawn")
 
 
 @pytest.mark.asyncio

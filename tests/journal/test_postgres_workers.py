@@ -228,6 +228,47 @@ async def test_a_dead_workers_rows_in_flight_are_settled_and_a_live_workers_unto
 
 
 @pytest.mark.asyncio
+async def test_a_worker_never_settles_rows_another_worker_holds(pg_store: Store) -> None:
+    # A commit naming rows of another worker (live, or lapsed and settled `unknown`)
+    # changes none of them: only the worker that sent a row knows what became of it.
+    first, second = await worker(pg_store), await worker(pg_store)
+    try:
+        await load_rows(first, [row(f"r{i}", f"N{i}") for i in range(4)])
+        held = await first.commit([], 2, 0, once_per_number=True)
+        mine = await second.commit([], 2, 0, once_per_number=True)
+        await second.commit(
+            [Finished(c.seq, "done", reference="stolen") for c in held.rows],
+            0,
+            0,
+            once_per_number=True,
+        )
+        assert [pg_store.rows()[f"r{i}"][0] for i in range(4)] == ["sending"] * 4
+
+        expire(pg_store, first)  # its lease lapsed: its rows become unknown
+        assert await second.recover(idempotent=False) == 2
+        await second.commit(
+            [Finished(c.seq, "failed", "16", "refused") for c in held.rows],
+            0,
+            0,
+            once_per_number=True,
+        )
+        await second.commit(
+            [Finished(c.seq, "done") for c in mine.rows], 0, 0, once_per_number=True
+        )
+    finally:
+        await first.close()
+        await second.close()
+    rows = pg_store.rows()
+    assert [rows[f"r{i}"][:2] for i in range(4)] == [
+        ("unknown", "interrupted"),
+        ("unknown", "interrupted"),
+        ("done", None),
+        ("done", None),
+    ]
+    assert pg_store.query("SELECT count(*) FROM rows WHERE reference = 'stolen'") == [(0,)]
+
+
+@pytest.mark.asyncio
 async def test_the_heartbeat_keeps_a_lease_alive_and_a_stopped_heartbeat_lets_it_lapse(
     pg_store: Store,
 ) -> None:

@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from aicc_async.bulk import (
     LoadSummary,
     StateCounts,
 )
+from aicc_async.bulk.journal import Journal, Mode
 from aicc_async.errors import CampaignError
 
 
@@ -143,6 +147,64 @@ async def test_non_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None
         with pytest.raises(CampaignError, match="not an aicc journal"):
             await Campaign(path, kind).open()
     assert path.read_text() == text
+
+
+# Only a path that does not exist starts a campaign: an emptied journal (`: > c.db`)
+# was once taken for a new one, and every row of the campaign was phoned again.
+@pytest.mark.asyncio
+@pytest.mark.parametrize("mode", ["run", "record", "read"])
+async def test_an_empty_file_is_refused_not_taken_for_a_new_campaign(
+    tmp_path: Path, mode: Mode
+) -> None:
+    path = tmp_path / "c.db"
+    path.write_bytes(b"")
+    kinds: list[str | None] = [VOICE, None] if mode == "run" else [None]
+    for kind in kinds:
+        with pytest.raises(CampaignError, match="is an empty file") as refused:
+            await Journal.open(path, kind, mode=mode)
+        message = str(refused.value)
+        assert "not an aicc journal" in message
+        assert "phone every row again" in message
+        assert "delete it" in message
+    assert files_in(tmp_path) == ["c.db"]
+    assert path.read_bytes() == b""
+
+
+@pytest.mark.asyncio
+async def test_an_empty_file_is_refused_by_a_campaign_and_nothing_is_loaded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.db"
+    path.write_bytes(b"")
+    campaign = Campaign(path, VOICE)
+    try:
+        with pytest.raises(CampaignError, match="is an empty file"):
+            await campaign.open()
+    finally:
+        await campaign.close()
+    assert path.read_bytes() == b""
+
+
+@pytest.mark.asyncio
+async def test_an_empty_sqlite_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA user_version = 7")  # a valid database with no table
+    before = path.read_bytes()
+    with pytest.raises(CampaignError, match="holds no table") as refused:
+        await Campaign(path, VOICE).open()
+    assert "not an aicc journal" in str(refused.value)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.asyncio
+async def test_a_new_journal_appears_only_complete(tmp_path: Path) -> None:
+    # Created beside its path and moved there once it holds its campaign: a run
+    # stopped while creating it leaves no empty journal that the next run refuses.
+    path = tmp_path / "c.db"
+    await loaded(path, voice_rows(2))
+    assert files_in(tmp_path) == ["c.db", "c.db.commits", "c.db.lock"]
+    assert await counts(path) == StateCounts(pending=2)
 
 
 # An existing SQLite database of another application is refused before anything is
@@ -307,3 +369,148 @@ async def test_run_concurrency_limit_follows_the_client(tmp_path: Path) -> None:
 
 
 # -- recovery after a crash ---------------------------------------------------------------------
+
+
+# -- a journal after a crash: its -wal folded in, lost, or behind a symlink ---------------------
+
+#: A run that stops with a kill -9: 10 rows loaded, 6 claimed (`sending`), 3 of them done.
+_CRASHING_RUN = """
+import asyncio, sys
+from aicc_async.bulk.journal import Finished, Journal, LoadedRow
+
+async def main(path):
+    journal = await Journal.open(path, "voice_notification")
+    await journal.recover(idempotent=False)
+    load, _ = await journal.begin_load()
+    rows = [LoadedRow(f"r{i}", f"fp{i}", "pending", "{}", f"00{i:05d}") for i in range(10)]
+    _, _, known = await journal.load(rows, load)
+    await journal.end_load(load, known, None)
+    claim = await journal.commit([], 6, 0, once_per_number=True)
+    done = [Finished(c.seq, "done", reference=f"s{c.seq}") for c in claim.rows[:3]]
+    await journal.commit(done, 0, claim.cursor, once_per_number=True)
+    print("ready", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+#: A resume of it that stops with a kill -9 too, two more rows in flight.
+_CRASHING_RESUME = """
+import asyncio, sys
+from aicc_async.bulk.journal import Journal
+
+async def main(path):
+    journal = await Journal.open(path, None)
+    await journal.recover(idempotent=False)
+    await journal.commit([], 2, 0, once_per_number=True)
+    print("ready", flush=True)
+    await asyncio.sleep(60)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def crash(path: Path, run: str = _CRASHING_RUN) -> None:
+    """Run ``run`` on ``path`` in a process and kill -9 it mid-run."""
+    with subprocess.Popen(
+        [sys.executable, "-c", run, str(path)], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == "ready\n"
+        finally:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def wal_of(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def fold_with_another_client(path: Path) -> None:
+    """What any SQLite client does to a crashed journal it opens: on closing it, it
+    copies the -wal into the file and deletes it."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT count(*) FROM rows").fetchone() == (10,)
+    assert not wal_of(path).exists()
+
+
+AFTER_THE_CRASH = StateCounts(pending=4, done=3, unknown=3)
+
+
+@pytest.mark.asyncio
+async def test_a_crashed_journal_whose_wal_another_client_folded_in_resumes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.db"
+    crash(path)
+    assert wal_of(path).exists(), "expected the crash to leave a -wal"
+    fold_with_another_client(path)
+
+    async with Campaign(path, read_only=True) as reader:  # aicc report
+        assert (await reader.report()).counts == StateCounts(pending=4, done=3, sending=3)
+    assert await counts(path) == AFTER_THE_CRASH  # a resume: the rows in flight are unknown
+    assert await counts(path) == AFTER_THE_CRASH
+
+
+@pytest.mark.asyncio
+async def test_a_crashed_journal_folded_in_and_crashed_again_resumes(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    crash(path)
+    fold_with_another_client(path)
+    crash(path, _CRASHING_RESUME)
+    assert wal_of(path).exists()
+    fold_with_another_client(path)
+    assert await counts(path) == StateCounts(pending=2, done=3, unknown=5)
+
+
+@pytest.mark.asyncio
+async def test_a_crashed_journal_whose_wal_was_lost_is_still_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    crash(path)
+    before = path.read_bytes()
+    wal_of(path).unlink()  # lost: the rows it holds as sent are not in the file
+    for mode in ("run", "read"):
+        with pytest.raises(CampaignError, match=r"write-ahead log .* is missing"):
+            await Journal.open(path, None, mode=mode)  # type: ignore[arg-type]
+    assert path.read_bytes() == before
+
+
+@pytest.mark.asyncio
+async def test_a_crashed_journal_folded_in_then_its_copy_without_the_wal_is_refused(
+    tmp_path: Path,
+) -> None:
+    # A copy of the .db taken during the run (the -wal not copied) and a fold of the
+    # original cannot make the copy look complete.
+    path = tmp_path / "c.db"
+    copy = tmp_path / "copy.db"
+    crash(path)
+    copy.write_bytes(path.read_bytes())
+    fold_with_another_client(path)
+    with pytest.raises(CampaignError, match=r"write-ahead log .* is missing"):
+        await Journal.open(copy, None)
+    assert await counts(path) == AFTER_THE_CRASH
+
+
+@pytest.mark.asyncio
+async def test_a_journal_behind_a_symlink_resumes_after_a_crash(tmp_path: Path) -> None:
+    real = tmp_path / "data" / "c.db"
+    real.parent.mkdir()
+    await (await Journal.open(real, VOICE)).close()
+    link = tmp_path / "c.db"
+    link.symlink_to(real)
+    crash(link)
+    assert wal_of(real).exists()  # SQLite keeps it beside the real file
+    async with Campaign(link, read_only=True) as reader:
+        assert (await reader.report()).counts == StateCounts(pending=4, done=3, sending=3)
+    assert await counts(link) == AFTER_THE_CRASH
+    # One campaign at a time, whichever name it is opened by.
+    first = Campaign(link)
+    await first.open()
+    try:
+        with pytest.raises(CampaignError, match="in use"):
+            await Campaign(real).open()
+    finally:
+        await first.close()
