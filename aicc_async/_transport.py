@@ -206,6 +206,7 @@ class Transport:
                     fallback=config.redis_fallback,
                     clock=config.clock,
                     lock_timeout=2 * config.timeout.total + 5.0,
+                    timeout=config.timeout.connect,
                 )
             self._shared = _Shared(session, budget, redis)
             token_request = Retrying(

@@ -13,7 +13,9 @@ The ``fake_aicc`` fixture comes from the package's own pytest plugin
 * ``postgresql_dsn``: that DSN; ``campaign_name``: a campaign name no other test uses.
 * ``redis_server`` (session): a real ``redis-server`` on a free 127.0.0.1 port, no
   persistence, in a temporary directory (skipped locally without the binary, failed in
-  CI); ``redis_url``: its URL, emptied before each test.
+  CI); ``redis_url``: its URL, emptied before each test. ``running_redis(directory)``
+  starts one, and ``own_redis`` gives (URL, process) of one of the test's own (one it
+  may freeze with SIGSTOP).
 """
 
 from __future__ import annotations
@@ -205,15 +207,17 @@ def _ping(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def running_redis(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throw-away ``redis-server`` on a free 127.0.0.1 port, no persistence, working in
+    ``directory``: yields its URL and its process (a test may SIGSTOP it). Fails the
+    test if it does not answer; skips it locally without the binary (fails it in CI)."""
     binary = shutil.which("redis-server")
     if binary is None:
         reason = "redis-server is not installed (apt-get install redis-server)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}: CI must run the Redis tests")
         pytest.skip(reason)
-    directory = tmp_path_factory.mktemp("redis")
     port = _free_tcp_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
@@ -227,14 +231,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"redis-server did not answer PING on port {port}")
             time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
+        proc.send_signal(signal.SIGCONT)  # a stopped server cannot act on SIGTERM
         proc.terminate()
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as (url, _):
+        yield url
+
+
+@pytest.fixture
+def own_redis(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server of the test's own (URL, process): one it may freeze (SIGSTOP)."""
+    with running_redis(tmp_path_factory.mktemp("own-redis")) as started:
+        yield started
 
 
 @pytest.fixture
