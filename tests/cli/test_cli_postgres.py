@@ -562,3 +562,39 @@ def test_three_workers_one_killed_nobody_phoned_twice(
     assert again.returncode == 1, again  # the unknown rows are still there
     assert "Nothing left to send" in flat(again.stderr), again
     assert fake.processed() == processed
+
+
+def test_a_postgresql_restart_mid_campaign_stops_no_worker_and_loses_no_row(
+    tmp_path, start_fake, aicc, write_contacts, number_of, own_postgresql, campaign_name
+):
+    n = 3000
+    dsn = own_postgresql.dsn
+    fake = start_fake(0.05)  # each call takes a while: the campaign lasts a few seconds
+    source = write_contacts(tmp_path / "contacts.csv", n)
+    command = (
+        "notify", source, "--journal", dsn, "--campaign", campaign_name,
+        "--concurrency", "20", "--lease", "30",
+    )  # fmt: skip
+    workers = [aicc.start(*command, env=fake.env) for _ in range(WORKERS)]
+
+    # Restart once the input is loaded, every worker is sending and some rows are done.
+    deadline = time.monotonic() + 60
+    while True:
+        loaded, progress = _progress(dsn, campaign_name)
+        done = sum(d for _, d, _ in progress.values())
+        if loaded and len(progress) == WORKERS and done >= n // 5:
+            break
+        assert all(w.proc.poll() is None for w in workers), [w.wait(1) for w in workers]
+        assert time.monotonic() < deadline, f"the campaign did not get under way: {progress}"
+        time.sleep(0.05)
+    own_postgresql.restart()  # pg_ctl restart -m fast: every connection is closed
+
+    for worker in workers:
+        finished = clean(worker.wait(90), dsn)
+        assert finished.returncode == 0, finished
+    assert fake.calls() == {number_of(i): 1 for i in range(n)}
+    rows = query(
+        dsn, "SELECT state, sends, count(*) FROM aicc_rows WHERE campaign = %s GROUP BY 1, 2",
+        campaign_name,
+    )  # fmt: skip
+    assert rows == [("done", 1, n)]
