@@ -26,7 +26,9 @@ Workers:
   while other workers hold live leases does not start a new pass: it checks that its
   input is the campaign's current one (no new, changed or missing row) and joins, or
   is refused with ``CampaignError``. With no live worker, a load is a normal pass
-  (unsent rows it leaves out are withdrawn).
+  (unsent rows it leaves out are withdrawn). A pass whose loader died before it ended
+  (the lock ends with its session) is never joined: the next worker to load takes it
+  over with a pass of its own.
 * A connection lost (a PostgreSQL restart, a failover, a network blip) is opened
   again, the session's views with it, and the interrupted statement is run again,
   for as long as the worker's lease holds (other modes: for ``DEFAULT_LEASE``
@@ -787,18 +789,26 @@ class PostgresJournal(SQLJournal):
         self, source: str | None = None, *, stream: bool = False
     ) -> tuple[int, bool]:
         """:meth:`Journal.begin_load <aicc_async.bulk.journal.Journal.begin_load>`, one
-        worker at a time. While other workers hold live leases (and a load was
-        complete), no new pass: this worker's input is checked against the current one
-        (:meth:`load`, :meth:`end_load`) and it joins."""
+        worker at a time. While other workers hold live leases and the current pass was
+        loaded in full, no new pass: this worker's input is checked against it
+        (:meth:`load`, :meth:`end_load`) and it joins. A pass that never ended (its
+        loader died or failed) is taken over: this worker loads its input in a pass of
+        its own (the rows already sent are kept, the unsent ones of that pass are
+        loaded again)."""
         await self._take_load_lock()
         try:
 
             def joins(db: Db) -> int | None:
-                current = db.execute("SELECT current_load FROM campaign").fetchone()[0]
+                current, accepted = db.execute(
+                    "SELECT current_load, accepted FROM campaign"
+                ).fetchone()
                 others = db.execute(
                     "SELECT count(*) FROM live_workers WHERE worker <> ?", (self.worker,)
                 ).fetchone()[0]
-                if current is None or not others:
+                # Only a pass loaded in full can be joined. One that never ended was
+                # left by a loader that died or failed (this worker holds the load
+                # lock now): a pass of this worker's own takes it over.
+                if current is None or current != accepted or not others:
                     return None
                 db.execute("DELETE FROM join_keys")
                 return int(current)
@@ -819,7 +829,7 @@ class PostgresJournal(SQLJournal):
             f"campaign {self.name!r} is being run by {len(others)} other worker(s) "
             f"({', '.join(others) or 'whose leases just expired'}) with another input: {what}. "
             "Give every worker the same input, or change the campaign's input once no "
-            "worker runs it (or their leases expired). Nothing was sent."
+            "worker runs it (or their leases expired)."
         )
 
     async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[list[State], int, int]:
@@ -886,7 +896,8 @@ class PostgresJournal(SQLJournal):
         )
         missing = int(current[0]) - int(current[1])
         if missing > 0:
-            raise await self._refuse_input(f"it leaves out {missing:,} of the campaign's rows")
+            refused = await self._refuse_input(f"it leaves out {missing:,} of the campaign's rows")
+            raise CampaignError(f"{refused.message} Nothing was sent.")
         return 0
 
     async def set_durable(self, durable: bool) -> None:

@@ -598,3 +598,68 @@ def test_a_postgresql_restart_mid_campaign_stops_no_worker_and_loses_no_row(
         campaign_name,
     )  # fmt: skip
     assert rows == [("done", 1, n)]
+
+
+def test_the_loading_worker_killed_another_takes_the_load_over(
+    tmp_path, start_fake, aicc, write_contacts, number_of, postgresql_dsn, campaign_name
+):
+    n = ROWS // 2
+    fake = start_fake(0.01)
+    source = write_contacts(tmp_path / "contacts.csv", n)
+    command = (
+        "notify", source, "--journal", postgresql_dsn, "--campaign", campaign_name,
+        "--concurrency", "50", "--lease", "3",
+    )  # fmt: skip
+    workers = [aicc.start(*command, env=fake.env) for _ in range(WORKERS)]
+    pids = {w.proc.pid: w for w in workers}
+
+    # A new campaign streams its input: one worker loads it and sends meanwhile, the
+    # others wait to join. Kill the loader before its load is complete.
+    deadline = time.monotonic() + 60
+    with psycopg.connect(postgresql_dsn, autocommit=True) as conn:
+        while True:
+            found = None
+            if conn.execute("SELECT to_regclass('aicc_workers') IS NOT NULL").fetchone()[0]:
+                found = conn.execute(  # the first row sent, and the worker sending it
+                    "SELECT c.accepted IS NOT NULL, w.pid, w.worker FROM aicc_campaigns c "
+                    "JOIN aicc_rows r ON r.campaign = c.name JOIN aicc_workers w "
+                    "ON w.campaign = c.name AND w.worker = r.worker WHERE c.name = %s LIMIT 1",
+                    (campaign_name,),
+                ).fetchone()
+            if found is not None:
+                break
+            assert all(w.proc.poll() is None for w in workers), [w.wait(1) for w in workers]
+            assert time.monotonic() < deadline, "no worker sent anything within 60 s"
+            time.sleep(0.005)
+    loaded, victim_pid, victim_id = found
+    assert not loaded, "the input was loaded in full before the loader could be killed"
+    victim = pids[victim_pid]
+    victim.signal(signal.SIGKILL)
+    assert victim.wait(10).returncode == -signal.SIGKILL
+    in_flight = {
+        key
+        for (key,) in query(
+            postgresql_dsn,
+            "SELECT key FROM aicc_rows WHERE campaign = %s AND worker = %s AND state = 'sending'",
+            campaign_name,
+            victim_id,
+        )
+    }
+
+    # The others take the load over (the same input is never blamed) and finish it.
+    for survivor in (w for w in workers if w is not victim):
+        finished = clean(survivor.wait(90), postgresql_dsn)
+        assert "another input" not in flat(finished.output), finished
+        assert finished.returncode == (1 if in_flight else 0), finished
+        assert f"{n:,} rows" in flat(finished.stdout), finished
+    calls = fake.calls()
+    assert max(calls.values()) == 1  # nobody phoned twice
+    rows = query(
+        postgresql_dsn,
+        "SELECT key, state, sends FROM aicc_rows WHERE campaign = %s",
+        campaign_name,
+    )
+    assert sorted(int(key) for key, _, _ in rows) == list(range(n))
+    assert {key for key, state, _ in rows if state != "done"} == in_flight
+    assert all(sends == 1 for _, _, sends in rows)
+    assert set(calls) >= {number_of(int(key)) for key, state, _ in rows if state == "done"}
