@@ -37,9 +37,10 @@ Workers:
   if they are found ``sending`` under this worker (the mark landed) and its lease is
   still live; otherwise they are given back (or the whole commit is run again: its
   outcomes are written under the ownership guard, so twice is harmless). PostgreSQL
-  out of reach for longer than the lease stops the worker with ``JournalError``; a
-  load under way when the connection is lost fails (its lock died with the session)
-  and is taken over by the next worker to load.
+  out of reach for longer than the lease stops the worker with ``JournalError``. A
+  load under way goes on if its lock (which died with the session) can be taken again
+  and no other pass began meanwhile; otherwise it fails with ``JournalError`` and the
+  worker that took the lock carries the load.
 * ``mode="read"`` sets the session read-only (``default_transaction_read_only``)
   after creating its views: it never writes a row and works beside running workers.
 """
@@ -282,6 +283,7 @@ class PostgresJournal(SQLJournal):
         self._idempotent: bool | None = None  # known once recover() ran: heartbeats recover too
         self._load_locked = False
         self._joining: int | None = None  # the load pass a joining worker checks its input against
+        self._pass: int | None = None  # the load pass this worker is loading (not joining)
         self._analyzed = self._unanalyzed = 0  # rows this journal loaded before / since ANALYZE
         self._dsn = dsn  # to connect again (never shown)
         self._generation = 0  # connections opened again so far
@@ -331,18 +333,19 @@ class PostgresJournal(SQLJournal):
                 if not self._broken():
                     raise self._problem(exc) from None
                 await self._reconnect(generation, exc)
-                if loading:
+                if loading and self._load_lost:
                     raise self._load_interrupted() from None
 
     def _in_load(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` for a load, unless the connection its lock held was lost."""
+        """``fn(*args)`` for a load, unless its lock was lost with a connection."""
         if self._load_lost:
             raise self._load_interrupted()
         return fn(*args)
 
     @contextlib.contextmanager
     def _loading(self) -> Iterator[None]:
-        """The statements of a load (under its session lock): a lost connection fails it."""
+        """The statements of a load (under its session lock): a lost connection fails it
+        unless the lock could be taken again with the pass untouched (:meth:`_relock`)."""
         if self._load_lost:
             raise self._load_interrupted()
         token = _LOADING.set(True)
@@ -372,23 +375,24 @@ class PostgresJournal(SQLJournal):
 
     async def _write(self, fn: Callable[[Db], T]) -> T:
         """``fn(db)`` in one write transaction; one whose ``COMMIT`` went unanswered is
-        run again (every write but a claim, :meth:`commit`, is idempotent), except in
-        a load (it fails: see :meth:`_load_interrupted`)."""
+        run again (every write but a claim, :meth:`commit`, is idempotent; a batch of
+        a load records its rows once), unless it was a load's and the load lock is gone
+        (see :meth:`_load_interrupted`)."""
         if self.read_only:
             raise CampaignError(f"the journal {self.location} is open read-only")
         while True:
             try:
                 return await self._run(self._transaction, fn)
             except _CommitUnanswered:
-                if _LOADING.get():
+                if _LOADING.get() and self._load_lost:
                     raise self._load_interrupted() from None
 
     def _load_interrupted(self) -> JournalError:
         return JournalError(
             f"the connection to the journal {self.location} was lost while this worker "
-            "loaded the input (its load lock went with it). The rows recorded so far are "
-            "kept and nothing unsent was lost: run the same command again (another worker "
-            "may take the load over meanwhile)."
+            "loaded the input, and the load could not go on (another worker took it over, "
+            "or this one was checking its input against it). The rows recorded so far are "
+            "kept and nothing unsent was lost: run the same command again."
         )
 
     def _open_again(self) -> None:
@@ -396,8 +400,6 @@ class PostgresJournal(SQLJournal):
         durability, read-only."""
         with contextlib.suppress(psycopg.Error):
             self._pg.conn.close()
-        if self._load_locked:  # the session's load lock went with it: that load fails
-            self._load_locked, self._load_lost = False, True
         fresh = self._connect(self._dsn, self.mode)
         try:
             self._views(fresh, self.name)
@@ -405,10 +407,26 @@ class PostgresJournal(SQLJournal):
                 fresh.execute("SET synchronous_commit = off")
             if self.mode == "read":
                 fresh.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            if self._load_locked:  # the session's load lock went with the old session
+                self._load_locked = self._relock(fresh)
+                self._load_lost = not self._load_locked
         except BaseException:
             fresh.close()
             raise
         self._pg.conn = fresh.conn
+
+    def _relock(self, db: _PgDb) -> bool:
+        """Take the load lock again on a new session, if this worker was loading a pass
+        of its own and no other pass began meanwhile: then its load goes on."""
+        if self._pass is None or self._joining is not None:
+            return False
+        lock = (_LOAD_LOCK, self.name)
+        if not db.execute("SELECT pg_try_advisory_lock(?, hashtext(?))", lock).fetchone()[0]:
+            return False  # another worker took the load over
+        if db.execute("SELECT loads FROM campaign").fetchone()[0] == self._pass:
+            return True
+        db.execute("SELECT pg_advisory_unlock(?, hashtext(?))", lock)
+        return False
 
     async def _reconnect(self, generation: int, cause: BaseException | None = None) -> None:
         """Open the connection again unless another caller did since ``generation``;
@@ -776,6 +794,7 @@ class PostgresJournal(SQLJournal):
                 await asyncio.sleep(_LOAD_LOCK_POLL)
 
     async def _release_load_lock(self) -> None:
+        self._pass = None
         if self._load_locked:
             self._load_locked = False
             self._joining = None
@@ -817,7 +836,9 @@ class PostgresJournal(SQLJournal):
                 self._joining = await self._write(joins)
                 if self._joining is not None:
                     return self._joining, False
-                return await super().begin_load(source, stream=stream)
+                load, streams = await super().begin_load(source, stream=stream)
+                self._pass = load
+                return load, streams
         except BaseException:
             await self._release_load_lock()
             raise

@@ -197,3 +197,51 @@ async def test_an_outage_longer_than_the_lease_stops_the_worker_clearly(
         ("pending", 6),
         ("sending", 4),
     ]
+
+
+def loads_of(store: Store) -> int:
+    with psycopg.connect(str(store.location), autocommit=True) as conn:
+        found = conn.execute("SELECT loads FROM aicc_campaigns WHERE name = %s", (store.campaign,))
+        return int(found.fetchone()[0])  # type: ignore[index]
+
+
+@pytest.mark.asyncio
+async def test_a_load_goes_on_after_a_restart(outage_store: Store, own_postgresql: Any) -> None:
+    loader = await outage_store.open(VOICE)
+    try:
+        load, streams = await loader.begin_load(stream=True)
+        assert streams
+        added, _, _ = await loader.load(rows(20)[:10], load)
+        own_postgresql.restart()  # the load lock ends with the session
+        more, _, _ = await loader.load(rows(20)[10:], load)
+        assert await loader.end_load(load, 0, None) == 0
+    finally:
+        await loader.close()
+    assert len(added) + len(more) == 20
+    assert loads_of(outage_store) == 1  # the same pass, taken up again
+    assert tally(outage_store, "state, loaded") == [("pending", 1, 20)]
+
+
+@pytest.mark.asyncio
+async def test_a_load_taken_over_during_an_outage_fails_clearly(
+    outage_store: Store, own_postgresql: Any
+) -> None:
+    loader = await outage_store.open(VOICE)
+    other = None
+    try:
+        load, _ = await loader.begin_load(stream=True)
+        await loader.load(rows(20)[:10], load)
+        own_postgresql.restart()
+        other = await outage_store.open(VOICE)  # got the lock first: it takes the load over
+        taken, streams = await other.begin_load(stream=True)
+        assert (taken, streams) == (load + 1, True)  # nothing was sent: it streams too
+        with pytest.raises(JournalError, match="could not go on") as caught:
+            await loader.load(rows(20)[10:], load)
+        assert "run the same command again" in str(caught.value)
+        _, _, known = await other.load(rows(20), taken)
+        assert await other.end_load(taken, known, None) == 0
+    finally:
+        await loader.close()
+        if other is not None:
+            await other.close()
+    assert tally(outage_store, "state, loaded") == [("pending", load + 1, 20)]
