@@ -663,3 +663,26 @@ def test_the_loading_worker_killed_another_takes_the_load_over(
     assert {key for key, state, _ in rows if state != "done"} == in_flight
     assert all(sends == 1 for _, _, sends in rows)
     assert set(calls) >= {number_of(int(key)) for key, state, _ in rows if state == "done"}
+
+
+def test_postgresql_down_for_longer_than_the_lease_stops_a_worker_cleanly(
+    tmp_path, start_fake, aicc, write_contacts, own_postgresql, campaign_name
+):
+    dsn = own_postgresql.dsn
+    fake = start_fake(0.05)
+    source = write_contacts(tmp_path / "contacts.csv", 2000)
+    command = (
+        "notify", source, "--journal", dsn, "--campaign", campaign_name,
+        "--concurrency", "10", "--lease", "2",
+    )  # fmt: skip
+    worker = aicc.start(*command, env=fake.env)
+    fake.wait_for(lambda s: s["processed"]["createVoiceNotification"] >= 50)
+    own_postgresql.stop()
+    try:
+        stopped = clean(worker.wait(60), dsn)
+    finally:
+        own_postgresql.start()
+    assert stopped.returncode == 3, stopped
+    message = flat(stopped.stderr)
+    assert "was out of reach for longer than this worker's lease (2 s" in message, stopped
+    assert "Run it again to rejoin the campaign once PostgreSQL answers" in message, stopped
