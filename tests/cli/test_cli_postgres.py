@@ -11,6 +11,10 @@ FakeAICC in its own process.
   rows, one SIGKILLed mid-run: nobody phoned twice, the others finish, the dead
   worker's rows in flight end ``unknown`` once its lease expired, the report accounts
   for every row; a re-run sends nothing.
+* a PostgreSQL restart mid-campaign (3 workers): no worker stops, no row is unknown,
+  nobody is phoned twice; PostgreSQL down for longer than the lease: exit 3, clearly;
+* the worker loading a new campaign's input SIGKILLed mid-load: another takes the load
+  over (the same input is never refused as another).
 
 Throughout: the DSN's password never appears in any output.
 """
