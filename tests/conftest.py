@@ -210,28 +210,28 @@ def running_postgresql(binaries: Path) -> Iterator[str]:
         yield server.dsn
 
 
-@pytest.fixture(scope="session")
-def postgresql_server() -> Iterator[str]:
+def _postgres_binaries_or_skip() -> Path:
+    """:func:`postgres_binaries`; a missing binary skips the test (fails it in CI)."""
     binaries = postgres_binaries()
     if binaries is None:
         reason = "PostgreSQL is not installed (apt-get install postgresql)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}: CI must run the PostgreSQL tests")
         pytest.skip(reason)
-    with running_postgresql(binaries) as dsn:  # a RuntimeError fails every test using it
+    return binaries
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[str]:
+    # A RuntimeError (it did not start) fails every test using it.
+    with running_postgresql(_postgres_binaries_or_skip()) as dsn:
         yield dsn
 
 
 @pytest.fixture
 def own_postgresql() -> Iterator[PostgresServer]:
     """A PostgreSQL of the test's own, which it may stop, start and restart."""
-    binaries = postgres_binaries()
-    if binaries is None:
-        reason = "PostgreSQL is not installed (apt-get install postgresql)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: CI must run the PostgreSQL tests")
-        pytest.skip(reason)
-    with restartable_postgresql(binaries) as server:
+    with restartable_postgresql(_postgres_binaries_or_skip()) as server:
         yield server
 
 

@@ -456,6 +456,23 @@ def _progress(dsn: str, name: str) -> tuple[bool, dict[int, tuple[str, int, int]
     return bool(loaded and loaded[0][0]), {pid: (w, d, s) for pid, w, d, s in found}
 
 
+def kill(worker: Any, dsn: str, name: str, worker_id: str) -> set[str]:
+    """SIGKILL ``worker``; the keys of the rows it had in flight (``sending``, or
+    ``unknown`` if the others settled them already)."""
+    worker.signal(signal.SIGKILL)
+    assert worker.wait(10).returncode == -signal.SIGKILL
+    return {
+        key
+        for (key,) in query(
+            dsn,
+            "SELECT key FROM aicc_rows WHERE campaign = %s AND worker = %s "
+            "AND state IN ('sending', 'unknown')",
+            name,
+            worker_id,
+        )
+    }
+
+
 def test_three_workers_one_killed_nobody_phoned_twice(
     tmp_path, start_fake, aicc, write_contacts, number_of, postgresql_dsn, campaign_name
 ):
@@ -493,19 +510,8 @@ def test_three_workers_one_killed_nobody_phoned_twice(
     # Read before the kill: on a slow machine the lease may expire, and the survivors
     # remove it, before the test reads it again after the kill.
     lease_seen = query(postgresql_dsn, lease_query, campaign_name, victim_id)
-    victim.signal(signal.SIGKILL)
-    assert victim.wait(10).returncode == -signal.SIGKILL
     # Right after the kill: the rows it had in flight, and when its lease expires.
-    in_flight = {
-        key
-        for (key,) in query(
-            postgresql_dsn,
-            "SELECT key FROM aicc_rows WHERE campaign = %s AND worker = %s "
-            "AND state IN ('sending', 'unknown')",
-            campaign_name,
-            victim_id,
-        )
-    }
+    in_flight = kill(victim, postgresql_dsn, campaign_name, victim_id)
     # Its last renewal may have come after the first read; if the lease is still there,
     # this is when it ends.
     lease_end = query(postgresql_dsn, lease_query, campaign_name, victim_id) or lease_seen
@@ -568,6 +574,14 @@ def test_three_workers_one_killed_nobody_phoned_twice(
     assert fake.processed() == processed
 
 
+def notify(source: Path, dsn: str, name: str, concurrency: int, lease: float) -> tuple[Any, ...]:
+    """The arguments of ``aicc notify`` as one worker of campaign ``name``."""
+    return (
+        "notify", source, "--journal", dsn, "--campaign", name,
+        "--concurrency", str(concurrency), "--lease", str(lease),
+    )  # fmt: skip
+
+
 def test_a_postgresql_restart_mid_campaign_stops_no_worker_and_loses_no_row(
     tmp_path, start_fake, aicc, write_contacts, number_of, own_postgresql, campaign_name
 ):
@@ -575,10 +589,7 @@ def test_a_postgresql_restart_mid_campaign_stops_no_worker_and_loses_no_row(
     dsn = own_postgresql.dsn
     fake = start_fake(0.05)  # each call takes a while: the campaign lasts a few seconds
     source = write_contacts(tmp_path / "contacts.csv", n)
-    command = (
-        "notify", source, "--journal", dsn, "--campaign", campaign_name,
-        "--concurrency", "20", "--lease", "30",
-    )  # fmt: skip
+    command = notify(source, dsn, campaign_name, 20, 30)
     workers = [aicc.start(*command, env=fake.env) for _ in range(WORKERS)]
 
     # Restart once the input is loaded, every worker is sending and some rows are done.
@@ -610,10 +621,7 @@ def test_the_loading_worker_killed_another_takes_the_load_over(
     n = ROWS // 2
     fake = start_fake(0.01)
     source = write_contacts(tmp_path / "contacts.csv", n)
-    command = (
-        "notify", source, "--journal", postgresql_dsn, "--campaign", campaign_name,
-        "--concurrency", "50", "--lease", "3",
-    )  # fmt: skip
+    command = notify(source, postgresql_dsn, campaign_name, 50, 3)
     workers = [aicc.start(*command, env=fake.env) for _ in range(WORKERS)]
     pids = {w.proc.pid: w for w in workers}
 
@@ -638,17 +646,7 @@ def test_the_loading_worker_killed_another_takes_the_load_over(
     loaded, victim_pid, victim_id = found
     assert not loaded, "the input was loaded in full before the loader could be killed"
     victim = pids[victim_pid]
-    victim.signal(signal.SIGKILL)
-    assert victim.wait(10).returncode == -signal.SIGKILL
-    in_flight = {
-        key
-        for (key,) in query(
-            postgresql_dsn,
-            "SELECT key FROM aicc_rows WHERE campaign = %s AND worker = %s AND state = 'sending'",
-            campaign_name,
-            victim_id,
-        )
-    }
+    in_flight = kill(victim, postgresql_dsn, campaign_name, victim_id)
 
     # The others take the load over (the same input is never blamed) and finish it.
     for survivor in (w for w in workers if w is not victim):
@@ -665,6 +663,8 @@ def test_the_loading_worker_killed_another_takes_the_load_over(
     )
     assert sorted(int(key) for key, _, _ in rows) == list(range(n))
     assert {key for key, state, _ in rows if state != "done"} == in_flight
+    states = collections.Counter(state for _, state, _ in rows)
+    assert states == collections.Counter(done=n - len(in_flight), unknown=len(in_flight))
     assert all(sends == 1 for _, _, sends in rows)
     assert set(calls) >= {number_of(int(key)) for key, state, _ in rows if state == "done"}
 
@@ -675,10 +675,7 @@ def test_postgresql_down_for_longer_than_the_lease_stops_a_worker_cleanly(
     dsn = own_postgresql.dsn
     fake = start_fake(0.05)
     source = write_contacts(tmp_path / "contacts.csv", 2000)
-    command = (
-        "notify", source, "--journal", dsn, "--campaign", campaign_name,
-        "--concurrency", "10", "--lease", "2",
-    )  # fmt: skip
+    command = notify(source, dsn, campaign_name, 10, 2)
     worker = aicc.start(*command, env=fake.env)
     fake.wait_for(lambda s: s["processed"]["createVoiceNotification"] >= 50)
     own_postgresql.stop()

@@ -11,6 +11,7 @@ connection the server closed. The other tests stop a PostgreSQL of their own.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -41,9 +42,11 @@ async def worker(store: Store, **options: Any) -> PostgresJournal:
     return journal
 
 
-def lose_commit_answer(journal: PostgresJournal, *, landed: bool) -> None:
-    """The next ``COMMIT`` of ``journal`` lands (or not), and its answer is lost with the
-    connection."""
+def lose_commit_answer(
+    journal: PostgresJournal, *, landed: bool, meanwhile: Callable[[], None] = lambda: None
+) -> None:
+    """The next ``COMMIT`` of ``journal`` lands (or not), ``meanwhile()`` happens, and
+    the answer is lost with the connection."""
     db = journal._pg
     real = db.execute
 
@@ -53,6 +56,7 @@ def lose_commit_answer(journal: PostgresJournal, *, landed: bool) -> None:
         del db.execute  # once
         if landed:
             real(text, parameters)
+        meanwhile()
         db.conn.close()  # not landed: the server rolls the open transaction back
         raise psycopg.OperationalError("server closed the connection unexpectedly")
 
@@ -117,24 +121,16 @@ async def test_a_claim_whose_commit_answer_was_lost_is_sent_only_as_committed(
 async def test_a_lost_commit_is_not_sent_once_the_lease_lapsed_meanwhile(pg_store: Store) -> None:
     journal = await worker(pg_store)
     try:
-        db = journal._pg
-        real = db.execute
 
-        def execute(text: str, parameters: Any = (), /) -> Any:
-            if text != "COMMIT":
-                return real(text, parameters)
-            del db.execute
-            real(text, parameters)  # the claim landed...
+        def lapse() -> None:  # the lease lapses before the worker is back
             with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
-                conn.execute(  # ...and the lease lapsed before the worker was back
+                conn.execute(
                     "UPDATE aicc_workers SET expires = clock_timestamp() - interval '1 second' "
                     "WHERE worker = %s",
                     (journal.worker,),
                 )
-            db.conn.close()
-            raise psycopg.OperationalError("server closed the connection unexpectedly")
 
-        db.execute = execute  # type: ignore[method-assign]
+        lose_commit_answer(journal, landed=True, meanwhile=lapse)
         with pytest.raises(JournalError, match="lease") as caught:
             await journal.commit([], 4, 0, once_per_number=True)
         assert "claims no more rows" in str(caught.value)
