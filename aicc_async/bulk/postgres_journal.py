@@ -721,25 +721,26 @@ class PostgresJournal(SQLJournal):
 
     def _landed(self, db: Db, unsure: Claim) -> Claim | None:
         """The claim ``unsure`` if its ``sending`` marks are committed (``None`` if they
-        are not: it did not land); its rows go back to ``pending`` if this worker's
-        lease lapsed meanwhile (they were never sent)."""
+        are not: it did not land); if this worker's lease lapsed meanwhile, its rows go
+        back to ``pending`` instead, those the other workers settled ``unknown`` too
+        (they were never sent)."""
         live = self._may_claim(db)
         where, args = self._in("seq", [c.seq for c in unsure.rows])
-        mine = f"{where} AND state = 'sending' AND worker = ?"
+        mine = f"{where}{self._FINISH_GUARD}"  # this worker's, or settled from it
         found = {
             int(seq)
             for (seq,) in db.execute(
                 f"SELECT seq FROM rows WHERE {mine}",  # noqa: S608 - only '?' marks
-                (*args, self.worker),
+                (*args, *self._finish_args()),
             )
         }
         if not found:
             return None
         if not live:
             db.execute(
-                "UPDATE rows SET state = 'pending', worker = NULL, sends = sends - 1 "  # noqa: S608 - only '?' marks
-                f"WHERE {mine}",
-                (*args, self.worker),
+                "UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - only '?' marks
+                f"worker = NULL, sends = sends - 1 WHERE {mine}",
+                (*args, *self._finish_args()),
             )
             return Claim([], unsure.duplicates, unsure.cursor)
         return Claim([c for c in unsure.rows if c.seq in found], unsure.duplicates, unsure.cursor)

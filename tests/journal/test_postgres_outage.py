@@ -122,11 +122,16 @@ async def test_a_lost_commit_is_not_sent_once_the_lease_lapsed_meanwhile(pg_stor
     journal = await worker(pg_store)
     try:
 
-        def lapse() -> None:  # the lease lapses before the worker is back
+        def lapse() -> None:  # the lease lapses before the worker is back...
             with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
                 conn.execute(
                     "UPDATE aicc_workers SET expires = clock_timestamp() - interval '1 second' "
                     "WHERE worker = %s",
+                    (journal.worker,),
+                )
+                conn.execute(  # ...and another worker settles two of its rows `unknown`
+                    "UPDATE aicc_rows SET state = 'unknown', code = 'interrupted' "
+                    "WHERE worker = %s AND key IN ('r0', 'r1')",
                     (journal.worker,),
                 )
 
@@ -137,7 +142,7 @@ async def test_a_lost_commit_is_not_sent_once_the_lease_lapsed_meanwhile(pg_stor
     finally:
         await journal.close()
     # Never sent: back to pending for the other workers, not `unknown`.
-    assert tally(pg_store, "state, sends") == [("pending", 0, 10)]
+    assert tally(pg_store, "state, sends, code") == [("pending", 0, None, 10)]
 
 
 @pytest.fixture
