@@ -82,6 +82,7 @@ class Transport:
                     fallback=config.redis_fallback,
                     clock=config.clock,
                     lock_timeout=2 * config.timeout.total + 5.0,
+                    timeout=config.timeout.connect,
                 )
             shared = self._shared = Shared(config, session, budget, redis)
             token_request = Retrying(

@@ -14,8 +14,12 @@ AccessToken and the ``rate_limits`` caps. Needs the ``aicc-async[redis]`` extra.
   (atomic, one round trip per start), keyed by app key and endpoint group, so
   ``rate_limits`` hold for the tenant across processes.
 - **Redis down**: ``AICCConnectionError`` ("Redis at ... unreachable; nothing was
-  sent"), unless ``redis_fallback="local"``: then one WARNING and this process's
-  own token and caps (re-trying Redis every 30 s).
+  sent", or "did not answer within N s" for a server that accepts connections but
+  never replies, such as a frozen one), unless ``redis_fallback="local"``: then one
+  WARNING and this process's own token and caps (re-trying Redis every 30 s). Either
+  way one failure is enough: for the next 30 s every call of the client fails at once
+  (or goes local) instead of waiting for Redis again, so a frozen Redis costs one
+  timeout, not one per request in flight.
 """
 
 from __future__ import annotations
@@ -96,6 +100,7 @@ class RedisState:
         fallback: ``"fail"`` or ``"local"`` (see the module docstring).
         clock: monotonic clock, seconds.
         lock_timeout: seconds a process may hold the token-fetch lock.
+        timeout: seconds Redis has to accept a connection and to answer a command.
 
     Raises ``AICCValidationError`` when the ``redis`` package is not installed.
     """
@@ -109,6 +114,7 @@ class RedisState:
         fallback: str = "fail",
         clock: Callable[[], float] = time.monotonic,
         lock_timeout: float = 30.0,
+        timeout: float = 5.0,
     ) -> None:
         try:
             import redis.asyncio  # noqa: F401 - only checks the extra is there
@@ -122,12 +128,16 @@ class RedisState:
         self._fallback = fallback
         self._clock = clock
         self._lock_timeout = lock_timeout
+        self._timeout = timeout
         self.token_key = f"{_PREFIX}:token:{_digest(token_endpoint, app_key)}"
         self.rate_prefix = f"{_PREFIX}:rate:{_digest(app_key)}"
         self._client: Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._local_until = -float("inf")
         self._warned = False
+        #: Until when calls fail at once (``redis_fallback="fail"``), and with what.
+        self._down_until = -float("inf")
+        self._down = ""
         #: Token values AICC rejected, to compare-and-delete at the next fetch.
         self._rejected: set[str] = set()
 
@@ -138,7 +148,10 @@ class RedisState:
             from redis.asyncio import Redis
 
             self._client = Redis.from_url(
-                self.url, socket_connect_timeout=5.0, socket_timeout=5.0, decode_responses=True
+                self.url,
+                socket_connect_timeout=self._timeout,
+                socket_timeout=self._timeout,
+                decode_responses=True,
             )
             self._scripts = {
                 name: self._client.register_script(text)
@@ -151,22 +164,41 @@ class RedisState:
         """True while Redis was unreachable and ``redis_fallback="local"`` applies."""
         return self._clock() < self._local_until
 
+    def check(self) -> None:
+        """Raise the ``AICCConnectionError`` of Redis's last failure while calls fail at
+        once (``redis_fallback="fail"``, for ``_RETRY_REDIS_AFTER`` seconds after it)."""
+        if self._clock() < self._down_until:
+            raise AICCConnectionError(self._down)
+
     def _failed(self, exc: Exception) -> None:
-        """Redis failed: go local (opted in) or raise ``AICCConnectionError``."""
+        """Redis failed: go local (opted in) or raise ``AICCConnectionError``; either way
+        for the next ``_RETRY_REDIS_AFTER`` seconds, without trying Redis again."""
+        from redis.exceptions import TimeoutError as RedisTimeout
+
         reason = type(exc).__name__
+        if isinstance(exc, RedisTimeout | TimeoutError):
+            what = f"did not answer within {self._timeout:g} s"
+        else:
+            what = "unreachable"
         if self._fallback != "local":
-            raise AICCConnectionError(
-                f"Redis at {self.shown} unreachable; nothing was sent ({reason}). "
-                "Check redis_url / AICC_REDIS_URL, or pass redis_fallback='local' to use "
-                "this process's own token and rate caps while Redis is down"
-            ) from exc
+            self._down_until = self._clock() + _RETRY_REDIS_AFTER
+            self._down = (
+                f"Redis at {self.shown} {what}; nothing was sent ({reason}). Every call "
+                f"of this client fails at once for {_RETRY_REDIS_AFTER:g} s, then Redis is "
+                "tried again. Check that Redis is running and answering (redis-cli ping; "
+                "a server stopped, frozen or out of memory answers nothing) and redis_url "
+                "/ AICC_REDIS_URL, or pass redis_fallback='local' (AICC_REDIS_FALLBACK="
+                "local) to use this process's own token and rate caps while Redis is down"
+            )
+            raise AICCConnectionError(self._down) from exc
         self._local_until = self._clock() + _RETRY_REDIS_AFTER
         if not self._warned:
             self._warned = True
             logger.warning(
-                "Redis at %s unreachable (%s): using this process's own AccessToken and "
+                "Redis at %s %s (%s): using this process's own AccessToken and "
                 "rate caps (redis_fallback='local'); the caps are no longer tenant-wide",
                 self.shown,
+                what,
                 reason,
             )
 
@@ -198,6 +230,7 @@ class RedisState:
         """
         if self.local:
             return await fetch(started_at)
+        self.check()
         from redis.exceptions import LockError, RedisError
 
         try:
@@ -327,6 +360,7 @@ class RedisRateCap:
 
         async with self._queue:
             while not self._state.local:
+                self._state.check()  # failed at once after a failure, not once per caller
                 try:
                     delay = await self._state.gcra(self.key, self.interval, self._tolerance)
                 except RedisError as exc:

@@ -11,9 +11,14 @@ The ``fake_aicc`` fixture comes from the package's own pytest plugin
   password in messages is tested against it). A missing binary skips the tests that
   use it locally and fails them in CI (``CI=true``).
 * ``postgresql_dsn``: that DSN; ``campaign_name``: a campaign name no other test uses.
+* ``own_postgresql``: a :class:`PostgresServer` of the test's own (``.dsn``), which it
+  may ``stop()``, ``start()`` and ``restart()`` (a fast shutdown, as ``pg_ctl restart
+  -m fast``).
 * ``redis_server`` (session): a real ``redis-server`` on a free 127.0.0.1 port, no
   persistence, in a temporary directory (skipped locally without the binary, failed in
-  CI); ``redis_url``: its URL, emptied before each test.
+  CI); ``redis_url``: its URL, emptied before each test. ``running_redis(directory)``
+  starts one, and ``own_redis`` gives (URL, process) of one of the test's own (one it
+  may freeze with SIGSTOP).
 """
 
 from __future__ import annotations
@@ -104,56 +109,47 @@ def _unprivileged() -> dict[str, Any]:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-@contextlib.contextmanager
-def running_postgresql(binaries: Path) -> Iterator[str]:
-    """A throw-away PostgreSQL started from ``binaries`` (as ``nobody`` when root);
-    yields the DSN of its database ``aicc``. Raises ``RuntimeError`` if it does not
-    start. The benchmarks start theirs with it too."""
-    # Not under pytest's tmp_path: its parents are 0700 root, out of nobody's reach.
-    directory = Path(tempfile.mkdtemp(prefix="aicc-pg-"))
-    data, password_file = directory / "data", directory / "password"
-    password_file.write_text(PG_PASSWORD)
-    drop = _unprivileged()
-    if drop:
-        for path in (directory, password_file):
-            os.chown(path, drop["user"], drop["group"])
-    port = _free_tcp_port()
-    proc: subprocess.Popen[bytes] | None = None
-    log = (directory / "log").open("wb")
-    try:
-        subprocess.run(
-            [binaries / "initdb", "-D", data, "-U", "aicc", "--pwfile", password_file,
-             "--auth", "scram-sha-256", "-E", "UTF8", "--locale", "C", "--no-sync"],
-            check=True, capture_output=True, cwd=directory, **drop,
-        )  # fmt: skip
-        proc = subprocess.Popen(
-            [binaries / "postgres", "-D", data, "-h", "127.0.0.1", "-p", str(port),
-             "-k", directory, "-c", "fsync=off", "-c", "full_page_writes=off",
-             "-c", "synchronous_commit=off", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=log, cwd=directory,
-            **drop,
+class PostgresServer:
+    """A throw-away PostgreSQL of its own data directory (see :func:`running_postgresql`):
+    ``dsn`` of its database ``aicc``; :meth:`stop` and :meth:`start` it (a "fast"
+    shutdown, as ``pg_ctl restart -m fast`` does), on the same port."""
+
+    def __init__(self, binaries: Path, directory: Path) -> None:
+        self.binaries = binaries
+        self.directory = directory
+        self.port = _free_tcp_port()
+        self.dsn = f"postgresql://aicc:{PG_PASSWORD}@127.0.0.1:{self.port}/aicc"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = (directory / "log").open("ab")
+
+    def start(self) -> None:
+        """Start the server and wait until it accepts connections (``RuntimeError`` if
+        it does not within 30 s)."""
+        self.proc = subprocess.Popen(
+            [self.binaries / "postgres", "-D", self.directory / "data", "-h", "127.0.0.1",
+             "-p", str(self.port), "-k", self.directory, "-c", "fsync=off",
+             "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+             "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=self._log, cwd=self.directory,
+            **_unprivileged(),
         )  # fmt: skip
         deadline = time.monotonic() + _PG_START_TIMEOUT
         while True:
             ready = subprocess.run(
-                [binaries / "pg_isready", "-h", "127.0.0.1", "-p", str(port), "-q"],
+                [self.binaries / "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), "-q"],
                 check=False,
             )
             if ready.returncode == 0:
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                said = (directory / "log").read_text(errors="replace")
-                raise RuntimeError(f"PostgreSQL did not start on port {port}:\n{said}")
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self._log.flush()
+                said = (self.directory / "log").read_text(errors="replace")
+                raise RuntimeError(f"PostgreSQL did not start on port {self.port}:\n{said}")
             time.sleep(0.05)
-        env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
-        subprocess.run(
-            [binaries / "psql", "-h", "127.0.0.1", "-p", str(port), "-U", "aicc",
-             "-d", "postgres", "-q", "-c", "CREATE DATABASE aicc"],
-            check=True, capture_output=True, env=env,
-        )  # fmt: skip
-        yield f"postgresql://aicc:{PG_PASSWORD}@127.0.0.1:{port}/aicc"
-    finally:
+
+    def stop(self) -> None:
+        """A fast shutdown: connections are closed, transactions rolled back."""
+        proc, self.proc = self.proc, None
         if proc is not None:
             proc.send_signal(signal.SIGINT)  # PostgreSQL's "fast" shutdown
             try:
@@ -161,20 +157,82 @@ def running_postgresql(binaries: Path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        log.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        self._log.close()
+
+
+@contextlib.contextmanager
+def restartable_postgresql(binaries: Path) -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL started from ``binaries`` (as ``nobody`` when root), with
+    a database ``aicc``; yields its :class:`PostgresServer`. Raises ``RuntimeError`` if
+    it does not start."""
+    # Not under pytest's tmp_path: its parents are 0700 root, out of nobody's reach.
+    directory = Path(tempfile.mkdtemp(prefix="aicc-pg-"))
+    password_file = directory / "password"
+    password_file.write_text(PG_PASSWORD)
+    drop = _unprivileged()
+    if drop:
+        for path in (directory, password_file):
+            os.chown(path, drop["user"], drop["group"])
+    server = PostgresServer(binaries, directory)
+    try:
+        subprocess.run(
+            [binaries / "initdb", "-D", directory / "data", "-U", "aicc", "--pwfile",
+             password_file, "--auth", "scram-sha-256", "-E", "UTF8", "--locale", "C",
+             "--no-sync"],
+            check=True, capture_output=True, cwd=directory, **drop,
+        )  # fmt: skip
+        server.start()
+        env = {**os.environ, "PGPASSWORD": PG_PASSWORD}
+        subprocess.run(
+            [binaries / "psql", "-h", "127.0.0.1", "-p", str(server.port), "-U", "aicc",
+             "-d", "postgres", "-q", "-c", "CREATE DATABASE aicc"],
+            check=True, capture_output=True, env=env,
+        )  # fmt: skip
+        yield server
+    finally:
+        server.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgresql_server() -> Iterator[str]:
+@contextlib.contextmanager
+def running_postgresql(binaries: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL started from ``binaries`` (as ``nobody`` when root);
+    yields the DSN of its database ``aicc``. Raises ``RuntimeError`` if it does not
+    start. The benchmarks start theirs with it too."""
+    with restartable_postgresql(binaries) as server:
+        yield server.dsn
+
+
+def _postgres_binaries_or_skip() -> Path:
+    """:func:`postgres_binaries`; a missing binary skips the test (fails it in CI)."""
     binaries = postgres_binaries()
     if binaries is None:
         reason = "PostgreSQL is not installed (apt-get install postgresql)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}: CI must run the PostgreSQL tests")
         pytest.skip(reason)
-    with running_postgresql(binaries) as dsn:  # a RuntimeError fails every test using it
+    return binaries
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[str]:
+    # A RuntimeError (it did not start) fails every test using it.
+    with running_postgresql(_postgres_binaries_or_skip()) as dsn:
         yield dsn
+
+
+@pytest.fixture
+def own_postgresql() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, which it may stop, start and restart."""
+    with restartable_postgresql(_postgres_binaries_or_skip()) as server:
+        yield server
 
 
 @pytest.fixture
@@ -205,15 +263,17 @@ def _ping(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def running_redis(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A throw-away ``redis-server`` on a free 127.0.0.1 port, no persistence, working in
+    ``directory``: yields its URL and its process (a test may SIGSTOP it). Fails the
+    test if it does not answer; skips it locally without the binary (fails it in CI)."""
     binary = shutil.which("redis-server")
     if binary is None:
         reason = "redis-server is not installed (apt-get install redis-server)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}: CI must run the Redis tests")
         pytest.skip(reason)
-    directory = tmp_path_factory.mktemp("redis")
     port = _free_tcp_port()
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
@@ -227,14 +287,30 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"redis-server did not answer PING on port {port}")
             time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
+        proc.send_signal(signal.SIGCONT)  # a stopped server cannot act on SIGTERM
         proc.terminate()
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with running_redis(tmp_path_factory.mktemp("redis")) as (url, _):
+        yield url
+
+
+@pytest.fixture
+def own_redis(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server of the test's own (URL, process): one it may freeze (SIGSTOP)."""
+    with running_redis(tmp_path_factory.mktemp("own-redis")) as started:
+        yield started
 
 
 @pytest.fixture

@@ -26,7 +26,21 @@ Workers:
   while other workers hold live leases does not start a new pass: it checks that its
   input is the campaign's current one (no new, changed or missing row) and joins, or
   is refused with ``CampaignError``. With no live worker, a load is a normal pass
-  (unsent rows it leaves out are withdrawn).
+  (unsent rows it leaves out are withdrawn). A pass whose loader died before it ended
+  (the lock ends with its session) is never joined: the next worker to load takes it
+  over with a pass of its own.
+* A connection lost (a PostgreSQL restart, a failover, a network blip) is opened
+  again, the session's views with it, and the interrupted statement is run again,
+  for as long as the worker's lease holds (other modes: for ``DEFAULT_LEASE``
+  seconds); the heartbeat reconnects on its own. A commit whose ``COMMIT`` went
+  unanswered is resolved before anything is sent: the rows it claimed are sent only
+  if they are found ``sending`` under this worker (the mark landed) and its lease is
+  still live; otherwise they are given back (or the whole commit is run again: its
+  outcomes are written under the ownership guard, so twice is harmless). PostgreSQL
+  out of reach for longer than the lease stops the worker with ``JournalError``. A
+  load under way goes on if its lock (which died with the session) can be taken again
+  and no other pass began meanwhile; otherwise it fails with ``JournalError`` and the
+  worker that took the lock carries the load.
 * ``mode="read"`` sets the session read-only (``default_transaction_read_only``)
   after creating its views: it never writes a row and works beside running workers.
 """
@@ -36,14 +50,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 import psycopg.conninfo
@@ -68,6 +83,8 @@ __all__ = ["SCHEMA_VERSION", "PostgresJournal"]
 
 logger = logging.getLogger("aicc_async")
 
+T = TypeVar("T")
+
 #: The format of the PostgreSQL tables (each campaign records the one it was made with).
 SCHEMA_VERSION = 1
 _LOCKS = 1_095_320_387  # "AICC": the advisory-lock class of this library
@@ -75,6 +92,12 @@ _CLAIM_LOCK, _LOAD_LOCK, _SCHEMA_LOCK = _LOCKS, _LOCKS + 1, _LOCKS + 2
 _CONNECT_TIMEOUT = 10  # seconds
 _LOAD_LOCK_POLL = 0.1  # seconds between tries for another worker's load to end
 _ANALYZE_AFTER = 1000  # rows loaded before the first ANALYZE (then each doubling)
+_RECONNECT_PAUSE = 0.25  # seconds between tries to reach a server that went away
+_RENEW_RETRY = 1.0  # seconds before a failed lease renewal is tried again (at most)
+
+#: True in the task loading the input: a lost connection fails the load (its session
+#: lock is gone) instead of running the interrupted statement again.
+_LOADING: contextvars.ContextVar[bool] = contextvars.ContextVar("aicc_loading", default=False)
 
 _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS aicc_campaigns (
@@ -157,6 +180,15 @@ _RENEW = (
     "UPDATE aicc_workers SET expires = clock_timestamp() + %s * interval '1 second' "
     "WHERE campaign = %s AND worker = %s AND expires > clock_timestamp()"
 )
+
+
+class _CommitUnanswered(Exception):
+    """A transaction's ``COMMIT`` went out but its answer was lost with the connection:
+    it may or may not have landed. ``result``: what the transaction's work returned."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("COMMIT unanswered")
+        self.result = result
 
 
 def _placeholders(text: str) -> str:
@@ -251,7 +283,15 @@ class PostgresJournal(SQLJournal):
         self._idempotent: bool | None = None  # known once recover() ran: heartbeats recover too
         self._load_locked = False
         self._joining: int | None = None  # the load pass a joining worker checks its input against
+        self._pass: int | None = None  # the load pass this worker is loading (not joining)
         self._analyzed = self._unanalyzed = 0  # rows this journal loaded before / since ANALYZE
+        self._dsn = dsn  # to connect again (never shown)
+        self._generation = 0  # connections opened again so far
+        self._reconnecting = asyncio.Lock()
+        self._durable = True
+        self._load_lost = False
+        #: When the lease was last renewed (monotonic; it lasts ``lease`` from then).
+        self.renewed = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self.location} worker={self.worker!r} mode={self.mode!r}>"
@@ -266,6 +306,163 @@ class PostgresJournal(SQLJournal):
             f"the journal {self.location} could not be read or written "
             f"({_said(exc, self._secret)}); the rows it recorded so far are kept"
         )
+
+    # -- a lost connection -----------------------------------------------------------------
+
+    def _broken(self) -> bool:
+        conn = self._pg.conn
+        return bool(conn.broken or conn.closed)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the journal's thread; a lost connection is opened again and
+        ``fn`` run again (see the module docstring); other errors are ``JournalError``."""
+        if self._worker is None:
+            raise CampaignError(f"the journal {self.location} is closed")
+        loop = asyncio.get_running_loop()
+        loading = _LOADING.get()
+        while True:
+            generation = self._generation
+            try:
+                if loading:
+                    return await loop.run_in_executor(self._worker, self._in_load, fn, *args)
+                return await loop.run_in_executor(self._worker, fn, *args)
+            except _CommitUnanswered:
+                await self._reconnect(generation)
+                raise
+            except psycopg.Error as exc:
+                if not self._broken():
+                    raise self._problem(exc) from None
+                await self._reconnect(generation, exc)
+                if loading and self._load_lost:
+                    raise self._load_interrupted() from None
+
+    def _in_load(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` for a load, unless its lock was lost with a connection."""
+        if self._load_lost:
+            raise self._load_interrupted()
+        return fn(*args)
+
+    @contextlib.contextmanager
+    def _loading(self) -> Iterator[None]:
+        """The statements of a load (under its session lock): a lost connection fails it
+        unless the lock could be taken again with the pass untouched (:meth:`_relock`)."""
+        if self._load_lost:
+            raise self._load_interrupted()
+        token = _LOADING.set(True)
+        try:
+            yield
+        finally:
+            _LOADING.reset(token)
+
+    def _transaction(self, fn: Callable[[Db], T]) -> T:
+        """``fn(db)`` in a transaction; ``_CommitUnanswered`` when the connection was
+        lost at its ``COMMIT`` (it may have landed), else as the shared one."""
+        db = self._db
+        db.execute(self._BEGIN)
+        try:
+            result = fn(db)
+        except BaseException:
+            with contextlib.suppress(psycopg.Error):  # a lost connection rolled it back
+                db.execute("ROLLBACK")
+            raise
+        try:
+            db.execute("COMMIT")
+        except psycopg.Error:
+            if self._broken():
+                raise _CommitUnanswered(result) from None
+            raise
+        return result
+
+    async def _write(self, fn: Callable[[Db], T]) -> T:
+        """``fn(db)`` in one write transaction; one whose ``COMMIT`` went unanswered is
+        run again (every write but a claim, :meth:`commit`, is idempotent; a batch of
+        a load records its rows once), unless it was a load's and the load lock is gone
+        (see :meth:`_load_interrupted`)."""
+        if self.read_only:
+            raise CampaignError(f"the journal {self.location} is open read-only")
+        while True:
+            try:
+                return await self._run(self._transaction, fn)
+            except _CommitUnanswered:
+                if _LOADING.get() and self._load_lost:
+                    raise self._load_interrupted() from None
+
+    def _load_interrupted(self) -> JournalError:
+        return JournalError(
+            f"the connection to the journal {self.location} was lost while this worker "
+            "loaded the input, and the load could not go on (another worker took it over, "
+            "or this one was checking its input against it). The rows recorded so far are "
+            "kept and nothing unsent was lost: run the same command again."
+        )
+
+    def _open_again(self) -> None:
+        """Connect again (on the journal's thread) and restore the session: views,
+        durability, read-only."""
+        with contextlib.suppress(psycopg.Error):
+            self._pg.conn.close()
+        fresh = self._connect(self._dsn, self.mode)
+        try:
+            self._views(fresh, self.name)
+            if not self._durable:
+                fresh.execute("SET synchronous_commit = off")
+            if self.mode == "read":
+                fresh.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            if self._load_locked:  # the session's load lock went with the old session
+                self._load_locked = self._relock(fresh)
+                self._load_lost = not self._load_locked
+        except BaseException:
+            fresh.close()
+            raise
+        self._pg.conn = fresh.conn
+
+    def _relock(self, db: _PgDb) -> bool:
+        """Take the load lock again on a new session, if this worker was loading a pass
+        of its own and no other pass began meanwhile: then its load goes on."""
+        if self._pass is None or self._joining is not None:
+            return False
+        lock = (_LOAD_LOCK, self.name)
+        if not db.execute("SELECT pg_try_advisory_lock(?, hashtext(?))", lock).fetchone()[0]:
+            return False  # another worker took the load over
+        if db.execute("SELECT loads FROM campaign").fetchone()[0] == self._pass:
+            return True
+        db.execute("SELECT pg_advisory_unlock(?, hashtext(?))", lock)
+        return False
+
+    async def _reconnect(self, generation: int, cause: BaseException | None = None) -> None:
+        """Open the connection again unless another caller did since ``generation``;
+        tries until the lease ends (``JournalError`` then)."""
+        async with self._reconnecting:
+            if self._generation != generation:
+                return
+            loop = asyncio.get_running_loop()
+            now = time.monotonic()
+            deadline = (self.renewed if self.mode == "run" else now) + self.lease
+            logger.warning(
+                "lost the connection to the journal %s%s; connecting again for up to %.0f s",
+                self.location,
+                "" if cause is None else f" ({_said(cause, self._secret)})",
+                max(0.0, deadline - now),
+            )
+            while True:
+                assert self._worker is not None
+                try:
+                    await loop.run_in_executor(self._worker, self._open_again)
+                    break
+                except (JournalError, psycopg.Error) as exc:
+                    said = (
+                        exc.message if isinstance(exc, JournalError) else _said(exc, self._secret)
+                    )
+                    if time.monotonic() + _RECONNECT_PAUSE >= deadline:
+                        raise JournalError(
+                            f"the journal {self.location} was out of reach for longer than "
+                            f"this worker's lease ({self.lease:g} s; last error: {said}). "
+                            "Its rows in flight are settled by the other workers once the "
+                            "lease expired; it stops. Run it again to rejoin the campaign "
+                            "once PostgreSQL answers."
+                        ) from None
+                await asyncio.sleep(_RECONNECT_PAUSE)
+            self._generation += 1
+            logger.warning("connected to the journal %s again", self.location)
 
     # -- opening --------------------------------------------------------------------------
 
@@ -377,9 +574,7 @@ class PostgresJournal(SQLJournal):
                     "SELECT kind, version FROM aicc_campaigns WHERE name = ?", (name,)
                 ).fetchone()
             found = checked_kind(location, kind, (str(held[0]), int(held[1])), SCHEMA_VERSION)
-            literal = sql.Literal(name).as_string(db.conn)
-            for view in _VIEWS:
-                db.execute(view.format(name=literal))
+            PostgresJournal._views(db, name)
             if mode != "read":
                 normalise_numbers(db)
         except BaseException:
@@ -387,6 +582,13 @@ class PostgresJournal(SQLJournal):
             raise
         db.execute("COMMIT")
         return found
+
+    @staticmethod
+    def _views(db: _PgDb, name: str) -> None:
+        """Create this session's views of campaign ``name`` (and its scratch table)."""
+        literal = sql.Literal(name).as_string(db.conn)
+        for view in _VIEWS:
+            db.execute(view.format(name=literal))
 
     @staticmethod
     def _register(db: _PgDb, name: str, worker: str, lease: float) -> None:
@@ -407,7 +609,23 @@ class PostgresJournal(SQLJournal):
 
     def _renew(self) -> bool:
         assert self._beat is not None
-        return self._beat.conn.execute(_RENEW, (self.lease, self.name, self.worker)).rowcount == 1
+        beat = self._beat
+        for retry in (False, True):
+            if beat.conn.broken or beat.conn.closed:  # lost (a restart): connect it again
+                with contextlib.suppress(psycopg.Error):
+                    beat.conn.close()
+                beat.conn = self._connect(self._dsn, self.mode).conn
+            asked = time.monotonic()  # the new expiry counts from a moment after this
+            try:
+                alive = beat.conn.execute(_RENEW, (self.lease, self.name, self.worker)).rowcount
+            except psycopg.Error:
+                if retry or not (beat.conn.broken or beat.conn.closed):
+                    raise
+                continue  # the server closed it (a restart): once more on a new one
+            if alive == 1:
+                self.renewed = asked
+            return alive == 1
+        raise AssertionError("unreachable")
 
     async def renew(self) -> None:
         """Renew this worker's lease now (the heartbeat does it every third of it);
@@ -435,8 +653,10 @@ class PostgresJournal(SQLJournal):
                 )
 
     async def _heartbeats(self) -> None:
+        pause = self.lease / 3
         while True:
-            await asyncio.sleep(self.lease / 3)
+            await asyncio.sleep(pause)
+            pause = self.lease / 3
             try:
                 await self.renew()
             except JournalError as exc:
@@ -444,6 +664,7 @@ class PostgresJournal(SQLJournal):
                     logger.error("%s", exc.message)
                     return
                 logger.warning("could not renew the worker lease: %s", exc.message)
+                pause = min(pause, _RENEW_RETRY)  # try again soon: the lease is running out
             except CampaignError:  # closed meanwhile
                 return
 
@@ -472,13 +693,59 @@ class PostgresJournal(SQLJournal):
     ) -> Claim:
         """:meth:`Journal.commit <aicc_async.bulk.journal.Journal.commit>` under the
         campaign's claim lock; ``JournalError`` once this worker's lease lapsed (the
-        outcomes of rows it still holds are recorded first)."""
+        outcomes of rows it still holds are recorded first).
+
+        A commit whose ``COMMIT`` went unanswered (the connection was lost) is resolved
+        once connected again: if the rows it claimed are ``sending`` under this worker,
+        it landed and they are returned (to send) while the lease is live, or given back
+        ``pending`` if it lapsed; if not, it did not land and the whole commit is run
+        again (its outcomes are written under the ownership guard: idempotent)."""
         if self.mode != "run":
             raise CampaignError(f"the journal {self.location} is not open to send")
-        claimed = await super().commit(finished, claim, after, once_per_number=once_per_number)
+        unsure: Claim | None = None
+
+        def work(db: Db) -> Claim:
+            if unsure is not None and unsure.rows:
+                landed = self._landed(db, unsure)
+                if landed is not None:
+                    return landed
+            return self._commit(db, finished, claim, after, once_per_number)
+
+        while True:
+            try:
+                claimed: Claim = await self._run(self._transaction, work)
+                break
+            except _CommitUnanswered as exc:
+                unsure = exc.result
         if self._lost:
             raise self._lease_lost()
         return claimed
+
+    def _landed(self, db: Db, unsure: Claim) -> Claim | None:
+        """The claim ``unsure`` if its ``sending`` marks are committed (``None`` if they
+        are not: it did not land); if this worker's lease lapsed meanwhile, its rows go
+        back to ``pending`` instead, those the other workers settled ``unknown`` too
+        (they were never sent)."""
+        live = self._may_claim(db)
+        where, args = self._in("seq", [c.seq for c in unsure.rows])
+        mine = f"{where}{self._FINISH_GUARD}"  # this worker's, or settled from it
+        found = {
+            int(seq)
+            for (seq,) in db.execute(
+                f"SELECT seq FROM rows WHERE {mine}",  # noqa: S608 - only '?' marks
+                (*args, *self._finish_args()),
+            )
+        }
+        if not found:
+            return None
+        if not live:
+            db.execute(
+                "UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - only '?' marks
+                f"worker = NULL, sends = sends - 1 WHERE {mine}",
+                (*args, *self._finish_args()),
+            )
+            return Claim([], unsure.duplicates, unsure.cursor)
+        return Claim([c for c in unsure.rows if c.seq in found], unsure.duplicates, unsure.cursor)
 
     def _stale(self) -> str:
         """Rows ``sending`` on a worker with no live lease."""
@@ -513,6 +780,7 @@ class PostgresJournal(SQLJournal):
     # -- loading --------------------------------------------------------------------------
 
     async def _take_load_lock(self) -> None:
+        self._load_lost = False
         waited = False
         while not self._load_locked:
             self._load_locked = await self._run(
@@ -529,6 +797,7 @@ class PostgresJournal(SQLJournal):
                 await asyncio.sleep(_LOAD_LOCK_POLL)
 
     async def _release_load_lock(self) -> None:
+        self._pass = None
         if self._load_locked:
             self._load_locked = False
             self._joining = None
@@ -542,26 +811,37 @@ class PostgresJournal(SQLJournal):
         self, source: str | None = None, *, stream: bool = False
     ) -> tuple[int, bool]:
         """:meth:`Journal.begin_load <aicc_async.bulk.journal.Journal.begin_load>`, one
-        worker at a time. While other workers hold live leases (and a load was
-        complete), no new pass: this worker's input is checked against the current one
-        (:meth:`load`, :meth:`end_load`) and it joins."""
+        worker at a time. While other workers hold live leases and the current pass was
+        loaded in full, no new pass: this worker's input is checked against it
+        (:meth:`load`, :meth:`end_load`) and it joins. A pass that never ended (its
+        loader died or failed) is taken over: this worker loads its input in a pass of
+        its own (the rows already sent are kept, the unsent ones of that pass are
+        loaded again)."""
         await self._take_load_lock()
         try:
 
             def joins(db: Db) -> int | None:
-                current = db.execute("SELECT current_load FROM campaign").fetchone()[0]
+                current, accepted = db.execute(
+                    "SELECT current_load, accepted FROM campaign"
+                ).fetchone()
                 others = db.execute(
                     "SELECT count(*) FROM live_workers WHERE worker <> ?", (self.worker,)
                 ).fetchone()[0]
-                if current is None or not others:
+                # Only a pass loaded in full can be joined. One that never ended was
+                # left by a loader that died or failed (this worker holds the load
+                # lock now): a pass of this worker's own takes it over.
+                if current is None or current != accepted or not others:
                     return None
                 db.execute("DELETE FROM join_keys")
                 return int(current)
 
-            self._joining = await self._write(joins)
-            if self._joining is not None:
-                return self._joining, False
-            return await super().begin_load(source, stream=stream)
+            with self._loading():
+                self._joining = await self._write(joins)
+                if self._joining is not None:
+                    return self._joining, False
+                load, streams = await super().begin_load(source, stream=stream)
+                self._pass = load
+                return load, streams
         except BaseException:
             await self._release_load_lock()
             raise
@@ -573,10 +853,16 @@ class PostgresJournal(SQLJournal):
             f"campaign {self.name!r} is being run by {len(others)} other worker(s) "
             f"({', '.join(others) or 'whose leases just expired'}) with another input: {what}. "
             "Give every worker the same input, or change the campaign's input once no "
-            "worker runs it (or their leases expired). Nothing was sent."
+            "worker runs it (or their leases expired)."
         )
 
     async def load(self, rows: Sequence[LoadedRow], load: int) -> tuple[list[State], int, int]:
+        with self._loading():
+            return await self._load_batch(rows, load)
+
+    async def _load_batch(
+        self, rows: Sequence[LoadedRow], load: int
+    ) -> tuple[list[State], int, int]:
         if self._joining is None:
             loaded = await super().load(rows, load)
             self._unanalyzed += len(rows)
@@ -615,27 +901,33 @@ class PostgresJournal(SQLJournal):
 
     async def end_load(self, load: int, known: int, source: str | None) -> int:
         try:
-            if self._joining is None:
-                if self._unanalyzed:
-                    await self._analyze()
-                return await super().end_load(load, known, source)
-            current = await self._run(
-                lambda: self._pg.execute(
-                    "SELECT (SELECT count(*) FROM rows WHERE loaded = ?), "
-                    "(SELECT count(*) FROM join_keys)",
-                    (load,),
-                ).fetchone()
-            )
-            missing = int(current[0]) - int(current[1])
-            if missing > 0:
-                raise await self._refuse_input(f"it leaves out {missing:,} of the campaign's rows")
-            return 0
+            with self._loading():
+                return await self._end_load(load, known, source)
         finally:
             await self._release_load_lock()
+
+    async def _end_load(self, load: int, known: int, source: str | None) -> int:
+        if self._joining is None:
+            if self._unanalyzed:
+                await self._analyze()
+            return await super().end_load(load, known, source)
+        current = await self._run(
+            lambda: self._pg.execute(
+                "SELECT (SELECT count(*) FROM rows WHERE loaded = ?), "
+                "(SELECT count(*) FROM join_keys)",
+                (load,),
+            ).fetchone()
+        )
+        missing = int(current[0]) - int(current[1])
+        if missing > 0:
+            refused = await self._refuse_input(f"it leaves out {missing:,} of the campaign's rows")
+            raise CampaignError(f"{refused.message} Nothing was sent.")
+        return 0
 
     async def set_durable(self, durable: bool) -> None:
         """Wait for every commit to reach the server's disk (``True``, while sending) or
         not (``synchronous_commit = off``, while loading)."""
+        self._durable = durable  # a connection opened again gets it too
         await self._run(self._pg.execute, f"SET synchronous_commit = {'on' if durable else 'off'}")
 
     async def checkpoint(self) -> None:

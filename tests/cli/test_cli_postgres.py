@@ -11,6 +11,10 @@ FakeAICC in its own process.
   rows, one SIGKILLed mid-run: nobody phoned twice, the others finish, the dead
   worker's rows in flight end ``unknown`` once its lease expired, the report accounts
   for every row; a re-run sends nothing.
+* a PostgreSQL restart mid-campaign (3 workers): no worker stops, no row is unknown,
+  nobody is phoned twice; PostgreSQL down for longer than the lease: exit 3, clearly;
+* the worker loading a new campaign's input SIGKILLed mid-load: another takes the load
+  over (the same input is never refused as another).
 
 Throughout: the DSN's password never appears in any output.
 """
@@ -452,6 +456,23 @@ def _progress(dsn: str, name: str) -> tuple[bool, dict[int, tuple[str, int, int]
     return bool(loaded and loaded[0][0]), {pid: (w, d, s) for pid, w, d, s in found}
 
 
+def kill(worker: Any, dsn: str, name: str, worker_id: str) -> set[str]:
+    """SIGKILL ``worker``; the keys of the rows it had in flight (``sending``, or
+    ``unknown`` if the others settled them already)."""
+    worker.signal(signal.SIGKILL)
+    assert worker.wait(10).returncode == -signal.SIGKILL
+    return {
+        key
+        for (key,) in query(
+            dsn,
+            "SELECT key FROM aicc_rows WHERE campaign = %s AND worker = %s "
+            "AND state IN ('sending', 'unknown')",
+            name,
+            worker_id,
+        )
+    }
+
+
 def test_three_workers_one_killed_nobody_phoned_twice(
     tmp_path, start_fake, aicc, write_contacts, number_of, postgresql_dsn, campaign_name
 ):
@@ -489,19 +510,8 @@ def test_three_workers_one_killed_nobody_phoned_twice(
     # Read before the kill: on a slow machine the lease may expire, and the survivors
     # remove it, before the test reads it again after the kill.
     lease_seen = query(postgresql_dsn, lease_query, campaign_name, victim_id)
-    victim.signal(signal.SIGKILL)
-    assert victim.wait(10).returncode == -signal.SIGKILL
     # Right after the kill: the rows it had in flight, and when its lease expires.
-    in_flight = {
-        key
-        for (key,) in query(
-            postgresql_dsn,
-            "SELECT key FROM aicc_rows WHERE campaign = %s AND worker = %s "
-            "AND state IN ('sending', 'unknown')",
-            campaign_name,
-            victim_id,
-        )
-    }
+    in_flight = kill(victim, postgresql_dsn, campaign_name, victim_id)
     # Its last renewal may have come after the first read; if the lease is still there,
     # this is when it ends.
     lease_end = query(postgresql_dsn, lease_query, campaign_name, victim_id) or lease_seen
@@ -562,3 +572,118 @@ def test_three_workers_one_killed_nobody_phoned_twice(
     assert again.returncode == 1, again  # the unknown rows are still there
     assert "Nothing left to send" in flat(again.stderr), again
     assert fake.processed() == processed
+
+
+def notify(source: Path, dsn: str, name: str, concurrency: int, lease: float) -> tuple[Any, ...]:
+    """The arguments of ``aicc notify`` as one worker of campaign ``name``."""
+    return (
+        "notify", source, "--journal", dsn, "--campaign", name,
+        "--concurrency", str(concurrency), "--lease", str(lease),
+    )  # fmt: skip
+
+
+def test_a_postgresql_restart_mid_campaign_stops_no_worker_and_loses_no_row(
+    tmp_path, start_fake, aicc, write_contacts, number_of, own_postgresql, campaign_name
+):
+    n = 3000
+    dsn = own_postgresql.dsn
+    fake = start_fake(0.05)  # each call takes a while: the campaign lasts a few seconds
+    source = write_contacts(tmp_path / "contacts.csv", n)
+    command = notify(source, dsn, campaign_name, 20, 30)
+    workers = [aicc.start(*command, env=fake.env) for _ in range(WORKERS)]
+
+    # Restart once the input is loaded, every worker is sending and some rows are done.
+    deadline = time.monotonic() + 60
+    while True:
+        loaded, progress = _progress(dsn, campaign_name)
+        done = sum(d for _, d, _ in progress.values())
+        if loaded and len(progress) == WORKERS and done >= n // 5:
+            break
+        assert all(w.proc.poll() is None for w in workers), [w.wait(1) for w in workers]
+        assert time.monotonic() < deadline, f"the campaign did not get under way: {progress}"
+        time.sleep(0.05)
+    own_postgresql.restart()  # pg_ctl restart -m fast: every connection is closed
+
+    for worker in workers:
+        finished = clean(worker.wait(90), dsn)
+        assert finished.returncode == 0, finished
+    assert fake.calls() == {number_of(i): 1 for i in range(n)}
+    rows = query(
+        dsn, "SELECT state, sends, count(*) FROM aicc_rows WHERE campaign = %s GROUP BY 1, 2",
+        campaign_name,
+    )  # fmt: skip
+    assert rows == [("done", 1, n)]
+
+
+def test_the_loading_worker_killed_another_takes_the_load_over(
+    tmp_path, start_fake, aicc, write_contacts, number_of, postgresql_dsn, campaign_name
+):
+    n = ROWS // 2
+    fake = start_fake(0.01)
+    source = write_contacts(tmp_path / "contacts.csv", n)
+    command = notify(source, postgresql_dsn, campaign_name, 50, 3)
+    workers = [aicc.start(*command, env=fake.env) for _ in range(WORKERS)]
+    pids = {w.proc.pid: w for w in workers}
+
+    # A new campaign streams its input: one worker loads it and sends meanwhile, the
+    # others wait to join. Kill the loader before its load is complete.
+    deadline = time.monotonic() + 60
+    with psycopg.connect(postgresql_dsn, autocommit=True) as conn:
+        while True:
+            found = None
+            if conn.execute("SELECT to_regclass('aicc_workers') IS NOT NULL").fetchone()[0]:
+                found = conn.execute(  # the first row sent, and the worker sending it
+                    "SELECT c.accepted IS NOT NULL, w.pid, w.worker FROM aicc_campaigns c "
+                    "JOIN aicc_rows r ON r.campaign = c.name JOIN aicc_workers w "
+                    "ON w.campaign = c.name AND w.worker = r.worker WHERE c.name = %s LIMIT 1",
+                    (campaign_name,),
+                ).fetchone()
+            if found is not None:
+                break
+            assert all(w.proc.poll() is None for w in workers), [w.wait(1) for w in workers]
+            assert time.monotonic() < deadline, "no worker sent anything within 60 s"
+            time.sleep(0.005)
+    loaded, victim_pid, victim_id = found
+    assert not loaded, "the input was loaded in full before the loader could be killed"
+    victim = pids[victim_pid]
+    in_flight = kill(victim, postgresql_dsn, campaign_name, victim_id)
+
+    # The others take the load over (the same input is never blamed) and finish it.
+    for survivor in (w for w in workers if w is not victim):
+        finished = clean(survivor.wait(90), postgresql_dsn)
+        assert "another input" not in flat(finished.output), finished
+        assert finished.returncode == (1 if in_flight else 0), finished
+        assert f"{n:,} rows" in flat(finished.stdout), finished
+    calls = fake.calls()
+    assert max(calls.values()) == 1  # nobody phoned twice
+    rows = query(
+        postgresql_dsn,
+        "SELECT key, state, sends FROM aicc_rows WHERE campaign = %s",
+        campaign_name,
+    )
+    assert sorted(int(key) for key, _, _ in rows) == list(range(n))
+    assert {key for key, state, _ in rows if state != "done"} == in_flight
+    states = collections.Counter(state for _, state, _ in rows)
+    assert states == collections.Counter(done=n - len(in_flight), unknown=len(in_flight))
+    assert all(sends == 1 for _, _, sends in rows)
+    assert set(calls) >= {number_of(int(key)) for key, state, _ in rows if state == "done"}
+
+
+def test_postgresql_down_for_longer_than_the_lease_stops_a_worker_cleanly(
+    tmp_path, start_fake, aicc, write_contacts, own_postgresql, campaign_name
+):
+    dsn = own_postgresql.dsn
+    fake = start_fake(0.05)
+    source = write_contacts(tmp_path / "contacts.csv", 2000)
+    command = notify(source, dsn, campaign_name, 10, 2)
+    worker = aicc.start(*command, env=fake.env)
+    fake.wait_for(lambda s: s["processed"]["createVoiceNotification"] >= 50)
+    own_postgresql.stop()
+    try:
+        stopped = clean(worker.wait(60), dsn)
+    finally:
+        own_postgresql.start()
+    assert stopped.returncode == 3, stopped
+    message = flat(stopped.stderr)
+    assert "was out of reach for longer than this worker's lease (2 s" in message, stopped
+    assert "Run it again to rejoin the campaign once PostgreSQL answers" in message, stopped
