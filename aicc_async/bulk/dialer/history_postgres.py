@@ -123,8 +123,9 @@ class PostgresHistory(ContactHistory):
         try:
             psycopg.conninfo.conninfo_to_dict(dsn)
         except psycopg.Error as exc:
+            said = _said(exc, None).replace(dsn, mask_dsn(dsn))  # psycopg may quote all of it
             raise CampaignError(
-                f"{mask_dsn(dsn)} is not a PostgreSQL DSN psycopg can read ({_said(exc, None)}): "
+                f"{mask_dsn(dsn)} is not a PostgreSQL DSN psycopg can read ({said}): "
                 "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
             ) from None
         try:
