@@ -289,14 +289,11 @@ def batch_numbers(batch: int) -> list[str]:
     return [f"136{batch:04d}{j:04d}" for j in range(200)]
 
 
-@pytest.mark.asyncio
-async def test_a_writer_killed_mid_batch_leaves_whole_batches_and_a_resume_completes_them(
-    history_at: HistoryAt,
-) -> None:
-    async with await history_at.open():
-        pass  # created before the writer: its start-up is not what is measured
+def kill_writer_mid_run(location: str) -> int:
+    """Start :data:`WRITER`, SIGKILL it once it acknowledged 16 batches (it goes on
+    writing meanwhile); the last batch it acknowledged."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, history_at.location],
+        [sys.executable, "-c", WRITER, location],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -316,6 +313,16 @@ async def test_a_writer_killed_mid_batch_leaves_whole_batches_and_a_resume_compl
             proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     acknowledged = max([acknowledged, *(int(line) for line in rest.split())])
+    return acknowledged
+
+
+@pytest.mark.asyncio
+async def test_a_writer_killed_mid_batch_leaves_whole_batches_and_a_resume_completes_them(
+    history_at: HistoryAt,
+) -> None:
+    async with await history_at.open():
+        pass  # created before the writer: its start-up is not what is measured
+    acknowledged = await asyncio.to_thread(kill_writer_mid_run, history_at.location)
 
     async with await history_at.open() as history:
         for batch in range(acknowledged + 3):
@@ -371,7 +378,9 @@ async def test_two_processes_creating_one_history_at_once_share_it(tmp_path: Pat
         finally:
             for history in opened:
                 await history.close()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"new-{i}.db" for i in range(5)]
+    assert sorted(await asyncio.to_thread(os.listdir, tmp_path)) == [
+        f"new-{i}.db" for i in range(5)
+    ]
 
 
 # -- what is refused ------------------------------------------------------------------------
@@ -456,7 +465,7 @@ async def test_a_directory_or_a_missing_folder_is_refused(tmp_path: Path) -> Non
         await open_history(tmp_path)
     with pytest.raises(CampaignError, match="does not exist"):
         await open_history(tmp_path / "no-such-folder" / "history.db")
-    assert list(tmp_path.iterdir()) == []
+    assert await asyncio.to_thread(os.listdir, tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -498,7 +507,7 @@ async def test_an_unreachable_server_is_named_without_the_password(tmp_path: Pat
 async def test_a_wrong_password_is_refused_without_showing_it(postgresql_dsn: str) -> None:
     parts = urllib.parse.urlsplit(postgresql_dsn)
     wrong = parts._replace(netloc=f"aicc:wrong-pw-123@{parts.hostname}:{parts.port}").geturl()
-    with pytest.raises(JournalError, match="could not|cannot reach") as refused:
+    with pytest.raises(JournalError, match="cannot reach") as refused:
         await open_history(wrong)
     assert "wrong-pw-123" not in str(refused.value)
 
