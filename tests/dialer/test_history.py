@@ -239,6 +239,67 @@ async def test_campaigns_and_workers_share_the_history(history_at: HistoryAt) ->
         await second.close()
 
 
+@pytest.mark.asyncio
+async def test_admit_records_the_calls_a_limit_allows_and_names_the_others(
+    history_at: HistoryAt,
+) -> None:
+    clock = Clock()
+    async with await history_at.open(clock) as history:
+        await history.record([entry("13800000010", NOW - 3600, "spring", "old")])
+        admission = await history.admit(
+            [
+                entry("+86 138 0000 0011", NOW, "summer", "1"),
+                entry("13800000010", NOW, "summer", "2"),  # its one call a day was made
+                entry("008613800000011", NOW, "summer", "3"),  # the batch's first took it
+                entry("13800000012", NOW, "summer", "4"),
+            ],
+            Limit(1, DAY),
+        )
+        assert [e.key for e in admission.admitted] == ["1", "4"]
+        assert [e.key for e in admission.limited] == ["2", "3"]
+        # Admitting the same entries again gives the same answer and records nothing.
+        again = await history.admit(
+            [
+                entry("008613800000011", NOW + 5, "summer", "1"),
+                entry("13800000012", NOW, "summer", "4"),
+            ],
+            Limit(1, DAY),
+        )
+        assert [e.key for e in again.admitted] == ["1", "4"]
+        assert again.limited == ()
+        assert await history.counts(["13800000010", "008613800000011", "13800000012"], 0) == {
+            "13800000010": 1,
+            "008613800000011": 1,
+            "13800000012": 1,
+        }
+        clock.now = NOW + DAY  # a day later the numbers may be called again
+        later = await history.admit([entry("13800000010", clock.now, "autumn", "1")], Limit(1, DAY))
+        assert [e.key for e in later.admitted] == ["1"]
+    assert history_at.entries() == 4
+
+
+@pytest.mark.asyncio
+async def test_campaigns_admitting_one_number_at_once_call_it_once(history_at: HistoryAt) -> None:
+    """Ten workers (connections, threads) admit the same numbers at the same time under
+    a one-call limit: each number is admitted to exactly one of them."""
+    numbers = [f"1350000{i:04d}" for i in range(50)]
+    workers = [await history_at.open() for _ in range(10)]
+    try:
+        admissions = await asyncio.gather(
+            *(
+                worker.admit([entry(n, NOW, f"campaign-{w}", n) for n in numbers], Limit(1, DAY))
+                for w, worker in enumerate(workers)
+            )
+        )
+    finally:
+        for worker in workers:
+            await worker.close()
+    admitted = [e.number for a in admissions for e in a.admitted]
+    assert sorted(admitted) == sorted(numbers)
+    assert sum(len(a.limited) for a in admissions) == 9 * 50
+    assert history_at.entries() == 50
+
+
 # -- concurrency and crashes ----------------------------------------------------------------
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "MAX_CLOCK_SKEW",
     "MAX_TEXT",
     "SCHEMA_VERSION",
+    "Admission",
     "ContactHistory",
     "HistoryEntry",
     "Limit",
@@ -186,6 +187,16 @@ class Limit:
         return frozenset(number for number, calls in counts.items() if calls >= self.count)
 
 
+@attrs.frozen
+class Admission:
+    """What :meth:`ContactHistory.admit` decided, each in the order given."""
+
+    admitted: tuple[HistoryEntry, ...]
+    """Recorded (or recorded already): their calls may be placed."""
+    limited: tuple[HistoryEntry, ...]
+    """Not recorded: their numbers had as many calls as the limit allows."""
+
+
 class ContactHistory(abc.ABC):
     """An open contact history. Create with :func:`open_history`; close with
     :meth:`close` (or use it as an async context manager)."""
@@ -221,7 +232,7 @@ class ContactHistory(abc.ABC):
         batch = _unique(entries)
         if not batch:
             return 0
-        return await self._run(self._insert, batch)
+        return await self._run(self._write, lambda: self._insert(batch))
 
     async def counts(self, numbers: Iterable[str], since: float) -> dict[str, int]:
         """How many entries each of ``numbers`` has with a time later than ``since``
@@ -235,6 +246,42 @@ class ContactHistory(abc.ABC):
             chunk = wanted[start : start + NUMBERS_PER_SELECT]
             found.update(await self._run(self._count, chunk, start_))
         return found
+
+    async def admit(self, entries: Iterable[HistoryEntry], limit: Limit) -> Admission:
+        """Check ``entries`` against ``limit`` and record those it allows, in one
+        transaction that no other writer of the history interleaves with: of two
+        campaigns or workers admitting one number at once, only as many calls as the
+        limit allows are admitted. In order, an entry is admitted (and recorded) while
+        its number has fewer than ``limit.count`` calls within the window ending now
+        (:attr:`clock`), counting those admitted before it; an entry recorded already
+        (the same campaign, key and attempt: a resume) is admitted again as it was."""
+        if not isinstance(limit, Limit):
+            raise AICCValidationError(f"limit: must be a Limit, got {limit!r}", field="limit")
+        batch = _unique(entries)
+        if not batch:
+            return Admission((), ())
+        since = limit.since(self.clock())
+        return await self._run(self._write, lambda: self._admit(batch, limit, since))
+
+    def _admit(self, batch: Sequence[HistoryEntry], limit: Limit, since: float) -> Admission:
+        """:meth:`admit` inside the write transaction (on the worker thread)."""
+        known = self._known([entry.identity for entry in batch])
+        numbers = sorted({entry.number for entry in batch})
+        calls: dict[str, int] = {}
+        for start in range(0, len(numbers), NUMBERS_PER_SELECT):
+            calls.update(self._count(numbers[start : start + NUMBERS_PER_SELECT], since))
+        admitted: list[HistoryEntry] = []
+        limited: list[HistoryEntry] = []
+        for entry in batch:
+            if entry.identity in known:
+                admitted.append(entry)
+            elif calls.get(entry.number, 0) < limit.count:
+                calls[entry.number] = calls.get(entry.number, 0) + 1
+                admitted.append(entry)
+            else:
+                limited.append(entry)
+        self._insert([entry for entry in admitted if entry.identity not in known])
+        return Admission(tuple(admitted), tuple(limited))
 
     async def limited(self, numbers: Iterable[str], limit: Limit) -> frozenset[str]:
         """The normalised ``numbers`` that already had ``limit.count`` calls within
@@ -265,9 +312,18 @@ class ContactHistory(abc.ABC):
     # -- what a backend fills in (run on the worker thread) ---------------------------------
 
     @abc.abstractmethod
+    def _write(self, fn: Callable[[], T]) -> T:
+        """``fn()`` in one write transaction that excludes every other writer of the
+        history (``ROLLBACK`` if it raises)."""
+
+    @abc.abstractmethod
     def _insert(self, entries: Sequence[HistoryEntry]) -> int:
-        """Insert ``entries`` in one transaction, skipping known identities; how many
-        were new."""
+        """Insert ``entries`` (inside :meth:`_write`), skipping known identities; how
+        many were new."""
+
+    @abc.abstractmethod
+    def _known(self, identities: Sequence[bytes]) -> set[bytes]:
+        """Which of ``identities`` are recorded (inside :meth:`_write`)."""
 
     @abc.abstractmethod
     def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:

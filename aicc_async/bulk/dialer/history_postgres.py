@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import psycopg
 import psycopg.conninfo
@@ -35,9 +35,11 @@ from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["PostgresHistory"]
 
+T = TypeVar("T")
+
 logger = logging.getLogger("aicc_async")
 
-_SCHEMA_LOCK = _LOCKS + 16  # (class, 0): creating the history's tables
+_LOCK = _LOCKS + 16  # (class, 0): creating the tables; (class, 1): writing entries
 _CONNECT_TIMEOUT = 10  # seconds
 
 _SCHEMA = [
@@ -145,7 +147,7 @@ class PostgresHistory(ContactHistory):
     def _prepare(conn: psycopg.Connection[Any], masked: str) -> float:
         """Create the tables if missing, check the version row; the server's clock."""
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_SCHEMA_LOCK,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_LOCK,))
             found = conn.execute("SELECT to_regclass('aicc_contact_history')").fetchone()
             if found is None or found[0] is None:
                 for statement in _SCHEMA:
@@ -178,7 +180,20 @@ class PostgresHistory(ContactHistory):
             [e.key for e in entries],
             [e.attempt for e in entries],
         )
-        return self._conn.execute(_INSERT, columns).rowcount
+        return self._conn.execute(_INSERT, columns).rowcount if entries else 0
+
+    def _write(self, fn: Callable[[], T]) -> T:
+        with self._conn.transaction():
+            # One writer of the history at a time, as SQLite has: an admission's count
+            # and its inserts are never interleaved with another writer's.
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s, 1)", (_LOCK,))
+            return fn()
+
+    def _known(self, identities: Sequence[bytes]) -> set[bytes]:
+        found = self._conn.execute(
+            "SELECT id FROM aicc_contacts WHERE id = ANY(%s)", (list(identities),)
+        )
+        return {bytes(identity) for (identity,) in found}
 
     def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:
         found = self._conn.execute(_COUNT, (list(numbers), since))

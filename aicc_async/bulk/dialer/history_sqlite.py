@@ -20,10 +20,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from aicc_async.bulk.dialer.history import (
     FORMAT,
+    NUMBERS_PER_SELECT,
     SCHEMA_VERSION,
     ContactHistory,
     HistoryEntry,
@@ -33,6 +34,8 @@ from aicc_async.bulk.sql_journal import marks
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SQLiteHistory"]
+
+T = TypeVar("T")
 
 _BUSY_TIMEOUT = 10.0  # seconds a write waits for another writer
 _HEADER = b"SQLite format 3\0"
@@ -191,19 +194,33 @@ class SQLiteHistory(ContactHistory):
 
     # -- reading and writing (on the worker thread) ----------------------------------------
 
-    def _insert(self, entries: Sequence[HistoryEntry]) -> int:
+    def _write(self, fn: Callable[[], T]) -> T:
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")  # SQLite's one writer at a time, taken now
         try:
-            added = db.executemany(
-                _INSERT,
-                [(e.identity, e.number, e.at, e.campaign, e.key, e.attempt) for e in entries],
-            ).rowcount
+            result = fn()
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        return added
+        return result
+
+    def _insert(self, entries: Sequence[HistoryEntry]) -> int:
+        rows = [(e.identity, e.number, e.at, e.campaign, e.key, e.attempt) for e in entries]
+        return self._db.executemany(_INSERT, rows).rowcount if rows else 0
+
+    def _known(self, identities: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for start in range(0, len(identities), NUMBERS_PER_SELECT):
+            chunk = identities[start : start + NUMBERS_PER_SELECT]
+            found.update(
+                bytes(identity)
+                for (identity,) in self._db.execute(
+                    f"SELECT id FROM contacts WHERE id IN ({marks(len(chunk))})",  # noqa: S608 - placeholders
+                    chunk,
+                )
+            )
+        return found
 
     def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:
         found = self._db.execute(
