@@ -37,7 +37,7 @@ __all__ = ["PostgresHistory"]
 
 T = TypeVar("T")
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 _LOCK = _LOCKS + 16  # (class, 0): creating the tables; (class, 1): writing entries
 _CONNECT_TIMEOUT = 10  # seconds
