@@ -444,6 +444,25 @@ async def test_two_processes_creating_one_history_at_once_share_it(tmp_path: Pat
     ]
 
 
+@pytest.mark.asyncio
+async def test_a_history_whose_server_connection_was_cut_reconnects(postgresql_dsn: str) -> None:
+    """A PostgreSQL restart or a dropped connection: every operation of the history
+    may run again (recording is idempotent), so it reconnects once and goes on."""
+    import psycopg
+
+    with fresh_database(postgresql_dsn) as dsn:
+        async with await open_history(dsn, clock=Clock()) as history:
+            await history.record([entry("13800000013", NOW, key="before")])
+            with psycopg.connect(dsn, autocommit=True) as admin:
+                cut = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'aicc-async contact history'"
+                ).fetchall()
+            assert cut == [(True,)]
+            assert await history.record([entry("13800000013", NOW, key="after")]) == 1
+            assert await history.counts(["13800000013"], 0) == {"13800000013": 2}
+
+
 # -- what is refused ------------------------------------------------------------------------
 
 

@@ -22,6 +22,12 @@ What it keeps:
   PERIOD ago no longer counts. Entries later than now (another machine's clock
   ahead of this one) count too: a clock off by S seconds can only shift the window
   by S, never hide a call recorded for the future.
+* :meth:`ContactHistory.admit` checks a batch against a :class:`Limit` and records
+  the entries it allows in one transaction; writes to a history are serialised
+  (SQLite's one writer; an advisory lock on PostgreSQL), so two campaigns or workers
+  admitting one number at the same moment never both get a call the limit forbids.
+  Checking with :meth:`~ContactHistory.counts` and then recording with
+  :meth:`~ContactHistory.record` leaves that gap open: use them for reports.
 
 Clocks: times are UNIX seconds from the caller's clock (``clock``, injected;
 :func:`time.time` by default): the recorder gives each entry's time, and "now" is

@@ -5,9 +5,11 @@ Needs ``aicc-async[postgres]`` (psycopg 3, the journal's driver). Two tables,
 created when missing (under an advisory lock, so that workers starting together
 create them once): ``aicc_contact_history`` (one version row) and ``aicc_contacts``
 (the entries). One connection per open history, used from its worker thread; a
-batch is one statement (arrays), so one short transaction. Times are the callers'
-clocks (see :mod:`.history`); the server's clock is read once, on opening, to
-measure how far this process's clock is from it.
+batch is one statement (arrays), in one short transaction under an advisory lock that
+serialises the history's writers. A connection the server dropped (a restart) is made
+anew once and the operation run again: recording is idempotent, so that is safe.
+Times are the callers' clocks (see :mod:`.history`); the server's clock is read
+once, on opening, to measure how far this process's clock is from it.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class PostgresHistory(ContactHistory):
     ) -> None:
         super().__init__(mask_dsn(dsn), clock)
         self._conn = conn
+        self._dsn = dsn
         self._secret = _secret(dsn)
         self._skew = skew
 
@@ -162,6 +165,23 @@ class PostgresHistory(ContactHistory):
             now = conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()
         assert now is not None
         return float(now[0])
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        """:meth:`ContactHistory._run`, on a connection made anew if the server dropped
+        the last one (a restart): every operation may run again, as recording an entry
+        twice records it once."""
+        return await super()._run(self._reconnecting, fn, *args)
+
+    def _reconnecting(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
+        logger.warning("the contact history %s lost its connection: reconnecting", self.location)
+        self._conn.close()
+        self._conn = self._connect(self._dsn)
+        return fn(*args)
 
     def _problem(self, exc: Exception) -> JournalError:
         return JournalError(
