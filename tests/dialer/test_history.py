@@ -62,6 +62,15 @@ class HistoryAt:
     async def open(self, clock: Clock | None = None) -> ContactHistory:
         return await open_history(self.location, clock=clock or Clock())
 
+    def create(self) -> None:
+        """Create the history (outside an event loop)."""
+
+        async def created() -> None:
+            async with await self.open():
+                pass
+
+        asyncio.run(created())
+
     def sql(self, sqlite: str, postgresql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         """Run raw SQL on the store (what another program, or a crash, leaves)."""
         if self.backend == "sqlite":
@@ -279,6 +288,20 @@ async def test_admit_records_the_calls_a_limit_allows_and_names_the_others(
 
 
 @pytest.mark.asyncio
+async def test_admitting_a_recorded_row_with_another_number_is_refused(
+    history_at: HistoryAt,
+) -> None:
+    """A row key names one row, so one number: another number is a caller's mistake,
+    never a call admitted because the row was seen before."""
+    async with await history_at.open() as history:
+        await history.record([entry("13800000014", NOW, "spring", "7")])
+        with pytest.raises(CampaignError, match="row '7' of campaign 'spring'") as refused:
+            await history.admit([entry("13800000015", NOW, "spring", "7")], Limit(5, DAY))
+        assert "13800000014" not in str(refused.value)
+        assert await history.counts(["13800000015"], 0) == {"13800000015": 0}
+
+
+@pytest.mark.asyncio
 async def test_campaigns_admitting_one_number_at_once_call_it_once(history_at: HistoryAt) -> None:
     """Ten workers (connections, threads) admit the same numbers at the same time under
     a one-call limit: each number is admitted to exactly one of them."""
@@ -325,6 +348,47 @@ async def test_two_writers_at_once_lose_and_double_nothing(history_at: HistoryAt
     assert sum(added) == 40 * 50
     assert set(counts.values()) == {1}
     assert history_at.entries() == 40 * 50
+
+
+ADMITTER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from aicc_async.bulk.dialer.history import HistoryEntry, Limit, open_history
+
+    async def main(location, campaign):
+        admitted = 0
+        async with await open_history(location, clock=lambda: 1000.0) as history:
+            for batch in range(20):
+                admission = await history.admit(
+                    (HistoryEntry(f"134{batch:04d}{j:04d}", 1000.0, campaign, f"{batch}-{j}")
+                     for j in range(50)),
+                    Limit(1, 86400),
+                )
+                admitted += len(admission.admitted)
+        print(admitted)
+
+    asyncio.run(main(*sys.argv[1:]))
+    """
+)
+
+
+def test_processes_admitting_at_once_admit_each_number_once(history_at: HistoryAt) -> None:
+    """Three campaign processes write the same history at the same time (SQLite: its
+    busy timeout; PostgreSQL: its lock): each number is admitted to one of them."""
+    history_at.create()  # before the processes start
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ADMITTER, history_at.location, f"campaign-{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    said = [proc.communicate(timeout=120) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], said
+    assert sum(int(out) for out, _ in said) == 20 * 50
+    assert history_at.entries() == 20 * 50
 
 
 WRITER = textwrap.dedent(

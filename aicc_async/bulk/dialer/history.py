@@ -260,7 +260,9 @@ class ContactHistory(abc.ABC):
         limit allows are admitted. In order, an entry is admitted (and recorded) while
         its number has fewer than ``limit.count`` calls within the window ending now
         (:attr:`clock`), counting those admitted before it; an entry recorded already
-        (the same campaign, key and attempt: a resume) is admitted again as it was."""
+        (the same campaign, key and attempt: a resume) is admitted again as it was.
+        ``CampaignError`` (nothing recorded) if such an entry was recorded with another
+        number: a row key must always name the same row."""
         if not isinstance(limit, Limit):
             raise AICCValidationError(f"limit: must be a Limit, got {limit!r}", field="limit")
         batch = _unique(entries)
@@ -272,6 +274,13 @@ class ContactHistory(abc.ABC):
     def _admit(self, batch: Sequence[HistoryEntry], limit: Limit, since: float) -> Admission:
         """:meth:`admit` inside the write transaction (on the worker thread)."""
         known = self._known([entry.identity for entry in batch])
+        for entry in batch:
+            if entry.identity in known and known[entry.identity] != entry.number:
+                raise CampaignError(
+                    f"row {_shown(entry.key)} of campaign {_shown(entry.campaign)} (attempt "
+                    f"{entry.attempt}) is in the contact history {self.location} with another "
+                    "number: a row key must always name the same row"
+                )
         numbers = sorted({entry.number for entry in batch})
         calls: dict[str, int] = {}
         for start in range(0, len(numbers), NUMBERS_PER_SELECT):
@@ -328,8 +337,8 @@ class ContactHistory(abc.ABC):
         many were new."""
 
     @abc.abstractmethod
-    def _known(self, identities: Sequence[bytes]) -> set[bytes]:
-        """Which of ``identities`` are recorded (inside :meth:`_write`)."""
+    def _known(self, identities: Sequence[bytes]) -> dict[bytes, str]:
+        """The number of each of ``identities`` that is recorded (inside :meth:`_write`)."""
 
     @abc.abstractmethod
     def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:
@@ -354,6 +363,11 @@ class ContactHistory(abc.ABC):
             return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
         except self._errors as exc:
             raise self._problem(exc) from None
+
+
+def _shown(name: str) -> str:
+    """A campaign name or row key as a message shows it (long ones cut)."""
+    return repr(name if len(name) <= 80 else name[:77] + "...")
 
 
 def _unique(entries: Iterable[HistoryEntry]) -> list[HistoryEntry]:

@@ -209,11 +209,11 @@ class PostgresHistory(ContactHistory):
             self._conn.execute("SELECT pg_advisory_xact_lock(%s, 1)", (_LOCK,))
             return fn()
 
-    def _known(self, identities: Sequence[bytes]) -> set[bytes]:
+    def _known(self, identities: Sequence[bytes]) -> dict[bytes, str]:
         found = self._conn.execute(
-            "SELECT id FROM aicc_contacts WHERE id = ANY(%s)", (list(identities),)
+            "SELECT id, number FROM aicc_contacts WHERE id = ANY(%s)", (list(identities),)
         )
-        return {bytes(identity) for (identity,) in found}
+        return {bytes(identity): str(number) for identity, number in found}
 
     def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:
         found = self._conn.execute(_COUNT, (list(numbers), since))

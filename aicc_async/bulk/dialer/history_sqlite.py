@@ -209,14 +209,14 @@ class SQLiteHistory(ContactHistory):
         rows = [(e.identity, e.number, e.at, e.campaign, e.key, e.attempt) for e in entries]
         return self._db.executemany(_INSERT, rows).rowcount if rows else 0
 
-    def _known(self, identities: Sequence[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
+    def _known(self, identities: Sequence[bytes]) -> dict[bytes, str]:
+        found: dict[bytes, str] = {}
         for start in range(0, len(identities), NUMBERS_PER_SELECT):
             chunk = identities[start : start + NUMBERS_PER_SELECT]
             found.update(
-                bytes(identity)
-                for (identity,) in self._db.execute(
-                    f"SELECT id FROM contacts WHERE id IN ({marks(len(chunk))})",  # noqa: S608 - placeholders
+                (bytes(identity), str(number))
+                for identity, number in self._db.execute(
+                    f"SELECT id, number FROM contacts WHERE id IN ({marks(len(chunk))})",  # noqa: S608 - placeholders
                     chunk,
                 )
             )
