@@ -604,6 +604,21 @@ async def test_a_history_is_refused_as_a_journal(tmp_path: Path) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_symlink_opens_the_history_it_points_at(tmp_path: Path) -> None:
+    """Through a link or not, one history (SQLite keeps one -wal, beside the file)."""
+    real, link = tmp_path / "calls.db", tmp_path / "link.db"
+    async with await open_history(real):
+        pass
+    await asyncio.to_thread(link.symlink_to, real)
+    async with await open_history(link) as linked, await open_history(real) as direct:
+        await linked.record([entry("13800000016", NOW)])
+        assert await direct.counts(["13800000016"], 0) == {"13800000016": 1}
+    await asyncio.to_thread(tmp_path.joinpath("dangling.db").symlink_to, "nowhere.db")
+    with pytest.raises(CampaignError, match="is not a file"):
+        await open_history(tmp_path / "dangling.db")
+
+
+@pytest.mark.asyncio
 async def test_a_directory_or_a_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CampaignError, match="is not a file"):
         await open_history(tmp_path)
