@@ -1,0 +1,1 @@
+"""Dialer-grade campaigns."""

@@ -1,0 +1,234 @@
+"""The contact history in a SQLite file, which several processes on one machine (the
+campaigns and their ``aicc`` commands) may write at once.
+
+WAL mode, a busy timeout, one short ``BEGIN IMMEDIATE`` transaction per batch, each
+commit synced (``synchronous=FULL``: an entry recorded before its call goes out is
+on disk). Only a path where nothing exists becomes a history: the file is made
+complete under a temporary name beside it and then linked into place, so no process
+ever sees a half-made history, and two processes creating one at once both end up
+with the same file. Any other file is refused: an empty one, a campaign journal,
+another SQLite database, a history of another format version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import ClassVar, TypeVar
+
+from aicc_async.bulk.dialer.history import (
+    FORMAT,
+    NUMBERS_PER_SELECT,
+    SCHEMA_VERSION,
+    ContactHistory,
+    HistoryEntry,
+    check_version,
+)
+from aicc_async.bulk.sql_journal import marks
+from aicc_async.errors import CampaignError, JournalError
+
+__all__ = ["SQLiteHistory"]
+
+T = TypeVar("T")
+
+_BUSY_TIMEOUT = 10.0  # seconds a write waits for another writer
+_HEADER = b"SQLite format 3\0"
+
+_SCHEMA = [
+    """CREATE TABLE contact_history (
+        singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+        format TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        created REAL NOT NULL
+    )""",
+    """CREATE TABLE contacts (
+        id BLOB PRIMARY KEY,
+        number TEXT NOT NULL,
+        at REAL NOT NULL,
+        campaign TEXT NOT NULL,
+        key TEXT NOT NULL,
+        attempt INTEGER NOT NULL
+    )""",
+    "CREATE INDEX contacts_by_number ON contacts (number, at)",
+]
+
+_INSERT = (
+    "INSERT INTO contacts (id, number, at, campaign, key, attempt) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+
+
+_USE_ANOTHER = (
+    "give --contact-history the path of a contact history, or one where no file exists "
+    "yet (it is created there)"
+)
+
+
+class SQLiteHistory(ContactHistory):
+    """A contact history file. Create with :func:`~.history.open_history`."""
+
+    _errors: ClassVar[tuple[type[Exception], ...]] = (sqlite3.Error,)
+
+    def __init__(self, path: Path, db: sqlite3.Connection, clock: Callable[[], float]) -> None:
+        super().__init__(str(path), clock)
+        self.path = path
+        self._db = db
+
+    @classmethod
+    async def open(cls, location: str, clock: Callable[[], float]) -> SQLiteHistory:
+        """Open the history file at ``location``, creating it if nothing exists there."""
+        path = Path(location)
+        db = await asyncio.to_thread(cls._open, path)
+        return cls(path, db, clock)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The history and the files SQLite keeps beside it while it is open."""
+        return (self.path, *(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm")))
+
+    # -- opening --------------------------------------------------------------------------
+
+    @classmethod
+    def _open(cls, path: Path) -> sqlite3.Connection:
+        if not os.path.lexists(path):
+            cls._create(path)
+        cls._check_file(path)
+        try:
+            db = sqlite3.connect(
+                path, timeout=_BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise CampaignError(f"cannot open the contact history {path} ({exc})") from None
+        try:
+            cls._check(db, path)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    @staticmethod
+    def _check_file(path: Path) -> None:
+        """Refuse what is plainly not a history file, before SQLite touches it."""
+        if not path.is_file():
+            raise CampaignError(f"{path} is not a file, so not a contact history: {_USE_ANOTHER}")
+        try:
+            with path.open("rb") as f:
+                header = f.read(len(_HEADER))
+        except OSError as exc:
+            raise CampaignError(
+                f"cannot read the contact history {path} ({exc.strerror or exc})"
+            ) from None
+        if not header:
+            raise CampaignError(
+                f"{path} is an empty file, not a contact history (a history is never "
+                f"empty; its calls may have been lost): {_USE_ANOTHER}"
+            )
+        if header != _HEADER:
+            raise CampaignError(
+                f"{path} is not a contact history (not a SQLite database): {_USE_ANOTHER}"
+            )
+
+    @staticmethod
+    def _check(db: sqlite3.Connection, path: Path) -> None:
+        """Refuse a SQLite file that is not a history of this format; set it up."""
+        try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+            if "contact_history" not in tables:
+                what = "a campaign journal" if "campaign" in tables else "another SQLite database"
+                raise CampaignError(f"{path} is {what}, not a contact history: {_USE_ANOTHER}")
+            found = db.execute("SELECT format, version FROM contact_history").fetchone()
+            check_version(str(path), found)
+            if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
+                raise CampaignError(f"{path}: SQLite could not switch the history to WAL mode")
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise JournalError(
+                    f"the contact history {path} stayed locked by another process for "
+                    f"{_BUSY_TIMEOUT:g} s ({exc}); try again"
+                ) from None
+            raise CampaignError(
+                f"{path} could not be read as a contact history ({exc}): {_USE_ANOTHER}"
+            ) from None
+
+    @staticmethod
+    def _create(path: Path) -> None:
+        """Make a complete history under a temporary name beside ``path`` and link it
+        there; a history another process linked there first is kept."""
+        if not path.parent.is_dir():
+            raise CampaignError(
+                f"cannot create the contact history {path}: {path.parent} does not exist"
+            )
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.creating")
+        try:
+            try:
+                with contextlib.closing(sqlite3.connect(temporary, isolation_level=None)) as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("BEGIN IMMEDIATE")
+                    for statement in _SCHEMA:
+                        db.execute(statement)
+                    db.execute(
+                        "INSERT INTO contact_history (singleton, format, version, created) "
+                        "VALUES (1, ?, ?, ?)",
+                        (FORMAT, SCHEMA_VERSION, time.time()),
+                    )
+                    db.execute("COMMIT")
+                os.link(temporary, path)
+            except FileExistsError:
+                pass  # another process created it meantime: open theirs
+            except (OSError, sqlite3.Error) as exc:
+                raise CampaignError(
+                    f"cannot create the contact history {path} ({exc}): check that its "
+                    "directory is writable"
+                ) from None
+        finally:
+            for leftover in (temporary, *(Path(f"{temporary}{end}") for end in ("-wal", "-shm"))):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+
+    # -- reading and writing (on the worker thread) ----------------------------------------
+
+    def _write(self, fn: Callable[[], T]) -> T:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")  # SQLite's one writer at a time, taken now
+        try:
+            result = fn()
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    def _insert(self, entries: Sequence[HistoryEntry]) -> int:
+        rows = [(e.identity, e.number, e.at, e.campaign, e.key, e.attempt) for e in entries]
+        return self._db.executemany(_INSERT, rows).rowcount if rows else 0
+
+    def _known(self, identities: Sequence[bytes]) -> dict[bytes, str]:
+        found: dict[bytes, str] = {}
+        for start in range(0, len(identities), NUMBERS_PER_SELECT):
+            chunk = identities[start : start + NUMBERS_PER_SELECT]
+            found.update(
+                (bytes(identity), str(number))
+                for identity, number in self._db.execute(
+                    f"SELECT id, number FROM contacts WHERE id IN ({marks(len(chunk))})",  # noqa: S608 - placeholders
+                    chunk,
+                )
+            )
+        return found
+
+    def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:
+        found = self._db.execute(
+            f"SELECT number, count(*) FROM contacts WHERE number IN ({marks(len(numbers))}) "  # noqa: S608 - placeholders
+            "AND at > ? GROUP BY number",
+            (*numbers, since),
+        )
+        return {str(number): int(calls) for number, calls in found}
+
+    def _close_db(self) -> None:
+        self._db.close()
