@@ -239,6 +239,16 @@ def _said(exc: BaseException, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
 
+def unreadable_dsn(dsn: str, exc: psycopg.Error) -> CampaignError:
+    """The refusal of a DSN psycopg cannot parse; psycopg's own text may quote all of it
+    (password included), so the DSN is shown masked only."""
+    said = _said(exc, None).replace(dsn, mask_dsn(dsn))
+    return CampaignError(
+        f"{mask_dsn(dsn)} is not a PostgreSQL DSN psycopg can read ({said}): "
+        "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+    )
+
+
 class PostgresJournal(SQLJournal):
     """Campaign ``name`` in the PostgreSQL database at a DSN. Create with :meth:`open`;
     close with :meth:`close`."""
@@ -520,10 +530,7 @@ class PostgresJournal(SQLJournal):
         try:
             psycopg.conninfo.conninfo_to_dict(dsn)
         except psycopg.Error as exc:
-            raise CampaignError(
-                f"{mask_dsn(dsn)} is not a PostgreSQL DSN psycopg can read ({_said(exc, None)}): "
-                "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-            ) from None
+            raise unreadable_dsn(dsn, exc) from None
         try:
             conn = psycopg.connect(
                 dsn,

@@ -519,3 +519,17 @@ def test_a_dsn_given_as_bytes_is_refused_without_echoing_it() -> None:
         Campaign(b"postgresql://u:sekrit@h/d", VOICE, campaign="c")  # type: ignore[arg-type]
     assert caught.value.field == "path"
     assert "sekrit" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "postgresql://aicc:hunter2-secret@[::1/db",  # psycopg's message quotes the DSN
+        "postgresql://aicc:hunter2-secret@127.0.0.1/db?no_such_option=1",
+    ],
+)
+@pytest.mark.asyncio
+async def test_a_dsn_psycopg_cannot_read_is_refused_without_its_password(dsn: str) -> None:
+    with pytest.raises(CampaignError, match="not a PostgreSQL DSN") as refused:
+        await Campaign(dsn, "voice_notification", campaign="c1").open()
+    assert "hunter2" not in str(refused.value)

@@ -32,8 +32,8 @@ from aicc_async.bulk.dialer.history import (
     check_version,
 )
 from aicc_async.bulk.journal import mask_dsn
-from aicc_async.bulk.postgres_journal import _LOCKS, _said, _secret, _where
-from aicc_async.errors import CampaignError, JournalError
+from aicc_async.bulk.postgres_journal import _LOCKS, _said, _secret, _where, unreadable_dsn
+from aicc_async.errors import JournalError
 
 __all__ = ["PostgresHistory"]
 
@@ -128,11 +128,7 @@ class PostgresHistory(ContactHistory):
         try:
             psycopg.conninfo.conninfo_to_dict(dsn)
         except psycopg.Error as exc:
-            said = _said(exc, None).replace(dsn, mask_dsn(dsn))  # psycopg may quote all of it
-            raise CampaignError(
-                f"{mask_dsn(dsn)} is not a PostgreSQL DSN psycopg can read ({said}): "
-                "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-            ) from None
+            raise unreadable_dsn(dsn, exc) from None
         try:
             return psycopg.connect(
                 dsn,
