@@ -146,7 +146,7 @@ def _parse_csv(rows: Iterator[tuple[int, str]], column: int, numbers: set[str]) 
             current = index
             yield line
 
-    reader = csv.reader(line for line in texts() if _content(line))
+    reader = csv.reader((line for line in texts() if _content(line)), strict=True)
     try:
         for row in reader:
             if column >= len(row):
@@ -199,7 +199,9 @@ def _signature(status: os.stat_result) -> tuple[int, int, int]:
 
 
 class DoNotCall:
-    """One or more do-not-call lists (see the module doc). Build with :meth:`load`.
+    """One or more do-not-call lists (see the module doc), read at once. Built
+    directly, a list that cannot be read starts :attr:`blocked`; :meth:`load`
+    refuses it instead.
 
     ``contains`` is a set look-up per file. Call :meth:`refresh` at least once a
     second while rows start: a number added to a file is then honoured within 2 s.
@@ -221,6 +223,7 @@ class DoNotCall:
         self._clock_ns = clock_ns
         self._blocked: Blocked | None = None
         self._failure: str | None = None
+        self.refresh()  # a list that cannot be read starts blocked, never empty
 
     @classmethod
     def load(
@@ -234,7 +237,6 @@ class DoNotCall:
         """Read every list now. Raises AICCValidationError (field ``do_not_call``)
         naming the file (and line) of the first problem."""
         lists = cls(paths, stat=stat, opener=opener, clock_ns=clock_ns)
-        lists.refresh()
         if lists._failure is not None:
             raise AICCValidationError(f"{lists._failure}; correct it and start again", field=_FIELD)
         return lists
