@@ -15,7 +15,9 @@ A typo must never let an opted-out person be phoned.
 :meth:`DoNotCall.load` refuses a bad list with AICCValidationError (before anything
 is sent). Mid-run, :meth:`DoNotCall.refresh` re-reads a file whose ``stat`` changed
 (inode, size, modification time; and, for a file changed in the last 3 s, once
-more, in case a second change kept all three). A re-read that fails (the file is
+more, in case a second change kept all three). While a file is that fresh, a
+re-read only adds numbers: one that was on the list leaves it once the file has
+been still for 3 s (a half-written file never drops a number). A re-read that fails (the file is
 gone, unreadable, or has a bad line) puts the lists in the *blocked* state: start
 no new calls; :attr:`DoNotCall.blocked` says which file and line and what to do,
 and :meth:`DoNotCall.contains` raises :class:`DoNotCallBlocked`. The old list is
@@ -290,9 +292,11 @@ class DoNotCall:
                 problem = problem or self._block(entry, bad)
                 entry.signature = None
                 continue
-            entry.numbers = frozenset(numbers)
-            entry.signature = signature
             entry.racy = signature[2] >= started - _RACY_NS
+            # A file changed in the last seconds may still be being written: what it
+            # held before stays on the list until a read of the settled file.
+            entry.numbers = entry.numbers | numbers if entry.racy else frozenset(numbers)
+            entry.signature = signature
             reread = True
         self._blocked = problem
         return reread

@@ -44,7 +44,9 @@ from aicc_async.errors import invalid
 __all__ = [
     "CallingHours",
     "Window",
+    "ZoneResolver",
     "describe_wait",
+    "describe_waiting",
     "machine_zone",
     "parse_calling_hours",
     "resolve_zone",
@@ -74,6 +76,7 @@ _SEARCH_DAYS: Final = 8  # a week of windows, plus a day for summer-time shifts
 _STEP: Final = timedelta(hours=6)  # zone transitions are never closer than this
 _ZONE_ROOT: Final = "zoneinfo/"
 _MAX_ZONE_NAME: Final = 100
+_MAX_ZONES_SEEN: Final = 1000
 
 
 def _shown(text: str, limit: int = 60) -> str:
@@ -314,6 +317,30 @@ def machine_zone(
         ) from exc
 
 
+class ZoneResolver:
+    """Each row's zone: its ``timezone`` cell when it has one, else ``default`` (the
+    ``--timezone`` zone, or :func:`machine_zone`). Names already seen are not
+    looked up again (a campaign has few zones and many rows).
+    """
+
+    def __init__(self, default: tzinfo) -> None:
+        self.default = default
+        self._seen: dict[str, ZoneInfo] = {}
+
+    def zone(self, cell: str | None) -> tzinfo:
+        """The zone for a row whose ``timezone`` cell is ``cell`` (None or blank: the
+        default). Raises AICCValidationError (field ``timezone``) naming an unknown
+        zone."""
+        if cell is None or not cell.strip():
+            return self.default
+        zone = self._seen.get(cell)
+        if zone is None:
+            if len(self._seen) >= _MAX_ZONES_SEEN:
+                self._seen.clear()
+            zone = self._seen[cell] = resolve_zone(cell)
+        return zone
+
+
 def zone_name(zone: tzinfo, at: datetime) -> str:
     """How messages name ``zone``: its IANA name, else its abbreviation at ``at``
     with the offset (``"CST, UTC+08:00"``)."""
@@ -341,6 +368,14 @@ def describe_wait(opens: datetime, zone: tzinfo, now: datetime) -> str:
     else:
         when = f"{local:%Y-%m-%d %H:%M}"
     return f"next window opens {when} {zone_name(zone, opens)}, {_in(opens - now)}"
+
+
+def describe_waiting(rows: int, opens: datetime, zone: tzinfo, now: datetime) -> str:
+    """``"140 rows wait for calling hours; next window opens 09:00 Asia/Shanghai, in
+    2 h 13 min"``: the live line's words for ``rows`` rows whose earliest window
+    opens at ``opens`` in ``zone``."""
+    waiting = "1 row waits" if rows == 1 else f"{rows:,} rows wait"
+    return f"{waiting} for calling hours; {describe_wait(opens, zone, now)}"
 
 
 def _in(delta: timedelta) -> str:

@@ -296,3 +296,33 @@ def test_built_directly_a_bad_list_starts_blocked_never_empty(tmp_path: Path) ->
     assert lists.blocked.line == 2
     with pytest.raises(DoNotCallBlocked):
         lists.contains("99990000")
+
+
+def test_a_number_leaves_the_list_only_once_the_file_has_settled(tmp_path: Path) -> None:
+    now = [LATER]
+    path = write(tmp_path / "dnc.txt", "88880001\n88880002\n")
+    lists = DoNotCall.load([path], clock_ns=lambda: now[0])
+    write(path, "88880002\n", mtime_ns=LATER)  # 88880001 removed (or half written)
+    now[0] += SECOND
+    lists.refresh()
+    assert lists.contains("88880001")  # the file may still be being written
+    now[0] += 3 * SECOND
+    lists.refresh()
+    assert not lists.contains("88880001")
+    assert lists.contains("88880002")
+
+
+def test_a_half_written_file_never_drops_a_number(tmp_path: Path) -> None:
+    now = [LATER]
+    full = "".join(f"8888{i:04d}\n" for i in range(100))
+    path = write(tmp_path / "dnc.txt", full)
+    lists = DoNotCall.load([path], clock_ns=lambda: now[0])
+    write(path, full[:333], mtime_ns=LATER + SECOND)  # the editor is mid-write
+    now[0] += 2 * SECOND
+    lists.refresh()
+    assert all(lists.contains(f"8888{i:04d}") for i in range(100))
+    write(path, full + "99990000\n", mtime_ns=LATER + 2 * SECOND)  # done, one added
+    now[0] += SECOND
+    lists.refresh()
+    assert lists.contains("99990000")
+    assert all(lists.contains(f"8888{i:04d}") for i in range(100))

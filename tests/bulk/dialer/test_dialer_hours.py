@@ -11,7 +11,9 @@ import pytest
 
 from aicc_async.bulk.dialer.hours import (
     CallingHours,
+    ZoneResolver,
     describe_wait,
+    describe_waiting,
     machine_zone,
     parse_calling_hours,
     resolve_zone,
@@ -312,3 +314,24 @@ def test_a_window_starting_inside_the_repeated_hour_opens_on_its_second_pass() -
     opens = hours.next_open(after_first, NEW_YORK)
     assert opens is not None
     assert opens.astimezone(UTC) == datetime(2026, 11, 1, 6, 15, tzinfo=UTC)  # 01:15 EST
+
+
+def test_the_live_line_counts_the_rows_that_wait() -> None:
+    now = at(SHANGHAI, 2026, 12, 7, 6, 47)
+    opens = at(SHANGHAI, 2026, 12, 7, 9, 0)
+    assert describe_waiting(140, opens, SHANGHAI, now) == (
+        "140 rows wait for calling hours; next window opens 09:00 Asia/Shanghai, in 2 h 13 min"
+    )
+    assert describe_waiting(1, opens, SHANGHAI, now).startswith("1 row waits for calling hours;")
+    assert describe_waiting(12345, opens, SHANGHAI, now).startswith("12,345 rows wait")
+
+
+def test_each_row_gets_its_cells_zone_or_the_default() -> None:
+    zones = ZoneResolver(SHANGHAI)
+    assert zones.zone(None) is SHANGHAI
+    assert zones.zone("  ") is SHANGHAI
+    assert zones.zone("America/New_York") == NEW_YORK
+    assert zones.zone("America/New_York") is zones.zone("America/New_York")
+    with pytest.raises(AICCValidationError, match="'Mars/Base' is not a known IANA") as caught:
+        zones.zone("Mars/Base")
+    assert caught.value.field == "timezone"
