@@ -3,23 +3,20 @@ release events posted to a real CallbackReceiver."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-import pytest_asyncio
+import test_fake_release_events
 from test_fake_release_events import KEY, Receiver
 
 from aicc_async import ReleaseEvent
 from aicc_async.testing import FakeAICC
-from aicc_async.testing.fake.answers import AnswerPlan
+from aicc_async.testing.fake.answers import AnswerPlan, Answers
+
+receiver = test_fake_release_events.receiver  # the same fixture: a real receiver
 
 
-@pytest_asyncio.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.start()
-    yield r
-    await r.close()
+def simulator(answers: Answers | None, answer_rate: float = 0.7) -> FakeAICC:
+    """A FakeAICC sending signed release events at once."""
+    return FakeAICC(callback_key=KEY, release_delay=0, answer_rate=answer_rate, answers=answers)
 
 
 async def call(fake: FakeAICC, url: str | None, numbers: list[str]) -> list[str]:
@@ -49,7 +46,7 @@ async def test_the_nth_call_to_a_number_gets_the_nth_outcome_the_last_repeating(
     receiver: Receiver,
 ) -> None:
     answers = {"88880001": ["no_answer", "answered"]}
-    async with FakeAICC(callback_key=KEY, release_delay=0, answers=answers) as fake:
+    async with simulator(answers) as fake:
         events = await outcomes(fake, receiver, ["88880001"] * 3)
     assert [e.answered for e in events] == [False, True, True]
     first, second, _ = events
@@ -68,9 +65,7 @@ async def test_never_and_busy_are_never_answered_with_their_documented_reasons(
     receiver: Receiver,
 ) -> None:
     answers = {"88880002": "never", "88880003": "busy"}
-    async with FakeAICC(
-        callback_key=KEY, release_delay=0, answer_rate=1.0, answers=answers
-    ) as fake:
+    async with simulator(answers, 1.0) as fake:
         events = await outcomes(fake, receiver, ["88880002", "88880003"] * 3)
         stats = fake.stats()
     never, busy = events[0::2], events[1::2]
@@ -79,15 +74,13 @@ async def test_never_and_busy_are_never_answered_with_their_documented_reasons(
     assert all(e.alerting_time for e in never)
     assert not any(e.alerting_time for e in busy)  # a busy line never rings
     assert busy[0].release_reason_meaning == "the call failed before ringing"
-    assert stats["release_events"]["not_answered"] == 6  # type: ignore[index]
+    assert stats["release_events"]["not_answered"] == 6
 
 
 @pytest.mark.asyncio
 async def test_numbers_are_matched_normalised(receiver: Receiver) -> None:
     answers = {"+86 138-0000-0001": "never"}
-    async with FakeAICC(
-        callback_key=KEY, release_delay=0, answer_rate=1.0, answers=answers
-    ) as fake:
+    async with simulator(answers, 1.0) as fake:
         events = await outcomes(fake, receiver, ["008613800000001", "+8613800000001"])
     assert [e.answered for e in events] == [False, False]
 
@@ -102,7 +95,7 @@ async def test_a_callable_chooses_by_normalised_number_and_attempt(receiver: Rec
             return None  # the default: answer_rate, here always answered
         return "answered" if attempt >= 3 else "busy"
 
-    async with FakeAICC(callback_key=KEY, release_delay=0, answer_rate=1.0, answers=choose) as fake:
+    async with simulator(choose, 1.0) as fake:
         events = await outcomes(fake, receiver, ["+8613800000001"] * 3 + ["88880009"])
     assert [e.answered for e in events] == [False, False, True, True]
     assert [e.release_reason for e in events[:2]] == ["6", "6"]
@@ -117,15 +110,13 @@ async def test_a_callable_chooses_by_normalised_number_and_attempt(receiver: Rec
 @pytest.mark.asyncio
 async def test_numbers_left_out_keep_the_seeded_random_outcomes(receiver: Receiver) -> None:
     numbers = [f"8888{i:04d}" for i in range(30)]
-    async with FakeAICC(callback_key=KEY, release_delay=0, answer_rate=0.5) as plain:
+    async with simulator(None, 0.5) as plain:
         before = await outcomes(plain, receiver, numbers)
     answers = {"88880000": "answered", "88880007": "busy"}
     other = Receiver()  # the same serial numbers again: a new receiver, not replays
     await other.start()
     try:
-        async with FakeAICC(
-            callback_key=KEY, release_delay=0, answer_rate=0.5, answers=answers
-        ) as chosen:
+        async with simulator(answers, 0.5) as chosen:
             after = await outcomes(chosen, other, numbers)
     finally:
         await other.close()
@@ -142,7 +133,7 @@ async def test_a_call_without_a_callback_url_still_counts_as_an_attempt(
     receiver: Receiver,
 ) -> None:
     answers = {"88880001": ["no_answer", "answered"]}
-    async with FakeAICC(callback_key=KEY, release_delay=0, answers=answers) as fake:
+    async with simulator(answers) as fake:
         await call(fake, None, ["88880001"])  # attempt 1: no event asked for
         events = await outcomes(fake, receiver, ["88880001"])
     assert [e.answered for e in events] == [True]

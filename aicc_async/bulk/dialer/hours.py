@@ -367,6 +367,8 @@ def describe_wait(opens: datetime, zone: tzinfo, now: datetime) -> str:
         when = f"{_DAY_NAMES[local.weekday()].capitalize()} {local:%H:%M}"
     else:
         when = f"{local:%Y-%m-%d %H:%M}"
+    if opens <= now:
+        return f"a window is open now (since {when} {zone_name(zone, opens)})"
     return f"next window opens {when} {zone_name(zone, opens)}, {_in(opens - now)}"
 
 
@@ -380,8 +382,6 @@ def describe_waiting(rows: int, opens: datetime, zone: tzinfo, now: datetime) ->
 
 def _in(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
-    if seconds <= 0:
-        return "now"
     minutes = -(-seconds // 60)  # round up: "in 1 min" until it opens
     days, rest = divmod(minutes, _MINUTES_PER_DAY)
     hours, minutes = divmod(rest, 60)

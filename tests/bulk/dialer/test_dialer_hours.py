@@ -3,7 +3,7 @@ wait text. Every moment is given: nothing reads the clock."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -27,8 +27,8 @@ UTC = timezone.utc
 OFFICE = "mon-fri 09:00-20:00, sat 10:00-16:00"
 
 
-def at(zone: ZoneInfo, *parts: int, fold: int = 0) -> datetime:
-    return datetime(*parts, tzinfo=zone, fold=fold)  # type: ignore[misc]
+def at(zone: tzinfo, *parts: int, fold: int = 0) -> datetime:
+    return datetime(*parts, tzinfo=zone, fold=fold)  # type: ignore[arg-type,misc]
 
 
 def refusal(spec: str) -> str:
@@ -335,3 +335,16 @@ def test_each_row_gets_its_cells_zone_or_the_default() -> None:
     with pytest.raises(AICCValidationError, match="'Mars/Base' is not a known IANA") as caught:
         zones.zone("Mars/Base")
     assert caught.value.field == "timezone"
+
+
+def test_windows_read_back_as_a_person_would_write_them() -> None:
+    hours = parse_calling_hours("sat,mon-fri 09:00-20:00, 10:00-24:00")
+    assert [str(w) for w in hours.windows] == [
+        "mon,tue,wed,thu,fri,sat 09:00-20:00",
+        "every day 10:00-24:00",
+    ]
+
+
+def test_a_window_opening_now_says_now() -> None:
+    now = at(UTC, 2026, 12, 7, 9, 0)
+    assert describe_wait(now, UTC, now) == "a window is open now (since 09:00 UTC)"
