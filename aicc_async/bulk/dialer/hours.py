@@ -30,6 +30,7 @@ Nothing here reads the clock: every function takes the moment it is about.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
@@ -381,8 +382,7 @@ def describe_waiting(rows: int, opens: datetime, zone: tzinfo, now: datetime) ->
 
 
 def _in(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    minutes = -(-seconds // 60)  # round up: "in 1 min" until it opens
+    minutes = max(1, math.ceil(delta.total_seconds() / 60))  # "in 1 min" until it opens
     days, rest = divmod(minutes, _MINUTES_PER_DAY)
     hours, minutes = divmod(rest, 60)
     parts = [f"{days} d"] if days else []

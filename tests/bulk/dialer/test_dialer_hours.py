@@ -348,3 +348,5 @@ def test_windows_read_back_as_a_person_would_write_them() -> None:
 def test_a_window_opening_now_says_now() -> None:
     now = at(UTC, 2026, 12, 7, 9, 0)
     assert describe_wait(now, UTC, now) == "a window is open now (since 09:00 UTC)"
+    just_before = now - timedelta(milliseconds=300)
+    assert describe_wait(now, UTC, just_before) == "next window opens 09:00 UTC, in 1 min"
