@@ -178,8 +178,8 @@ def _read(path: Path, opener: Callable[[Path], BinaryIO]) -> set[str]:
     try:
         with opener(path) as handle:
             return _parse(_lines(handle))
-    except OSError as exc:
-        raise _BadList(None, f"cannot be read ({exc.strerror or exc})") from None
+    except (OSError, ValueError) as exc:
+        raise _BadList(None, _gone(exc)) from None
 
 
 def _message(path: str, bad: _BadList) -> str:
@@ -278,7 +278,7 @@ class DoNotCall:
         for entry in self._files:
             try:
                 status = self._stat(entry.path)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
                 problem = problem or self._block(entry, _BadList(None, _gone(exc)))
                 entry.signature = None
                 continue
@@ -314,7 +314,8 @@ class DoNotCall:
         )
 
 
-def _gone(exc: OSError) -> str:
+def _gone(exc: OSError | ValueError) -> str:
     if isinstance(exc, FileNotFoundError):
-        return "is gone (it was deleted or moved)"
-    return f"cannot be read ({exc.strerror or exc})"
+        return "does not exist (was it deleted, moved or misspelt?)"
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return f"cannot be read ({reason})"

@@ -132,7 +132,7 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_refused_naming_it(tmp_path: Path) -> None:
     message = refused(tmp_path / "nowhere.txt")
     assert "nowhere.txt" in message
-    assert "is gone" in message
+    assert "does not exist" in message
 
 
 def test_a_one_megabyte_line_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
@@ -245,7 +245,7 @@ def test_a_list_deleted_mid_run_blocks_until_it_is_back(tmp_path: Path) -> None:
     path.unlink()
     lists.refresh()
     assert lists.blocked is not None
-    assert "is gone" in lists.blocked.message
+    assert "does not exist" in lists.blocked.message
     assert lists.blocked.line is None
     with pytest.raises(DoNotCallBlocked):
         lists.contains("88880002")
@@ -326,3 +326,13 @@ def test_a_half_written_file_never_drops_a_number(tmp_path: Path) -> None:
     lists.refresh()
     assert lists.contains("99990000")
     assert all(lists.contains(f"8888{i:04d}") for i in range(100))
+
+
+def test_a_path_with_a_nul_byte_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    with pytest.raises(AICCValidationError, match="cannot be read"):
+        DoNotCall.load([str(tmp_path / "a\x00b.txt")])
+
+
+def test_a_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(AICCValidationError, match="cannot be read"):
+        DoNotCall.load([tmp_path])
