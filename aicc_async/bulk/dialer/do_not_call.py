@@ -93,7 +93,7 @@ def _lines(handle: BinaryIO) -> Iterator[str]:
         number += 1
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
-        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+        if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
             raise _BadList(number, f"is longer than {MAX_LINE_BYTES // 1024} KiB")
         try:
             text = raw.decode("utf-8")

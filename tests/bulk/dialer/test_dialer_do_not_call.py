@@ -336,3 +336,10 @@ def test_a_path_with_a_nul_byte_is_refused_not_crashed_on(tmp_path: Path) -> Non
 def test_a_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AICCValidationError, match="cannot be read"):
         DoNotCall.load([tmp_path])
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", ""])
+def test_a_line_one_byte_over_the_cap_is_refused(tmp_path: Path, end: str) -> None:
+    line = " " * (MAX_LINE_BYTES - 8) + "888800012" + end
+    with pytest.raises(AICCValidationError, match="line 1 is longer than 64 KiB"):
+        read_list(write(tmp_path / "dnc.txt", line))
