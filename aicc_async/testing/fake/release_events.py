@@ -3,7 +3,8 @@
 :class:`ReleaseEventSender` is owned by :class:`~aicc_async.testing.FakeAICC`: each
 processed createVoiceNotification that carries ``callBackUrl`` schedules one event,
 posted after ``delay`` seconds, answered with probability ``answer_rate`` (a seeded
-RNG, so the same order of notifications gives the same outcomes), with AICC's
+RNG, so the same order of notifications gives the same outcomes) unless ``answers``
+chooses the outcome for that number and attempt (:mod:`.answers`), with AICC's
 release reasons, durations and ``2022/02/17,13:10:06:836`` times (local time, ending
 at the moment of sending). With a ``callback_key`` the body is signed
 (:func:`aicc_async.callbacks.compute_signature`, millisecond ``timestamp``); without
@@ -30,6 +31,7 @@ import aiohttp
 import attrs
 
 from aicc_async.callbacks import compute_signature
+from aicc_async.testing.fake.answers import REASONS, AnswerPlan, Answers, Outcome
 
 __all__ = ["ReleaseEventSender", "SentReleaseEvent"]
 
@@ -109,6 +111,7 @@ class ReleaseEventSender:
         record: bool = True,
         now: Callable[[], datetime] = datetime.now,
         wall_clock: Callable[[], float] = time.time,
+        answers: Answers | None = None,
     ) -> None:
         if callback_key is not None and (
             not isinstance(callback_key, str) or len(callback_key) < _MIN_KEY
@@ -120,6 +123,7 @@ class ReleaseEventSender:
             raise ValueError(f"release_retries must be an integer >= 0, got {retries!r}")
         self._key = callback_key
         self._answer_rate = _check_rate("answer_rate", answer_rate)
+        self._answers = AnswerPlan(answers)
         self._duplicate_rate = _check_rate("duplicate_rate", duplicate_rate)
         self._delay = float(delay)
         self._retries = retries
@@ -127,6 +131,7 @@ class ReleaseEventSender:
         self._now = now
         self._wall_clock = wall_clock
         self._rng = random.Random(seed)  # noqa: S311 - reproducible outcomes, not security
+        self._chosen_rng = random.Random(seed)  # noqa: S311 - the details of chosen outcomes
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -150,12 +155,14 @@ class ReleaseEventSender:
     def schedule(self, notification: Mapping[str, Any], call_serial_no: str) -> None:
         """Plan the release event of a processed notification (its JSON body) and send it.
 
-        Does nothing when the body has no decodable ``callBackUrl`` or after :meth:`close`.
+        Does nothing when the body has no decodable ``callBackUrl`` or after :meth:`close`;
+        the notification still counts as a call to its number for ``answers``.
         """
+        outcome = self._answers.next(str(notification["called"]))
         url = _decode_url(notification.get("callBackUrl"))
         if url is None or self._closed:
             return
-        plan = self._plan(url, call_serial_no, notification)
+        plan = self._plan(url, call_serial_no, notification, outcome)
         self._counts["scheduled"] += 1
         task = asyncio.get_running_loop().create_task(self._run(plan))
         self._tasks.add(task)
@@ -193,9 +200,27 @@ class ReleaseEventSender:
 
     # ------------------------------------------------------------------ internals
 
-    def _plan(self, url: str, serial: str, notification: Mapping[str, Any]) -> _Plan:
-        rng = self._rng
-        answered = rng.random() < self._answer_rate
+    def _plan(
+        self, url: str, serial: str, notification: Mapping[str, Any], outcome: Outcome | None
+    ) -> _Plan:
+        plan = self._draw(self._rng, url, serial, notification, None)
+        if outcome is None:
+            return plan
+        # Drawn from the seeded RNG as if not chosen, so that the numbers ``answers``
+        # leaves out keep the outcomes they have without it; the chosen one apart.
+        chosen = self._draw(self._chosen_rng, url, serial, notification, outcome)
+        return attrs.evolve(chosen, duplicate=plan.duplicate, replay=plan.replay)
+
+    def _draw(
+        self,
+        rng: random.Random,
+        url: str,
+        serial: str,
+        notification: Mapping[str, Any],
+        outcome: Outcome | None,
+    ) -> _Plan:
+        roll = rng.random()
+        answered = roll < self._answer_rate if outcome is None else outcome == "answered"
         duplicate = rng.random() < self._duplicate_rate
         replay = rng.random() < 0.5
         release = self._now()
@@ -214,7 +239,10 @@ class ReleaseEventSender:
             fields["talkDuration"] = str(talk)
             reason = rng.choice(_ANSWERED_REASONS)
         else:
-            reason = rng.choices(_UNANSWERED_REASONS, weights=_UNANSWERED_WEIGHTS)[0]
+            if outcome is None:
+                reason = rng.choices(_UNANSWERED_REASONS, weights=_UNANSWERED_WEIGHTS)[0]
+            else:
+                reason = REASONS[outcome]
             if reason == "4":  # rang, nobody answered (or rejected)
                 alerting = release - timedelta(seconds=rng.uniform(5.0, 45.0))
                 fields["createCallTime"] = _format(alerting - setup)

@@ -38,6 +38,7 @@ from aicc_async.testing.fake import (
     voice_notification,
 )
 from aicc_async.testing.fake._common import Answer, Exchange
+from aicc_async.testing.fake.answers import Answers
 from aicc_async.testing.fake.faults import Chaos, Fault, FaultSpec, check_non_negative
 from aicc_async.testing.fake.mobile_agent import CalledParty
 from aicc_async.testing.fake.release_events import ReleaseEventSender, SentReleaseEvent
@@ -130,7 +131,12 @@ class FakeAICC:
     answered with probability ``answer_rate`` (``random.Random(release_seed)``, drawn
     in processing order), signed with ``callback_key`` (None: unsigned), retried
     ``release_retries`` times (0.05, 0.1, 0.2 ... s apart) until it gets HTTP 200,
-    and sent once more after delivery with probability ``duplicate_rate``. See
+    and sent once more after delivery with probability ``duplicate_rate``.
+    ``answers`` chooses, per called number and per attempt, whether the person
+    answers, is busy or never answers (``{"88880001": ["no_answer", "answered"],
+    "88880002": "never", "88880003": "busy"}``, or a callable ``(number, attempt)``):
+    see :mod:`aicc_async.testing.fake.answers`; numbers it leaves out keep
+    ``answer_rate``. See
     :mod:`aicc_async.testing.fake.release_events`, :attr:`release_events`,
     :meth:`wait_release_events`; :meth:`close` cancels pending deliveries.
     """
@@ -152,6 +158,7 @@ class FakeAICC:
         duplicate_rate: float = 0.0,
         release_seed: int = 0,
         release_retries: int = 3,
+        answers: Answers | None = None,
     ) -> None:
         if not (math.isfinite(latency) and latency >= 0):
             raise ValueError(f"latency must be a finite number >= 0, got {latency!r}")
@@ -172,6 +179,7 @@ class FakeAICC:
             seed=release_seed,
             retries=release_retries,
             record=record,
+            answers=answers,
         )
         serials = itertools.count(_FIRST_SERIAL + 1)  # shared by notifications and call tasks
         self._voice = voice_notification.VoiceNotifications(serials, self._release_events)
