@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import re
 import secrets
@@ -33,6 +32,7 @@ from aicc_async.cli.terminal import (
     Stop,
     Terminal,
     sdk_log,
+    shown_json,
 )
 from aicc_async.config import DEFAULT_LIMITS
 from aicc_async.errors import CampaignError, JournalError
@@ -322,7 +322,7 @@ def report(
     except CampaignError as exc:
         raise terminal.fail(exc.message) from None
     if as_json:
-        terminal.out.print_json(json.dumps(result.to_json()))
+        terminal.out.print_json(data=shown_json(result.to_json()))
     else:
         terminal.out.print(render_report(result, where.argument))
     if exported is not None:
