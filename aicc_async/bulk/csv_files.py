@@ -7,6 +7,11 @@ the ``WriteBackResultRequest`` field names (``sub_cc_no``, ``vdn_id``,
 ``unique_id``, ``service_id`` required) and optional ``id``. A row's key is its
 ``id``, or else the line it starts on. Cells are stripped; an empty cell is absent.
 
+Columns are separated by commas, semicolons (Excel in much of Europe) or tabs: the
+separator is read off the header line unless the caller names it. A number Excel
+wrote in scientific notation (``1.38E+10``: its last digits are lost) is refused
+with a message saying how to export the column as text.
+
 Every CSV written here is safe to open in a spreadsheet: a cell that starts with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written with a leading
 ``'`` (OWASP's advice against CSV injection), and the reader removes that ``'``
@@ -20,6 +25,7 @@ import codecs
 import contextlib
 import csv
 import os
+import re
 import tempfile
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -47,6 +53,10 @@ __all__ = [
 ]
 
 ID = "id"
+#: The column separators a CSV may use, with their names in messages.
+DELIMITERS: Mapping[str, str] = {",": "commas", ";": "semicolons", "\t": "tabs"}
+#: A number as Excel shows one too long for its column (decimal point or comma).
+_SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -105,6 +115,8 @@ class _Format:
     required: tuple[tuple[str, ...], ...]
     """Each entry: at least one of these columns must be present."""
     build: Callable[[Mapping[str, str]], Any]
+    numbers: frozenset[str]
+    """Columns of digits (numbers, ids, counts): Excel may have mangled them."""
 
 
 def _fields_format(request_type: type[Any]) -> _Format:
@@ -130,7 +142,12 @@ def _fields_format(request_type: type[Any]) -> _Format:
         columns=(ID, *(f.name for f in fields)),
         required=tuple((f.name,) for f in fields if f.default is attrs.NOTHING),
         build=build,
+        numbers=ints | {ID} | (_NUMBERS & {f.name for f in fields}),
     )
+
+
+#: Columns of request classes that hold digits although they are strings.
+_NUMBERS = frozenset({"called", "caller_present", "phone_number", "unique_id", "service_id"})
 
 
 #: The input format of each kind of campaign: its request's fields, except where a
@@ -150,8 +167,35 @@ FORMATS: Mapping[str, _Format] = {
         ),
         required=(("called",), ("voice_content", "text")),
         build=_voice,
+        numbers=frozenset({ID, "called", "caller_present", "priority"}),
     ),
 }
+
+
+def _scientific(column: str, value: str) -> str:
+    return (
+        f"{column}: {value} is in scientific notation: the spreadsheet showed a long "
+        "number in short form and saved it so; its last digits are lost. In the "
+        f"spreadsheet, give the {column} column the Text format (select it, Format "
+        "Cells > Text), enter or paste the full numbers again, then save as CSV UTF-8; "
+        "or import the file with that column set to Text."
+    )
+
+
+def _check_delimiter(delimiter: object) -> str | None:
+    if delimiter is None or (
+        isinstance(delimiter, str) and len(delimiter) == 1 and delimiter not in "\"'\r\n"
+    ):
+        return delimiter
+    raise AICCValidationError(
+        f"delimiter: must be one character (such as {', '.join(map(repr, DELIMITERS))}), "
+        f"not a quote or a line break; got {delimiter!r}",
+        field="delimiter",
+    )
+
+
+def _delimiter_name(delimiter: str) -> str:
+    return DELIMITERS.get(delimiter, repr(delimiter) + "s")
 
 
 def _first_undecodable_line(path: Path) -> int | None:
@@ -179,15 +223,23 @@ def _first_undecodable_line(path: Path) -> int | None:
 class CampaignFile:
     """An input CSV for a ``kind`` of campaign (UTF-8, a header line first).
 
-    Use as a context manager; iterate :meth:`rows`. Raises ``CampaignError`` when the
-    file cannot be read, is empty, is not UTF-8, is not valid CSV or lacks a
-    required column. A row that cannot become a request is yielded as an invalid
+    Use as a context manager; iterate :meth:`rows`. ``delimiter``: the column
+    separator; by default the one of ``,`` ``;`` and tab that gives the header its
+    required columns (see :attr:`delimiter` and :attr:`guessed`). Raises
+    ``CampaignError`` when the file cannot be read, is empty, is not UTF-8, is not
+    valid CSV or lacks a required column; ``AICCValidationError`` for a bad
+    ``delimiter``. A row that cannot become a request is yielded as an invalid
     ``CampaignRow`` (recorded as ``failed``), and reading goes on.
     """
 
-    def __init__(self, path: str | os.PathLike[str], kind: str) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], kind: str, *, delimiter: str | None = None
+    ) -> None:
         self.path = Path(os.fspath(path))
         self._format = FORMATS[kind]
+        given = _check_delimiter(delimiter)
+        #: Whether :attr:`delimiter` was read off the header (not given).
+        self.guessed = given is None
         try:
             self._file: IO[str] = self.path.open(encoding="utf-8-sig", newline="")
         except OSError as exc:
@@ -196,7 +248,9 @@ class CampaignFile:
             bad = _first_undecodable_line(self.path)
             if bad is not None:
                 raise self._not_utf8(bad)
-            self._reader = csv.reader(self._file)
+            #: The column separator used.
+            self.delimiter = self._guess() if given is None else given
+            self._reader = csv.reader(self._file, delimiter=self.delimiter)
             self.header = self._read_header()
         except BaseException:
             self._file.close()
@@ -209,6 +263,21 @@ class CampaignFile:
             f"{self.path} is not UTF-8 text (line {line}): save it as UTF-8 "
             "(in Excel: 'CSV UTF-8'). Nothing was sent."
         )
+
+    def _guess(self) -> str:
+        """The separator that gives the header line every required column (the most
+        columns if several do; else the most frequent one, a comma if none occurs).
+        Reads only the first line, then rewinds."""
+        line = self._file.readline()
+        self._file.seek(0)
+        fits: list[tuple[int, str]] = []
+        for delimiter in DELIMITERS:
+            names = {c.strip() for c in next(csv.reader([line], delimiter=delimiter), [])}
+            if all(any(o in names for o in options) for options in self._format.required):
+                fits.append((len(names), delimiter))
+        if fits:
+            return max(fits, key=lambda fit: fit[0])[1]
+        return max(DELIMITERS, key=line.count) if line else ","
 
     def _read_header(self) -> tuple[str, ...]:
         header = next(self._guard(iter(self._reader)), None)
@@ -224,8 +293,10 @@ class CampaignFile:
         for options in self._format.required:
             if not any(o in names for o in options):
                 want = " or ".join(repr(o) for o in options)
+                how = "" if self.guessed else " (--delimiter)"
                 raise CampaignError(
-                    f"{self.path} has no {want} column (its columns: {', '.join(names)})"
+                    f"{self.path} has no {want} column (its columns, separated by "
+                    f"{_delimiter_name(self.delimiter)}{how}: {', '.join(names)})"
                 )
         return names
 
@@ -270,10 +341,25 @@ class CampaignFile:
                 invalid=f"has {extra} more cell(s) than the header names columns",
                 source=cells,
             )
+        problem = self._excel_problem(cells)
+        if problem is not None:
+            return CampaignRow(key=key, invalid=problem, source=cells)
         try:
             return CampaignRow(key=key, request=self._format.build(cells))
         except AICCValidationError as exc:
             return CampaignRow(key=key, invalid=exc.message, source=cells)
+
+    def _excel_problem(self, cells: Mapping[str, str]) -> str | None:
+        """What a spreadsheet did to this row: a required cell left empty, or a number
+        column in scientific notation (``None``: neither)."""
+        for options in self._format.required:
+            if len(options) == 1 and options[0] not in cells:
+                return f"{options[0]}: the cell is empty; every row needs one"
+        for column in self._format.numbers:
+            value = cells.get(column)
+            if value is not None and _SCIENTIFIC.fullmatch(value):
+                return _scientific(column, value)
+        return None
 
     def close(self) -> None:
         """Close the file."""

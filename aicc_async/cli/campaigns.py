@@ -15,7 +15,7 @@ import attrs
 
 from aicc_async.bulk import Campaign, CampaignKind, Target
 from aicc_async.bulk.campaign import KINDS, LoadSummary
-from aicc_async.bulk.csv_files import CampaignFile
+from aicc_async.bulk.csv_files import DELIMITERS, CampaignFile
 from aicc_async.cli.display import CampaignProgress, render_report
 from aicc_async.cli.journals import JournalAt
 from aicc_async.cli.outcomes import receiving, wait_for_outcomes
@@ -80,6 +80,8 @@ class Options:
     allow_repeat_numbers: bool = False
     allow_insecure_http: bool = False
     callbacks: Callbacks | None = None
+    #: The input's column separator (``None``: read off its header).
+    delimiter: str | None = None
 
     def client_options(self, group: str) -> dict[str, Any]:
         """``AICCClient`` options: the pool and the group's limit follow the concurrency."""
@@ -172,7 +174,12 @@ async def run_campaign(
         target = Target("sandbox", sandbox.app_key, sandbox=True)
     with Signals() as signals:
         try:
-            with CampaignFile(source, kind) as rows:
+            with CampaignFile(source, kind, delimiter=options.delimiter) as rows:
+                if rows.guessed and rows.delimiter != ",":
+                    terminal.note(
+                        f"Reading {source}: its columns are separated by "
+                        f"{DELIMITERS[rows.delimiter]} (--delimiter sets another separator)."
+                    )
                 if rows.ignored:
                     terminal.note(f"Ignoring column(s) {', '.join(rows.ignored)}", "yellow")
                 async with (

@@ -121,6 +121,10 @@ def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> A
         raise click.BadParameter(str(exc)) from None
 
 
+def _delimiter(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return "\t" if value == "tab" else value
+
+
 _LISTEN = click.option(
     "--listen",
     metavar="HOST:PORT",
@@ -182,6 +186,13 @@ def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[...
                 default=15.0,
                 show_default=True,
                 help="Seconds to wait for each answer.",
+            ),
+            click.option(
+                "--delimiter",
+                type=click.Choice([",", ";", "tab"]),
+                callback=_delimiter,
+                help="What separates SOURCE's columns (default: read off its header line: "
+                "commas, semicolons as Excel writes in much of Europe, or tabs).",
             ),
             click.option(
                 "--sandbox",
