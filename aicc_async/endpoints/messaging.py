@@ -86,7 +86,7 @@ class ApplyTokenResult:
 
     token: str | None = attrs.field(default=None, repr=False)
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 @attrs.frozen
@@ -115,7 +115,7 @@ class LeaveMessageResult:
 
     description: str | None = attrs.field(default=None, metadata=wire_field("resultDesc"))
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 APPLY_TOKEN: Endpoint[ApplyTokenResult] = Endpoint(

@@ -97,7 +97,7 @@ class CreateCallResult:
     sip_service_address: str | None = None
     access_code: str | None = attrs.field(default=None, metadata=wire_field("accesscode"))
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 @attrs.frozen
@@ -121,7 +121,7 @@ class CalledInfo:
     skill_id: int | None = None
     skill_name: str | None = None
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 CREATE_CALL: Endpoint[CreateCallResult] = Endpoint(

@@ -69,7 +69,7 @@ class WriteBackResult:
     """A written-back result; ``raw`` is the response body (``{"result": 0}``)."""
 
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 WRITE_BACK: Endpoint[WriteBackResult] = Endpoint(

@@ -197,7 +197,7 @@ class VoiceNotificationResult:
 
     call_serial_no: str | None = None
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 ENDPOINT: Endpoint[VoiceNotificationResult] = Endpoint(
