@@ -27,6 +27,7 @@ from aicc_async.bulk.journal import (
     Mode,
     checked_kind,
 )
+from aicc_async.bulk.run_lock import RunLock
 from aicc_async.bulk.sql_journal import SQLJournal
 from aicc_async.errors import CampaignError, JournalError
 
@@ -106,7 +107,7 @@ class SQLiteJournal(SQLJournal):
         db: sqlite3.Connection,
         kind: str,
         mode: Mode,
-        lock: filelock.BaseFileLock | None = None,
+        lock: RunLock | None = None,
     ) -> None:
         super().__init__(db, kind, mode, str(path))
         self.path = path
@@ -151,7 +152,7 @@ class SQLiteJournal(SQLJournal):
         wal_kept = path.with_name(path.name + "-wal").exists()
         in_wal_mode = _wal_header(path)
         db = await asyncio.to_thread(cls._connect, path)
-        lock: filelock.BaseFileLock | None = None
+        lock: RunLock | None = None
         try:
             lock = await asyncio.to_thread(cls._lock_for, db, path, mode == "run")
             found = await asyncio.to_thread(
@@ -172,7 +173,7 @@ class SQLiteJournal(SQLJournal):
             raise CampaignError(f"cannot create the journal {path}: {path.parent} does not exist")
 
     @staticmethod
-    def _lock_for(db: sqlite3.Connection, path: Path, take: bool) -> filelock.BaseFileLock | None:
+    def _lock_for(db: sqlite3.Connection, path: Path, take: bool) -> RunLock | None:
         """Refuse a file that is not a journal, then (if ``take``) take the campaign lock:
         a file beside the journal, held until it is closed."""
         try:
@@ -199,10 +200,8 @@ class SQLiteJournal(SQLJournal):
         return lock
 
     @staticmethod
-    def _campaign_lock(path: Path) -> filelock.BaseFileLock:
-        return filelock.FileLock(
-            path.with_name(path.name + ".lock"), is_singleton=False, thread_local=False
-        )
+    def _campaign_lock(path: Path) -> RunLock:
+        return RunLock(path.with_name(path.name + ".lock"))
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:

@@ -107,11 +107,29 @@ def environment_config(
             ]
             missing = [v for v in needed if not environ.get(v)]
             message = f"set the environment variable(s) {', '.join(missing)}"
+        elif field in _VARIABLES and _only_insecure(environ, options):
+            message = (
+                f"{_VARIABLES[field]}: an http:// URL would send the app secret and tokens "
+                "in cleartext; use https://, or pass --allow-insecure-http if this network "
+                "is trusted (loopback addresses are always allowed)"
+            )
         elif field in _VARIABLES:
             message = exc.message.replace(f"{field}:", f"{_VARIABLES[field]}:", 1)
         else:
             message = exc.message
         raise terminal.fail(f"{message}; or try it out with --sandbox") from None
+
+
+def _only_insecure(environ: Mapping[str, str], options: Mapping[str, Any]) -> bool:
+    """Whether the settings are refused only for an http:// URL (they pass with
+    ``--allow-insecure-http``)."""
+    if options.get("allow_insecure_http"):
+        return False
+    try:
+        ClientConfig.from_env(environ, **{**options, "allow_insecure_http": True})
+    except AICCValidationError:
+        return False
+    return True
 
 
 @contextlib.asynccontextmanager
@@ -181,7 +199,7 @@ async def run_campaign(
                         f"{DELIMITERS[rows.delimiter]} (--delimiter sets another separator)."
                     )
                 if rows.ignored:
-                    terminal.note(f"Ignoring column(s) {', '.join(rows.ignored)}", "yellow")
+                    terminal.warn(f"Ignoring column(s) {', '.join(rows.ignored)}")
                 async with (
                     where.open(kind) as campaign,
                     contextlib.AsyncExitStack() as stack,

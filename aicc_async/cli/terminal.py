@@ -89,6 +89,13 @@ class Terminal:
         """Show ``message`` (plain text, see :func:`shown`) on stderr."""
         self.err.print(Text(shown(message, lines=True), style=style))
 
+    def warn(self, message: str) -> None:
+        """Show ``aicc: message`` on stderr: something the user should look at, the
+        command goes on."""
+        self.err.print(
+            Text.assemble(("aicc: ", "bold yellow"), (shown(message, lines=True), "yellow"))
+        )
+
     def fail(self, message: str, status: int = BAD_USAGE) -> Stop:
         """Show ``aicc: message`` on stderr; returns the ``Stop`` to raise."""
         self.err.print(Text.assemble(("aicc: ", "bold red"), shown(message, lines=True)))
