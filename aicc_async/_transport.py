@@ -43,7 +43,7 @@ from aicc_async.auth import (
     token_for,
     token_request,
 )
-from aicc_async.config import ClientConfig, Timeout, to_timeout
+from aicc_async.config import ClientConfig, Timeout, check_headers, to_timeout
 from aicc_async.errors import (
     AICCBusinessError,
     AICCConnectionError,
@@ -124,6 +124,18 @@ class Endpoint(Generic[ResultT]):
 
 #: ``Endpoint.result_at`` for a result read from the whole answer body.
 BODY = "."
+
+
+def _call_headers(
+    endpoint: Endpoint[Any], headers: Mapping[str, str] | None
+) -> Mapping[str, str] | None:
+    """A call's ``headers=`` checked (``AICCValidationError`` before any I/O)."""
+    if headers is None:
+        return None
+    try:
+        return check_headers("headers", headers)
+    except AICCValidationError as exc:
+        raise AICCValidationError(exc.message, field="headers", endpoint=endpoint.name) from None
 
 
 class _TooLarge(Exception):
@@ -377,9 +389,10 @@ class Transport:
         retry_unsafe: bool = False,
         session_token: SessionToken | None = None,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], ResponseInfo]:
         """Send ``body`` to ``endpoint``; return the decoded response body and the HTTP
-        answer's metadata on success.
+        answer's metadata on success. ``headers``: extra headers for this call.
 
         ``session_token`` supplies a second, per-call token header (ccmessaging-token):
         it is fetched before a throttle slot is taken, dropped with the AccessToken when
@@ -389,7 +402,10 @@ class Transport:
         the failure (see ``retry.py`` for what is retried).
         """
         data, client_timeout = self._prepare(endpoint, body, retry_unsafe, timeout)
-        return await self._business(endpoint, data, retry_unsafe, session_token, client_timeout)
+        extra = _call_headers(endpoint, headers)  # per-call headers (report)
+        return await self._business(
+            endpoint, data, retry_unsafe, session_token, client_timeout, extra
+        )
 
     async def send(
         self,
@@ -399,6 +415,7 @@ class Transport:
         retry_unsafe: bool = False,
         session_token: SessionToken | None = None,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ResultT:
         """The one request path of every endpoint: check ``request`` is the endpoint's
         request class, send its wire form (as :meth:`call` does), and read the result
@@ -413,8 +430,9 @@ class Transport:
                 endpoint=endpoint.name,
             )
         data, client_timeout = self._prepare(endpoint, to_wire(request), retry_unsafe, timeout)
+        extra = _call_headers(endpoint, headers)  # per-call headers (report)
         # self._business(...) with its first attempt inline: one coroutine less per call.
-        args = (endpoint, data, retry_unsafe, session_token, client_timeout)
+        args = (endpoint, data, retry_unsafe, session_token, client_timeout, extra)
         try:
             body, response = await self._attempt(*args)
         except RetryableAttempt as first:
@@ -441,10 +459,12 @@ class Transport:
         retry_unsafe: bool,
         session_token: SessionToken | None,
         timeout: aiohttp.ClientTimeout,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], ResponseInfo]:
         """One attempt: tokens, a throttle slot, then the auth flow (the request sent
         once with the headers it gives, once more if it rejects the answer's tokens);
-        the answer that stands is decoded or classified."""
+        the answer that stands is decoded or classified. ``extra_headers``: the call's
+        own (checked), on top of the client's."""
         name, group = endpoint.name, endpoint.group
         # Tokens before the slot: a slow or dead token endpoint must not hold slots, and
         # every caller waiting for one fetch gets its result (or its failure) at once.
@@ -454,6 +474,10 @@ class Transport:
         headers = self._headers.get(endpoint.app_key_header)
         if headers is None:
             headers = self._base_headers(endpoint.app_key_header)
+        if extra_headers:  # per-call headers (report): they replace a client's of the same name
+            replaced = {name.lower() for name in extra_headers}
+            headers = {k: v for k, v in headers.items() if k.lower() not in replaced}
+            headers.update(extra_headers)
         auth, replay = self.auth, False
         if group is not None:
             await self.throttle.acquire(group)

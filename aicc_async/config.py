@@ -154,36 +154,44 @@ RESERVED_HEADERS = frozenset(
         "host",
         "x-token-expire",
         "proxy-authorization",
+        "x-access-token",
     }
 )
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
-def _default_headers(value: object) -> Mapping[str, str]:
+def check_headers(field: str, value: object) -> Mapping[str, str]:
+    """Extra request headers (``default_headers``, or a call's ``headers``) checked:
+    valid names and values, none the SDK sets itself; raises ``AICCValidationError``
+    naming ``field`` (never echoing a value: it may be a credential)."""
     if value is None:
         return MappingProxyType({})
     if not isinstance(value, Mapping):
         raise invalid(
-            "default_headers", f"must be a mapping of header name to value, got {value!r}"
+            field, f"must be a mapping of header name to value, got {type(value).__name__}"
         )
     headers: dict[str, str] = {}
     for name, text in value.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            raise invalid("default_headers", f"{name!r} is not a valid header name")
+            raise invalid(field, f"{name!r} is not a valid header name")
         if name.lower() in RESERVED_HEADERS:
             raise invalid(
-                "default_headers",
+                field,
                 f"must not set {name}: the SDK sets it itself (it carries the credentials "
                 "or frames the body)",
             )
         if not isinstance(text, str) or not _HEADER_VALUE.fullmatch(text):
             raise invalid(
-                "default_headers",
+                field,
                 f"the value of {name} must be a string without line breaks or control characters",
             )
         headers[name] = text
     return MappingProxyType(headers)
+
+
+def _default_headers(value: object) -> Mapping[str, str]:
+    return check_headers("default_headers", value)
 
 
 _REDIS_HINT = "must be a redis:// or rediss:// URL such as 'redis://localhost:6379/0'"
