@@ -22,6 +22,7 @@ from aicc_async.callbacks import MIN_SHARED_KEY
 from aicc_async.cli.campaigns import Callbacks, Options, collecting_less, run_campaign
 from aicc_async.cli.demo import run_demo
 from aicc_async.cli.display import render_report
+from aicc_async.cli.html_report import write_html_report
 from aicc_async.cli.journals import journal_at
 from aicc_async.cli.outcomes import parse_address, run_listener
 from aicc_async.cli.terminal import (
@@ -290,6 +291,14 @@ def write_back(**kwargs: Any) -> None:
 @_CAMPAIGN
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
+    "--html",
+    "as_html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also write the report with charts as one self-contained HTML page (needs "
+    "pip install 'aicc-async[html]').",
+)
+@click.option(
     "--export",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the failed, unknown and duplicate rows to this CSV file.",
@@ -305,6 +314,7 @@ def report(
     journal: str,
     campaign: str | None,
     as_json: bool,
+    as_html: Path | None,
     export: Path | None,
     export_unanswered: Path | None,
     verbose: int,
@@ -323,6 +333,8 @@ def report(
             unanswered = None
             if export_unanswered is not None:
                 unanswered = await export_unanswered_rows(opened, export_unanswered)
+            if as_html is not None:
+                await write_html_report(opened, as_html)
             return await opened.report(), exported, unanswered
 
     try:
@@ -338,6 +350,8 @@ def report(
         terminal.out.print(render_report(result, where.argument))
     if exported is not None:
         terminal.note(f"Wrote {exported:,} failed, unknown and duplicate rows to {export}.")
+    if as_html is not None:
+        terminal.note(f"Wrote the report to {as_html} (open it in a web browser).")
     if unanswered is not None:
         terminal.note(
             f"Wrote {unanswered:,} rows whose call was not answered to {export_unanswered}: "
