@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
@@ -24,6 +25,7 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 import attrs
 
+from aicc_async._log import ATTEMPT, ROW
 from aicc_async._wire import (
     ResponseInfo,
     code_of,
@@ -71,7 +73,7 @@ __all__ = ["Endpoint", "ResponseInfo", "Transport"]
 T = TypeVar("T")
 ResultT = TypeVar("ResultT")
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 _EXCERPT = 300
 _MIN_SECRET = 6  # shorter values are not masked: they would mangle ordinary text
@@ -292,6 +294,7 @@ class Transport:
                 timeout=self._timeout,
                 raise_for_status=False,
                 trust_env=self.config.trust_env,  # HTTP(S)_PROXY / NO_PROXY only if asked
+                trace_configs=list(self.config.trace_configs) or None,  # e.g. OpenTelemetry
             )
         return session
 
@@ -658,6 +661,7 @@ class Transport:
                 retry_safe=False,
             )
         status, cap = 0, self.config.max_response_bytes
+        started = time.perf_counter()  # the request's DEBUG line (report)
         try:
             # Never follow a redirect (it would re-send the body, secret included, to
             # another URL) and never run a caller session's middlewares (one might retry).
@@ -677,12 +681,22 @@ class Transport:
                     raw = await self._read_capped(resp, cap)
                 else:  # the common case: a small, plain, sized answer
                     raw = await resp.read()
-                if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("POST %s -> HTTP %d, %d bytes", name, resp.status, len(raw))
+                if logger.isEnabledFor(logging.DEBUG):  # the request's DEBUG line (report)
+                    logger.debug(
+                        "POST %s -> HTTP %d, %d bytes in %.1f ms (%s)",
+                        name, resp.status, len(raw), (time.perf_counter() - started) * 1000,
+                        self._request_context(resp.headers),
+                    )  # fmt: skip
                 return Answer(resp.status, resp.headers, raw)
         except _TooLarge as exc:
             raise self._too_large(name, status, idempotent, exc.args[0]) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            if logger.isEnabledFor(logging.DEBUG):  # the request's DEBUG line (report)
+                logger.debug(
+                    "POST %s -> %s after %.1f ms (%s)",
+                    name, type(exc).__name__, (time.perf_counter() - started) * 1000,
+                    self._request_context(None),
+                )  # fmt: skip
             failure = classify_exception(exc)
             reason = self.mask(type(exc).__name__ + (f": {exc}" if str(exc) else ""))
             error: AICCError
@@ -841,6 +855,19 @@ class Transport:
             text = pattern.sub("***", text)
         text = _SPACE.sub(" ", _TAGS.sub(" ", text)).strip()
         return text[:_EXCERPT]
+
+    def _request_context(self, headers: Mapping[str, str] | None) -> str:
+        """The attempt, AICC's request id (masked) and the campaign row of a request's
+        DEBUG line (report)."""
+        parts = [f"attempt {ATTEMPT.get()}"]
+        if headers is not None:
+            request_id = ResponseInfo(0, raw_headers=headers, mask=self.mask).request_id
+            if request_id:
+                parts.append(f"request id {request_id}")
+        row = ROW.get()
+        if row is not None:
+            parts.append(f"row {row}")
+        return ", ".join(parts)
 
     @staticmethod
     def _log_retry(details: dict[str, Any]) -> None:

@@ -6,11 +6,12 @@ import ipaddress
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import attrs
 
 from aicc_async._constants import (
@@ -194,6 +195,21 @@ def _default_headers(value: object) -> Mapping[str, str]:
     return check_headers("default_headers", value)
 
 
+def _trace_configs(value: object) -> tuple[aiohttp.TraceConfig, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise invalid("trace_configs", f"must be a list of aiohttp.TraceConfig, got {value!r}")
+    found = tuple(value)
+    for item in found:
+        if not isinstance(item, aiohttp.TraceConfig):
+            raise invalid(
+                "trace_configs",
+                f"must hold aiohttp.TraceConfig objects, got {type(item).__name__}",
+            )
+    return found
+
+
 _REDIS_HINT = "must be a redis:// or rediss:// URL such as 'redis://localhost:6379/0'"
 
 
@@ -347,6 +363,9 @@ class ClientConfig:
     default_headers: Mapping[str, str] = attrs.field(factory=dict, converter=_default_headers)
     redis_url: str | None = attrs.field(default=None, converter=_redis_url, repr=_redacted_url)
     redis_fallback: str = attrs.field(default=DEFAULT_REDIS_FALLBACK, converter=_redis_fallback)
+    trace_configs: tuple[aiohttp.TraceConfig, ...] = attrs.field(
+        default=(), converter=_trace_configs, repr=False
+    )
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     #: The full tokenByAkSk URL: ``token_url`` (or ``base_url``) + the token path.
     token_endpoint: str = attrs.field(init=False)

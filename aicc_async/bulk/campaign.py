@@ -93,7 +93,7 @@ __all__ = [
     "Target",
 ]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 CampaignKind = Literal["voice_notification", "write_back"]
 

@@ -66,7 +66,7 @@ from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SCHEMA_VERSION", "PostgresJournal"]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 #: The format of the PostgreSQL tables (each campaign records the one it was made with).
 SCHEMA_VERSION = 1

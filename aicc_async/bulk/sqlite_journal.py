@@ -33,7 +33,7 @@ from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SQLiteJournal"]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 _CHECKPOINT_EVERY = 30.0  # seconds between checkpoints while a campaign runs
 _CHECKPOINT_TRIES = 5
