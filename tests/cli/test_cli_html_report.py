@@ -139,7 +139,7 @@ def browser() -> Any:
 
 
 def test_the_html_report_draws_every_chart_in_chromium(
-    tmp_path_factory, journal, aicc, plain_env, browser
+    tmp_path_factory, journal, aicc, plain_env, browser, capsys
 ):
     out = tmp_path_factory.mktemp("artifacts") / "report.html"
     done = aicc.run("report", journal, "--html", out, env=plain_env)
@@ -171,7 +171,8 @@ def test_the_html_report_draws_every_chart_in_chromium(
     )
     screenshot = out.with_suffix(".png")
     browser.save_screenshot(str(screenshot))
-    print(f"\nscreenshot of the HTML report: {screenshot}", file=sys.stderr)
+    with capsys.disabled():  # shown in the run's output, also when the test passes
+        print(f"\nscreenshot of the HTML report: {screenshot}")
     errors = [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == []
     # Self-contained: the page itself is the only thing the browser asked for.
