@@ -268,7 +268,7 @@ class CampaignFile:
         """The separator that gives the header line every required column (the most
         columns if several do; else the most frequent one, a comma if none occurs).
         Reads only the first line, then rewinds."""
-        line = self._file.readline()
+        line = self._file.readline(1 << 20)  # a header longer than 1 MiB is read in part
         self._file.seek(0)
         fits: list[tuple[int, str]] = []
         for delimiter in DELIMITERS:
