@@ -478,7 +478,7 @@ class Transport:
         if headers is None:
             headers = self._base_headers(endpoint.app_key_header)
         if extra_headers:  # per-call headers (report): they replace a client's of the same name
-            replaced = {name.lower() for name in extra_headers}
+            replaced = {header.lower() for header in extra_headers}
             headers = {k: v for k, v in headers.items() if k.lower() not in replaced}
             headers.update(extra_headers)
         auth, replay = self.auth, False
