@@ -198,21 +198,31 @@ def _delimiter_name(delimiter: str) -> str:
     return DELIMITERS.get(delimiter, repr(delimiter) + "s")
 
 
-def _first_undecodable_line(path: Path) -> int | None:
-    """The number of the first line of ``path`` that is not UTF-8 (``None``: all is).
+def _encoding(path: Path) -> str:
+    """``"utf-16"`` for a file that starts with a UTF-16 byte-order mark (Excel's
+    "Unicode Text"), else ``"utf-8"``. ``OSError`` if it cannot be read."""
+    with path.open("rb") as f:
+        start = f.read(2)
+    return "utf-16" if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8"
+
+
+def _first_undecodable_line(path: Path, encoding: str = "utf-8") -> int | None:
+    """The number of the first line of ``path`` that is not text in ``encoding``
+    (``None``: all is).
 
     Reads the file once in large chunks (tens of MB a second), so a bad byte deep in
-    a large file is found before any row of it is sent.
+    a large file is found before any row of it is sent. In UTF-16 the line is the
+    first of the 1 MiB chunk holding the bad bytes.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder(encoding)()
     lines = 1
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             try:
-                decoder.decode(chunk)
+                text = decoder.decode(chunk)
             except UnicodeDecodeError as exc:
-                return lines + chunk.count(b"\n", 0, exc.start)
-            lines += chunk.count(b"\n")
+                return lines + (chunk.count(b"\n", 0, exc.start) if encoding == "utf-8" else 0)
+            lines += chunk.count(b"\n") if encoding == "utf-8" else text.count("\n")
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
@@ -221,7 +231,8 @@ def _first_undecodable_line(path: Path) -> int | None:
 
 
 class CampaignFile:
-    """An input CSV for a ``kind`` of campaign (UTF-8, a header line first).
+    """An input CSV for a ``kind`` of campaign (UTF-8, or UTF-16 with its byte-order
+    mark as Excel's "Unicode Text"; a header line first).
 
     Use as a context manager; iterate :meth:`rows`. ``delimiter``: the column
     separator; by default the one of ``,`` ``;`` and tab that gives the header its
@@ -241,11 +252,14 @@ class CampaignFile:
         #: Whether :attr:`delimiter` was read off the header (not given).
         self.guessed = given is None
         try:
-            self._file: IO[str] = self.path.open(encoding="utf-8-sig", newline="")
+            self._encoding = _encoding(self.path)
+            self._file: IO[str] = self.path.open(
+                encoding="utf-16" if self._encoding == "utf-16" else "utf-8-sig", newline=""
+            )
         except OSError as exc:
             raise CampaignError(f"cannot read {self.path}: {exc.strerror or exc}") from None
         try:
-            bad = _first_undecodable_line(self.path)
+            bad = _first_undecodable_line(self.path, self._encoding)
             if bad is not None:
                 raise self._not_utf8(bad)
             #: The column separator used.
@@ -259,8 +273,9 @@ class CampaignFile:
         self.ignored = tuple(c for c in self.header if c not in self._format.columns)
 
     def _not_utf8(self, line: int | None) -> CampaignError:
+        name = "UTF-16" if self._encoding == "utf-16" else "UTF-8"
         return CampaignError(
-            f"{self.path} is not UTF-8 text (line {line}): save it as UTF-8 "
+            f"{self.path} is not {name} text (line {line}): save it as UTF-8 "
             "(in Excel: 'CSV UTF-8'). Nothing was sent."
         )
 
@@ -304,7 +319,7 @@ class CampaignFile:
         try:
             yield from records
         except UnicodeDecodeError:  # the file changed since it was checked
-            raise self._not_utf8(_first_undecodable_line(self.path)) from None
+            raise self._not_utf8(_first_undecodable_line(self.path, self._encoding)) from None
         except csv.Error as exc:
             raise CampaignError(f"{self.path} line {self._reader.line_num}: {exc}") from None
 

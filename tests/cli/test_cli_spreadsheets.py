@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aicc_async.bulk.csv_files import CampaignFile
-from aicc_async.errors import AICCValidationError
+from aicc_async.errors import AICCValidationError, CampaignError
 
 NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
 
@@ -178,3 +178,24 @@ def test_reading_a_semicolon_file_keeps_memory_flat(tmp_path):
         assert count == n
     # Four times the rows, not more memory (the fixed part is the encoding check's buffer).
     assert peaks[120_000] < peaks[30_000] + 500_000, peaks
+
+
+def test_excel_unicode_text_is_read(tmp_path):
+    """Excel's "Unicode Text" export: UTF-16 (little-endian, with its BOM), tabs, CRLF."""
+    lines = contacts(3)
+    text = "\r\n".join("\t".join(cells) for cells in lines) + "\r\n"
+    source = tmp_path / "c.txt"
+    source.write_bytes(text.encode("utf-16"))  # BOM + little-endian here
+    with CampaignFile(source, "voice_notification") as rows:
+        assert rows.delimiter == "\t"
+        read = list(rows.rows())
+    assert [r.key for r in read] == ["0", "1", "2"]
+    assert read[2].request.called == "13900000002"
+
+
+def test_a_broken_utf16_file_is_refused_before_any_row(tmp_path):
+    source = tmp_path / "c.txt"
+    good = "id\tcalled\ttext\r\n1\t13900000001\thi\r\n".encode("utf-16-le")
+    source.write_bytes(b"\xff\xfe" + good + b"\x00\xd8" + "x".encode("utf-16-le"))  # lone surrogate
+    with pytest.raises(CampaignError, match="not UTF-16 text"):
+        CampaignFile(source, "voice_notification")
