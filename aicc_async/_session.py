@@ -73,6 +73,7 @@ class Shared:
                 timeout=client_timeout(config.timeout),
                 raise_for_status=False,
                 trust_env=config.trust_env,  # HTTP(S)_PROXY / NO_PROXY only if asked
+                trace_configs=list(config.trace_configs) or None,  # e.g. OpenTelemetry
             )
         return session
 

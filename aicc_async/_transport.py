@@ -15,6 +15,7 @@ loop, result), :meth:`Transport._attempt` (tokens, throttle slot, auth flow),
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ import aiohttp
 from aicc_async._decoding import TooLarge, decode, read_capped, result_of, sized
 from aicc_async._endpoint import BODY, Endpoint
 from aicc_async._failures import TRANSPORT_ERRORS, Failures, not_sent
+from aicc_async._log import ATTEMPT, ROW
 from aicc_async._masking import Redactor
 from aicc_async._session import Shared, client_timeout, closed_error
 from aicc_async._wire import ResponseInfo, encode_json, to_wire
@@ -37,7 +39,7 @@ from aicc_async.auth import (
     token_for,
     token_request,
 )
-from aicc_async.config import ClientConfig, Timeout, to_timeout
+from aicc_async.config import ClientConfig, Timeout, check_headers, to_timeout
 from aicc_async.errors import AICCError, AICCValidationError
 from aicc_async.redis_state import RedisRateCap, RedisState
 from aicc_async.retry import RetryableAttempt, RetryBudget, Retrying
@@ -47,7 +49,19 @@ __all__ = ["BODY", "Endpoint", "ResponseInfo", "Transport"]
 
 ResultT = TypeVar("ResultT")
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
+
+
+def _call_headers(
+    endpoint: Endpoint[Any], headers: Mapping[str, str] | None
+) -> Mapping[str, str] | None:
+    """A call's ``headers=`` checked (``AICCValidationError`` before any I/O)."""
+    if headers is None:
+        return None
+    try:
+        return check_headers("headers", headers)
+    except AICCValidationError as exc:
+        raise AICCValidationError(exc.message, field="headers", endpoint=endpoint.name) from None
 
 
 class Transport:
@@ -184,6 +198,7 @@ class Transport:
         retry_unsafe: bool = False,
         session_token: SessionToken | None = None,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ResultT:
         """The one request path of every endpoint: check ``request`` is the endpoint's
         request class, send its wire form (as :meth:`call` does), and read the result
@@ -193,7 +208,8 @@ class Transport:
         it is fetched before a throttle slot is taken, dropped with the AccessToken when
         AICC rejects the request, and replaced by a fresh one the response may carry.
         ``timeout`` overrides the client's per-attempt timeout for this call (token
-        requests keep the client's). Raises ``AICCValidationError`` for another class,
+        requests keep the client's); ``headers`` adds headers to this call only (those
+        the SDK sets itself are refused). Raises ``AICCValidationError`` for another class,
         else the ``AICCError`` subclass that describes the failure (``_failures`` says
         what is retried); a success whose result cannot be read is reported like a
         2xx that is not JSON."""
@@ -205,8 +221,9 @@ class Transport:
                 endpoint=endpoint.name,
             )
         data, attempt_timeout = self._prepare(endpoint, to_wire(request), retry_unsafe, timeout)
+        extra = _call_headers(endpoint, headers)
         # self._business(...) with its first attempt inline: one coroutine less per call.
-        args = (endpoint, data, retry_unsafe, session_token, attempt_timeout)
+        args = (endpoint, data, retry_unsafe, session_token, attempt_timeout, extra)
         try:
             body, response = await self._attempt(*args)
         except RetryableAttempt as first:
@@ -222,10 +239,12 @@ class Transport:
         retry_unsafe: bool,
         session_token: SessionToken | None,
         timeout: aiohttp.ClientTimeout,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, Any], ResponseInfo]:
         """One attempt: tokens, a throttle slot, then the auth flow (the request sent
         once with the headers it gives, once more if it rejects the answer's tokens);
-        the answer that stands is decoded or classified."""
+        the answer that stands is decoded or classified. ``extra_headers``: the call's
+        own (checked), on top of the client's."""
         name, group = endpoint.name, endpoint.group
         # Tokens before the slot: a slow or dead token endpoint must not hold slots, and
         # every caller waiting for one fetch gets its result (or its failure) at once.
@@ -235,6 +254,10 @@ class Transport:
         headers = self._headers.get(endpoint.app_key_header)
         if headers is None:
             headers = self._base_headers(endpoint.app_key_header)
+        if extra_headers:  # a call's own headers replace the client's of the same name
+            replaced = {header.lower() for header in extra_headers}
+            headers = {k: v for k, v in headers.items() if k.lower() not in replaced}
+            headers.update(extra_headers)
         auth, replay = self.auth, False
         if group is not None:
             await self.throttle.acquire(group)
@@ -292,6 +315,7 @@ class Transport:
         if not self._shared.owns_session and session.closed:
             raise not_sent(name, "the aiohttp session passed to AICCClient is closed")
         status, cap = 0, self.config.max_response_bytes
+        started = time.perf_counter()  # for the request's DEBUG line
         try:
             # Never follow a redirect (it would re-send the body, secret included, to
             # another URL) and never run a caller session's middlewares (one might retry).
@@ -308,11 +332,21 @@ class Transport:
                 status = resp.status
                 raw = await resp.read() if sized(resp, cap) else await read_capped(resp, cap)
                 if logger.isEnabledFor(logging.DEBUG):
-                    logger.debug("POST %s -> HTTP %d, %d bytes", name, resp.status, len(raw))
+                    logger.debug(
+                        "POST %s -> HTTP %d, %d bytes in %.1f ms (%s)",
+                        name, resp.status, len(raw), (time.perf_counter() - started) * 1000,
+                        self._request_context(resp.headers),
+                    )  # fmt: skip
                 return Answer(resp.status, resp.headers, raw)
         except TooLarge as exc:
             raise self.failures.too_large(name, status, idempotent, exc.args[0]) from None
         except TRANSPORT_ERRORS as exc:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "POST %s -> %s after %.1f ms (%s)",
+                    name, type(exc).__name__, (time.perf_counter() - started) * 1000,
+                    self._request_context(None),
+                )  # fmt: skip
             failed = self.failures.no_answer(
                 name, exc, idempotent=idempotent, retry_unsafe=retry_unsafe
             )
@@ -321,6 +355,19 @@ class Transport:
             # aiohttp refuses to build the request (a header it cannot send): not sent.
             why = f"the request could not be built ({type(exc).__name__})"
             raise not_sent(name, why) from None
+
+    def _request_context(self, headers: Mapping[str, str] | None) -> str:
+        """The attempt, AICC's request id (masked) and the campaign row of a request's
+        DEBUG line."""
+        parts = [f"attempt {ATTEMPT.get()}"]
+        if headers is not None:
+            request_id = ResponseInfo(0, raw_headers=headers, mask=self.redactor.mask).request_id
+            if request_id:
+                parts.append(f"request id {request_id}")
+        row = ROW.get()
+        if row is not None:
+            parts.append(f"row {row}")
+        return ", ".join(parts)
 
     # -- tokens --------------------------------------------------------------------------
 

@@ -186,7 +186,6 @@ converter.register_structure_hook_factory(
 converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], lambda value, _: value)
 # ``response`` fields get the transport's ResponseInfo as is.
 converter.register_structure_hook(ResponseInfo, lambda value, _: value)
-converter.register_structure_hook(ResponseInfo | None, lambda value, _: value)
 # ``str | None`` as cattrs would (``str(value)``), without its generic Optional dispatch.
 converter.register_structure_hook(
     str | None, lambda value, _: None if value is None else str(value)
@@ -246,7 +245,7 @@ def structure_result(
     cls: type[T],
     payload: object,
     raw: Mapping[str, Any],
-    response: ResponseInfo | None = None,
+    response: ResponseInfo,
 ) -> T:
     """Build a result object from its wire ``payload`` (a non-mapping counts as empty).
 

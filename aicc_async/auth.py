@@ -57,7 +57,7 @@ __all__ = [
     "token_request",
 ]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 _REFRESH_COOLDOWN = 5.0  # seconds between refresh-ahead attempts after one failed
 

@@ -50,7 +50,7 @@ __all__ = [
     "verify_signature",
 ]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 MIN_SHARED_KEY: Final = 16
 """AICC refuses shorter shared keys, so a shorter one is a configuration mistake."""

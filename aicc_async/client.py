@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +25,7 @@ from aicc_async.endpoints.messaging import MessagingAPI
 from aicc_async.endpoints.mobile_agent import MobileAgentAPI
 from aicc_async.endpoints.outbound import OutboundAPI
 from aicc_async.endpoints.voice_notification import VoiceNotificationAPI
+from aicc_async.errors import AICCValidationError
 from aicc_async.retry import RetryPolicy
 
 __all__ = ["AICCClient"]
@@ -77,6 +78,10 @@ class AICCClient:
         redis_fallback: when that Redis is unreachable: ``"fail"`` (default; raise
             ``AICCConnectionError``, nothing is sent) or ``"local"`` (log a warning,
             use this process's own token and rate caps until Redis answers again).
+        trace_configs: ``aiohttp.TraceConfig`` objects for the session the SDK
+            creates, e.g. OpenTelemetry's ``create_trace_config()``: one client span
+            per HTTP request, token requests included. With ``session=``, give them to
+            that session instead.
         clock: monotonic clock for token lifetimes and the retry time budget (tests
             inject a fake one).
 
@@ -108,6 +113,7 @@ class AICCClient:
         default_headers: Mapping[str, str] | None = None,
         redis_url: str | None = None,
         redis_fallback: str = DEFAULT_REDIS_FALLBACK,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         config = ClientConfig(
@@ -132,6 +138,7 @@ class AICCClient:
             default_headers={} if default_headers is None else default_headers,
             redis_url=redis_url,
             redis_fallback=redis_fallback,
+            trace_configs=trace_configs,
             clock=clock,
         )
         self._init(config, session)
@@ -145,6 +152,12 @@ class AICCClient:
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError(
                 f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
+            )
+        if session is not None and config.trace_configs:
+            raise AICCValidationError(
+                "trace_configs: the SDK uses the session you pass as it is; create it with "
+                "aiohttp.ClientSession(trace_configs=[...]) instead",
+                field="trace_configs",
             )
         self.config = config
         self._parent = parent

@@ -6,11 +6,12 @@ import ipaddress
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import attrs
 
 from aicc_async._constants import (
@@ -191,36 +192,59 @@ RESERVED_HEADERS = frozenset(
         "host",
         "x-token-expire",
         "proxy-authorization",
+        "x-access-token",
     }
 )
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
-def _default_headers(value: object) -> Mapping[str, str]:
+def check_headers(field: str, value: object) -> Mapping[str, str]:
+    """Extra request headers (``default_headers``, or a call's ``headers``) checked:
+    valid names and values, none the SDK sets itself; raises ``AICCValidationError``
+    naming ``field`` (never echoing a value: it may be a credential)."""
     if value is None:
         return MappingProxyType({})
     if not isinstance(value, Mapping):
         raise invalid(
-            "default_headers", f"must be a mapping of header name to value, got {value!r}"
+            field, f"must be a mapping of header name to value, got {type(value).__name__}"
         )
     headers: dict[str, str] = {}
     for name, text in value.items():
         if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
-            raise invalid("default_headers", f"{name!r} is not a valid header name")
+            raise invalid(field, f"{name!r} is not a valid header name")
         if name.lower() in RESERVED_HEADERS:
             raise invalid(
-                "default_headers",
+                field,
                 f"must not set {name}: the SDK sets it itself (it carries the credentials "
                 "or frames the body)",
             )
         if not isinstance(text, str) or not _HEADER_VALUE.fullmatch(text):
             raise invalid(
-                "default_headers",
+                field,
                 f"the value of {name} must be a string without line breaks or control characters",
             )
         headers[name] = text
     return MappingProxyType(headers)
+
+
+def _default_headers(value: object) -> Mapping[str, str]:
+    return check_headers("default_headers", value)
+
+
+def _trace_configs(value: object) -> tuple[aiohttp.TraceConfig, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise invalid("trace_configs", f"must be a list of aiohttp.TraceConfig, got {value!r}")
+    found = tuple(value)
+    for item in found:
+        if not isinstance(item, aiohttp.TraceConfig):
+            raise invalid(
+                "trace_configs",
+                f"must hold aiohttp.TraceConfig objects, got {type(item).__name__}",
+            )
+    return found
 
 
 def _redis_url(value: object) -> str | None:
@@ -359,6 +383,9 @@ class ClientConfig:
     default_headers: Mapping[str, str] = attrs.field(factory=dict, converter=_default_headers)
     redis_url: str | None = attrs.field(default=None, converter=_redis_url, repr=_redacted_url)
     redis_fallback: str = attrs.field(default=DEFAULT_REDIS_FALLBACK, converter=_redis_fallback)
+    trace_configs: tuple[aiohttp.TraceConfig, ...] = attrs.field(
+        default=(), converter=_trace_configs, repr=False
+    )
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False)
     #: The full tokenByAkSk URL: ``token_url`` (or ``base_url``) + the token path.
     token_endpoint: str = attrs.field(init=False)

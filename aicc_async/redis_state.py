@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["REDIS_FALLBACKS", "RedisRateCap", "RedisState"]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 #: What ``redis_fallback`` may be: fail clearly, or use this process's own state.
 REDIS_FALLBACKS = ("fail", "local")

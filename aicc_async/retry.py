@@ -31,6 +31,7 @@ from aicc_async._constants import (
     RETRY_COST,
     SUCCESS_REFUND,
 )
+from aicc_async._log import ATTEMPT
 from aicc_async._wire import parse_retry_after
 from aicc_async.errors import AICCError, invalid, is_int, is_number
 
@@ -234,7 +235,11 @@ class Retrying(Generic[P, T]):
             if failures:
                 raise failures.pop()
             sent += 1
-            return await self.attempt(*args, **kwargs)
+            numbered = ATTEMPT.set(sent)  # the attempt number in the request's log line
+            try:
+                return await self.attempt(*args, **kwargs)
+            finally:
+                ATTEMPT.reset(numbered)
 
         retrying: Callable[P, Awaitable[T]] = backoff.on_exception(
             _waits,

@@ -24,6 +24,7 @@ The ``fake_aicc`` fixture comes from the package's own pytest plugin
 from __future__ import annotations
 
 import contextlib
+import gc
 import glob
 import inspect
 import itertools
@@ -65,6 +66,16 @@ class _ShimmedClientResponse(aiohttp.ClientResponse):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("stream_writer", _FinishedWriter())
         super().__init__(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _gc_thresholds() -> Iterator[None]:
+    """mypy, run in-process by the docs and typing tests, raises the garbage collector's
+    thresholds for good (mypy/build.py): put them back after each test, so that a test
+    of the CLI's own tuning sees Python's."""
+    kept = gc.get_threshold()
+    yield
+    gc.set_threshold(*kept)
 
 
 @pytest.fixture(autouse=True)

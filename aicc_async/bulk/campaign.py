@@ -50,6 +50,7 @@ from aicc_async.bulk.engine import Engine, Feed, Kind
 from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
     INVALID,
+    Activity,
     Journal,
     KeyChanged,
     LoadedRow,
@@ -94,7 +95,7 @@ __all__ = [
     "Target",
 ]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 CampaignKind = Literal["voice_notification", "write_back"]
 
@@ -830,6 +831,11 @@ class Campaign:
     async def outcomes(self) -> Outcomes:
         """The call outcomes recorded so far (what :meth:`report` holds, read alone)."""
         return await self._journal.outcomes()
+
+    async def activity(self) -> Activity:
+        """Rows sent per minute and answered calls by talk duration (the HTML report's
+        timeline and histogram), counted in the journal."""
+        return await self._journal.activity()
 
     async def record_outcome(self, event: ReleaseEvent) -> bool:
         """Record a release event on the row whose call it reports (answered or not,

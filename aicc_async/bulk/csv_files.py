@@ -7,6 +7,11 @@ the ``WriteBackResultRequest`` field names (``sub_cc_no``, ``vdn_id``,
 ``unique_id``, ``service_id`` required) and optional ``id``. A row's key is its
 ``id``, or else the line it starts on. Cells are stripped; an empty cell is absent.
 
+Columns are separated by commas, semicolons (Excel in much of Europe) or tabs: the
+separator is read off the header line unless the caller names it. A number Excel
+wrote in scientific notation (``1.38E+10``: its last digits are lost) is refused
+with a message saying how to export the column as text.
+
 Every CSV written here is safe to open in a spreadsheet: a cell that starts with
 ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is written with a leading
 ``'`` (OWASP's advice against CSV injection), and the reader removes that ``'``
@@ -20,6 +25,7 @@ import codecs
 import contextlib
 import csv
 import os
+import re
 import tempfile
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -49,6 +55,10 @@ __all__ = [
 ]
 
 ID = "id"
+#: The column separators a CSV may use, with their names in messages.
+DELIMITERS: Mapping[str, str] = {",": "commas", ";": "semicolons", "\t": "tabs"}
+#: A number as Excel shows one too long for its column (decimal point or comma).
+_SCIENTIFIC = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -107,6 +117,8 @@ class _Format:
     required: tuple[tuple[str, ...], ...]
     """Each entry: at least one of these columns must be present."""
     build: Callable[[Mapping[str, str]], Any]
+    numbers: frozenset[str]
+    """Columns of digits (numbers, ids, counts): Excel may have mangled them."""
 
 
 def _fields_format(request_type: type[Any]) -> _Format:
@@ -132,7 +144,12 @@ def _fields_format(request_type: type[Any]) -> _Format:
         columns=(ID, *(f.name for f in fields)),
         required=tuple((f.name,) for f in fields if f.default is attrs.NOTHING),
         build=build,
+        numbers=ints | {ID} | (_NUMBERS & {f.name for f in fields}),
     )
+
+
+#: Columns of request classes that hold digits although they are strings.
+_NUMBERS = frozenset({"called", "caller_present", "phone_number", "unique_id", "service_id"})
 
 
 #: The input format of each kind of campaign: its request's fields, except where a
@@ -152,25 +169,62 @@ FORMATS: Mapping[str, _Format] = {
         ),
         required=(("called",), ("voice_content", "text")),
         build=_voice,
+        numbers=frozenset({ID, "called", "caller_present", "priority"}),
     ),
 }
 
 
-def _first_undecodable_line(path: Path) -> int | None:
-    """The number of the first line of ``path`` that is not UTF-8 (``None``: all is).
+def _scientific(column: str, value: str) -> str:
+    return (
+        f"{column}: {value} is in scientific notation: the spreadsheet showed a long "
+        "number in short form and saved it so; its last digits are lost. In the "
+        f"spreadsheet, give the {column} column the Text format (select it, Format "
+        "Cells > Text), enter or paste the full numbers again, then save as CSV UTF-8; "
+        "or import the file with that column set to Text."
+    )
+
+
+def _check_delimiter(delimiter: object) -> str | None:
+    if delimiter is None or (
+        isinstance(delimiter, str) and len(delimiter) == 1 and delimiter not in "\"'\r\n"
+    ):
+        return delimiter
+    raise AICCValidationError(
+        f"delimiter: must be one character (such as {', '.join(map(repr, DELIMITERS))}), "
+        f"not a quote or a line break; got {delimiter!r}",
+        field="delimiter",
+    )
+
+
+def _delimiter_name(delimiter: str) -> str:
+    return DELIMITERS.get(delimiter, repr(delimiter) + "s")
+
+
+def _encoding(path: Path) -> str:
+    """``"utf-16"`` for a file that starts with a UTF-16 byte-order mark (Excel's
+    "Unicode Text"), else ``"utf-8"``. ``OSError`` if it cannot be read."""
+    with path.open("rb") as f:
+        start = f.read(2)
+    return "utf-16" if start in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8"
+
+
+def _first_undecodable_line(path: Path, encoding: str = "utf-8") -> int | None:
+    """The number of the first line of ``path`` that is not text in ``encoding``
+    (``None``: all is).
 
     Reads the file once in large chunks (tens of MB a second), so a bad byte deep in
-    a large file is found before any row of it is sent.
+    a large file is found before any row of it is sent. In UTF-16 the line is the
+    first of the 1 MiB chunk holding the bad bytes.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder(encoding)()
     lines = 1
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             try:
-                decoder.decode(chunk)
+                text = decoder.decode(chunk)
             except UnicodeDecodeError as exc:
-                return lines + chunk.count(b"\n", 0, exc.start)
-            lines += chunk.count(b"\n")
+                return lines + (chunk.count(b"\n", 0, exc.start) if encoding == "utf-8" else 0)
+            lines += chunk.count(b"\n") if encoding == "utf-8" else text.count("\n")
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
@@ -179,26 +233,40 @@ def _first_undecodable_line(path: Path) -> int | None:
 
 
 class CampaignFile:
-    """An input CSV for a ``kind`` of campaign (UTF-8, a header line first).
+    """An input CSV for a ``kind`` of campaign (UTF-8, or UTF-16 with its byte-order
+    mark as Excel's "Unicode Text"; a header line first).
 
-    Use as a context manager; iterate :meth:`rows`. Raises ``CampaignError`` when the
-    file cannot be read, is empty, is not UTF-8, is not valid CSV or lacks a
-    required column. A row that cannot become a request is yielded as an invalid
+    Use as a context manager; iterate :meth:`rows`. ``delimiter``: the column
+    separator; by default the one of ``,`` ``;`` and tab that gives the header its
+    required columns (see :attr:`delimiter` and :attr:`guessed`). Raises
+    ``CampaignError`` when the file cannot be read, is empty, is not UTF-8, is not
+    valid CSV or lacks a required column; ``AICCValidationError`` for a bad
+    ``delimiter``. A row that cannot become a request is yielded as an invalid
     ``CampaignRow`` (recorded as ``failed``), and reading goes on.
     """
 
-    def __init__(self, path: str | os.PathLike[str], kind: str) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], kind: str, *, delimiter: str | None = None
+    ) -> None:
         self.path = Path(os.fspath(path))
         self._format = FORMATS[kind]
+        given = _check_delimiter(delimiter)
+        #: Whether :attr:`delimiter` was read off the header (not given).
+        self.guessed = given is None
         try:
-            self._file: IO[str] = self.path.open(encoding="utf-8-sig", newline="")
+            self._encoding = _encoding(self.path)
+            self._file: IO[str] = self.path.open(
+                encoding="utf-16" if self._encoding == "utf-16" else "utf-8-sig", newline=""
+            )
         except OSError as exc:
             raise CampaignError(f"cannot read {self.path}: {exc.strerror or exc}") from None
         try:
-            bad = _first_undecodable_line(self.path)
+            bad = _first_undecodable_line(self.path, self._encoding)
             if bad is not None:
                 raise self._not_utf8(bad)
-            self._reader = csv.reader(self._file)
+            #: The column separator used.
+            self.delimiter = self._guess() if given is None else given
+            self._reader = csv.reader(self._file, delimiter=self.delimiter)
             self.header = self._read_header()
         except BaseException:
             self._file.close()
@@ -207,10 +275,26 @@ class CampaignFile:
         self.ignored = tuple(c for c in self.header if c not in self._format.columns)
 
     def _not_utf8(self, line: int | None) -> CampaignError:
+        name = "UTF-16" if self._encoding == "utf-16" else "UTF-8"
         return CampaignError(
-            f"{self.path} is not UTF-8 text (line {line}): save it as UTF-8 "
+            f"{self.path} is not {name} text (line {line}): save it as UTF-8 "
             "(in Excel: 'CSV UTF-8'). Nothing was sent."
         )
+
+    def _guess(self) -> str:
+        """The separator that gives the header line every required column (the most
+        columns if several do; else the most frequent one, a comma if none occurs).
+        Reads only the first line, then rewinds."""
+        line = self._file.readline(1 << 20)  # a header longer than 1 MiB is read in part
+        self._file.seek(0)
+        fits: list[tuple[int, str]] = []
+        for delimiter in DELIMITERS:
+            names = {c.strip() for c in next(csv.reader([line], delimiter=delimiter), [])}
+            if all(any(o in names for o in options) for options in self._format.required):
+                fits.append((len(names), delimiter))
+        if fits:
+            return max(fits, key=lambda fit: fit[0])[1]
+        return max(DELIMITERS, key=line.count) if line else ","
 
     def _read_header(self) -> tuple[str, ...]:
         header = next(self._guard(iter(self._reader)), None)
@@ -226,8 +310,10 @@ class CampaignFile:
         for options in self._format.required:
             if not any(o in names for o in options):
                 want = " or ".join(repr(o) for o in options)
+                how = "" if self.guessed else " (--delimiter)"
                 raise CampaignError(
-                    f"{self.path} has no {want} column (its columns: {', '.join(names)})"
+                    f"{self.path} has no {want} column (its columns, separated by "
+                    f"{_delimiter_name(self.delimiter)}{how}: {', '.join(names)})"
                 )
         return names
 
@@ -235,7 +321,7 @@ class CampaignFile:
         try:
             yield from records
         except UnicodeDecodeError:  # the file changed since it was checked
-            raise self._not_utf8(_first_undecodable_line(self.path)) from None
+            raise self._not_utf8(_first_undecodable_line(self.path, self._encoding)) from None
         except csv.Error as exc:
             raise CampaignError(f"{self.path} line {self._reader.line_num}: {exc}") from None
 
@@ -272,6 +358,9 @@ class CampaignFile:
                 invalid=f"has {extra} more cell(s) than the header names columns",
                 source=cells,
             )
+        problem = self._excel_problem(cells)
+        if problem is not None:
+            return CampaignRow(key=key, invalid=problem, source=cells)
         try:
             return CampaignRow(key=key, request=self._format.build(cells))
         except AICCValidationError as exc:
@@ -298,6 +387,18 @@ class CampaignFile:
             "with a new journal would phone every row already sent again."
         )
 
+    def _excel_problem(self, cells: Mapping[str, str]) -> str | None:
+        """What a spreadsheet did to this row: a required cell left empty, or a number
+        column in scientific notation (``None``: neither)."""
+        for options in self._format.required:
+            if len(options) == 1 and options[0] not in cells:
+                return f"{options[0]}: the cell is empty; every row needs one"
+        for column in self._format.numbers:
+            value = cells.get(column)
+            if value is not None and _SCIENTIFIC.fullmatch(value):
+                return _scientific(column, value)
+        return None
+
     def close(self) -> None:
         """Close the file."""
         self._file.close()
@@ -314,9 +415,9 @@ class CampaignFile:
         self.close()
 
 
-def _check_target(path: Path, protected: Sequence[Path]) -> Path:
-    """``path`` resolved; ``CampaignError`` if it is one of the ``protected`` files or
-    an SQLite file (another campaign's journal, say)."""
+def check_target(path: Path, protected: Sequence[Path], what: str = "the export") -> Path:
+    """``path`` resolved, for writing ``what`` to it; ``CampaignError`` if it is one of
+    the ``protected`` files or an SQLite file (another campaign's journal, say)."""
     target = path.resolve()
     for kept in protected:
         same = kept.resolve() == target
@@ -324,14 +425,14 @@ def _check_target(path: Path, protected: Sequence[Path]) -> Path:
             same = os.path.samefile(kept, target)
         if same:
             raise CampaignError(
-                f"will not write the export over {path}: it is {kept}, part of the campaign "
+                f"will not write {what} over {path}: it is {kept}, part of the campaign "
                 "(its journal or its input). Choose another file."
             )
     found = sqlite_file(target)
     if found is not None:
         raise CampaignError(
-            f"will not write the export over {path}: it is an SQLite {found} (another "
-            "campaign's journal, or another application's data), which the export would "
+            f"will not write {what} over {path}: it is an SQLite {found} (another "
+            f"campaign's journal, or another application's data), which {what} would "
             "replace. Choose another file; nothing was written."
         )
     return target
@@ -351,7 +452,7 @@ async def write_csv(
     Raises ``CampaignError`` if ``path`` is one of ``protected`` or cannot be written.
     """
     given = Path(os.fspath(path))
-    target = _check_target(given, protected)
+    target = check_target(given, protected)
     count = 0
     try:
         handle, temporary = await asyncio.to_thread(

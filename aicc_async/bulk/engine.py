@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from aicc_async._log import ROW
 from aicc_async._transport import Endpoint
 from aicc_async.bulk.journal import (
     INTERRUPTED,
@@ -39,7 +40,7 @@ _FEED_POLL = 0.02  # seconds between looks for newly loaded rows while rows are 
 _LINGER = 0.002  # seconds an outcome may wait for others to share its journal commit
 _SHARED_COUNTS_EVERY = 1.0  # seconds between reads of a shared campaign's counts
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -302,6 +303,7 @@ class Engine:
             logger.exception("could not record the outcomes of the rows in flight")
 
     async def _send(self, row: Claimed) -> None:
+        ROW.set(row.key)  # named in the request's DEBUG line (this task's context only)
         try:
             finished = await self._attempt(row)
         except asyncio.CancelledError:

@@ -41,6 +41,8 @@ from aicc_async.errors import AICCValidationError, CampaignError, is_number
 
 __all__ = [
     "DEFAULT_LEASE",
+    "TALK_BUCKETS",
+    "Activity",
     "Claim",
     "Claimed",
     "Finished",
@@ -239,6 +241,23 @@ class KeyChanged(CampaignError):
         super().__init__(message)
         self.key = key
         self.state = state
+
+
+#: Lower bounds (seconds) of the talk-duration ranges :class:`Activity` counts.
+TALK_BUCKETS = (0, 10, 30, 60, 120, 300)
+
+
+@attrs.frozen
+class Activity:
+    """When a campaign's rows were sent and how long its answered calls lasted, counted
+    in the journal (memory does not grow with the campaign)."""
+
+    sent_per_minute: tuple[tuple[int, int], ...] = ()
+    """(minute: Unix time // 60, rows sent) in time order, by when each sent row's
+    answer (or failure) was recorded: a row's send is within its timeout of it."""
+    talk_durations: tuple[tuple[int, int], ...] = ()
+    """(lower bound in seconds from :data:`TALK_BUCKETS`, answered calls that lasted
+    from it to the next bound), ranges without calls left out."""
 
 
 # -- the rules both backends apply --------------------------------------------------------
@@ -574,6 +593,10 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     async def outcomes(self) -> Outcomes:
         """The call outcomes recorded so far."""
+
+    @abc.abstractmethod
+    async def activity(self) -> Activity:
+        """Rows sent per minute and answered calls per talk-duration range."""
 
     @abc.abstractmethod
     async def unanswered_rows(self, after: int, limit: int) -> list[tuple[int, str, str]]:

@@ -81,7 +81,7 @@ from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SCHEMA_VERSION", "PostgresJournal"]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

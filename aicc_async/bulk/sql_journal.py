@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,8 +29,10 @@ from aicc_async.bulk.journal import (
     INTERRUPTED,
     INTERRUPTED_DESCRIPTION,
     INVALID,
+    TALK_BUCKETS,
     WITHDRAWN,
     WITHDRAWN_DESCRIPTION,
+    Activity,
     Claim,
     Claimed,
     Finished,
@@ -592,6 +595,28 @@ class SQLJournal(Journal):
                 not_answered=found.get("not_answered", 0),
                 awaiting=found.get("awaiting", 0),
                 reasons=tuple((str(r), int(n)) for r, n in reasons),
+            )
+
+        return await self._run(work)
+
+    async def activity(self) -> Activity:
+        ranges = " ".join(
+            f"WHEN talk_duration < {upper} THEN {lower}"
+            for lower, upper in itertools.pairwise(TALK_BUCKETS)
+        )
+
+        def work() -> Activity:
+            sent = self._db.execute(
+                "SELECT CAST(updated AS BIGINT) / 60, count(*) FROM rows WHERE sends > 0 "
+                "AND state IN ('done', 'failed', 'unknown') GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+            talks = self._db.execute(
+                f"SELECT CASE {ranges} ELSE {TALK_BUCKETS[-1]} END, count(*) FROM rows "  # noqa: S608 - constants
+                "WHERE outcome = 'answered' AND talk_duration IS NOT NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+            return Activity(
+                tuple((int(m), int(n)) for m, n in sent),
+                tuple((int(b), int(n)) for b, n in talks),
             )
 
         return await self._run(work)

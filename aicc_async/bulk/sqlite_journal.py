@@ -40,6 +40,7 @@ from aicc_async.bulk.journal import (
     Mode,
     checked_kind,
 )
+from aicc_async.bulk.run_lock import RunLock
 from aicc_async.bulk.sql_journal import Db, SQLJournal, normalise_numbers
 from aicc_async.errors import CampaignError, JournalError
 
@@ -47,7 +48,7 @@ __all__ = ["SQLiteJournal", "sqlite_file"]
 
 T = TypeVar("T")
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 _CHECKPOINT_EVERY = 30.0  # seconds between checkpoints while a campaign runs
 _CHECKPOINT_TRIES = 5
@@ -185,7 +186,7 @@ class SQLiteJournal(SQLJournal):
         db: sqlite3.Connection,
         kind: str,
         mode: Mode,
-        lock: filelock.BaseFileLock | None = None,
+        lock: RunLock | None = None,
     ) -> None:
         super().__init__(db, kind, mode, str(path))
         self.path = path
@@ -237,7 +238,7 @@ class SQLiteJournal(SQLJournal):
         wal_kept = path.with_name(path.name + "-wal").exists()
         in_wal_mode = _wal_header(path)
         db = await asyncio.to_thread(cls._connect, path)
-        lock: filelock.BaseFileLock | None = None
+        lock: RunLock | None = None
         try:
             lock = await asyncio.to_thread(cls._lock_for, db, path, mode == "run")
             found = await asyncio.to_thread(
@@ -383,7 +384,7 @@ class SQLiteJournal(SQLJournal):
         )
 
     @staticmethod
-    def _lock_for(db: sqlite3.Connection, path: Path, take: bool) -> filelock.BaseFileLock | None:
+    def _lock_for(db: sqlite3.Connection, path: Path, take: bool) -> RunLock | None:
         """Refuse a file that is not a journal, then (if ``take``) take the campaign lock:
         a file beside the journal, held until it is closed."""
         try:
@@ -407,10 +408,8 @@ class SQLiteJournal(SQLJournal):
         return lock
 
     @staticmethod
-    def _campaign_lock(path: Path) -> filelock.BaseFileLock:
-        return filelock.FileLock(
-            path.with_name(path.name + ".lock"), is_singleton=False, thread_local=False
-        )
+    def _campaign_lock(path: Path) -> RunLock:
+        return RunLock(path.with_name(path.name + ".lock"))
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -573,10 +572,11 @@ class SQLiteJournal(SQLJournal):
                 lock.acquire(timeout=0)
             except (filelock.Timeout, OSError):
                 lock = None
+        folded = False
         try:
             if lock is not None:
                 await self._write(lambda db: db.execute("UPDATE campaign SET clean = 1"))
-                await self._run(self._checkpoint, self._sqlite, "TRUNCATE")
+                folded = await self._run(self._checkpoint, self._sqlite, "TRUNCATE")
         finally:
             try:
                 await self._shutdown()
@@ -584,6 +584,9 @@ class SQLiteJournal(SQLJournal):
                 counted, self._counted = self._counted, None
                 if counted is not None:
                     os.close(counted)
+                    if folded:  # closed cleanly, WAL folded in: the file alone is whole
+                        with contextlib.suppress(OSError):
+                            _commits_file(self.path).unlink()
                 if lock is not None:
                     lock.release()
 

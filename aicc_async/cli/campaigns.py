@@ -15,7 +15,7 @@ import attrs
 
 from aicc_async.bulk import Campaign, CampaignKind, Target
 from aicc_async.bulk.campaign import KINDS, LoadSummary
-from aicc_async.bulk.csv_files import CampaignFile
+from aicc_async.bulk.csv_files import DELIMITERS, CampaignFile
 from aicc_async.bulk.journal import KeyChanged
 from aicc_async.cli.display import CampaignProgress, render_report
 from aicc_async.cli.journals import JournalAt
@@ -71,6 +71,8 @@ class Options:
     allow_repeat_numbers: bool = False
     allow_insecure_http: bool = False
     callbacks: Callbacks | None = None
+    #: The input's column separator (``None``: read off its header).
+    delimiter: str | None = None
 
     def client_options(self, group: str) -> dict[str, Any]:
         """``AICCClient`` options: the pool and the group's limit follow the concurrency."""
@@ -93,11 +95,29 @@ def environment_config(
         if field.startswith("AICC_"):  # missing variables
             missing = [v for v in REQUIRED_ENVIRONMENT if not environ.get(v)]
             message = f"set the environment variable(s) {', '.join(missing)}"
+        elif field in ENVIRONMENT and _only_insecure(environ, options):
+            message = (
+                f"{ENVIRONMENT[field]}: an http:// URL would send the app secret and tokens "
+                "in cleartext; use https://, or pass --allow-insecure-http if this network "
+                "is trusted (loopback addresses are always allowed)"
+            )
         elif field in ENVIRONMENT:
             message = exc.message.replace(f"{field}:", f"{ENVIRONMENT[field]}:", 1)
         else:
             message = exc.message
         raise terminal.fail(f"{message}; or try it out with --sandbox") from None
+
+
+def _only_insecure(environ: Mapping[str, str], options: Mapping[str, Any]) -> bool:
+    """Whether the settings are refused only for an http:// URL (they pass with
+    ``--allow-insecure-http``)."""
+    if options.get("allow_insecure_http"):
+        return False
+    try:
+        ClientConfig.from_env(environ, **{**options, "allow_insecure_http": True})
+    except AICCValidationError:
+        return False
+    return True
 
 
 @contextlib.asynccontextmanager
@@ -160,9 +180,14 @@ async def run_campaign(
         target = Target("sandbox", sandbox.app_key, sandbox=True)
     with Signals() as signals:
         try:
-            with CampaignFile(source, kind) as rows:
+            with CampaignFile(source, kind, delimiter=options.delimiter) as rows:
+                if rows.guessed and rows.delimiter != ",":
+                    terminal.note(
+                        f"Reading {source}: its columns are separated by "
+                        f"{DELIMITERS[rows.delimiter]} (--delimiter sets another separator)."
+                    )
                 if rows.ignored:
-                    terminal.note(f"Ignoring column(s) {', '.join(rows.ignored)}", "yellow")
+                    terminal.warn(f"Ignoring column(s) {', '.join(rows.ignored)}")
                 async with (
                     where.open(kind) as campaign,
                     contextlib.AsyncExitStack() as stack,

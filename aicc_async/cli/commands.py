@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import re
 import secrets
@@ -23,6 +22,7 @@ from aicc_async.callbacks import MIN_SHARED_KEY
 from aicc_async.cli.campaigns import Callbacks, Options, collecting_less, run_campaign
 from aicc_async.cli.demo import run_demo
 from aicc_async.cli.display import render_report
+from aicc_async.cli.html_report import write_html_report
 from aicc_async.cli.journals import journal_at
 from aicc_async.cli.outcomes import parse_address, run_listener
 from aicc_async.cli.terminal import (
@@ -33,6 +33,7 @@ from aicc_async.cli.terminal import (
     Stop,
     Terminal,
     sdk_log,
+    shown_json,
 )
 from aicc_async.config import DEFAULT_LIMITS
 from aicc_async.errors import CampaignError, JournalError
@@ -121,6 +122,10 @@ def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> A
         raise click.BadParameter(str(exc)) from None
 
 
+def _delimiter(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return "\t" if value == "tab" else value
+
+
 _LISTEN = click.option(
     "--listen",
     metavar="HOST:PORT",
@@ -182,6 +187,13 @@ def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[...
                 default=15.0,
                 show_default=True,
                 help="Seconds to wait for each answer.",
+            ),
+            click.option(
+                "--delimiter",
+                type=click.Choice([",", ";", "tab"]),
+                callback=_delimiter,
+                help="What separates SOURCE's columns (default: read off its header line: "
+                "commas, semicolons as Excel writes in much of Europe, or tabs).",
             ),
             click.option(
                 "--sandbox",
@@ -279,6 +291,14 @@ def write_back(**kwargs: Any) -> None:
 @_CAMPAIGN
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
+    "--html",
+    "as_html",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Also write the report with charts as one self-contained HTML page (needs "
+    "pip install 'aicc-async[html]').",
+)
+@click.option(
     "--export",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the failed, unknown and duplicate rows to this CSV file.",
@@ -294,6 +314,7 @@ def report(
     journal: str,
     campaign: str | None,
     as_json: bool,
+    as_html: Path | None,
     export: Path | None,
     export_unanswered: Path | None,
     verbose: int,
@@ -312,6 +333,8 @@ def report(
             unanswered = None
             if export_unanswered is not None:
                 unanswered = await export_unanswered_rows(opened, export_unanswered)
+            if as_html is not None:
+                await write_html_report(opened, as_html)
             return await opened.report(), exported, unanswered
 
     try:
@@ -322,11 +345,13 @@ def report(
     except CampaignError as exc:
         raise terminal.fail(exc.message) from None
     if as_json:
-        terminal.out.print_json(json.dumps(result.to_json()))
+        terminal.out.print_json(data=shown_json(result.to_json()))
     else:
         terminal.out.print(render_report(result, where.argument))
     if exported is not None:
         terminal.note(f"Wrote {exported:,} failed, unknown and duplicate rows to {export}.")
+    if as_html is not None:
+        terminal.note(f"Wrote the report to {as_html} (open it in a web browser).")
     if unanswered is not None:
         terminal.note(
             f"Wrote {unanswered:,} rows whose call was not answered to {export_unanswered}: "

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from aicc_async.bulk import CampaignReport, StateCounts
 from aicc_async.callbacks import RELEASE_REASONS
+from aicc_async.cli.terminal import plain, shown
 
 __all__ = ["CampaignProgress", "render_report"]
 
@@ -120,10 +121,11 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
     ``argument``: the journal as the hints' ``aicc report`` command gives it (default:
     the report's path).
 
-    Every value from the journal is shown as plain text (no markup).
+    Every value from the journal is shown as plain text (no markup, no control
+    characters: :func:`~aicc_async.cli.terminal.shown`).
     """
     counts = report.counts
-    journal = report.path if argument is None else argument
+    journal = shown(report.path if argument is None else argument)
     states = Table.grid(padding=(0, 2))
     states.add_column()
     states.add_column(justify="right")
@@ -133,11 +135,11 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
             states.add_row(Text(_STATE_LABELS.get(state, state), style=style), f"{value:,}")
     heading = Text.assemble(
         ("Campaign ", "bold"),
-        (report.path, "bold cyan"),
+        (shown(report.path), "bold cyan"),
         f" ({report.kind}): {counts.total:,} rows",
     )
     if report.target is not None:
-        heading.append(f", sent to {report.target.describe()}")
+        heading.append(shown(f", sent to {report.target.describe()}"))
     parts: list[RenderableType] = [heading, states]
     if report.problems:
         table = Table(title="Failed, unknown and duplicate rows by code", title_justify="left")
@@ -148,9 +150,9 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
         for p in report.problems:
             table.add_row(
                 Text(p.state, style=_STATE_STYLES[p.state]),
-                Text(p.code),
+                plain(p.code),
                 f"{p.count:,}",
-                Text(p.example),
+                plain(p.example),
             )
         parts.append(table)
         parts.append(
@@ -176,7 +178,7 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
         reasons.add_column("meaning")
         reasons.add_column("calls", justify="right")
         for code, count in outcomes.reasons:
-            reasons.add_row(Text(code), Text(RELEASE_REASONS.get(code, "")), f"{count:,}")
+            reasons.add_row(plain(code), Text(RELEASE_REASONS.get(code, "")), f"{count:,}")
         parts.append(reasons)
         if outcomes.not_answered:
             parts.append(

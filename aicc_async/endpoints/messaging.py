@@ -86,7 +86,7 @@ class ApplyTokenResult:
 
     token: str | None = attrs.field(default=None, repr=False)
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 @attrs.frozen
@@ -115,7 +115,7 @@ class LeaveMessageResult:
 
     description: str | None = attrs.field(default=None, metadata=wire_field("resultDesc"))
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 APPLY_TOKEN: Endpoint[ApplyTokenResult] = Endpoint(
@@ -214,6 +214,7 @@ class MessagingAPI:
         locale: str,
         *,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ApplyTokenResult:
         """Apply for a ccmessaging-token (arguments as for ``ApplyTokenRequest``).
 
@@ -221,9 +222,11 @@ class MessagingAPI:
         Raises ``AICCValidationError`` before I/O, ``AICCBusinessError`` for
         ``resultCode`` "1". Retried after ambiguous failures (a second token is harmless).
         ``timeout`` (a ``Timeout`` or seconds) replaces the client's per-attempt timeout.
+        ``headers``: extra HTTP headers for this call only (one the SDK sets itself,
+        such as ``Authorization``, is refused).
         """
         request = ApplyTokenRequest(user_id, user_name, channel_id, locale)
-        return await self.send(request, timeout=timeout)
+        return await self.send(request, timeout=timeout, headers=headers)
 
     async def leave_message(
         self,
@@ -235,6 +238,7 @@ class MessagingAPI:
         token: str | None = None,
         retry_unsafe: bool = False,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> LeaveMessageResult:
         """Submit a customer's message (arguments as for ``LeaveMessageRequest``).
 
@@ -248,14 +252,23 @@ class MessagingAPI:
         ``AICCOutcomeUnknownError`` when it was sent but the outcome is unknown (not
         re-sent unless ``retry_unsafe=True``, which risks a duplicate message).
         ``timeout`` (a ``Timeout`` or seconds) replaces the client's per-attempt
-        timeout for this call (an applyToken it needs keeps the client's).
+        timeout for this call (an applyToken it needs keeps the client's, and goes
+        without ``headers``).
+        ``headers``: extra HTTP headers for this call only (one the SDK sets itself,
+        such as ``Authorization``, is refused).
         """
         request = LeaveMessageRequest(call_id, caller, message, channel)
-        return await self.send(request, token=token, retry_unsafe=retry_unsafe, timeout=timeout)
+        return await self.send(
+            request, token=token, retry_unsafe=retry_unsafe, timeout=timeout, headers=headers
+        )
 
     @overload
     async def send(
-        self, request: ApplyTokenRequest, *, timeout: Timeout | float | None = None
+        self,
+        request: ApplyTokenRequest,
+        *,
+        timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ApplyTokenResult: ...
 
     @overload
@@ -266,6 +279,7 @@ class MessagingAPI:
         token: str | None = None,
         retry_unsafe: bool = False,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> LeaveMessageResult: ...
 
     async def send(
@@ -275,11 +289,12 @@ class MessagingAPI:
         token: str | None = None,
         retry_unsafe: bool = False,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ApplyTokenResult | LeaveMessageResult:
         """Send a prepared ``ApplyTokenRequest`` or ``LeaveMessageRequest``; raises as the
         keyword methods do."""
         if isinstance(request, ApplyTokenRequest):
-            return await self._apply(request, APPLY_TOKEN, timeout)
+            return await self._apply(request, APPLY_TOKEN, timeout, headers)
         if not isinstance(request, LeaveMessageRequest):
             raise AICCValidationError(
                 "send() takes an ApplyTokenRequest or a LeaveMessageRequest, "
@@ -313,6 +328,7 @@ class MessagingAPI:
             retry_unsafe=retry_unsafe,
             session_token=session_token,
             timeout=timeout,
+            headers=headers,
         )
 
     async def _apply(
@@ -320,8 +336,9 @@ class MessagingAPI:
         request: ApplyTokenRequest,
         endpoint: Endpoint[ApplyTokenResult],
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> ApplyTokenResult:
-        result = await self._transport.send(endpoint, request, timeout=timeout)
+        result = await self._transport.send(endpoint, request, timeout=timeout, headers=headers)
         if not result.token:
             raise AICCAuthError(
                 "applyToken answered resultCode 0 without a token",

@@ -97,7 +97,7 @@ class CreateCallResult:
     sip_service_address: str | None = None
     access_code: str | None = attrs.field(default=None, metadata=wire_field("accesscode"))
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 @attrs.frozen
@@ -121,7 +121,7 @@ class CalledInfo:
     skill_id: int | None = None
     skill_name: str | None = None
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 CREATE_CALL: Endpoint[CreateCallResult] = Endpoint(
@@ -165,6 +165,7 @@ class MobileAgentAPI:
         call_data: str | None = None,
         retry_unsafe: bool = False,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> CreateCallResult:
         """Create an anonymous outbound call task (arguments as for ``CreateCallRequest``).
 
@@ -173,17 +174,28 @@ class MobileAgentAPI:
         sent but the outcome is unknown (not re-sent unless ``retry_unsafe=True``,
         which risks a second call task). ``timeout`` (a ``Timeout`` or seconds) replaces
         the client's per-attempt timeout for this call.
+        ``headers``: extra HTTP headers for this call only (one the SDK sets itself,
+        such as ``Authorization``, is refused).
         """
         request = CreateCallRequest(called, caller_present, call_data)
-        return await self.send(request, retry_unsafe=retry_unsafe, timeout=timeout)
+        return await self.send(request, retry_unsafe=retry_unsafe, timeout=timeout, headers=headers)
 
     async def get_called_info(
-        self, called: str, caller: str, *, timeout: Timeout | float | None = None
+        self,
+        called: str,
+        caller: str,
+        *,
+        timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> CalledInfo:
         """Where a call to ``called`` goes. Raises ``AICCBusinessError`` with code "4"
         (cannot be obtained) or "5" (not configured); retried after ambiguous failures.
-        ``timeout`` replaces the client's per-attempt timeout for this call."""
-        return await self.send(GetCalledInfoRequest(called, caller), timeout=timeout)
+        ``timeout`` replaces the client's per-attempt timeout for this call.
+        ``headers``: extra HTTP headers for this call only (one the SDK sets itself,
+        such as ``Authorization``, is refused)."""
+        return await self.send(
+            GetCalledInfoRequest(called, caller), timeout=timeout, headers=headers
+        )
 
     @overload
     async def send(
@@ -192,11 +204,16 @@ class MobileAgentAPI:
         *,
         retry_unsafe: bool = False,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> CreateCallResult: ...
 
     @overload
     async def send(
-        self, request: GetCalledInfoRequest, *, timeout: Timeout | float | None = None
+        self,
+        request: GetCalledInfoRequest,
+        *,
+        timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> CalledInfo: ...
 
     async def send(
@@ -205,15 +222,19 @@ class MobileAgentAPI:
         *,
         retry_unsafe: bool = False,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> CreateCallResult | CalledInfo:
         """Send a prepared ``CreateCallRequest`` or ``GetCalledInfoRequest``; ``timeout``
-        replaces the client's per-attempt timeout for this call."""
+        replaces the client's per-attempt timeout for this call; ``headers`` are sent
+        with this call only."""
         if isinstance(request, CreateCallRequest):
             return await self._transport.send(
-                CREATE_CALL, request, retry_unsafe=retry_unsafe, timeout=timeout
+                CREATE_CALL, request, retry_unsafe=retry_unsafe, timeout=timeout, headers=headers
             )
         if isinstance(request, GetCalledInfoRequest):
-            return await self._transport.send(GET_CALLED_INFO, request, timeout=timeout)
+            return await self._transport.send(
+                GET_CALLED_INFO, request, timeout=timeout, headers=headers
+            )
         raise AICCValidationError(
             "send() takes a CreateCallRequest or a GetCalledInfoRequest, "
             f"got {type(request).__name__}",

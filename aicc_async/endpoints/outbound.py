@@ -69,7 +69,7 @@ class WriteBackResult:
     """A written-back result; ``raw`` is the response body (``{"result": 0}``)."""
 
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 WRITE_BACK: Endpoint[WriteBackResult] = Endpoint(
@@ -109,6 +109,7 @@ class OutboundAPI:
         end_call_time: str | None = None,
         call_id: str | None = None,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> WriteBackResult:
         """Write back one result (arguments as for ``WriteBackResultRequest``).
 
@@ -116,6 +117,8 @@ class OutboundAPI:
         non-zero ``result``. Retried after ambiguous failures: a replay rewrites the
         same row. ``timeout`` (a ``Timeout`` or seconds) replaces the client's
         per-attempt timeout for this call.
+        ``headers``: extra HTTP headers for this call only (one the SDK sets itself,
+        such as ``Authorization``, is refused).
         """
         return await self._transport.send(
             WRITE_BACK,
@@ -135,13 +138,18 @@ class OutboundAPI:
                 call_id=call_id,
             ),
             timeout=timeout,
+            headers=headers,
         )
 
     async def send(
-        self, request: WriteBackResultRequest, *, timeout: Timeout | float | None = None
+        self,
+        request: WriteBackResultRequest,
+        *,
+        timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> WriteBackResult:
         """Send a prepared request; raises as ``write_back_result`` does."""
-        return await self._transport.send(WRITE_BACK, request, timeout=timeout)
+        return await self._transport.send(WRITE_BACK, request, timeout=timeout, headers=headers)
 
     def write_back_many(
         self,

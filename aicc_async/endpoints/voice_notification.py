@@ -197,7 +197,7 @@ class VoiceNotificationResult:
 
     call_serial_no: str | None = None
     raw: Mapping[str, Any] = attrs.field(repr=False)
-    response: ResponseInfo | None = attrs.field(default=None, repr=False, eq=False)
+    response: ResponseInfo = attrs.field(repr=False, eq=False)
 
 
 ENDPOINT: Endpoint[VoiceNotificationResult] = Endpoint(
@@ -231,6 +231,7 @@ class VoiceNotificationAPI:
         priority: int | None = None,
         retry_unsafe: bool = False,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> VoiceNotificationResult:
         """Phone ``called`` and play ``voice_content``. Arguments as for
         ``CreateVoiceNotificationRequest``.
@@ -241,6 +242,8 @@ class VoiceNotificationAPI:
         re-sent unless ``retry_unsafe=True``, which risks phoning the person twice).
         ``timeout`` (a ``Timeout`` or seconds) replaces the client's per-attempt
         timeout for this call.
+        ``headers``: extra HTTP headers for this call only (one the SDK sets itself,
+        such as ``Authorization``, is refused).
         """
         request = CreateVoiceNotificationRequest(
             called=called,
@@ -250,7 +253,7 @@ class VoiceNotificationAPI:
             priority=priority,
         )
         return await self._transport.send(
-            ENDPOINT, request, retry_unsafe=retry_unsafe, timeout=timeout
+            ENDPOINT, request, retry_unsafe=retry_unsafe, timeout=timeout, headers=headers
         )
 
     async def send(
@@ -259,10 +262,11 @@ class VoiceNotificationAPI:
         *,
         retry_unsafe: bool = False,
         timeout: Timeout | float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> VoiceNotificationResult:
         """Send a prepared request; raises as ``create`` does."""
         return await self._transport.send(
-            ENDPOINT, request, retry_unsafe=retry_unsafe, timeout=timeout
+            ENDPOINT, request, retry_unsafe=retry_unsafe, timeout=timeout, headers=headers
         )
 
     def create_many(

@@ -656,3 +656,36 @@ async def test_a_closed_journal_refuses_calls(store: Store) -> None:
     with pytest.raises(CampaignError, match="closed"):
         await journal.counts()
     assert not isinstance(CampaignError("x"), JournalError)
+
+
+# -- activity (the HTML report's timeline and talk durations) -----------------------------------
+
+
+@pytest.mark.asyncio
+async def test_activity_counts_sends_per_minute_and_talk_durations(store: Store) -> None:
+    journal = await store.open()
+    try:
+        await load_rows(journal, [row(f"r{i}", number(i)) for i in range(8)])
+        claim = await journal.commit([], 7, 0, once_per_number=True)  # r7 stays pending
+        finished = [
+            Finished(c.seq, "done", reference=f"serial-{i}") for i, c in enumerate(claim.rows[:5])
+        ]
+        finished += [
+            Finished(claim.rows[5].seq, "failed", "16", "barred"),
+            Finished(claim.rows[6].seq, "unknown", "no answer", "timed out"),
+        ]
+        await journal.commit(finished, 0, claim.cursor, once_per_number=True)
+        for i, talk in enumerate([3, 9, 10, 45]):
+            await journal.record_outcome(f"serial-{i}", Outcome(answered=True, talk_duration=talk))
+        await journal.record_outcome("serial-4", Outcome(answered=False, talk_duration=0))
+        # Sent rows recorded at minutes 100-101 (r0..r3) and 103-104 (r4..r6); r7 never sent.
+        for i in range(8):
+            store.query(
+                "UPDATE rows SET updated = ? WHERE key = ?",
+                (6000 + 30 * i + (60 if i > 3 else 0), f"r{i}"),
+            )
+        activity = await journal.activity()
+    finally:
+        await journal.close()
+    assert activity.sent_per_minute == ((100, 2), (101, 2), (103, 2), (104, 1))
+    assert activity.talk_durations == ((0, 2), (10, 1), (30, 1))
