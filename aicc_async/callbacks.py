@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -212,6 +213,7 @@ _HANDLER_FAILED = CallbackResponse(500, "9", "the event could not be processed; 
 _SEEN_FAILED = CallbackResponse(
     500, "10", "the event could not be checked against earlier ones; deliver it again"
 )
+_BAD_FIELD = CallbackResponse(400, "11", "a field does not have its documented form")
 
 OnEvent = Callable[[ReleaseEvent], Awaitable[None]]
 SeenCheck = Callable[[str], Awaitable[bool]]
@@ -223,6 +225,54 @@ def _identifier(value: object) -> str | None:
         return str(value)
     if isinstance(value, str) and value.strip():
         return value
+    return None
+
+
+_DIGITS: Final = re.compile(r"[0-9]+")
+_TIME: Final = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2},[0-9]{2}:[0-9]{2}:[0-9]{2}(:[0-9]{1,3})?")
+_NUMBER: Final = re.compile(r"\+?[0-9]{1,32}")
+_NAME: Final = re.compile(r"[A-Za-z0-9_]+")
+#: The documented form of each release-event field (the whole value must match).
+_FORMS: Final[Mapping[str, re.Pattern[str]]] = {
+    "callSerialNo": re.compile(r"[0-9]{1,50}"),
+    "called": _NUMBER,
+    "callerPresent": _NUMBER,
+    "createCallTime": _TIME,
+    "alertingTime": _TIME,
+    "talkingTime": _TIME,
+    "releaseTime": _TIME,
+    "talkDuration": _DIGITS,
+    "locationId": _DIGITS,
+    "releaseReason": _DIGITS,
+}
+_REQUIRED: Final = frozenset({"callSerialNo", "called"})
+
+
+def _misformed(data: Mapping[str, Any]) -> str | None:
+    """The first field of a body that is not in its documented form, or None.
+
+    The signed text joins ``name=value`` with ``,`` and escapes nothing, so a value (or
+    a name) holding ``,`` or ``=`` where its form has none could move fields from one
+    value to another under a valid signature: every field is held to its form, and a
+    field without a documented one (``recordfile``, fields AICC may add) to a value
+    without ``,`` or ``=``. Optional fields may be empty or null.
+    """
+    for name, value in data.items():
+        if name in _UNSIGNED:
+            continue
+        if not _NAME.fullmatch(name):
+            return "a field name"
+        if (value is None or value == "") and name not in _REQUIRED:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return name
+        text = _text(value)
+        form = _FORMS.get(name)
+        if form is None:
+            if "," in text or "=" in text:
+                return name
+        elif not form.fullmatch(text):
+            return name
     return None
 
 
@@ -276,7 +326,10 @@ class CallbackReceiver:
     400 "2" ``callSerialNo`` / ``called`` missing; 401 "3" unsigned while a key is
     set; 401 "4" bad signature; 401 "5" ``timestamp`` / ``nonce`` missing; 401 "6"
     stale or unreadable timestamp; 403 "7" unsigned and no key; 413 "8" body over
-    ``max_body``; 500 "9" ``on_event`` raised; 500 "10" ``seen`` raised. Checks run
+    ``max_body``; 500 "9" ``on_event`` raised; 500 "10" ``seen`` raised; 400 "11" a
+    field out of its documented form (serial numbers and codes digits, times
+    ``yyyy/MM/dd,HH:mm:ss:SSS``, durations whole seconds, numbers ``+`` and digits, no
+    ``,`` or ``=`` in any other value: the signed text could be re-split). Checks run
     in that order of concern: size, JSON, signature, timestamp, fields, duplicates.
     Concurrent deliveries of one serial wait for each other: the first is handed on,
     the others are answered after it (200, or tried again if it failed).
@@ -400,6 +453,9 @@ class CallbackReceiver:
         serial = _identifier(data.get("callSerialNo"))
         if serial is None or _identifier(data.get("called")) is None:
             return self._refuse(_MISSING_FIELDS, "body without callSerialNo/called")
+        misformed = _misformed(data)
+        if misformed is not None:
+            return self._refuse(_BAD_FIELD, f"{misformed} is not in its documented form")
         return await self._dispatch(data, serial)
 
     # ------------------------------------------------------------------ steps

@@ -167,7 +167,7 @@ async def test_an_event_for_no_row_is_acknowledged_and_logged(
     async with Campaign(path, "voice_notification") as campaign:
         await campaign.load(rows(1))
         receiver = campaign.callback_receiver(KEY)
-        fields = {"callSerialNo": "nobody-knows", "called": number(0), "releaseReason": "0"}
+        fields = {"callSerialNo": "999999999", "called": number(0), "releaseReason": "0"}
         timestamp, nonce = str(int(time.time())), "n-1"
         body = {
             **fields,
