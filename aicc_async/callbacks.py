@@ -43,6 +43,8 @@ from aicc_async._wire import converter, wire_field
 from aicc_async.errors import AICCValidationError, is_int
 
 __all__ = [
+    "KEY_MISMATCH_AFTER",
+    "REFUSAL_REASONS",
     "RELEASE_REASONS",
     "CallbackReceiver",
     "CallbackResponse",
@@ -215,7 +217,24 @@ _SEEN_FAILED = CallbackResponse(
 )
 _BAD_FIELD = CallbackResponse(400, "11", "a field does not have its documented form")
 
+#: Why an event was refused, by ``retCode``: what ``on_refused`` is told and reports count.
+REFUSAL_REASONS: Final[Mapping[str, str]] = {
+    _BAD_BODY.ret_code: "malformed",
+    _MISSING_FIELDS.ret_code: "missing fields",
+    _NO_SIGNATURE.ret_code: "unsigned",
+    _BAD_SIGNATURE.ret_code: "signature",
+    _NO_TIMESTAMP.ret_code: "no timestamp",
+    _STALE.ret_code: "stale",
+    _UNSIGNED_REFUSED.ret_code: "unsigned",
+    _TOO_LARGE.ret_code: "too large",
+    _BAD_FIELD.ret_code: "field form",
+}
+KEY_MISMATCH_AFTER: Final = 10
+"""Events refused in a row for their signature, none ever verified, that make
+:attr:`CallbackReceiver.key_mismatch` true."""
+
 OnEvent = Callable[[ReleaseEvent], Awaitable[None]]
+OnRefused = Callable[[str], Awaitable[None]]
 SeenCheck = Callable[[str], Awaitable[bool]]
 
 
@@ -317,6 +336,10 @@ class CallbackReceiver:
             forgotten once its timestamp is outside ``tolerance``. A forgotten serial
             delivered again reaches ``on_event`` again unless ``seen`` knows it, so
             ``on_event`` should be idempotent per ``call_serial_no`` anyway.
+        on_refused: optional ``async def on_refused(reason) -> None``, awaited for each
+            event refused with a 4xx answer, ``reason`` from :data:`REFUSAL_REASONS`
+            (e.g. ``"signature"``), to count them where they last (a campaign journal
+            does). If it raises, it is logged and the refusal stands.
 
     Raises:
         AICCValidationError: a bad setting (``field`` names it), e.g. a short key.
@@ -348,6 +371,7 @@ class CallbackReceiver:
         clock: Callable[[], float] = time.time,
         seen: SeenCheck | None = None,
         max_remembered: int = 100_000,
+        on_refused: OnRefused | None = None,
     ) -> None:
         if shared_key is not None and (
             not isinstance(shared_key, str) or len(shared_key) < MIN_SHARED_KEY
@@ -380,6 +404,11 @@ class CallbackReceiver:
             raise AICCValidationError(
                 "seen must be None or an async callable taking a callSerialNo", field="seen"
             )
+        if on_refused is not None and not callable(on_refused):
+            raise AICCValidationError(
+                "on_refused must be None or an async callable taking a reason",
+                field="on_refused",
+            )
         self._key = shared_key
         self._on_event = on_event
         self._tolerance = float(tolerance)
@@ -388,6 +417,10 @@ class CallbackReceiver:
         self._clock = clock
         self._seen = seen
         self._max_remembered = max_remembered
+        self._on_refused = on_refused
+        self._refused: dict[str, int] = {}
+        self._verified = 0
+        self._bad_signatures = 0  # in a row
         self._nonces: OrderedDict[str, float] = OrderedDict()  # nonce -> forget after
         self._serials: OrderedDict[str, None] = OrderedDict()  # delivered, LRU
         self._in_flight: dict[str, asyncio.Event] = {}
@@ -395,6 +428,18 @@ class CallbackReceiver:
     def __repr__(self) -> str:
         signed = "signed" if self._key is not None else "unsigned"
         return f"CallbackReceiver({signed}, tolerance={self._tolerance:g})"
+
+    @property
+    def refused(self) -> Mapping[str, int]:
+        """How many events this receiver refused, by reason (see :data:`REFUSAL_REASONS`)."""
+        return dict(self._refused)
+
+    @property
+    def key_mismatch(self) -> bool:
+        """True when no event was ever verified and the last :data:`KEY_MISMATCH_AFTER`
+        (or more) were refused for their signature: the shared key is not the one the
+        tenant signs with."""
+        return self._verified == 0 and self._bad_signatures >= KEY_MISMATCH_AFTER
 
     @property
     def remembered(self) -> tuple[int, int]:
@@ -411,11 +456,11 @@ class CallbackReceiver:
         """
         length = request.content_length
         if length is not None and length > self._max_body:
-            result = self._refuse(_TOO_LARGE, f"body of {length} bytes")
+            result = await self._counted(self._refuse(_TOO_LARGE, f"body of {length} bytes"))
         else:
             body = await self._read_capped(request)
             result = (
-                self._refuse(_TOO_LARGE, f"body over {self._max_body} bytes")
+                await self._counted(self._refuse(_TOO_LARGE, f"body over {self._max_body} bytes"))
                 if body is None
                 else await self.receive(body, request.content_type)
             )
@@ -439,6 +484,30 @@ class CallbackReceiver:
         is parsed as JSON whatever it says. Cap the body you read at ``max_body + 1``
         bytes if your framework lets you; a longer one is refused here.
         """
+        return await self._counted(await self._examine(body, content_type))
+
+    async def _counted(self, result: CallbackResponse) -> CallbackResponse:
+        """``result``, counted if it refuses the event (see ``on_refused``)."""
+        reason = REFUSAL_REASONS.get(result.ret_code) if 400 <= result.status < 500 else None
+        if reason is None:
+            return result
+        self._refused[reason] = self._refused.get(reason, 0) + 1
+        if result is _BAD_SIGNATURE:
+            self._bad_signatures += 1
+            if self._bad_signatures == KEY_MISMATCH_AFTER and not self._verified:
+                logger.error(
+                    "%d release events in a row were refused for their signature and none "
+                    "was verified: the shared key is not the one AICC signs with",
+                    KEY_MISMATCH_AFTER,
+                )
+        if self._on_refused is not None:
+            try:
+                await self._on_refused(reason)
+            except Exception:
+                logger.exception("release event refused (%s): on_refused raised", reason)
+        return result
+
+    async def _examine(self, body: bytes, content_type: str | None) -> CallbackResponse:
         if len(body) > self._max_body:
             return self._refuse(_TOO_LARGE, f"body of {len(body)} bytes")
         try:
@@ -488,6 +557,8 @@ class CallbackReceiver:
                 return self._refuse(_NO_TIMESTAMP, "signed without timestamp/nonce")
             if not verify_signature(data, self._key):
                 return self._refuse(_BAD_SIGNATURE, "signature mismatch")
+            self._verified += 1
+            self._bad_signatures = 0
         elif not self._allow_unsigned:
             return self._refuse(_UNSIGNED_REFUSED, "no shared key configured")
         if "timestamp" in data:

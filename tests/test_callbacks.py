@@ -912,3 +912,48 @@ async def test_fields_in_their_documented_forms_are_accepted(
     client, _ = await serve()
     assert await post(client, signed({**FULL_BODY, **change})) == (200, OK)
     assert len(sink.events) == 1
+
+
+# --------------------------------------------------------------------------- refusals counted
+
+
+@pytest.mark.asyncio
+async def test_refused_events_are_counted_by_reason_and_handed_to_on_refused(
+    serve: Factory, sink: Sink
+) -> None:
+    told: list[str] = []
+
+    async def on_refused(reason: str) -> None:
+        told.append(reason)
+
+    client, receiver = await serve(on_refused=on_refused)
+    await refused(client, signed(FULL_BODY, key="fedcba9876543210"))
+    await refused(client, dict(FULL_BODY))
+    await refused(client, b"not json")
+    await refused(client, signed({**FULL_BODY, "talkDuration": "1,x=2"}))
+    assert told == ["signature", "unsigned", "malformed", "field form"]
+    assert receiver.refused == {"signature": 1, "unsigned": 1, "malformed": 1, "field form": 1}
+    assert await post(client, signed(FULL_BODY)) == (200, OK)
+    assert len(told) == 4  # an accepted event is no refusal
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_shared_key_shows_after_ten_events_refused_for_their_signature(
+    serve: Factory, sink: Sink
+) -> None:
+    client, receiver = await serve()
+    for i in range(9):
+        await refused(client, signed(FULL_BODY, key="fedcba9876543210", nonce=f"n{i}"))
+    assert not receiver.key_mismatch
+    await refused(client, signed(FULL_BODY, key="fedcba9876543210", nonce="n9"))
+    assert receiver.key_mismatch
+
+
+@pytest.mark.asyncio
+async def test_one_verified_event_means_the_key_matches(serve: Factory, sink: Sink) -> None:
+    client, receiver = await serve()
+    assert await post(client, signed(FULL_BODY)) == (200, OK)
+    for i in range(20):
+        await refused(client, signed(FULL_BODY, key="fedcba9876543210", nonce=f"n{i}"))
+    assert not receiver.key_mismatch
+    assert receiver.refused == {"signature": 20}

@@ -208,7 +208,9 @@ class CampaignReport:
                 "answered": self.outcomes.answered,
                 "not_answered": self.outcomes.not_answered,
                 "awaiting": self.outcomes.awaiting,
+                "refused_events": self.outcomes.refused_events,
             },
+            "refused_reasons": dict(self.outcomes.refused),
             "release_reasons": dict(self.outcomes.reasons),
         }
 
@@ -859,16 +861,26 @@ class Campaign:
     ) -> CallbackReceiver:
         """A :class:`~aicc_async.callbacks.CallbackReceiver` that records each release
         event in this campaign's journal, once (the journal also answers whether an
-        event was recorded before). ``options`` go to the receiver."""
+        event was recorded before), and counts the events it refuses there, by reason
+        (:attr:`Outcomes.refused`). ``options`` go to the receiver (an ``on_refused``
+        of theirs is awaited after the journal counted the event)."""
 
         async def record(event: ReleaseEvent) -> None:
             await self.record_outcome(event)
+
+        also = options.pop("on_refused", None)
+
+        async def refused(reason: str) -> None:
+            await self._journal.record_refused(reason)
+            if also is not None:
+                await also(reason)
 
         return CallbackReceiver(
             shared_key,
             on_event=record,
             allow_unsigned=allow_unsigned,
             seen=self.has_outcome,
+            on_refused=refused,
             **options,
         )
 

@@ -228,6 +228,14 @@ class Outcomes:
     """Done rows whose release event has not arrived (yet)."""
     reasons: tuple[tuple[str, int], ...] = ()
     """(release reason code, rows), most rows first."""
+    refused: tuple[tuple[str, int], ...] = ()
+    """(why, events): release events the receiver refused, most first (a wrong shared
+    key shows as ``signature``)."""
+
+    @property
+    def refused_events(self) -> int:
+        """How many release events were refused, whatever the reason."""
+        return sum(count for _, count in self.refused)
 
 
 # -- the rules both backends apply --------------------------------------------------------
@@ -551,6 +559,10 @@ class Journal(abc.ABC):
     async def record_outcome(self, reference: str, outcome: Outcome) -> bool:
         """Record ``outcome`` on the row whose call is ``reference``; False (and kept
         until such a row is recorded) when no row has it yet."""
+
+    @abc.abstractmethod
+    async def record_refused(self, reason: str) -> None:
+        """Count one release event refused for ``reason`` (kept with the outcomes)."""
 
     @abc.abstractmethod
     async def has_outcome(self, reference: str) -> bool:

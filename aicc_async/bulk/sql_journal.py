@@ -523,6 +523,15 @@ class SQLJournal(Journal):
 
         return await self._write(work)
 
+    async def record_refused(self, reason: str) -> None:
+        def work(db: Db) -> None:
+            if not db.execute(
+                "UPDATE refused_events SET events = events + 1 WHERE reason = ?", (reason,)
+            ).rowcount:
+                db.execute("INSERT INTO refused_events (reason, events) VALUES (?, 1)", (reason,))
+
+        await self._write(work)
+
     async def has_outcome(self, reference: str) -> bool:
         found = await self._run(
             lambda: self._db.execute(
@@ -561,11 +570,15 @@ class SQLJournal(Journal):
                 "SELECT coalesce(release_reason, ''), count(*) FROM rows "
                 "WHERE outcome IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
             ).fetchall()
+            refused = self._db.execute(
+                "SELECT reason, events FROM refused_events ORDER BY 2 DESC, 1"
+            ).fetchall()
             return Outcomes(
                 answered=found.get("answered", 0),
                 not_answered=found.get("not_answered", 0),
                 awaiting=found.get("awaiting", 0),
                 reasons=tuple((str(r), int(n)) for r, n in reasons),
+                refused=tuple((str(r), int(n)) for r, n in refused),
             )
 
         return await self._run(work)

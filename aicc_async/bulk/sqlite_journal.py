@@ -69,7 +69,9 @@ CREATE TABLE IF NOT EXISTS rows (
     outcome TEXT CHECK (outcome IN ('answered', 'not_answered')),
     release_reason TEXT,
     talk_duration INTEGER,
-    release_time TEXT
+    release_time TEXT,
+    sent REAL,
+    callback INTEGER
 );
 CREATE TABLE IF NOT EXISTS early_outcomes (
     reference TEXT PRIMARY KEY,
@@ -77,11 +79,57 @@ CREATE TABLE IF NOT EXISTS early_outcomes (
     release_reason TEXT,
     talk_duration INTEGER,
     release_time TEXT,
-    received REAL NOT NULL
+    received REAL NOT NULL,
+    number TEXT
+);
+CREATE TABLE IF NOT EXISTS refused_events (
+    reason TEXT PRIMARY KEY,
+    events INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rows_by_number ON rows (number) WHERE number IS NOT NULL;
 CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference IS NOT NULL;
 """
+
+#: Columns newer than the journal format: (table, column, SQL type). A journal written
+#: before them gets them when it is opened to write; read-only, they read as NULL.
+_ADDED_COLUMNS = (
+    ("rows", "sent", "REAL"),
+    ("rows", "callback", "INTEGER"),
+    ("early_outcomes", "number", "TEXT"),
+)
+_ADDED_TABLES = {"refused_events": "(reason TEXT PRIMARY KEY, events INTEGER NOT NULL)"}
+
+
+def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    present: dict[str, set[str]] = {}
+    for table, _, _ in _ADDED_COLUMNS:
+        if table not in present:
+            present[table] = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    return [c for c in _ADDED_COLUMNS if c[1] not in present[c[0]]]
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Give a journal written by an earlier release what this one records (inside a
+    write transaction): nothing it held changes."""
+    for table, definition in _ADDED_TABLES.items():
+        db.execute(f"CREATE TABLE IF NOT EXISTS {table} {definition}")
+    for table, column, kind in _missing_columns(db):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def _shadow(db: sqlite3.Connection) -> None:
+    """On a read-only connection to a journal written by an earlier release: temporary
+    stand-ins (in memory, the file untouched) for what it lacks, read as empty / NULL."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    for table, definition in _ADDED_TABLES.items():
+        if table not in tables:
+            db.execute(f"CREATE TEMP TABLE {table} {definition}")
+    added: dict[str, list[str]] = {}
+    for table, column, _ in _missing_columns(db):
+        added.setdefault(table, []).append(f"NULL AS {column}")
+    for table, columns in added.items():
+        sql = f"CREATE TEMP VIEW {table} AS SELECT *, {', '.join(columns)} FROM main.{table}"  # noqa: S608 - constants
+        db.execute(sql)
 
 
 def _wal_header(path: Path) -> bool:
@@ -272,6 +320,13 @@ class SQLiteJournal(SQLJournal):
             if mode == "record":
                 if held is None:
                     raise CampaignError(f"{path} is an empty journal: no campaign was run")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    _upgrade(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
                 return SQLiteJournal._checked_kind(path, kind, (str(held[0]), int(held[1])))
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -304,6 +359,7 @@ class SQLiteJournal(SQLJournal):
             checked = SQLiteJournal._checked_kind(path, kind, (str(found[0]), int(found[1])))
             if wal_lost and not db.execute("SELECT clean FROM campaign").fetchone()[0]:
                 raise SQLiteJournal._wal_lost(path)
+            _shadow(db)
         except sqlite3.Error as exc:
             raise SQLiteJournal._refuse(path, exc) from None
         return checked
@@ -326,6 +382,7 @@ class SQLiteJournal(SQLJournal):
     def _create(db: sqlite3.Connection, path: Path, kind: str | None) -> tuple[str, int]:
         for statement in _SCHEMA.split(";")[:-1]:
             db.execute(statement)
+        _upgrade(db)
         found = db.execute("SELECT kind, version FROM campaign").fetchone()
         if found is not None:
             db.execute("UPDATE campaign SET clean = 0")

@@ -186,6 +186,15 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
                     style="dim",
                 )
             )
+    if outcomes.refused:
+        reasons_text = ", ".join(f"{reason} {count:,}" for reason, count in outcomes.refused)
+        parts.append(
+            Text(
+                f"Release events refused: {outcomes.refused_events:,} ({reasons_text}). "
+                + (_REFUSED_SIGNATURE if dict(outcomes.refused).get("signature") else ""),
+                style="red",
+            )
+        )
     notes = [
         (counts.sending, _SENDING, "magenta"),
         (
@@ -201,6 +210,10 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
     return Group(*parts)
 
 
+_REFUSED_SIGNATURE = (
+    "An event refused for its signature was signed with another key: check that "
+    "AICC_CALLBACK_KEY is the callback shared key configured on the AICC tenant."
+)
 _SENDING = (
     "in flight: being sent by a campaign that is running now, or, if none is, in flight "
     "when its run stopped: the next run records them as unknown (a write-back sends "

@@ -67,6 +67,7 @@ def test_every_release_event_is_recorded_once_and_unanswered_rows_are_followed_u
         "answered": events["answered"],
         "not_answered": events["not_answered"],
         "awaiting": 0,
+        "refused_events": 0,
     }
     assert sum(report["release_reasons"].values()) == n
     text = aicc.run("report", journal, env=env)
@@ -206,3 +207,31 @@ def test_demo_shows_call_outcomes(plain_env, aicc, tmp_path):
     assert "Call outcomes" in done.stdout, done
     assert "answered" in done.stdout
     assert "Release reasons" in done.stdout
+
+
+def test_a_wrong_callback_key_is_said_at_once_and_exits_1(
+    tmp_path, start_fake, aicc, write_contacts
+):
+    fake = start_fake(0.0, "--callback-key", KEY, "--release-delay", "0.05")
+    env = {**fake.env, "AICC_CALLBACK_KEY": "another-key-of-the-right-length"}
+    source = write_contacts(tmp_path / "contacts.csv", 20)
+    journal = tmp_path / "campaign.db"
+    port = free_port()
+
+    done = aicc.run(
+        "notify", source, "--journal", journal,
+        "--callback-url", f"http://127.0.0.1:{port}/aicc/release",
+        "--listen", f"127.0.0.1:{port}",
+        "--wait-outcomes", "120",
+        env=env, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    assert "AICC_CALLBACK_KEY" in done.stderr
+    assert "does not match" in done.stderr
+    assert "Traceback" not in done.output
+    report = report_json(aicc, journal, env)
+    assert report["outcomes"]["refused_events"] >= 10
+    assert report["refused_reasons"]["signature"] == report["outcomes"]["refused_events"]
+    text = aicc.run("report", journal, env=env)
+    assert "refused" in text.stdout
+    assert "AICC_CALLBACK_KEY" in text.stdout

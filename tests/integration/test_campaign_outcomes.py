@@ -93,6 +93,7 @@ async def test_every_release_event_is_recorded_once_on_its_row(tmp_path: Path) -
         "answered": answered,
         "not_answered": n - answered,
         "awaiting": 0,
+        "refused_events": 0,
     }
 
 

@@ -548,3 +548,23 @@ async def test_a_closed_journal_refuses_calls(store: Store) -> None:
     with pytest.raises(CampaignError, match="closed"):
         await journal.counts()
     assert not isinstance(CampaignError("x"), JournalError)
+
+
+@pytest.mark.asyncio
+async def test_refused_release_events_are_kept_by_reason_and_reported(store: Store) -> None:
+    runner = await store.open()
+    try:
+        await load_rows(runner, [row("r0", number(0))])
+        listener = await store.open(None, "record")
+        try:
+            for reason in ("signature", "signature", "stale"):
+                await listener.record_refused(reason)
+        finally:
+            await listener.close()
+    finally:
+        await runner.close()
+    async with store.open_campaign(read_only=True) as campaign:
+        report = await campaign.report()
+    assert report.outcomes.refused == (("signature", 2), ("stale", 1))
+    assert report.to_json()["outcomes"]["refused_events"] == 3
+    assert report.to_json()["refused_reasons"] == {"signature": 2, "stale": 1}
