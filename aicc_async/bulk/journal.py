@@ -205,6 +205,8 @@ class Finished:
     code: str | None = None
     description: str | None = None
     reference: str | None = None
+    callback: bool = True
+    """Sent with a callback URL: its release event is awaited."""
 
 
 @attrs.frozen
@@ -225,7 +227,7 @@ class Outcomes:
     answered: int = 0
     not_answered: int = 0
     awaiting: int = 0
-    """Done rows whose release event has not arrived (yet)."""
+    """Done rows sent with a callback URL whose release event has not arrived (yet)."""
     reasons: tuple[tuple[str, int], ...] = ()
     """(release reason code, rows), most rows first."""
     refused: tuple[tuple[str, int], ...] = ()

@@ -405,10 +405,19 @@ class SQLJournal(Journal):
             claim = 0
         now = time.time()
         db.executemany(
-            "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ? "  # noqa: S608 - constant
-            f"WHERE seq = ?{self._FINISH_GUARD}",
+            "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ?, "  # noqa: S608 - constant
+            f"callback = ? WHERE seq = ?{self._FINISH_GUARD}",
             [
-                (f.state, f.code, f.description, f.reference, now, f.seq, *self._finish_args())
+                (
+                    f.state,
+                    f.code,
+                    f.description,
+                    f.reference,
+                    now,
+                    int(f.callback),
+                    f.seq,
+                    *self._finish_args(),
+                )
                 for f in finished
             ],
         )
@@ -563,7 +572,8 @@ class SQLJournal(Journal):
             found = dict(
                 self._db.execute(
                     "SELECT coalesce(outcome, 'awaiting'), count(*) FROM rows "
-                    "WHERE state = 'done' AND reference IS NOT NULL GROUP BY 1"
+                    "WHERE state = 'done' AND reference IS NOT NULL "
+                    "AND (outcome IS NOT NULL OR coalesce(callback, 1) = 1) GROUP BY 1"
                 ).fetchall()
             )
             reasons = self._db.execute(

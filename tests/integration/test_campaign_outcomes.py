@@ -256,3 +256,23 @@ async def test_outcomes_only_needs_an_existing_journal(tmp_path: Path) -> None:
     with pytest.raises(CampaignError, match="no journal at"):
         await Campaign(tmp_path / "missing.db", outcomes_only=True).open()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_only_calls_sent_with_a_callback_url_await_a_release_event(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with_url = [
+        CampaignRow(
+            key="own-url",
+            request=CreateVoiceNotificationRequest(
+                called=number(99), voice_content="$Parcel$", callback_url="http://127.0.0.1:9/x"
+            ),
+        )
+    ]
+    async with FakeAICC(callback_key=KEY) as fake, Campaign(path, "voice_notification") as c:
+        await c.load(rows(4) + with_url)
+        async with fake.client(retry=FAST) as aicc:
+            assert await c.run(aicc, concurrency=5) == StateCounts(done=5)
+        report = await c.report()
+    assert report.outcomes.awaiting == 1  # the row that named its own callback URL
+    assert report.to_json()["outcomes"]["awaiting"] == 1
