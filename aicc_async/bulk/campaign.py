@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import attrs
 
 from aicc_async._fanout import async_items, check_concurrency
+from aicc_async._numbers import normalise_number
 from aicc_async.bulk.engine import Engine, Feed, Kind
 from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
@@ -106,7 +107,7 @@ KINDS: Mapping[str, Kind] = {
             endpoint=VOICE,
             send=lambda aicc, request: aicc.voice_notification.send(request),
             reference=lambda result: result.call_serial_no,
-            number=lambda request: request.called,
+            number=lambda request: normalise_number(request.called),
             with_callback=lambda request, url: (
                 request if request.callback_url else attrs.evolve(request, callback_url=url)
             ),
@@ -209,6 +210,7 @@ class CampaignReport:
                 "not_answered": self.outcomes.not_answered,
                 "awaiting": self.outcomes.awaiting,
                 "refused_events": self.outcomes.refused_events,
+                "unmatched_events": self.outcomes.unmatched,
             },
             "refused_reasons": dict(self.outcomes.refused),
             "release_reasons": dict(self.outcomes.reasons),
@@ -833,16 +835,20 @@ class Campaign:
 
     async def record_outcome(self, event: ReleaseEvent) -> bool:
         """Record a release event on the row whose call it reports (answered or not,
-        release reason, talk duration, release time). Returns False, and logs, when no
-        row has its ``call_serial_no`` yet: the event is kept and recorded on the row
-        when its send is. Recording an event again changes nothing."""
+        release reason, talk duration, release time). An event whose serial number is
+        on no row settles the one ``unknown`` row of its called number sent before it
+        (``done``: AICC placed that call; never sent again). Returns False, and logs,
+        when no row took it: the event is kept and recorded on the row when its send
+        is. Recording an event again changes nothing."""
         outcome = Outcome(
             answered=event.answered,
             release_reason=event.release_reason,
             talk_duration=event.talk_duration,
             release_time=None if event.release_time is None else event.release_time.isoformat(),
         )
-        found = await self._journal.record_outcome(event.call_serial_no, outcome)
+        found = await self._journal.record_outcome(
+            event.call_serial_no, outcome, number=normalise_number(event.called)
+        )
         if not found:
             logger.warning(
                 "the release event of call %s matches no row of %s (yet): kept, and "

@@ -70,6 +70,11 @@ INTERRUPTED = "interrupted"
 WITHDRAWN = "withdrawn"
 #: ``code`` of a row whose number another row of the campaign already used.
 DUPLICATE = "duplicate"
+#: ``code`` of a row whose outcome was unknown until its release event came.
+SETTLED = "settled"
+SETTLED_DESCRIPTION = (
+    "its answer was lost, but the release event of its number shows AICC placed the call"
+)
 #: Seconds a PostgreSQL worker's lease lasts unless renewed (renewed every third of it).
 DEFAULT_LEASE = 30.0
 #: The longest campaign name (a PostgreSQL journal holds many campaigns by name).
@@ -233,6 +238,10 @@ class Outcomes:
     refused: tuple[tuple[str, int], ...] = ()
     """(why, events): release events the receiver refused, most first (a wrong shared
     key shows as ``signature``)."""
+
+    unmatched: int = 0
+    """Release events kept that no row took: their call serial number is on no row
+    (yet), and their number matches no single ``unknown`` row sent before them."""
 
     @property
     def refused_events(self) -> int:
@@ -558,9 +567,13 @@ class Journal(abc.ABC):
         order, as (seq, key, state, code, description, reference, payload)."""
 
     @abc.abstractmethod
-    async def record_outcome(self, reference: str, outcome: Outcome) -> bool:
-        """Record ``outcome`` on the row whose call is ``reference``; False (and kept
-        until such a row is recorded) when no row has it yet."""
+    async def record_outcome(
+        self, reference: str, outcome: Outcome, *, number: str | None = None
+    ) -> bool:
+        """Record ``outcome`` on the row whose call is ``reference`` or, failing that,
+        on the one ``unknown`` row of the called ``number`` (normalised) sent before it
+        (the row is then ``done``); False (and kept until such a row is recorded) when
+        no row took it."""
 
     @abc.abstractmethod
     async def record_refused(self, reason: str) -> None:

@@ -195,6 +195,13 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
                 style="red",
             )
         )
+    if outcomes.unmatched:
+        parts.append(
+            Text(
+                f"Release events kept for no row: {outcomes.unmatched:,}. {_UNMATCHED}",
+                style="yellow",
+            )
+        )
     notes = [
         (counts.sending, _SENDING, "magenta"),
         (
@@ -225,8 +232,14 @@ _UNKNOWN_WRITE_BACK = (
 )
 _UNKNOWN = (
     "unknown: AICC may have processed these rows: the person may have been called. They "
-    "are never sent again on their own. Check them first (release callbacks carry the "
-    "call serial number); re-send with --retry-unknown only those that did not go out."
+    "are never sent again on their own. A row whose release event arrives is settled "
+    "(done) by it; check the others first, and re-send with --retry-unknown only those "
+    "that did not go out."
+)
+_UNMATCHED = (
+    "Their call serial number is on no row, and their number matches no single unknown "
+    "row sent before them (two rows with one number, or a call of another campaign): "
+    "they settle nothing."
 )
 _DUPLICATE = (
     "duplicate: not sent, because another row of this campaign already used the number "
