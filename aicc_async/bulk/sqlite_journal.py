@@ -178,8 +178,9 @@ class SQLiteJournal(SQLJournal):
     ) -> SQLiteJournal:
         """Open ``path``: ``mode="run"`` to send (created for ``kind`` when missing;
         ``kind=None``: it must exist), ``mode="read"`` to read it without writing a byte,
-        ``mode="record"`` to record call outcomes in an existing journal, beside a
-        campaign running on it or not.
+        ``mode="record"`` to record call outcomes, beside a campaign running on it or
+        not (a path that does not exist is created for ``kind``, if given: a listener
+        may start before its campaign).
 
         Raises ``CampaignError`` if it cannot be created or opened, is not a journal,
         holds another kind of campaign, is in use by another campaign process, or was
@@ -195,7 +196,9 @@ class SQLiteJournal(SQLJournal):
                 db.close()
                 raise
             return cls(path, db, found, mode)
-        await asyncio.to_thread(cls._check_path, path, kind if mode == "run" else None)
+        await asyncio.to_thread(cls._check_path, path, kind)
+        # A listener started before its campaign creates the journal.
+        new = mode == "record" and not await asyncio.to_thread(path.exists)
         wal_kept = path.with_name(path.name + "-wal").exists()
         in_wal_mode = _wal_header(path)
         db = await asyncio.to_thread(cls._connect, path)
@@ -203,7 +206,7 @@ class SQLiteJournal(SQLJournal):
         try:
             lock = await asyncio.to_thread(cls._lock_for, db, path, mode == "run")
             found = await asyncio.to_thread(
-                cls._check, db, path, kind, in_wal_mode and not wal_kept, mode
+                cls._check, db, path, kind, in_wal_mode and not wal_kept, mode, new
             )
         except BaseException:
             db.close()
@@ -303,7 +306,12 @@ class SQLiteJournal(SQLJournal):
 
     @staticmethod
     def _check(
-        db: sqlite3.Connection, path: Path, kind: str | None, wal_lost: bool, mode: Mode
+        db: sqlite3.Connection,
+        path: Path,
+        kind: str | None,
+        wal_lost: bool,
+        mode: Mode,
+        new: bool = False,
     ) -> str:
         try:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
@@ -318,10 +326,13 @@ class SQLiteJournal(SQLJournal):
                 raise CampaignError(f"{path}: SQLite could not switch the journal to WAL mode")
             db.execute("PRAGMA synchronous=FULL")
             if mode == "record":
-                if held is None:
+                if held is None and not (new and kind is not None):
                     raise CampaignError(f"{path} is an empty journal: no campaign was run")
                 db.execute("BEGIN IMMEDIATE")
                 try:
+                    if held is None:  # created for the campaign that will run on it
+                        held = SQLiteJournal._create(db, path, kind)
+                        db.execute("UPDATE campaign SET clean = 1")
                     _upgrade(db)
                 except BaseException:
                     db.execute("ROLLBACK")

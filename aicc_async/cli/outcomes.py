@@ -167,7 +167,8 @@ async def run_listener(
     mismatch: list[int] = []
     with Signals():
         try:
-            async with at.open(outcomes_only=True) as campaign:
+            # A journal that does not exist yet is created: the campaign may start later.
+            async with at.open("voice_notification", outcomes_only=True) as campaign:
                 if campaign.kind != "voice_notification":
                     raise CampaignError(f"{at.shown} holds a {campaign.kind} campaign: no calls")
                 stop = asyncio.Event()

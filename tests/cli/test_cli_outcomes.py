@@ -9,6 +9,7 @@ import collections
 import json
 import signal
 import socket
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ def test_every_release_event_is_recorded_once_and_unanswered_rows_are_followed_u
         "not_answered": events["not_answered"],
         "awaiting": 0,
         "refused_events": 0,
+        "unmatched_events": 0,
     }
     assert sum(report["release_reasons"].values()) == n
     text = aicc.run("report", journal, env=env)
@@ -173,12 +175,11 @@ def test_listen_refuses_bad_settings(tmp_path, fake, aicc, write_contacts):
         assert bad.returncode == 2, (address, bad)
         assert "Traceback" not in bad.output
 
-    missing = aicc.run(
-        "listen", "--journal", tmp_path / "no.db", "--listen", "127.0.0.1:0", env=env
-    )
+    nowhere = tmp_path / "missing-folder" / "no.db"
+    missing = aicc.run("listen", "--journal", nowhere, "--listen", "127.0.0.1:0", env=env)
     assert missing.returncode == 2, missing
-    assert "no journal at" in missing.stderr
-    assert not (tmp_path / "no.db").exists()
+    assert "does not exist" in " ".join(missing.stderr.split())
+    assert not nowhere.parent.exists()
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -235,3 +236,38 @@ def test_a_wrong_callback_key_is_said_at_once_and_exits_1(
     text = aicc.run("report", journal, env=env)
     assert "refused" in text.stdout
     assert "AICC_CALLBACK_KEY" in text.stdout
+
+
+def test_aicc_listen_started_before_the_campaign_keeps_every_event(
+    tmp_path, start_fake, aicc, write_contacts, read_journal
+):
+    fake = start_fake(0.0, "--callback-key", KEY, "--release-delay", "0.05")
+    env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
+    source = write_contacts(tmp_path / "contacts.csv", 200)
+    journal = tmp_path / "later.db"
+    address = f"127.0.0.1:{free_port()}"
+
+    listening = aicc.start("listen", "--journal", journal, "--listen", address, env=env)
+    listening.wait_for_stderr("Receiving release events")
+    with sqlite3.connect(f"{journal.as_uri()}?mode=ro", uri=True) as db:
+        kind = db.execute("SELECT kind FROM campaign").fetchone()
+    assert kind == ("voice_notification",)  # a real journal, not an empty file
+    done = aicc.run(
+        "notify", source, "--journal", journal,
+        "--callback-url", f"http://{address}/aicc/release",
+        env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done
+    stats = fake.wait_for(
+        lambda s: s["release_events"]["pending"] == 0 and s["release_events"]["delivered"] == 200,
+        deadline=30,
+    )
+    listening.signal(signal.SIGTERM)
+    stopped = listening.wait(15)
+    assert stopped.returncode == 0, stopped
+    assert stats["release_events"]["failed"] == 0
+    rows = read_journal(journal)
+    assert all(r["outcome"] in ("answered", "not_answered") for r in rows)
+    report = report_json(aicc, journal, env)
+    assert report["outcomes"]["awaiting"] == 0
+    assert report["outcomes"]["answered"] + report["outcomes"]["not_answered"] == 200

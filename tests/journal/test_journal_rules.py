@@ -654,3 +654,26 @@ async def test_an_event_matching_two_unknown_rows_or_none_sent_before_it_settles
         await journal.close()
     assert counts == StateCounts(unknown=3)
     assert outcomes.unmatched == 2  # kept, and counted
+
+
+@pytest.mark.asyncio
+async def test_a_listener_may_create_the_journal_before_its_campaign(store: Store) -> None:
+    listener = await store.open("voice_notification", "record")
+    try:
+        assert not await listener.record_outcome("serial-0", NOT_ANSWERED, number=number(0))
+        runner = await store.open()
+        try:
+            await load_rows(runner, [row("r0", number(0))])
+            claim = await runner.commit([], 1, 0, once_per_number=True)
+            await runner.commit(
+                [Finished(claim.rows[0].seq, "done", reference="serial-0")],
+                0,
+                claim.cursor,
+                once_per_number=True,
+            )
+            outcomes = await runner.outcomes()
+        finally:
+            await runner.close()
+    finally:
+        await listener.close()
+    assert (outcomes.not_answered, outcomes.awaiting, outcomes.unmatched) == (1, 0, 0)
