@@ -216,6 +216,10 @@ _SEEN_FAILED = CallbackResponse(
     500, "10", "the event could not be checked against earlier ones; deliver it again"
 )
 _BAD_FIELD = CallbackResponse(400, "11", "a field does not have its documented form")
+_BUSY = CallbackResponse(503, "12", "this call's event is being processed; deliver it again later")
+_HANDLER_TIMED_OUT = CallbackResponse(
+    500, "13", "the event could not be processed in time; deliver it again"
+)
 
 #: Why an event was refused, by ``retCode``: what ``on_refused`` is told and reports count.
 REFUSAL_REASONS: Final[Mapping[str, str]] = {
@@ -336,6 +340,11 @@ class CallbackReceiver:
             forgotten once its timestamp is outside ``tolerance``. A forgotten serial
             delivered again reaches ``on_event`` again unless ``seen`` knows it, so
             ``on_event`` should be idempotent per ``call_serial_no`` anyway.
+        handler_timeout: seconds ``on_event`` may take; then it is cancelled and AICC
+            is answered 500 "13" so that it delivers the event again.
+        max_waiting: how many deliveries of one serial may wait for the one being
+            handed to ``on_event``; more are answered 503 "12" at once (AICC delivers
+            them again later), so a slow handler never piles up waiting requests.
         on_refused: optional ``async def on_refused(reason) -> None``, awaited for each
             event refused with a 4xx answer, ``reason`` from :data:`REFUSAL_REASONS`
             (e.g. ``"signature"``), to count them where they last (a campaign journal
@@ -349,7 +358,8 @@ class CallbackReceiver:
     400 "2" ``callSerialNo`` / ``called`` missing; 401 "3" unsigned while a key is
     set; 401 "4" bad signature; 401 "5" ``timestamp`` / ``nonce`` missing; 401 "6"
     stale or unreadable timestamp; 403 "7" unsigned and no key; 413 "8" body over
-    ``max_body``; 500 "9" ``on_event`` raised; 500 "10" ``seen`` raised; 400 "11" a
+    ``max_body``; 500 "9" ``on_event`` raised; 500 "10" ``seen`` raised; 503 "12" too
+    many deliveries of that serial waiting; 500 "13" ``on_event`` timed out; 400 "11" a
     field out of its documented form (serial numbers and codes digits, times
     ``yyyy/MM/dd,HH:mm:ss:SSS``, durations whole seconds, numbers ``+`` and digits, no
     ``,`` or ``=`` in any other value: the signed text could be re-split). Checks run
@@ -372,6 +382,8 @@ class CallbackReceiver:
         seen: SeenCheck | None = None,
         max_remembered: int = 100_000,
         on_refused: OnRefused | None = None,
+        handler_timeout: float = 10.0,
+        max_waiting: int = 4,
     ) -> None:
         if shared_key is not None and (
             not isinstance(shared_key, str) or len(shared_key) < MIN_SHARED_KEY
@@ -404,6 +416,16 @@ class CallbackReceiver:
             raise AICCValidationError(
                 "seen must be None or an async callable taking a callSerialNo", field="seen"
             )
+        if not (
+            isinstance(handler_timeout, (int, float))
+            and math.isfinite(handler_timeout)
+            and handler_timeout > 0
+        ):
+            raise AICCValidationError(
+                "handler_timeout must be a finite number of seconds > 0", field="handler_timeout"
+            )
+        if not isinstance(max_waiting, int) or max_waiting < 0:
+            raise AICCValidationError("max_waiting must be an integer >= 0", field="max_waiting")
         if on_refused is not None and not callable(on_refused):
             raise AICCValidationError(
                 "on_refused must be None or an async callable taking a reason",
@@ -418,6 +440,9 @@ class CallbackReceiver:
         self._seen = seen
         self._max_remembered = max_remembered
         self._on_refused = on_refused
+        self._handler_timeout = float(handler_timeout)
+        self._max_waiting = max_waiting
+        self._waiting: dict[str, int] = {}  # serial -> deliveries waiting for the one in flight
         self._refused: dict[str, int] = {}
         self._verified = 0
         self._bad_signatures = 0  # in a row
@@ -608,7 +633,18 @@ class CallbackReceiver:
             running = self._in_flight.get(serial)
             if running is None:
                 break
-            await running.wait()  # then look again: delivered, or try it ourselves
+            waiting = self._waiting.get(serial, 0)
+            if waiting >= self._max_waiting:
+                logger.info("release event for callSerialNo %s: busy, answered 503", _short(serial))
+                return _BUSY
+            self._waiting[serial] = waiting + 1
+            try:
+                await running.wait()  # then look again: delivered, or try it ourselves
+            finally:
+                if self._waiting[serial] > 1:
+                    self._waiting[serial] -= 1
+                else:
+                    del self._waiting[serial]
         done = self._in_flight[serial] = asyncio.Event()
         try:
             return await self._deliver(data, serial)
@@ -620,8 +656,8 @@ class CallbackReceiver:
         shown = _short(serial)
         if self._seen is not None:
             try:
-                known = await self._seen(serial)
-            except Exception:
+                known = await asyncio.wait_for(self._seen(serial), self._handler_timeout)
+            except Exception:  # TimeoutError included
                 logger.exception("release event for callSerialNo %s: the seen check failed", shown)
                 return _SEEN_FAILED
             if known:
@@ -629,7 +665,15 @@ class CallbackReceiver:
                 return self._duplicate(data, shown, "recorded earlier")
         event = ReleaseEvent.from_body(data)
         try:
-            await self._on_event(event)
+            await asyncio.wait_for(self._on_event(event), self._handler_timeout)
+        except TimeoutError:
+            logger.error(
+                "release event for callSerialNo %s: on_event took over %g s; answered 500 "
+                "so that AICC delivers it again",
+                shown,
+                self._handler_timeout,
+            )
+            return _HANDLER_TIMED_OUT
         except Exception:
             logger.exception("release event for callSerialNo %s: on_event raised", shown)
             return _HANDLER_FAILED

@@ -957,3 +957,42 @@ async def test_one_verified_event_means_the_key_matches(serve: Factory, sink: Si
         await refused(client, signed(FULL_BODY, key="fedcba9876543210", nonce=f"n{i}"))
     assert not receiver.key_mismatch
     assert receiver.refused == {"signature": 20}
+
+
+# --------------------------------------------------------------------------- a hanging on_event
+
+
+@pytest.mark.asyncio
+async def test_a_hanging_on_event_is_cut_off_with_a_5xx_so_aicc_delivers_again(
+    sink: Sink, clock: Clock
+) -> None:
+    receiver = CallbackReceiver(KEY, sink, clock=clock, handler_timeout=0.05)
+    sink.gate = asyncio.Event()  # on_event hangs
+    answer = await asyncio.wait_for(receiver.receive(encoded(signed(FULL_BODY))), 5)
+    assert (answer.status, answer.ret_code) == (500, "13")
+    sink.gate.set()
+    again = await receiver.receive(encoded(signed(FULL_BODY, nonce="again")))
+    assert (again.status, again.ret_code) == (200, "0")
+    assert sink.serials == [SERIAL]
+
+
+@pytest.mark.asyncio
+async def test_redeliveries_waiting_on_one_serial_are_bounded(sink: Sink, clock: Clock) -> None:
+    receiver = CallbackReceiver(KEY, sink, clock=clock, max_waiting=4)
+    sink.gate = asyncio.Event()
+    first = asyncio.create_task(receiver.receive(encoded(signed(FULL_BODY, nonce="first"))))
+    await sink.entered.wait()
+    redeliveries = [
+        asyncio.create_task(receiver.receive(encoded(signed(FULL_BODY, nonce=f"n{i}"))))
+        for i in range(200)
+    ]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    waiting = [task for task in redeliveries if not task.done()]
+    assert len(waiting) == 4
+    busy = {(t.result().status, t.result().ret_code) for t in redeliveries if t.done()}
+    assert busy == {(503, "12")}  # AICC delivers those again later
+    sink.gate.set()
+    assert (await first).status == 200
+    assert {(await t).status for t in waiting} == {200}
+    assert sink.serials == [SERIAL]
