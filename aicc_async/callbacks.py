@@ -217,6 +217,7 @@ _SEEN_FAILED = CallbackResponse(
 )
 _BAD_FIELD = CallbackResponse(400, "11", "a field does not have its documented form")
 _BUSY = CallbackResponse(503, "12", "this call's event is being processed; deliver it again later")
+_SLOW_BODY = CallbackResponse(408, "14", "the body did not arrive in time")
 _HANDLER_TIMED_OUT = CallbackResponse(
     500, "13", "the event could not be processed in time; deliver it again"
 )
@@ -232,6 +233,7 @@ REFUSAL_REASONS: Final[Mapping[str, str]] = {
     _UNSIGNED_REFUSED.ret_code: "unsigned",
     _TOO_LARGE.ret_code: "too large",
     _BAD_FIELD.ret_code: "field form",
+    _SLOW_BODY.ret_code: "slow body",
 }
 KEY_MISMATCH_AFTER: Final = 10
 """Events refused in a row for their signature, none ever verified, that make
@@ -340,6 +342,8 @@ class CallbackReceiver:
             forgotten once its timestamp is outside ``tolerance``. A forgotten serial
             delivered again reaches ``on_event`` again unless ``seen`` knows it, so
             ``on_event`` should be idempotent per ``call_serial_no`` anyway.
+        read_timeout: seconds :meth:`handle` waits for a request's body; then it is
+            answered 408 "14" and the connection closed.
         handler_timeout: seconds ``on_event`` may take; then it is cancelled and AICC
             is answered 500 "13" so that it delivers the event again.
         max_waiting: how many deliveries of one serial may wait for the one being
@@ -359,7 +363,8 @@ class CallbackReceiver:
     set; 401 "4" bad signature; 401 "5" ``timestamp`` / ``nonce`` missing; 401 "6"
     stale or unreadable timestamp; 403 "7" unsigned and no key; 413 "8" body over
     ``max_body``; 500 "9" ``on_event`` raised; 500 "10" ``seen`` raised; 503 "12" too
-    many deliveries of that serial waiting; 500 "13" ``on_event`` timed out; 400 "11" a
+    many deliveries of that serial waiting; 500 "13" ``on_event`` timed out; 408 "14"
+    the body came slower than ``read_timeout``; 400 "11" a
     field out of its documented form (serial numbers and codes digits, times
     ``yyyy/MM/dd,HH:mm:ss:SSS``, durations whole seconds, numbers ``+`` and digits, no
     ``,`` or ``=`` in any other value: the signed text could be re-split). Checks run
@@ -384,6 +389,7 @@ class CallbackReceiver:
         on_refused: OnRefused | None = None,
         handler_timeout: float = 10.0,
         max_waiting: int = 4,
+        read_timeout: float = 10.0,
     ) -> None:
         if shared_key is not None and (
             not isinstance(shared_key, str) or len(shared_key) < MIN_SHARED_KEY
@@ -424,6 +430,14 @@ class CallbackReceiver:
             raise AICCValidationError(
                 "handler_timeout must be a finite number of seconds > 0", field="handler_timeout"
             )
+        if not (
+            isinstance(read_timeout, (int, float))
+            and math.isfinite(read_timeout)
+            and read_timeout > 0
+        ):
+            raise AICCValidationError(
+                "read_timeout must be a finite number of seconds > 0", field="read_timeout"
+            )
         if not isinstance(max_waiting, int) or max_waiting < 0:
             raise AICCValidationError("max_waiting must be an integer >= 0", field="max_waiting")
         if on_refused is not None and not callable(on_refused):
@@ -441,6 +455,7 @@ class CallbackReceiver:
         self._max_remembered = max_remembered
         self._on_refused = on_refused
         self._handler_timeout = float(handler_timeout)
+        self._read_timeout = float(read_timeout)
         self._max_waiting = max_waiting
         self._waiting: dict[str, int] = {}  # serial -> deliveries waiting for the one in flight
         self._refused: dict[str, int] = {}
@@ -483,16 +498,24 @@ class CallbackReceiver:
         if length is not None and length > self._max_body:
             result = await self._counted(self._refuse(_TOO_LARGE, f"body of {length} bytes"))
         else:
-            body = await self._read_capped(request)
-            result = (
-                await self._counted(self._refuse(_TOO_LARGE, f"body over {self._max_body} bytes"))
-                if body is None
-                else await self.receive(body, request.content_type)
-            )
+            try:
+                body = await asyncio.wait_for(self._read_capped(request), self._read_timeout)
+            except TimeoutError:
+                result = await self._counted(
+                    self._refuse(_SLOW_BODY, f"body not read within {self._read_timeout:g} s")
+                )
+            else:
+                result = (
+                    await self._counted(
+                        self._refuse(_TOO_LARGE, f"body over {self._max_body} bytes")
+                    )
+                    if body is None
+                    else await self.receive(body, request.content_type)
+                )
         response = web.Response(
             status=result.status, body=result.body, content_type=result.content_type
         )
-        if result is _TOO_LARGE:
+        if result is _TOO_LARGE or result is _SLOW_BODY:
             response.force_close()  # the rest of the body is not read: do not reuse
         return response
 

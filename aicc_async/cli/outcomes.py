@@ -18,6 +18,7 @@ from aicc_async.bulk import Campaign
 from aicc_async.bulk.journal import Outcomes
 from aicc_async.callbacks import CallbackReceiver
 from aicc_async.cli.journals import JournalAt
+from aicc_async.cli.serving import serve
 from aicc_async.cli.signals import Signals
 from aicc_async.cli.terminal import BAD_USAGE, JOURNAL_FAILED, OK, SOME_NOT_DONE, Terminal
 from aicc_async.errors import CampaignError, JournalError
@@ -81,11 +82,14 @@ async def receiving(
     shared_key: str | None,
     allow_unsigned: bool,
     on_key_mismatch: Callable[[int], None] | None = None,
+    max_connections: int = 512,
+    deadline: float = 10.0,
 ) -> AsyncIterator[Listening]:
     """Receive release events on ``host:port`` (any path, POST) and record them in
     ``campaign``'s journal while the block runs. ``OSError`` if it cannot listen.
     ``on_key_mismatch(refused)`` is called once, as soon as the events show that the
-    shared key is not AICC's."""
+    shared key is not AICC's. A connection gets ``deadline`` seconds for each request's
+    headers and body, at most ``max_connections`` are open (see :func:`serve`)."""
     told = False
 
     async def refused(reason: str) -> None:
@@ -95,19 +99,12 @@ async def receiving(
             on_key_mismatch(receiver.refused.get("signature", 0))
 
     receiver = campaign.callback_receiver(
-        shared_key, allow_unsigned=allow_unsigned, on_refused=refused
+        shared_key, allow_unsigned=allow_unsigned, on_refused=refused, read_timeout=deadline
     )
     app = web.Application(client_max_size=64 * 1024)
     app.router.add_post("/{tail:.*}", receiver.handle)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = next(iter(runner.addresses), (host, port))
-        yield Listening(host, int(bound[1]), receiver)
-    finally:
-        await runner.cleanup()
+    async with serve(app, host, port, max_connections=max_connections, deadline=deadline) as served:
+        yield Listening(host, served.port, receiver)
 
 
 def outcome_line(outcomes: Outcomes) -> Text:
@@ -135,7 +132,8 @@ async def wait_for_outcomes(
 ) -> Outcomes:
     """Wait until no sent call awaits its release event, at most ``seconds``, showing
     the counts live; returns them. Stops at once when ``listening`` shows that the
-    shared key is not AICC's."""
+    shared key is not AICC's. A connection gets ``deadline`` seconds for each request's
+    headers and body, at most ``max_connections`` are open (see :func:`serve`)."""
     deadline = clock() + seconds
 
     def mismatch() -> bool:
