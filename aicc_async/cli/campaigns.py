@@ -218,7 +218,7 @@ async def run_campaign(
         except asyncio.CancelledError:
             terminal.note("Stopped. Run the same command again to resume.", "yellow")
             return INTERRUPTED
-        terminal.out.print(render_report(report, where.argument))
+        terminal.out.print(render_report(report, where.argument, hints=not where.temporary))
     if status != OK:
         return status
     if listening is not None and listening.key_mismatch:
@@ -285,10 +285,13 @@ async def _wait(
     if listening.key_mismatch:
         return
     if outcomes.awaiting:
+        later = (
+            "this temporary journal goes with the command."
+            if where.temporary
+            else f"`aicc listen --journal {where.argument} --listen HOST:PORT` records them later."
+        )
         terminal.note(
-            f"{outcomes.awaiting:,} calls still await their release event: "
-            f"`aicc listen --journal {where.argument} --listen HOST:PORT` records them later.",
-            "yellow",
+            f"{outcomes.awaiting:,} calls still await their release event: {later}", "yellow"
         )
 
 
@@ -411,7 +414,8 @@ async def _load_and_send(
             progress.loaded(campaign.loaded.read)
             _say_loaded(terminal, campaign.loaded, rows.path)
     except asyncio.CancelledError:
-        pass
+        # Abandoned: the rows in flight were recorded (unknown) after the last update.
+        progress.sending((await campaign.report()).counts)
     except AICCAuthError as exc:
         terminal.fail(f"{exc.message}. The rows not sent stay pending.")
         return BAD_USAGE

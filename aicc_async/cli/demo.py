@@ -71,7 +71,7 @@ async def run_demo(terminal: Terminal, journal: Path | None) -> int:
             terminal,
             "voice_notification",
             contacts,
-            JournalAt(path),
+            JournalAt(path, temporary=journal is None),
             options,
             sandbox=_busy_tenant(contacts, key),
         )

@@ -115,10 +115,13 @@ class CampaignProgress:
         self._progress.update(self._sending, total=counts.total, completed=counts.finished)
 
 
-def render_report(report: CampaignReport, argument: str | None = None) -> RenderableType:
+def render_report(
+    report: CampaignReport, argument: str | None = None, *, hints: bool = True
+) -> RenderableType:
     """The report as ``aicc report`` prints it: counts per state, then problems by code.
     ``argument``: the journal as the hints' ``aicc report`` command gives it (default:
-    the report's path).
+    the report's path); ``hints=False`` leaves those hints out (a journal that will
+    not be there to report on).
 
     Every value from the journal is shown as plain text (no markup).
     """
@@ -153,12 +156,13 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
                 Text(p.example),
             )
         parts.append(table)
-        parts.append(
-            Text(
-                f"`aicc report {journal} --export FILE` writes these rows to a CSV.",
-                style="dim",
+        if hints:
+            parts.append(
+                Text(
+                    f"`aicc report {journal} --export FILE` writes these rows to a CSV.",
+                    style="dim",
+                )
             )
-        )
     outcomes = report.outcomes
     if outcomes.answered or outcomes.not_answered:
         parts.append(
@@ -178,7 +182,7 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
         for code, count in outcomes.reasons:
             reasons.add_row(Text(code), Text(RELEASE_REASONS.get(code, "")), f"{count:,}")
         parts.append(reasons)
-        if outcomes.not_answered:
+        if outcomes.not_answered and hints:
             parts.append(
                 Text(
                     f"`aicc report {journal} --export-unanswered FILE` writes the "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import signal
 import socket
 import sqlite3
@@ -271,3 +272,19 @@ def test_aicc_listen_started_before_the_campaign_keeps_every_event(
     report = report_json(aicc, journal, env)
     assert report["outcomes"]["awaiting"] == 0
     assert report["outcomes"]["answered"] + report["outcomes"]["not_answered"] == 200
+
+
+def test_the_demo_suggests_only_commands_that_work(plain_env, aicc, tmp_path):
+    env = {**plain_env, "TMPDIR": str(tmp_path)}
+    kept = tmp_path / "kept.db"
+    for args, journal in (((), None), (("--journal", kept), kept)):
+        done = aicc.run("demo", *args, env=env, timeout=90)
+        assert done.returncode == 0, done
+        text = " ".join(done.output.split())
+        suggested = set(re.findall(r"`aicc (?:report|listen --journal) (\S+?)[ `]", text))
+        if journal is not None:
+            assert suggested == {str(journal)}, text
+        for named in suggested:  # the temporary journal is gone: none may name it
+            again = aicc.run("report", named, env=env)
+            assert again.returncode == 0, (named, again)
+            assert "Call outcomes" in again.stdout
