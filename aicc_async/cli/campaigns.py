@@ -196,7 +196,8 @@ async def run_campaign(
                         callback_url = callbacks.url or listening.url
                     if where.postgres:
                         terminal.note(f"Working on {where.shown} as one of its workers.")
-                    with CampaignProgress(terminal.err) as progress:
+                    refused = None if listening is None else listening.refused
+                    with CampaignProgress(terminal.err, refused) as progress:
                         status = await _load_and_send(
                             terminal,
                             campaign,

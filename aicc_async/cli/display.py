@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
@@ -50,6 +50,7 @@ class _Progress(Progress):
     that on a narrow terminal each count stays beside its label."""
 
     counts: StateCounts | None = None
+    refused: Callable[[], Mapping[str, int]] | None = None
 
     def get_renderables(self) -> Iterable[RenderableType]:
         yield from super().get_renderables()
@@ -60,16 +61,23 @@ class _Progress(Progress):
                 if value or state != "duplicate":
                     line.append(f"{state} {value:,}", style=_STATE_STYLES[state])
                     line.append("  ")
+            refused = {} if self.refused is None else self.refused()
+            if refused:
+                reasons = ", ".join(f"{reason} {count:,}" for reason, count in refused.items())
+                line.append(f"events refused {sum(refused.values()):,} ({reasons})", "bold red")
             yield line
 
 
 class CampaignProgress:
     """Progress bars for reading the input and sending the rows, drawn on ``console``.
 
-    Use as a context manager; the bars are redrawn a few times a second.
+    Use as a context manager; the bars are redrawn a few times a second. ``refused``:
+    the release events refused so far, by reason (shown on the counts line).
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(
+        self, console: Console, refused: Callable[[], Mapping[str, int]] | None = None
+    ) -> None:
         self._progress = _Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=24),
@@ -80,6 +88,7 @@ class CampaignProgress:
             transient=False,
             refresh_per_second=2,  # a redraw costs the campaign's CPU: twice a second is enough
         )
+        self._progress.refused = refused  # release events refused so far, by reason
         self._loading: TaskID | None = None
         self._sending: TaskID | None = None
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import attrs
 from aiohttp import web
@@ -55,6 +55,10 @@ class Listening:
     def url(self) -> str:
         """The receiver's own URL (for a callback URL on this host)."""
         return f"http://{self.host}:{self.port}/aicc/release"
+
+    def refused(self) -> Mapping[str, int]:
+        """The events refused so far, by reason."""
+        return {} if self.receiver is None else self.receiver.refused
 
     @property
     def key_mismatch(self) -> bool:

@@ -230,6 +230,7 @@ def test_a_wrong_callback_key_is_said_at_once_and_exits_1(
     assert done.returncode == 1, done
     assert "AICC_CALLBACK_KEY" in done.stderr
     assert "does not match" in done.stderr
+    assert re.search(r"refused \d+ \(signature \d+\)", done.stderr), done  # the live line
     assert "Traceback" not in done.output
     report = report_json(aicc, journal, env)
     assert report["outcomes"]["refused_events"] >= 10

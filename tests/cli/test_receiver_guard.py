@@ -137,3 +137,18 @@ def test_accept_errors_are_logged_once_in_a_while(caplog: pytest.LogCaptureFixtu
     assert len(lines) == 2
     assert "9999 time(s)" in lines[1].getMessage() or "10000 time(s)" in lines[1].getMessage()
     assert served.accept_errors == 10_001
+
+
+def test_the_progress_line_counts_the_refused_events_by_reason() -> None:
+    import io
+
+    from rich.console import Console
+
+    from aicc_async.bulk import StateCounts
+    from aicc_async.cli.display import CampaignProgress
+
+    out = io.StringIO()
+    refused = {"signature": 3, "stale": 1}
+    with CampaignProgress(Console(file=out, width=200), lambda: refused) as progress:
+        progress.sending(StateCounts(done=1, pending=2))
+    assert "events refused 4 (signature 3, stale 1)" in out.getvalue()
