@@ -23,6 +23,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def notify_listening(aicc: Any, source: Path, journal: Path, env: dict[str, str], wait: int) -> Any:
+    """``aicc notify`` receiving its own release events on a free loopback port."""
+    port = free_port()
+    return aicc.run(
+        "notify", source, "--journal", journal,
+        "--callback-url", f"http://127.0.0.1:{port}/aicc/release",
+        "--listen", f"127.0.0.1:{port}",
+        "--wait-outcomes", str(wait),
+        env=env, timeout=90,
+    )  # fmt: skip
+
+
 def report_json(aicc: Any, journal: Path, env: dict[str, str]) -> dict[str, Any]:
     done = aicc.run("report", journal, "--json", env=env)
     assert done.returncode == 0, done
@@ -43,15 +55,7 @@ def test_every_release_event_is_recorded_once_and_unanswered_rows_are_followed_u
     env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
     source = write_contacts(tmp_path / "contacts.csv", n)
     journal = tmp_path / "campaign.db"
-    port = free_port()
-
-    done = aicc.run(
-        "notify", source, "--journal", journal,
-        "--callback-url", f"http://127.0.0.1:{port}/aicc/release",
-        "--listen", f"127.0.0.1:{port}",
-        "--wait-outcomes", "60",
-        env=env,
-    )  # fmt: skip
+    done = notify_listening(aicc, source, journal, env, wait=60)
     assert done.returncode == 0, done
     assert "Traceback" not in done.output
     events = fake.stats()["release_events"]
@@ -218,15 +222,7 @@ def test_a_wrong_callback_key_is_said_at_once_and_exits_1(
     env = {**fake.env, "AICC_CALLBACK_KEY": "another-key-of-the-right-length"}
     source = write_contacts(tmp_path / "contacts.csv", 20)
     journal = tmp_path / "campaign.db"
-    port = free_port()
-
-    done = aicc.run(
-        "notify", source, "--journal", journal,
-        "--callback-url", f"http://127.0.0.1:{port}/aicc/release",
-        "--listen", f"127.0.0.1:{port}",
-        "--wait-outcomes", "120",
-        env=env, timeout=60,
-    )  # fmt: skip
+    done = notify_listening(aicc, source, journal, env, wait=120)
     assert done.returncode == 1, done
     assert "AICC_CALLBACK_KEY" in done.stderr
     assert "does not match" in done.stderr

@@ -5,6 +5,7 @@ accept errors logged once in a while."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from rich.console import Console
 
 from aicc_async import CreateVoiceNotificationRequest
-from aicc_async.bulk import Campaign, CampaignRow
+from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.callbacks import compute_signature
+from aicc_async.cli.display import CampaignProgress
 from aicc_async.cli.outcomes import receiving
 from aicc_async.cli.serving import Served, _QuietAccepts
 
@@ -140,13 +143,6 @@ def test_accept_errors_are_logged_once_in_a_while(caplog: pytest.LogCaptureFixtu
 
 
 def test_the_progress_line_counts_the_refused_events_by_reason() -> None:
-    import io
-
-    from rich.console import Console
-
-    from aicc_async.bulk import StateCounts
-    from aicc_async.cli.display import CampaignProgress
-
     out = io.StringIO()
     refused = {"signature": 3, "stale": 1}
     with CampaignProgress(Console(file=out, width=200), lambda: refused) as progress:
