@@ -429,8 +429,20 @@ class SQLJournal(Journal):
         )
         if any(f.reference is not None for f in finished):
             self._adopt_early_outcomes(db)
-        if any(f.state == "unknown" for f in finished):
-            self._settle_unknown(db)
+        unknown = [f.seq for f in finished if f.state == "unknown"]
+        if unknown and db.execute("SELECT 1 FROM early_outcomes LIMIT 1").fetchone() is not None:
+            numbers: set[str] = set()
+            for i in range(0, len(unknown), self._PER_SELECT):
+                where, args = self._in("seq", unknown[i : i + self._PER_SELECT])
+                numbers.update(
+                    n
+                    for (n,) in db.execute(
+                        f"SELECT number FROM rows WHERE {where} AND number IS NOT NULL",  # noqa: S608 - only '?' marks
+                        args,
+                    )
+                )
+            for number in sorted(numbers):
+                self._settle_unknown(db, number)
         claimed: list[Claimed] = []
         duplicates: list[tuple[str, int]] = []
         taken: dict[str, str] = {}  # number -> key of the row that used it
