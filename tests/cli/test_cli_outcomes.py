@@ -281,6 +281,10 @@ def test_the_demo_suggests_only_commands_that_work(plain_env, aicc, tmp_path):
         suggested = set(re.findall(r"`aicc (?:report|listen --journal) (\S+?)[ `]", text))
         if journal is not None:
             assert suggested == {str(journal)}, text
+            # The connections that dropped after the call was placed left rows unknown:
+            # their release events settled them.
+            assert "were settled by their release event" in text, text
+            assert report_json(aicc, journal, env)["states"]["unknown"] == 0
         for named in suggested:  # the temporary journal is gone: none may name it
             again = aicc.run("report", named, env=env)
             assert again.returncode == 0, (named, again)
