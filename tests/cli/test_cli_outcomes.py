@@ -6,13 +6,19 @@ records every release event FakeAICC sends (from its own process) exactly once,
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import re
 import signal
 import socket
 import sqlite3
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
+
+from aicc_async.callbacks import compute_signature
 
 KEY = "cli-test-shared-key-0123456789abcdef"
 
@@ -289,3 +295,32 @@ def test_the_demo_suggests_only_commands_that_work(plain_env, aicc, tmp_path):
             again = aicc.run("report", named, env=env)
             assert again.returncode == 0, (named, again)
             assert "Call outcomes" in again.stdout
+
+
+def test_aicc_listen_with_a_wrong_callback_key_stops_and_exits_1(tmp_path, plain_env, aicc):
+    env = {**plain_env, "AICC_CALLBACK_KEY": "another-key-of-the-right-length"}
+    address = f"127.0.0.1:{free_port()}"
+    listening = aicc.start("listen", "--journal", tmp_path / "j.db", "--listen", address, env=env)
+    listening.wait_for_stderr("Receiving release events")
+    for i in range(10):
+        fields = {"callSerialNo": str(1000 + i), "called": "88880000", "releaseReason": "0"}
+        timestamp, nonce = str(int(time.time())), f"n{i}"
+        body = {
+            **fields,
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "signature": compute_signature(fields, KEY, timestamp, nonce),  # AICC's key
+        }
+        request = urllib.request.Request(
+            f"http://{address}/aicc/release", data=json.dumps(body).encode(), method="POST"
+        )
+        with (
+            contextlib.suppress(urllib.error.HTTPError),
+            urllib.request.urlopen(request, timeout=5),  # noqa: S310 - a loopback http URL
+        ):
+            pass
+    stopped = listening.wait(15)
+    assert stopped.returncode == 1, stopped
+    assert "AICC_CALLBACK_KEY" in stopped.stderr
+    report = report_json(aicc, tmp_path / "j.db", env)
+    assert report["refused_reasons"] == {"signature": 10}
