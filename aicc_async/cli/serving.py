@@ -5,9 +5,10 @@ half-open clients cannot starve it:
 * a connection must finish each request's headers within ``deadline`` seconds of
   opening (or of its previous answer), else it is closed (aiohttp's keep-alive timer,
   which runs from the start of a connection); the receiver bounds the body itself;
-* at most ``max_connections`` are open: at the cap, the oldest connection with no
-  request under way is closed for the new one, and when every one is busy the new one
-  is answered 503 and closed at once (never accepted and left waiting);
+* at most ``max_connections`` are open: at the cap, the connection with no request
+  under way that was quiet longest (a half-sent request, an idle keep-alive) is closed
+  for the new one, and when every one is busy the new one is answered 503 and closed
+  at once (never accepted and left waiting);
 * the event loop's accept errors (e.g. "too many open files") are logged once per
   ``quiet`` seconds with a count, not once per accept.
 """
@@ -59,44 +60,75 @@ class Served:
     """Accept errors the event loop reported (logged once in a while)."""
 
 
+class _Watched(asyncio.Protocol):
+    """A connection's aiohttp handler, with when it was last heard from (or answered)."""
+
+    def __init__(self, handler: RequestHandler, clock: Callable[[], float]) -> None:
+        self.handler = handler
+        self._clock = clock
+        self.heard = clock()
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.handler.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.heard = self._clock()
+        self.handler.data_received(data)
+
+    def eof_received(self) -> None:
+        self.handler.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.handler.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.handler.resume_writing()
+
+    @property
+    def open(self) -> bool:
+        return not self.lost and not (self.transport is not None and self.transport.is_closing())
+
+
 class _Guard:
-    def __init__(self, server: web.Server, cap: int, served: Served) -> None:
+    def __init__(
+        self, server: web.Server, cap: int, served: Served, clock: Callable[[], float]
+    ) -> None:
         self._server = server
+        self._clock = clock
         self._cap = cap
         self._served = served
-        self._busy: set[object] = set()
-        # Every connection made here, oldest first -> whether it got its transport yet
-        # (several are accepted in one go, before any of them is told it is connected).
-        self._made: dict[RequestHandler, bool] = {}
-
-    def _live(self) -> list[RequestHandler]:
-        """The connections still open (or about to be), oldest first."""
-        live = []
-        for handler, connected in list(self._made.items()):
-            transport = handler.transport
-            if transport is None and connected:
-                del self._made[handler]  # closed
-            elif transport is None:
-                live.append(handler)
-            else:
-                self._made[handler] = True
-                if transport.is_closing():
-                    continue
-                live.append(handler)
-        return live
+        self._busy: set[RequestHandler] = set()  # a request under way
+        # Every connection made here (several are accepted in one go, before any of
+        # them is told it is connected: they count from the start).
+        self._made: dict[RequestHandler, _Watched] = {}
 
     def protocol(self) -> asyncio.BaseProtocol:
-        live = self._live()
-        if len(live) >= self._cap:
-            idle = next((c for c in live if c.transport is not None and c not in self._busy), None)
-            if idle is None:
+        for handler, watched in list(self._made.items()):
+            if not watched.open:
+                del self._made[handler]
+        if len(self._made) >= self._cap:
+            idle = [
+                w for h, w in self._made.items() if w.transport is not None and h not in self._busy
+            ]
+            if not idle:
                 self._served.refused += 1
                 return _Busy()
-            idle.force_close()
+            # The one quiet longest: a half-sent request, or a keep-alive left idle.
+            quietest = min(idle, key=lambda w: w.heard)
+            quietest.handler.force_close()
+            del self._made[quietest.handler]
             self._served.closed_idle += 1
-        handler = self._server()
-        self._made[handler] = False
-        return handler
+        watched = _Watched(self._server(), self._clock)
+        self._made[watched.handler] = watched
+        return watched
 
     def tracking(
         self, handler: Callable[[Any], Awaitable[web.StreamResponse]]
@@ -110,6 +142,9 @@ class _Guard:
                 return await handler(request)
             finally:
                 self._busy.discard(protocol)
+                watched = self._made.get(protocol)
+                if watched is not None:
+                    watched.heard = self._clock()
 
         return handle
 
@@ -177,7 +212,7 @@ async def serve(
     try:
         web_server = runner.server
         assert web_server is not None
-        guard = _Guard(web_server, max_connections, served)
+        guard = _Guard(web_server, max_connections, served, clock)
         web_server.request_handler = guard.tracking(web_server.request_handler)
         loop.set_exception_handler(quiet_accepts)
         server = await loop.create_server(guard.protocol, host, port)

@@ -21,7 +21,7 @@ from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.callbacks import compute_signature
 from aicc_async.cli.display import CampaignProgress
 from aicc_async.cli.outcomes import receiving
-from aicc_async.cli.serving import Served, _QuietAccepts
+from aicc_async.cli.serving import Served, _Guard, _QuietAccepts
 
 KEY = "a-shared-key-of-32-characters-ok"
 HALF = b"POST /aicc/release HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le"
@@ -148,3 +148,44 @@ def test_the_progress_line_counts_the_refused_events_by_reason() -> None:
     with CampaignProgress(Console(file=out, width=200), lambda: refused) as progress:
         progress.sending(StateCounts(done=1, pending=2))
     assert "events refused 4 (signature 3, stale 1)" in out.getvalue()
+
+
+class _StubHandler:
+    """What the guard uses of an aiohttp request handler."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.transport: object = None
+
+    def force_close(self) -> None:
+        self.closed = True
+
+    def connection_made(self, transport: object) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+class _StubTransport(asyncio.Transport):
+    def is_closing(self) -> bool:
+        return False
+
+
+def test_at_the_cap_the_connection_quiet_longest_is_closed_not_the_oldest() -> None:
+
+    made: list[_StubHandler] = []
+
+    def server() -> _StubHandler:
+        made.append(_StubHandler())
+        return made[-1]
+
+    now = [0.0]
+    guard = _Guard(server, 2, Served("127.0.0.1", 1), lambda: now[0])  # type: ignore[arg-type]
+    old, new = guard.protocol(), guard.protocol()
+    for connection in (old, new):
+        connection.connection_made(_StubTransport())  # type: ignore[arg-type,attr-defined]
+    now[0] = 5.0
+    old.data_received(b"POST /aicc/release HTTP/1.1\r\n...")  # type: ignore[attr-defined]
+    guard.protocol()  # a third connection at the cap of 2
+    assert [h.closed for h in made] == [False, True, False]
