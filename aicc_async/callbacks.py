@@ -29,6 +29,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
@@ -42,6 +43,8 @@ from aicc_async._wire import converter, wire_field
 from aicc_async.errors import AICCValidationError, is_int
 
 __all__ = [
+    "KEY_MISMATCH_AFTER",
+    "REFUSAL_REASONS",
     "RELEASE_REASONS",
     "CallbackReceiver",
     "CallbackResponse",
@@ -212,8 +215,32 @@ _HANDLER_FAILED = CallbackResponse(500, "9", "the event could not be processed; 
 _SEEN_FAILED = CallbackResponse(
     500, "10", "the event could not be checked against earlier ones; deliver it again"
 )
+_BAD_FIELD = CallbackResponse(400, "11", "a field does not have its documented form")
+_BUSY = CallbackResponse(503, "12", "this call's event is being processed; deliver it again later")
+_SLOW_BODY = CallbackResponse(408, "14", "the body did not arrive in time")
+_HANDLER_TIMED_OUT = CallbackResponse(
+    500, "13", "the event could not be processed in time; deliver it again"
+)
+
+#: Why an event was refused, by ``retCode``: what ``on_refused`` is told and reports count.
+REFUSAL_REASONS: Final[Mapping[str, str]] = {
+    _BAD_BODY.ret_code: "malformed",
+    _MISSING_FIELDS.ret_code: "missing fields",
+    _NO_SIGNATURE.ret_code: "unsigned",
+    _BAD_SIGNATURE.ret_code: "signature",
+    _NO_TIMESTAMP.ret_code: "no timestamp",
+    _STALE.ret_code: "stale",
+    _UNSIGNED_REFUSED.ret_code: "unsigned",
+    _TOO_LARGE.ret_code: "too large",
+    _BAD_FIELD.ret_code: "field form",
+    _SLOW_BODY.ret_code: "slow body",
+}
+KEY_MISMATCH_AFTER: Final = 10
+"""Events refused in a row for their signature, none ever verified, that make
+:attr:`CallbackReceiver.key_mismatch` true."""
 
 OnEvent = Callable[[ReleaseEvent], Awaitable[None]]
+OnRefused = Callable[[str], Awaitable[None]]
 SeenCheck = Callable[[str], Awaitable[bool]]
 
 
@@ -223,6 +250,54 @@ def _identifier(value: object) -> str | None:
         return str(value)
     if isinstance(value, str) and value.strip():
         return value
+    return None
+
+
+_DIGITS: Final = re.compile(r"[0-9]+")
+_TIME: Final = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2},[0-9]{2}:[0-9]{2}:[0-9]{2}(:[0-9]{1,3})?")
+_NUMBER: Final = re.compile(r"\+?[0-9]{1,32}")
+_NAME: Final = re.compile(r"[A-Za-z0-9_]+")
+#: The documented form of each release-event field (the whole value must match).
+_FORMS: Final[Mapping[str, re.Pattern[str]]] = {
+    "callSerialNo": re.compile(r"[0-9]{1,50}"),
+    "called": _NUMBER,
+    "callerPresent": _NUMBER,
+    "createCallTime": _TIME,
+    "alertingTime": _TIME,
+    "talkingTime": _TIME,
+    "releaseTime": _TIME,
+    "talkDuration": _DIGITS,
+    "locationId": _DIGITS,
+    "releaseReason": _DIGITS,
+}
+_REQUIRED: Final = frozenset({"callSerialNo", "called"})
+
+
+def _misformed(data: Mapping[str, Any]) -> str | None:
+    """The first field of a body that is not in its documented form, or None.
+
+    The signed text joins ``name=value`` with ``,`` and escapes nothing, so a value (or
+    a name) holding ``,`` or ``=`` where its form has none could move fields from one
+    value to another under a valid signature: every field is held to its form, and a
+    field without a documented one (``recordfile``, fields AICC may add) to a value
+    without ``,`` or ``=``. Optional fields may be empty or null.
+    """
+    for name, value in data.items():
+        if name in _UNSIGNED:
+            continue
+        if not _NAME.fullmatch(name):
+            return "a field name"
+        if (value is None or value == "") and name not in _REQUIRED:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            return name
+        text = _text(value)
+        form = _FORMS.get(name)
+        if form is None:
+            if "," in text or "=" in text:
+                return name
+        elif not form.fullmatch(text):
+            return name
     return None
 
 
@@ -267,6 +342,17 @@ class CallbackReceiver:
             forgotten once its timestamp is outside ``tolerance``. A forgotten serial
             delivered again reaches ``on_event`` again unless ``seen`` knows it, so
             ``on_event`` should be idempotent per ``call_serial_no`` anyway.
+        read_timeout: seconds :meth:`handle` waits for a request's body; then it is
+            answered 408 "14" and the connection closed.
+        handler_timeout: seconds ``on_event`` may take; then it is cancelled and AICC
+            is answered 500 "13" so that it delivers the event again.
+        max_waiting: how many deliveries of one serial may wait for the one being
+            handed to ``on_event``; more are answered 503 "12" at once (AICC delivers
+            them again later), so a slow handler never piles up waiting requests.
+        on_refused: optional ``async def on_refused(reason) -> None``, awaited for each
+            event refused with a 4xx answer, ``reason`` from :data:`REFUSAL_REASONS`
+            (e.g. ``"signature"``), to count them where they last (a campaign journal
+            does). If it raises, it is logged and the refusal stands.
 
     Raises:
         AICCValidationError: a bad setting (``field`` names it), e.g. a short key.
@@ -276,7 +362,12 @@ class CallbackReceiver:
     400 "2" ``callSerialNo`` / ``called`` missing; 401 "3" unsigned while a key is
     set; 401 "4" bad signature; 401 "5" ``timestamp`` / ``nonce`` missing; 401 "6"
     stale or unreadable timestamp; 403 "7" unsigned and no key; 413 "8" body over
-    ``max_body``; 500 "9" ``on_event`` raised; 500 "10" ``seen`` raised. Checks run
+    ``max_body``; 500 "9" ``on_event`` raised; 500 "10" ``seen`` raised; 503 "12" too
+    many deliveries of that serial waiting; 500 "13" ``on_event`` timed out; 408 "14"
+    the body came slower than ``read_timeout``; 400 "11" a
+    field out of its documented form (serial numbers and codes digits, times
+    ``yyyy/MM/dd,HH:mm:ss:SSS``, durations whole seconds, numbers ``+`` and digits, no
+    ``,`` or ``=`` in any other value: the signed text could be re-split). Checks run
     in that order of concern: size, JSON, signature, timestamp, fields, duplicates.
     Concurrent deliveries of one serial wait for each other: the first is handed on,
     the others are answered after it (200, or tried again if it failed).
@@ -295,6 +386,10 @@ class CallbackReceiver:
         clock: Callable[[], float] = time.time,
         seen: SeenCheck | None = None,
         max_remembered: int = 100_000,
+        on_refused: OnRefused | None = None,
+        handler_timeout: float = 10.0,
+        max_waiting: int = 4,
+        read_timeout: float = 10.0,
     ) -> None:
         if shared_key is not None and (
             not isinstance(shared_key, str) or len(shared_key) < MIN_SHARED_KEY
@@ -327,6 +422,29 @@ class CallbackReceiver:
             raise AICCValidationError(
                 "seen must be None or an async callable taking a callSerialNo", field="seen"
             )
+        if not (
+            isinstance(handler_timeout, (int, float))
+            and math.isfinite(handler_timeout)
+            and handler_timeout > 0
+        ):
+            raise AICCValidationError(
+                "handler_timeout must be a finite number of seconds > 0", field="handler_timeout"
+            )
+        if not (
+            isinstance(read_timeout, (int, float))
+            and math.isfinite(read_timeout)
+            and read_timeout > 0
+        ):
+            raise AICCValidationError(
+                "read_timeout must be a finite number of seconds > 0", field="read_timeout"
+            )
+        if not isinstance(max_waiting, int) or max_waiting < 0:
+            raise AICCValidationError("max_waiting must be an integer >= 0", field="max_waiting")
+        if on_refused is not None and not callable(on_refused):
+            raise AICCValidationError(
+                "on_refused must be None or an async callable taking a reason",
+                field="on_refused",
+            )
         self._key = shared_key
         self._on_event = on_event
         self._tolerance = float(tolerance)
@@ -335,6 +453,14 @@ class CallbackReceiver:
         self._clock = clock
         self._seen = seen
         self._max_remembered = max_remembered
+        self._on_refused = on_refused
+        self._handler_timeout = float(handler_timeout)
+        self._read_timeout = float(read_timeout)
+        self._max_waiting = max_waiting
+        self._waiting: dict[str, int] = {}  # serial -> deliveries waiting for the one in flight
+        self._refused: dict[str, int] = {}
+        self._verified = 0
+        self._bad_signatures = 0  # in a row
         self._nonces: OrderedDict[str, float] = OrderedDict()  # nonce -> forget after
         self._serials: OrderedDict[str, None] = OrderedDict()  # delivered, LRU
         self._in_flight: dict[str, asyncio.Event] = {}
@@ -342,6 +468,18 @@ class CallbackReceiver:
     def __repr__(self) -> str:
         signed = "signed" if self._key is not None else "unsigned"
         return f"CallbackReceiver({signed}, tolerance={self._tolerance:g})"
+
+    @property
+    def refused(self) -> Mapping[str, int]:
+        """How many events this receiver refused, by reason (see :data:`REFUSAL_REASONS`)."""
+        return dict(self._refused)
+
+    @property
+    def key_mismatch(self) -> bool:
+        """True when no event was ever verified and the last :data:`KEY_MISMATCH_AFTER`
+        (or more) were refused for their signature: the shared key is not the one the
+        tenant signs with."""
+        return self._verified == 0 and self._bad_signatures >= KEY_MISMATCH_AFTER
 
     @property
     def remembered(self) -> tuple[int, int]:
@@ -358,18 +496,26 @@ class CallbackReceiver:
         """
         length = request.content_length
         if length is not None and length > self._max_body:
-            result = self._refuse(_TOO_LARGE, f"body of {length} bytes")
+            result = await self._counted(self._refuse(_TOO_LARGE, f"body of {length} bytes"))
         else:
-            body = await self._read_capped(request)
-            result = (
-                self._refuse(_TOO_LARGE, f"body over {self._max_body} bytes")
-                if body is None
-                else await self.receive(body, request.content_type)
-            )
+            try:
+                body = await asyncio.wait_for(self._read_capped(request), self._read_timeout)
+            except TimeoutError:
+                result = await self._counted(
+                    self._refuse(_SLOW_BODY, f"body not read within {self._read_timeout:g} s")
+                )
+            else:
+                result = (
+                    await self._counted(
+                        self._refuse(_TOO_LARGE, f"body over {self._max_body} bytes")
+                    )
+                    if body is None
+                    else await self.receive(body, request.content_type)
+                )
         response = web.Response(
             status=result.status, body=result.body, content_type=result.content_type
         )
-        if result is _TOO_LARGE:
+        if result is _TOO_LARGE or result is _SLOW_BODY:
             response.force_close()  # the rest of the body is not read: do not reuse
         return response
 
@@ -386,6 +532,30 @@ class CallbackReceiver:
         is parsed as JSON whatever it says. Cap the body you read at ``max_body + 1``
         bytes if your framework lets you; a longer one is refused here.
         """
+        return await self._counted(await self._examine(body, content_type))
+
+    async def _counted(self, result: CallbackResponse) -> CallbackResponse:
+        """``result``, counted if it refuses the event (see ``on_refused``)."""
+        reason = REFUSAL_REASONS.get(result.ret_code) if 400 <= result.status < 500 else None
+        if reason is None:
+            return result
+        self._refused[reason] = self._refused.get(reason, 0) + 1
+        if result is _BAD_SIGNATURE:
+            self._bad_signatures += 1
+            if self._bad_signatures == KEY_MISMATCH_AFTER and not self._verified:
+                logger.error(
+                    "%d release events in a row were refused for their signature and none "
+                    "was verified: the shared key is not the one AICC signs with",
+                    KEY_MISMATCH_AFTER,
+                )
+        if self._on_refused is not None:
+            try:
+                await self._on_refused(reason)
+            except Exception:
+                logger.exception("release event refused (%s): on_refused raised", reason)
+        return result
+
+    async def _examine(self, body: bytes, content_type: str | None) -> CallbackResponse:
         if len(body) > self._max_body:
             return self._refuse(_TOO_LARGE, f"body of {len(body)} bytes")
         try:
@@ -400,6 +570,9 @@ class CallbackReceiver:
         serial = _identifier(data.get("callSerialNo"))
         if serial is None or _identifier(data.get("called")) is None:
             return self._refuse(_MISSING_FIELDS, "body without callSerialNo/called")
+        misformed = _misformed(data)
+        if misformed is not None:
+            return self._refuse(_BAD_FIELD, f"{misformed} is not in its documented form")
         return await self._dispatch(data, serial)
 
     # ------------------------------------------------------------------ steps
@@ -432,6 +605,8 @@ class CallbackReceiver:
                 return self._refuse(_NO_TIMESTAMP, "signed without timestamp/nonce")
             if not verify_signature(data, self._key):
                 return self._refuse(_BAD_SIGNATURE, "signature mismatch")
+            self._verified += 1
+            self._bad_signatures = 0
         elif not self._allow_unsigned:
             return self._refuse(_UNSIGNED_REFUSED, "no shared key configured")
         if "timestamp" in data:
@@ -481,7 +656,18 @@ class CallbackReceiver:
             running = self._in_flight.get(serial)
             if running is None:
                 break
-            await running.wait()  # then look again: delivered, or try it ourselves
+            waiting = self._waiting.get(serial, 0)
+            if waiting >= self._max_waiting:
+                logger.info("release event for callSerialNo %s: busy, answered 503", _short(serial))
+                return _BUSY
+            self._waiting[serial] = waiting + 1
+            try:
+                await running.wait()  # then look again: delivered, or try it ourselves
+            finally:
+                if self._waiting[serial] > 1:
+                    self._waiting[serial] -= 1
+                else:
+                    del self._waiting[serial]
         done = self._in_flight[serial] = asyncio.Event()
         try:
             return await self._deliver(data, serial)
@@ -493,8 +679,8 @@ class CallbackReceiver:
         shown = _short(serial)
         if self._seen is not None:
             try:
-                known = await self._seen(serial)
-            except Exception:
+                known = await asyncio.wait_for(self._seen(serial), self._handler_timeout)
+            except Exception:  # TimeoutError included
                 logger.exception("release event for callSerialNo %s: the seen check failed", shown)
                 return _SEEN_FAILED
             if known:
@@ -502,7 +688,15 @@ class CallbackReceiver:
                 return self._duplicate(data, shown, "recorded earlier")
         event = ReleaseEvent.from_body(data)
         try:
-            await self._on_event(event)
+            await asyncio.wait_for(self._on_event(event), self._handler_timeout)
+        except TimeoutError:
+            logger.error(
+                "release event for callSerialNo %s: on_event took over %g s; answered 500 "
+                "so that AICC delivers it again",
+                shown,
+                self._handler_timeout,
+            )
+            return _HANDLER_TIMED_OUT
         except Exception:
             logger.exception("release event for callSerialNo %s: on_event raised", shown)
             return _HANDLER_FAILED

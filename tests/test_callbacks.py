@@ -677,14 +677,14 @@ async def test_the_seen_hook_acknowledges_events_recorded_elsewhere(
 
     async def seen(serial: str) -> bool:
         asked.append(serial)
-        return serial == "old"
+        return serial == "1000"
 
     client, _ = await serve(seen=seen)
-    assert await post(client, signed({**FULL_BODY, "callSerialNo": "old"}, nonce="1")) == (200, OK)
+    assert await post(client, signed({**FULL_BODY, "callSerialNo": "1000"}, nonce="1")) == (200, OK)
     assert await post(client, signed(FULL_BODY, nonce="2")) == (200, OK)
     assert await post(client, signed(FULL_BODY, nonce="3")) == (200, OK)
     assert sink.serials == [SERIAL]
-    assert asked == ["old", SERIAL]  # a serial delivered here is not asked about again
+    assert asked == ["1000", SERIAL]  # a serial delivered here is not asked about again
 
 
 @pytest.mark.asyncio
@@ -831,3 +831,168 @@ def test_the_guides_receiver_example_runs_as_pasted() -> None:
     assert len(lines) == 3
     for line in lines:
         assert re.fullmatch(r"\d+ (answered|not answered) \d+ [a-z ]+", line), line
+
+
+# --------------------------------------------------------------------------- field forms
+
+
+def resplit(body: Mapping[str, Any], into: str, taken: tuple[str, ...]) -> dict[str, Any]:
+    """``body`` re-packed so that the fields ``taken`` ride inside the value of ``into``:
+    the signed text is the same, so the signature still holds."""
+    repacked = {k: v for k, v in body.items() if k not in taken}
+    repacked[into] = ",".join([body[into], *(f"{name}={body[name]}" for name in taken)])
+    return repacked
+
+
+@pytest.mark.asyncio
+async def test_a_genuine_event_re_split_under_its_signature_is_refused_and_changes_nothing(
+    serve: Factory, sink: Sink
+) -> None:
+    client, _ = await serve()
+    genuine = signed(FULL_BODY)
+    # releaseReason=0,releaseTime=...,talkDuration=30,talkingTime=... sort in that order:
+    # folding the answered proof into releaseReason keeps the signed text as it was.
+    forged = resplit(genuine, "releaseReason", ("releaseTime", "talkDuration", "talkingTime"))
+    assert verify_signature(forged, KEY)
+    assert not ReleaseEvent.from_body(forged).answered
+    assert await refused(client, forged) == (400, "11")
+    assert sink.events == []
+    # The genuine event is not taken for a replay of the forged one.
+    assert await post(client, genuine) == (200, OK)
+    assert [e.answered for e in sink.events] == [True]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"callSerialNo": "12a"},
+        {"callSerialNo": "1" * 51},
+        {"called": "8888-0000"},
+        {"called": "+86+1"},
+        {"callerPresent": "4001,x=1"},
+        {"createCallTime": "2022/02/17 13:10:06:836"},
+        {"releaseTime": "2022/02/17,13:10:40:002,a=1"},
+        {"talkDuration": "30.5"},
+        {"talkDuration": "-1"},
+        {"releaseReason": "0 "},
+        {"locationId": "x"},
+        {"recordfile": "/rec/1.wav,x=1"},
+        {"recordfile": "/rec/a=1.wav"},
+        {"extra": "a,b"},
+        {"extra": [1, 2]},
+        {"a=1,b": "2"},
+    ],
+)
+async def test_a_field_out_of_its_documented_form_is_refused(
+    serve: Factory, sink: Sink, change: Mapping[str, Any]
+) -> None:
+    client, _ = await serve()
+    assert await refused(client, signed({**FULL_BODY, **change})) == (400, "11")
+    unsigned, _ = await serve(shared_key=None, allow_unsigned=True)
+    assert await refused(unsigned, {**FULL_BODY, **change}) == (400, "11")
+    assert sink.events == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"called": "+8613812345678"},
+        {"callSerialNo": 1182700000000001, "talkDuration": 30},
+        {"talkingTime": "", "talkDuration": "0"},
+        {"talkingTime": None},
+        {"releaseTime": "2022/02/17,13:10:40"},
+        {"extra": "anything else"},
+    ],
+)
+async def test_fields_in_their_documented_forms_are_accepted(
+    serve: Factory, sink: Sink, change: Mapping[str, Any]
+) -> None:
+    client, _ = await serve()
+    assert await post(client, signed({**FULL_BODY, **change})) == (200, OK)
+    assert len(sink.events) == 1
+
+
+# --------------------------------------------------------------------------- refusals counted
+
+
+@pytest.mark.asyncio
+async def test_refused_events_are_counted_by_reason_and_handed_to_on_refused(
+    serve: Factory, sink: Sink
+) -> None:
+    told: list[str] = []
+
+    async def on_refused(reason: str) -> None:
+        told.append(reason)
+
+    client, receiver = await serve(on_refused=on_refused)
+    await refused(client, signed(FULL_BODY, key="fedcba9876543210"))
+    await refused(client, dict(FULL_BODY))
+    await refused(client, b"not json")
+    await refused(client, signed({**FULL_BODY, "talkDuration": "1,x=2"}))
+    assert told == ["signature", "unsigned", "malformed", "field form"]
+    assert receiver.refused == {"signature": 1, "unsigned": 1, "malformed": 1, "field form": 1}
+    assert await post(client, signed(FULL_BODY)) == (200, OK)
+    assert len(told) == 4  # an accepted event is no refusal
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_shared_key_shows_after_ten_events_refused_for_their_signature(
+    serve: Factory, sink: Sink
+) -> None:
+    client, receiver = await serve()
+    for i in range(9):
+        await refused(client, signed(FULL_BODY, key="fedcba9876543210", nonce=f"n{i}"))
+    assert not receiver.key_mismatch
+    await refused(client, signed(FULL_BODY, key="fedcba9876543210", nonce="n9"))
+    assert receiver.key_mismatch
+
+
+@pytest.mark.asyncio
+async def test_one_verified_event_means_the_key_matches(serve: Factory, sink: Sink) -> None:
+    client, receiver = await serve()
+    assert await post(client, signed(FULL_BODY)) == (200, OK)
+    for i in range(20):
+        await refused(client, signed(FULL_BODY, key="fedcba9876543210", nonce=f"n{i}"))
+    assert not receiver.key_mismatch
+    assert receiver.refused == {"signature": 20}
+
+
+# --------------------------------------------------------------------------- a hanging on_event
+
+
+@pytest.mark.asyncio
+async def test_a_hanging_on_event_is_cut_off_with_a_5xx_so_aicc_delivers_again(
+    sink: Sink, clock: Clock
+) -> None:
+    receiver = CallbackReceiver(KEY, sink, clock=clock, handler_timeout=0.05)
+    sink.gate = asyncio.Event()  # on_event hangs
+    answer = await asyncio.wait_for(receiver.receive(encoded(signed(FULL_BODY))), 5)
+    assert (answer.status, answer.ret_code) == (500, "13")
+    sink.gate.set()
+    again = await receiver.receive(encoded(signed(FULL_BODY, nonce="again")))
+    assert (again.status, again.ret_code) == (200, "0")
+    assert sink.serials == [SERIAL]
+
+
+@pytest.mark.asyncio
+async def test_redeliveries_waiting_on_one_serial_are_bounded(sink: Sink, clock: Clock) -> None:
+    receiver = CallbackReceiver(KEY, sink, clock=clock, max_waiting=4)
+    sink.gate = asyncio.Event()
+    first = asyncio.create_task(receiver.receive(encoded(signed(FULL_BODY, nonce="first"))))
+    await sink.entered.wait()
+    redeliveries = [
+        asyncio.create_task(receiver.receive(encoded(signed(FULL_BODY, nonce=f"n{i}"))))
+        for i in range(200)
+    ]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    waiting = [task for task in redeliveries if not task.done()]
+    assert len(waiting) == 4
+    busy = {(t.result().status, t.result().ret_code) for t in redeliveries if t.done()}
+    assert busy == {(503, "12")}  # AICC delivers those again later
+    sink.gate.set()
+    assert (await first).status == 200
+    assert {(await t).status for t in waiting} == {200}
+    assert sink.serials == [SERIAL]

@@ -211,7 +211,10 @@ class CampaignReport:
                 "answered": self.outcomes.answered,
                 "not_answered": self.outcomes.not_answered,
                 "awaiting": self.outcomes.awaiting,
+                "refused_events": self.outcomes.refused_events,
+                "unmatched_events": self.outcomes.unmatched,
             },
+            "refused_reasons": dict(self.outcomes.refused),
             "release_reasons": dict(self.outcomes.reasons),
         }
 
@@ -839,16 +842,20 @@ class Campaign:
 
     async def record_outcome(self, event: ReleaseEvent) -> bool:
         """Record a release event on the row whose call it reports (answered or not,
-        release reason, talk duration, release time). Returns False, and logs, when no
-        row has its ``call_serial_no`` yet: the event is kept and recorded on the row
-        when its send is. Recording an event again changes nothing."""
+        release reason, talk duration, release time). An event whose serial number is
+        on no row settles the one ``unknown`` row of its called number sent before it
+        (``done``: AICC placed that call; never sent again). Returns False, and logs,
+        when no row took it: the event is kept and recorded on the row when its send
+        is. Recording an event again changes nothing."""
         outcome = Outcome(
             answered=event.answered,
             release_reason=event.release_reason,
             talk_duration=event.talk_duration,
             release_time=None if event.release_time is None else event.release_time.isoformat(),
         )
-        found = await self._journal.record_outcome(event.call_serial_no, outcome)
+        found = await self._journal.record_outcome(
+            event.call_serial_no, outcome, number=normalise_number(event.called)
+        )
         if not found:
             logger.warning(
                 "the release event of call %s matches no row of %s (yet): kept, and "
@@ -867,16 +874,26 @@ class Campaign:
     ) -> CallbackReceiver:
         """A :class:`~aicc_async.callbacks.CallbackReceiver` that records each release
         event in this campaign's journal, once (the journal also answers whether an
-        event was recorded before). ``options`` go to the receiver."""
+        event was recorded before), and counts the events it refuses there, by reason
+        (:attr:`Outcomes.refused`). ``options`` go to the receiver (an ``on_refused``
+        of theirs is awaited after the journal counted the event)."""
 
         async def record(event: ReleaseEvent) -> None:
             await self.record_outcome(event)
+
+        also = options.pop("on_refused", None)
+
+        async def refused(reason: str) -> None:
+            await self._journal.record_refused(reason)
+            if also is not None:
+                await also(reason)
 
         return CallbackReceiver(
             shared_key,
             on_event=record,
             allow_unsigned=allow_unsigned,
             seen=self.has_outcome,
+            on_refused=refused,
             **options,
         )
 

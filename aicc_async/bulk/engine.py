@@ -358,4 +358,9 @@ class Engine:
                     f"{exc}); the row it was sending is recorded unknown."
                 )
             return Finished(seq, "unknown", "internal error", f"{type(exc).__name__}: {exc}")
-        return Finished(seq, "done", reference=self._kind.reference(result))
+        return Finished(
+            seq,
+            "done",
+            reference=self._kind.reference(result),
+            callback=getattr(request, "callback_url", None) is not None,
+        )

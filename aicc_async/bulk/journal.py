@@ -73,6 +73,11 @@ INTERRUPTED = "interrupted"
 WITHDRAWN = "withdrawn"
 #: ``code`` of a row whose number another row of the campaign already used.
 DUPLICATE = "duplicate"
+#: ``code`` of a row whose outcome was unknown until its release event came.
+SETTLED = "settled"
+SETTLED_DESCRIPTION = (
+    "its answer was lost, but the release event of its number shows AICC placed the call"
+)
 #: Seconds a PostgreSQL worker's lease lasts unless renewed (renewed every third of it).
 DEFAULT_LEASE = 30.0
 #: The longest campaign name (a PostgreSQL journal holds many campaigns by name).
@@ -208,6 +213,8 @@ class Finished:
     code: str | None = None
     description: str | None = None
     reference: str | None = None
+    callback: bool = True
+    """Sent with a callback URL: its release event is awaited."""
 
 
 @attrs.frozen
@@ -228,9 +235,21 @@ class Outcomes:
     answered: int = 0
     not_answered: int = 0
     awaiting: int = 0
-    """Done rows whose release event has not arrived (yet)."""
+    """Done rows sent with a callback URL whose release event has not arrived (yet)."""
     reasons: tuple[tuple[str, int], ...] = ()
     """(release reason code, rows), most rows first."""
+    refused: tuple[tuple[str, int], ...] = ()
+    """(why, events): release events the receiver refused, most first (a wrong shared
+    key shows as ``signature``)."""
+
+    unmatched: int = 0
+    """Release events kept that no row took: their call serial number is on no row
+    (yet), and their number matches no single ``unknown`` row sent before them."""
+
+    @property
+    def refused_events(self) -> int:
+        """How many release events were refused, whatever the reason."""
+        return sum(count for _, count in self.refused)
 
 
 class KeyChanged(CampaignError):
@@ -582,9 +601,17 @@ class Journal(abc.ABC):
         order, as (seq, key, state, code, description, reference, payload)."""
 
     @abc.abstractmethod
-    async def record_outcome(self, reference: str, outcome: Outcome) -> bool:
-        """Record ``outcome`` on the row whose call is ``reference``; False (and kept
-        until such a row is recorded) when no row has it yet."""
+    async def record_outcome(
+        self, reference: str, outcome: Outcome, *, number: str | None = None
+    ) -> bool:
+        """Record ``outcome`` on the row whose call is ``reference`` or, failing that,
+        on the one ``unknown`` row of the called ``number`` (normalised) sent before it
+        (the row is then ``done``); False (and kept until such a row is recorded) when
+        no row took it."""
+
+    @abc.abstractmethod
+    async def record_refused(self, reason: str) -> None:
+        """Count one release event refused for ``reason`` (kept with the outcomes)."""
 
     @abc.abstractmethod
     async def has_outcome(self, reference: str) -> bool:

@@ -132,6 +132,8 @@ _SCHEMA = [
         talk_duration integer,
         release_time text,
         worker text,
+        sent double precision,
+        callback integer,
         UNIQUE (campaign, key)
     )""",
     "CREATE INDEX IF NOT EXISTS aicc_rows_pending ON aicc_rows (campaign, seq) "
@@ -149,7 +151,14 @@ _SCHEMA = [
         talk_duration integer,
         release_time text,
         received double precision NOT NULL,
+        number text,
         PRIMARY KEY (campaign, reference)
+    )""",
+    """CREATE TABLE IF NOT EXISTS aicc_refused_events (
+        campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
+        reason text NOT NULL,
+        events bigint NOT NULL,
+        PRIMARY KEY (campaign, reason)
     )""",
     """CREATE TABLE IF NOT EXISTS aicc_workers (
         campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
@@ -171,10 +180,22 @@ _VIEWS = [
     "CREATE TEMP VIEW early_outcomes AS SELECT * FROM aicc_early_outcomes "
     "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
     "ALTER VIEW early_outcomes ALTER COLUMN campaign SET DEFAULT {name}",
+    "CREATE TEMP VIEW refused_events AS SELECT * FROM aicc_refused_events "
+    "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
+    "ALTER VIEW refused_events ALTER COLUMN campaign SET DEFAULT {name}",
     "CREATE TEMP VIEW live_workers AS SELECT worker, host, pid FROM aicc_workers "
     "WHERE campaign = {name} AND expires > clock_timestamp()",
     "CREATE TEMP TABLE join_keys (key text PRIMARY KEY)",
 ]
+
+#: Columns newer than the journal format: (table, column, SQL type). Tables written
+#: before them get them when a campaign is opened to write.
+_ADDED_COLUMNS = (
+    ("aicc_rows", "sent", "double precision"),
+    ("aicc_rows", "callback", "integer"),
+    ("aicc_early_outcomes", "number", "text"),
+)
+_REFUSED_TABLE = next(t for t in _SCHEMA if "aicc_refused_events" in t)
 
 _RENEW = (
     "UPDATE aicc_workers SET expires = clock_timestamp() + %s * interval '1 second' "
@@ -412,7 +433,7 @@ class PostgresJournal(SQLJournal):
             self._pg.conn.close()
         fresh = self._connect(self._dsn, self.mode)
         try:
-            self._views(fresh, self.name)
+            self._views(fresh, self.name, self.mode)
             if not self._durable:
                 fresh.execute("SET synchronous_commit = off")
             if self.mode == "read":
@@ -555,19 +576,23 @@ class PostgresJournal(SQLJournal):
         db.execute("BEGIN")
         try:
             exists = db.execute("SELECT to_regclass('aicc_campaigns') IS NOT NULL").fetchone()[0]
-            if mode == "run" and kind is not None:
+            if mode != "read" and kind is not None:
                 db.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
                 if db.execute("SELECT to_regclass('aicc_workers') IS NULL").fetchone()[0]:
                     for statement in _SCHEMA:  # the last one creates aicc_workers
                         db.execute(statement)
+                PostgresJournal._upgrade(db)
                 exists = True
+            elif exists and mode != "read":
+                db.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+                PostgresJournal._upgrade(db)
             held = None
             if exists:
                 held = db.execute(
                     "SELECT kind, version FROM aicc_campaigns WHERE name = ?", (name,)
                 ).fetchone()
             if held is None:
-                if kind is None or mode != "run":
+                if kind is None or mode == "read":
                     raise CampaignError(
                         f"no campaign {name!r} in the PostgreSQL journal {masked}: "
                         "give the --campaign name a campaign was run with"
@@ -581,7 +606,7 @@ class PostgresJournal(SQLJournal):
                     "SELECT kind, version FROM aicc_campaigns WHERE name = ?", (name,)
                 ).fetchone()
             found = checked_kind(location, kind, (str(held[0]), int(held[1])), SCHEMA_VERSION)
-            PostgresJournal._views(db, name)
+            PostgresJournal._views(db, name, mode)
             if mode != "read":
                 normalise_numbers(db)
         except BaseException:
@@ -591,11 +616,53 @@ class PostgresJournal(SQLJournal):
         return found
 
     @staticmethod
-    def _views(db: _PgDb, name: str) -> None:
+    def _views(db: _PgDb, name: str, mode: Mode) -> None:
         """Create this session's views of campaign ``name`` (and its scratch table)."""
         literal = sql.Literal(name).as_string(db.conn)
-        for view in _VIEWS:
+        for view in PostgresJournal._view_statements(db, mode):
             db.execute(view.format(name=literal))
+
+    @staticmethod
+    def _view_statements(db: _PgDb, mode: Mode) -> list[str]:
+        """This session's views; read-only on tables written by an earlier release,
+        what they lack reads as empty / NULL (they are not altered)."""
+        if mode != "read":
+            return _VIEWS
+        missing = PostgresJournal._missing_columns(db)
+        no_refused = db.execute("SELECT to_regclass('aicc_refused_events') IS NULL").fetchone()[0]
+        if not missing and not no_refused:
+            return _VIEWS
+        views = []
+        for view in _VIEWS:
+            if no_refused and "aicc_refused_events" in view:
+                view = "CREATE TEMP TABLE refused_events (reason text, events bigint)"
+            elif no_refused and "VIEW refused_events" in view:
+                continue
+            for table, column, kind in missing:
+                view = view.replace(f" FROM {table} ", f", NULL::{kind} AS {column} FROM {table} ")
+            views.append(view)
+        return views
+
+    @staticmethod
+    def _missing_columns(db: _PgDb) -> list[tuple[str, str, str]]:
+        present = {
+            (str(table), str(column))
+            for table, column in db.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() "
+                "AND table_name IN ('aicc_rows', 'aicc_early_outcomes')"
+            ).fetchall()
+        }
+        return [c for c in _ADDED_COLUMNS if (c[0], c[1]) not in present]
+
+    @staticmethod
+    def _upgrade(db: _PgDb) -> None:
+        """Give tables written by an earlier release what this one records (under the
+        schema lock); only what is missing is altered."""
+        if db.execute("SELECT to_regclass('aicc_refused_events') IS NULL").fetchone()[0]:
+            db.execute(_REFUSED_TABLE)
+        for table, column, kind in PostgresJournal._missing_columns(db):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
 
     @staticmethod
     def _register(db: _PgDb, name: str, worker: str, lease: float) -> None:

@@ -29,6 +29,8 @@ from aicc_async.bulk.journal import (
     INTERRUPTED,
     INTERRUPTED_DESCRIPTION,
     INVALID,
+    SETTLED,
+    SETTLED_DESCRIPTION,
     TALK_BUCKETS,
     WITHDRAWN,
     WITHDRAWN_DESCRIPTION,
@@ -347,6 +349,7 @@ class SQLJournal(Journal):
                     (time.time(),),
                 )
             if unknown:
+                self._settle_unknown(db)  # never re-send a row its release event settled
                 db.execute(
                     f"UPDATE rows SET state = 'pending', updated = ? "  # noqa: S608 - constant
                     f"WHERE state = 'unknown' AND {current}",
@@ -371,11 +374,14 @@ class SQLJournal(Journal):
         if idempotent:
             sql = f"UPDATE rows SET state = 'pending', updated = ? WHERE {self._stale()}"  # noqa: S608 - constant
             return db.execute(sql, (now,)).rowcount
-        return db.execute(
+        recovered = db.execute(
             "UPDATE rows SET state = 'unknown', code = ?, description = ?, updated = ? "  # noqa: S608 - constant
             f"WHERE {self._stale()}",
             (INTERRUPTED, INTERRUPTED_DESCRIPTION, now),
         ).rowcount
+        if recovered:
+            self._settle_unknown(db)
+        return recovered
 
     async def recover(self, *, idempotent: bool) -> int:
         """Settle rows left ``sending`` by a run that stopped without recording them.
@@ -417,9 +423,9 @@ class SQLJournal(Journal):
     def _mark_sending(self, db: Db, seqs: Sequence[int], now: float) -> None:
         where, args = self._in("seq", seqs)
         db.execute(
-            f"UPDATE rows SET state = 'sending', sends = sends + 1, updated = ?{self._WORKER} "  # noqa: S608 - only '?' marks
-            f"WHERE {where}",
-            (now, *self._worker_args(), *args),
+            f"UPDATE rows SET state = 'sending', sends = sends + 1, updated = ?, sent = ?"  # noqa: S608 - only '?' marks
+            f"{self._WORKER} WHERE {where}",
+            (now, now, *self._worker_args(), *args),
         )
 
     def _commit(
@@ -434,15 +440,38 @@ class SQLJournal(Journal):
             claim = 0
         now = time.time()
         db.executemany(
-            "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ? "  # noqa: S608 - constant
-            f"WHERE seq = ?{self._FINISH_GUARD}",
+            "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ?, "  # noqa: S608 - constant
+            f"callback = ? WHERE seq = ?{self._FINISH_GUARD}",
             [
-                (f.state, f.code, f.description, f.reference, now, f.seq, *self._finish_args())
+                (
+                    f.state,
+                    f.code,
+                    f.description,
+                    f.reference,
+                    now,
+                    int(f.callback),
+                    f.seq,
+                    *self._finish_args(),
+                )
                 for f in finished
             ],
         )
         if any(f.reference is not None for f in finished):
             self._adopt_early_outcomes(db)
+        unknown = [f.seq for f in finished if f.state == "unknown"]
+        if unknown and db.execute("SELECT 1 FROM early_outcomes LIMIT 1").fetchone() is not None:
+            numbers: set[str] = set()
+            for i in range(0, len(unknown), self._PER_SELECT):
+                where, args = self._in("seq", unknown[i : i + self._PER_SELECT])
+                numbers.update(
+                    n
+                    for (n,) in db.execute(
+                        f"SELECT number FROM rows WHERE {where} AND number IS NOT NULL",  # noqa: S608 - only '?' marks
+                        args,
+                    )
+                )
+            for number in sorted(numbers):
+                self._settle_unknown(db, number)
         claimed: list[Claimed] = []
         duplicates: list[tuple[str, int]] = []
         taken: dict[str, str] = {}  # number -> key of the row that used it
@@ -521,12 +550,16 @@ class SQLJournal(Journal):
 
     # -- call outcomes --------------------------------------------------------------------
 
-    async def record_outcome(self, reference: str, outcome: Outcome) -> bool:
+    async def record_outcome(
+        self, reference: str, outcome: Outcome, *, number: str | None = None
+    ) -> bool:
         """Record ``outcome`` on the row whose call has serial number ``reference``.
 
-        Returns False when no row has it yet: the outcome is kept and recorded when a
-        row with that serial number is (an event may overtake the commit of its send).
-        Recording the same event again changes nothing.
+        When no row has it, the event's called ``number`` (normalised) may settle the
+        one ``unknown`` row it matches (see :meth:`_settle_unknown`). Returns False
+        when no row took it: the outcome is kept (with its number) and recorded when a
+        row with that serial number is, or when the one row in flight with its number
+        turns ``unknown``. Recording the same event again changes nothing.
         """
         values = (
             "answered" if outcome.answered else "not_answered",
@@ -541,16 +574,26 @@ class SQLJournal(Journal):
                 "release_time = ? WHERE reference = ?",
                 (*values, reference),
             ).rowcount
-            if not found:
-                db.execute("DELETE FROM early_outcomes WHERE reference = ?", (reference,))
-                db.execute(
-                    "INSERT INTO early_outcomes (outcome, release_reason, talk_duration, "
-                    "release_time, reference, received) VALUES (?, ?, ?, ?, ?, ?)",
-                    (*values, reference, time.time()),
-                )
-            return found > 0
+            if found:
+                return True
+            db.execute("DELETE FROM early_outcomes WHERE reference = ?", (reference,))
+            db.execute(
+                "INSERT INTO early_outcomes (outcome, release_reason, talk_duration, "
+                "release_time, reference, received, number) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*values, reference, time.time(), number),
+            )
+            return number is not None and reference in self._settle_unknown(db, number)
 
         return await self._write(work)
+
+    async def record_refused(self, reason: str) -> None:
+        def work(db: Db) -> None:
+            if not db.execute(
+                "UPDATE refused_events SET events = events + 1 WHERE reason = ?", (reason,)
+            ).rowcount:
+                db.execute("INSERT INTO refused_events (reason, events) VALUES (?, 1)", (reason,))
+
+        await self._write(work)
 
     async def has_outcome(self, reference: str) -> bool:
         found = await self._run(
@@ -578,23 +621,79 @@ class SQLJournal(Journal):
         )
         db.executemany("DELETE FROM early_outcomes WHERE reference = ?", [(m[0],) for m in matched])
 
+    @staticmethod
+    def _settle_unknown(db: Db, number: str | None = None) -> set[str]:
+        """Settle ``unknown`` rows by the kept release events of their number (all kept
+        events, or those of ``number``); returns the serial numbers that settled one.
+
+        An event settles a row when its called number matches exactly one row that is
+        ``unknown`` or in flight (``sending``) and was sent before the event came, and
+        that row is ``unknown``: AICC placed the call, so the row is ``done`` with the
+        event's serial number and outcome, and is never sent again. Two candidates
+        (repeated numbers) settle nothing; a row in flight is settled once its send is
+        recorded ``unknown`` (a send recorded ``done`` takes its own event).
+        """
+        where, args = (
+            ("number = ?", (number,)) if number is not None else ("number IS NOT NULL", ())
+        )
+        events = db.execute(
+            "SELECT reference, number, received, outcome, release_reason, talk_duration, "  # noqa: S608 - constant
+            f"release_time FROM early_outcomes WHERE {where}",
+            args,
+        ).fetchall()
+        settled: set[str] = set()
+        for reference, called, received, outcome, reason, talk, at in events:
+            candidates = db.execute(
+                "SELECT seq, state FROM rows WHERE number = ? AND state IN ('unknown', 'sending') "
+                "AND sent IS NOT NULL AND sent <= ?",
+                (called, received),
+            ).fetchall()
+            if len(candidates) != 1 or candidates[0][1] != "unknown":
+                continue
+            if db.execute(
+                "UPDATE rows SET state = 'done', code = ?, description = ?, reference = ?, "
+                "outcome = ?, release_reason = ?, talk_duration = ?, release_time = ?, "
+                "updated = ? WHERE seq = ? AND state = 'unknown'",
+                (
+                    SETTLED,
+                    SETTLED_DESCRIPTION,
+                    reference,
+                    outcome,
+                    reason,
+                    talk,
+                    at,
+                    time.time(),
+                    candidates[0][0],
+                ),
+            ).rowcount:
+                db.execute("DELETE FROM early_outcomes WHERE reference = ?", (reference,))
+                settled.add(reference)
+        return settled
+
     async def outcomes(self) -> Outcomes:
         def work() -> Outcomes:
             found = dict(
                 self._db.execute(
                     "SELECT coalesce(outcome, 'awaiting'), count(*) FROM rows "
-                    "WHERE state = 'done' AND reference IS NOT NULL GROUP BY 1"
+                    "WHERE state = 'done' AND reference IS NOT NULL "
+                    "AND (outcome IS NOT NULL OR coalesce(callback, 1) = 1) GROUP BY 1"
                 ).fetchall()
             )
             reasons = self._db.execute(
                 "SELECT coalesce(release_reason, ''), count(*) FROM rows "
                 "WHERE outcome IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
             ).fetchall()
+            refused = self._db.execute(
+                "SELECT reason, events FROM refused_events ORDER BY 2 DESC, 1"
+            ).fetchall()
+            unmatched = self._db.execute("SELECT count(*) FROM early_outcomes").fetchone()[0]
             return Outcomes(
                 answered=found.get("answered", 0),
                 not_answered=found.get("not_answered", 0),
                 awaiting=found.get("awaiting", 0),
                 reasons=tuple((str(r), int(n)) for r, n in reasons),
+                refused=tuple((str(r), int(n)) for r, n in refused),
+                unmatched=int(unmatched),
             )
 
         return await self._run(work)

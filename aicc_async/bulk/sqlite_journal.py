@@ -86,7 +86,9 @@ CREATE TABLE IF NOT EXISTS rows (
     outcome TEXT CHECK (outcome IN ('answered', 'not_answered')),
     release_reason TEXT,
     talk_duration INTEGER,
-    release_time TEXT
+    release_time TEXT,
+    sent REAL,
+    callback INTEGER
 );
 CREATE TABLE IF NOT EXISTS early_outcomes (
     reference TEXT PRIMARY KEY,
@@ -94,11 +96,57 @@ CREATE TABLE IF NOT EXISTS early_outcomes (
     release_reason TEXT,
     talk_duration INTEGER,
     release_time TEXT,
-    received REAL NOT NULL
+    received REAL NOT NULL,
+    number TEXT
+);
+CREATE TABLE IF NOT EXISTS refused_events (
+    reason TEXT PRIMARY KEY,
+    events INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS rows_by_number ON rows (number) WHERE number IS NOT NULL;
 CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference IS NOT NULL;
 """
+
+#: Columns newer than the journal format: (table, column, SQL type). A journal written
+#: before them gets them when it is opened to write; read-only, they read as NULL.
+_ADDED_COLUMNS = (
+    ("rows", "sent", "REAL"),
+    ("rows", "callback", "INTEGER"),
+    ("early_outcomes", "number", "TEXT"),
+)
+_ADDED_TABLES = {"refused_events": "(reason TEXT PRIMARY KEY, events INTEGER NOT NULL)"}
+
+
+def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    present: dict[str, set[str]] = {}
+    for table, _, _ in _ADDED_COLUMNS:
+        if table not in present:
+            present[table] = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+    return [c for c in _ADDED_COLUMNS if c[1] not in present[c[0]]]
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Give a journal written by an earlier release what this one records (inside a
+    write transaction): nothing it held changes."""
+    for table, definition in _ADDED_TABLES.items():
+        db.execute(f"CREATE TABLE IF NOT EXISTS {table} {definition}")
+    for table, column, kind in _missing_columns(db):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
+def _shadow(db: sqlite3.Connection) -> None:
+    """On a read-only connection to a journal written by an earlier release: temporary
+    stand-ins (in memory, the file untouched) for what it lacks, read as empty / NULL."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    for table, definition in _ADDED_TABLES.items():
+        if table not in tables:
+            db.execute(f"CREATE TEMP TABLE {table} {definition}")
+    added: dict[str, list[str]] = {}
+    for table, column, _ in _missing_columns(db):
+        added.setdefault(table, []).append(f"NULL AS {column}")
+    for table, columns in added.items():
+        sql = f"CREATE TEMP VIEW {table} AS SELECT *, {', '.join(columns)} FROM main.{table}"  # noqa: S608 - constants
+        db.execute(sql)
 
 
 #: How an SQLite database file begins.
@@ -214,8 +262,9 @@ class SQLiteJournal(SQLJournal):
     ) -> SQLiteJournal:
         """Open ``path``: ``mode="run"`` to send (created for ``kind`` when missing;
         ``kind=None``: it must exist), ``mode="read"`` to read it without writing a byte,
-        ``mode="record"`` to record call outcomes in an existing journal, beside a
-        campaign running on it or not.
+        ``mode="record"`` to record call outcomes, beside a campaign running on it or
+        not (a path that does not exist is created for ``kind``, if given: a listener
+        may start before its campaign).
 
         Raises ``CampaignError`` if it cannot be created or opened, is not a journal,
         holds another kind of campaign, is in use by another campaign process, or was
@@ -232,8 +281,8 @@ class SQLiteJournal(SQLJournal):
                 db.close()
                 raise
             return cls(path, db, found, mode)
-        await asyncio.to_thread(cls._check_path, path, kind if mode == "run" else None)
-        if mode == "run" and kind is not None:
+        await asyncio.to_thread(cls._check_path, path, kind)
+        if kind is not None:  # a campaign's run, or a listener started before it
             await asyncio.to_thread(cls._create_file, path, kind)
         wal_kept = path.with_name(path.name + "-wal").exists()
         in_wal_mode = _wal_header(path)
@@ -462,7 +511,11 @@ class SQLiteJournal(SQLJournal):
 
     @staticmethod
     def _check(
-        db: sqlite3.Connection, path: Path, kind: str | None, wal_lost: bool, mode: Mode
+        db: sqlite3.Connection,
+        path: Path,
+        kind: str | None,
+        wal_lost: bool,
+        mode: Mode,
     ) -> str:
         try:
             tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
@@ -480,8 +533,13 @@ class SQLiteJournal(SQLJournal):
                 if held is None:
                     raise CampaignError(f"{path} is an empty journal: no campaign was run")
                 db.execute("BEGIN IMMEDIATE")
-                _add_commits(db)
-                normalise_numbers(db)
+                try:
+                    _add_commits(db)
+                    _upgrade(db)
+                    normalise_numbers(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
                 db.execute("COMMIT")
                 return SQLiteJournal._checked_kind(path, kind, (str(held[0]), int(held[1])))
             db.execute("BEGIN IMMEDIATE")
@@ -516,6 +574,7 @@ class SQLiteJournal(SQLJournal):
             checked = SQLiteJournal._checked_kind(path, kind, (str(found[0]), int(found[1])))
             if wal_lost and not _complete_without_wal(db, path):
                 raise SQLiteJournal._wal_lost(path)
+            _shadow(db)
         except sqlite3.Error as exc:
             raise SQLiteJournal._refuse(path, exc) from None
         return checked
@@ -539,6 +598,7 @@ class SQLiteJournal(SQLJournal):
     def _create(db: sqlite3.Connection, path: Path, kind: str | None) -> tuple[str, int]:
         for statement in _SCHEMA.split(";")[:-1]:
             db.execute(statement)
+        _upgrade(db)
         found = db.execute("SELECT kind, version FROM campaign").fetchone()
         if found is None:
             raise CampaignError(

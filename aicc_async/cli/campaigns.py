@@ -19,7 +19,12 @@ from aicc_async.bulk.csv_files import DELIMITERS, CampaignFile
 from aicc_async.bulk.journal import KeyChanged
 from aicc_async.cli.display import CampaignProgress, render_report
 from aicc_async.cli.journals import JournalAt
-from aicc_async.cli.outcomes import receiving, wait_for_outcomes
+from aicc_async.cli.outcomes import (
+    Listening,
+    key_mismatch_message,
+    receiving,
+    wait_for_outcomes,
+)
 from aicc_async.cli.signals import Signals
 from aicc_async.cli.terminal import (
     BAD_USAGE,
@@ -198,11 +203,14 @@ async def run_campaign(
                         await stack.enter_async_context(sandbox)
                     callbacks = options.callbacks
                     callback_url = None if callbacks is None else callbacks.url
+                    listening: Listening | None = None
                     if callbacks is not None and callbacks.listen is not None:
-                        callback_url = await _listen(terminal, stack, campaign, callbacks)
+                        listening = await _listen(terminal, stack, campaign, callbacks)
+                        callback_url = callbacks.url or listening.url
                     if where.postgres:
                         terminal.note(f"Working on {where.shown} as one of its workers.")
-                    with CampaignProgress(terminal.err) as progress:
+                    refused = None if listening is None else listening.refused
+                    with CampaignProgress(terminal.err, refused) as progress:
                         status = await _load_and_send(
                             terminal,
                             campaign,
@@ -214,8 +222,8 @@ async def run_campaign(
                             target=target,
                             callback_url=callback_url,
                         )
-                    if callbacks is not None and callbacks.listen is not None and status == OK:
-                        await _wait(terminal, campaign, where, signals, callbacks.wait)
+                    if listening is not None and callbacks is not None and status == OK:
+                        await _wait(terminal, campaign, where, signals, callbacks.wait, listening)
                     report = await campaign.report()
         except JournalError as exc:
             raise terminal.fail(exc.message, JOURNAL_FAILED) from None
@@ -226,18 +234,24 @@ async def run_campaign(
         except asyncio.CancelledError:
             terminal.note("Stopped. Run the same command again to resume.", "yellow")
             return INTERRUPTED
-        terminal.out.print(render_report(report, where.argument))
+        terminal.out.print(render_report(report, where.argument, hints=not where.temporary))
     if status != OK:
         return status
+    if listening is not None and listening.key_mismatch:
+        return SOME_NOT_DONE
     return OK if report.counts.settled else SOME_NOT_DONE
 
 
 async def _listen(
     terminal: Terminal, stack: contextlib.AsyncExitStack, campaign: Campaign, callbacks: Callbacks
-) -> str:
-    """Start receiving release events; returns the callback URL to send."""
+) -> Listening:
+    """Start receiving release events (told at once if the shared key is not AICC's)."""
     assert callbacks.listen is not None
     host, port = callbacks.listen
+
+    def mismatch(refused: int) -> None:
+        terminal.note(key_mismatch_message(refused), "bold red")
+
     try:
         listening = await stack.enter_async_context(
             receiving(
@@ -246,6 +260,7 @@ async def _listen(
                 port,
                 shared_key=callbacks.shared_key,
                 allow_unsigned=callbacks.allow_unsigned,
+                on_key_mismatch=mismatch,
             )
         )
     except OSError as exc:
@@ -254,14 +269,23 @@ async def _listen(
         f"Receiving release events on {listening.host}:{listening.port} "
         f"({'signed' if callbacks.shared_key else 'unsigned'})."
     )
-    return callbacks.url or f"http://{listening.host}:{listening.port}/aicc/release"
+    return listening
 
 
 async def _wait(
-    terminal: Terminal, campaign: Campaign, where: JournalAt, signals: Signals, seconds: float
+    terminal: Terminal,
+    campaign: Campaign,
+    where: JournalAt,
+    signals: Signals,
+    seconds: float,
+    listening: Listening,
 ) -> None:
-    """Wait for the outstanding release events; Ctrl-C stops waiting (not the command)."""
-    waiting = asyncio.ensure_future(wait_for_outcomes(campaign, terminal.err, seconds))
+    """Wait for the outstanding release events; Ctrl-C stops waiting (not the command),
+    and so does a shared key that is not AICC's."""
+    unknown = (await campaign.report()).counts.unknown
+    waiting = asyncio.ensure_future(
+        wait_for_outcomes(campaign, terminal.err, seconds, listening=listening)
+    )
 
     def stop_waiting() -> None:
         waiting.cancel()
@@ -275,11 +299,22 @@ async def _wait(
         outcomes = await campaign.outcomes()
     finally:
         signals.soft = None
-    if outcomes.awaiting:
+    settled = unknown - (await campaign.report()).counts.unknown
+    if settled > 0:
         terminal.note(
-            f"{outcomes.awaiting:,} calls still await their release event: "
-            f"`aicc listen --journal {where.argument} --listen HOST:PORT` records them later.",
-            "yellow",
+            f"{settled:,} rows whose outcome was unknown were settled by their release "
+            "event: AICC placed those calls (they are done, never sent again)."
+        )
+    if listening.key_mismatch:
+        return
+    if outcomes.awaiting:
+        later = (
+            "this temporary journal goes with the command."
+            if where.temporary
+            else f"`aicc listen --journal {where.argument} --listen HOST:PORT` records them later."
+        )
+        terminal.note(
+            f"{outcomes.awaiting:,} calls still await their release event: {later}", "yellow"
         )
 
 
@@ -402,7 +437,8 @@ async def _load_and_send(
             progress.loaded(campaign.loaded.read)
             _say_loaded(terminal, campaign.loaded, rows.path)
     except asyncio.CancelledError:
-        pass
+        # Abandoned: the rows in flight were recorded (unknown) after the last update.
+        progress.sending((await campaign.report()).counts)
     except AICCAuthError as exc:
         terminal.fail(f"{exc.message}. The rows not sent stay pending.")
         return BAD_USAGE

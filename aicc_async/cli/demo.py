@@ -54,9 +54,9 @@ async def run_demo(terminal: Terminal, journal: Path | None) -> int:
         f"aicc demo: the voice campaign in {contacts.name} against FakeAICC, a local AICC "
         "simulator (nobody is called). Some numbers are not on the simulated tenant's "
         "trustlist, a few answers are 'busy' (retried) and a few connections drop after "
-        "the call was placed (recorded as unknown, never re-sent). Each call's release "
-        "event (answered or not) comes back to a receiver in this process and is recorded "
-        "in the journal.\n"
+        "the call was placed (recorded as unknown, never re-sent, until their release event "
+        "settles them). Each call's release event (answered or not) comes back to a "
+        "receiver in this process and is recorded in the journal.\n"
     )
     key = secrets.token_urlsafe(24)
     options = Options(
@@ -71,7 +71,7 @@ async def run_demo(terminal: Terminal, journal: Path | None) -> int:
             terminal,
             "voice_notification",
             contacts,
-            JournalAt(path),
+            JournalAt(path, temporary=journal is None),
             options,
             sandbox=_busy_tenant(contacts, key),
         )

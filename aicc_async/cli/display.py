@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 
 from rich.console import Console, Group, RenderableType
@@ -51,6 +51,7 @@ class _Progress(Progress):
     that on a narrow terminal each count stays beside its label."""
 
     counts: StateCounts | None = None
+    refused: Callable[[], Mapping[str, int]] | None = None
 
     def get_renderables(self) -> Iterable[RenderableType]:
         yield from super().get_renderables()
@@ -61,16 +62,23 @@ class _Progress(Progress):
                 if value or state != "duplicate":
                     line.append(f"{state} {value:,}", style=_STATE_STYLES[state])
                     line.append("  ")
+            refused = {} if self.refused is None else self.refused()
+            if refused:
+                reasons = ", ".join(f"{reason} {count:,}" for reason, count in refused.items())
+                line.append(f"events refused {sum(refused.values()):,} ({reasons})", "bold red")
             yield line
 
 
 class CampaignProgress:
     """Progress bars for reading the input and sending the rows, drawn on ``console``.
 
-    Use as a context manager; the bars are redrawn a few times a second.
+    Use as a context manager; the bars are redrawn a few times a second. ``refused``:
+    the release events refused so far, by reason (shown on the counts line).
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(
+        self, console: Console, refused: Callable[[], Mapping[str, int]] | None = None
+    ) -> None:
         self._progress = _Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=24),
@@ -81,6 +89,7 @@ class CampaignProgress:
             transient=False,
             refresh_per_second=2,  # a redraw costs the campaign's CPU: twice a second is enough
         )
+        self._progress.refused = refused  # release events refused so far, by reason
         self._loading: TaskID | None = None
         self._sending: TaskID | None = None
 
@@ -116,10 +125,13 @@ class CampaignProgress:
         self._progress.update(self._sending, total=counts.total, completed=counts.finished)
 
 
-def render_report(report: CampaignReport, argument: str | None = None) -> RenderableType:
+def render_report(
+    report: CampaignReport, argument: str | None = None, *, hints: bool = True
+) -> RenderableType:
     """The report as ``aicc report`` prints it: counts per state, then problems by code.
     ``argument``: the journal as the hints' ``aicc report`` command gives it (default:
-    the report's path).
+    the report's path); ``hints=False`` leaves those hints out (a journal that will
+    not be there to report on).
 
     Every value from the journal is shown as plain text (no markup, no control
     characters: :func:`~aicc_async.cli.terminal.shown`).
@@ -155,12 +167,13 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
                 plain(p.example),
             )
         parts.append(table)
-        parts.append(
-            Text(
-                f"`aicc report {journal} --export FILE` writes these rows to a CSV.",
-                style="dim",
+        if hints:
+            parts.append(
+                Text(
+                    f"`aicc report {journal} --export FILE` writes these rows to a CSV.",
+                    style="dim",
+                )
             )
-        )
     outcomes = report.outcomes
     if outcomes.answered or outcomes.not_answered:
         parts.append(
@@ -180,7 +193,7 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
         for code, count in outcomes.reasons:
             reasons.add_row(plain(code), Text(RELEASE_REASONS.get(code, "")), f"{count:,}")
         parts.append(reasons)
-        if outcomes.not_answered:
+        if outcomes.not_answered and hints:
             parts.append(
                 Text(
                     f"`aicc report {journal} --export-unanswered FILE` writes the "
@@ -188,6 +201,22 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
                     style="dim",
                 )
             )
+    if outcomes.refused:
+        reasons_text = ", ".join(f"{reason} {count:,}" for reason, count in outcomes.refused)
+        parts.append(
+            Text(
+                f"Release events refused: {outcomes.refused_events:,} ({reasons_text}). "
+                + (_REFUSED_SIGNATURE if dict(outcomes.refused).get("signature") else ""),
+                style="red",
+            )
+        )
+    if outcomes.unmatched:
+        parts.append(
+            Text(
+                f"Release events kept for no row: {outcomes.unmatched:,}. {_UNMATCHED}",
+                style="yellow",
+            )
+        )
     notes = [
         (counts.sending, _SENDING, "magenta"),
         (
@@ -203,6 +232,10 @@ def render_report(report: CampaignReport, argument: str | None = None) -> Render
     return Group(*parts)
 
 
+_REFUSED_SIGNATURE = (
+    "An event refused for its signature was signed with another key: check that "
+    "AICC_CALLBACK_KEY is the callback shared key configured on the AICC tenant."
+)
 _SENDING = (
     "in flight: being sent by a campaign that is running now, or, if none is, in flight "
     "when its run stopped: the next run records them as unknown (a write-back sends "
@@ -214,8 +247,14 @@ _UNKNOWN_WRITE_BACK = (
 )
 _UNKNOWN = (
     "unknown: AICC may have processed these rows: the person may have been called. They "
-    "are never sent again on their own. Check them first (release callbacks carry the "
-    "call serial number); re-send with --retry-unknown only those that did not go out."
+    "are never sent again on their own. A row whose release event arrives is settled "
+    "(done) by it; check the others first, and re-send with --retry-unknown only those "
+    "that did not go out."
+)
+_UNMATCHED = (
+    "Their call serial number is on no row, and their number matches no single unknown "
+    "row sent before them (two rows with one number, or a call of another campaign): "
+    "they settle nothing."
 )
 _DUPLICATE = (
     "duplicate: not sent, because another row of this campaign already used the number "

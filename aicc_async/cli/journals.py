@@ -37,6 +37,8 @@ class JournalAt:
     location: Path | str = attrs.field(repr=False)
     campaign: str | None = None
     lease: float = DEFAULT_LEASE
+    temporary: bool = False
+    """Removed when the command ends (the demo's): no hint names it."""
 
     @property
     def postgres(self) -> bool:

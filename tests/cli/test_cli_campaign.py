@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import csv
 import json
+import re
 import signal
 import socket
 import time
@@ -426,3 +427,32 @@ def test_retry_failed_resends_refused_rows_only(tmp_path, start_fake, aicc, jour
         else:
             assert (row["state"], row["sends"]) == ("done", 1), row
     assert sum(rows_after[k]["state"] == "done" for k in refused) > 0
+
+
+def test_after_a_second_ctrl_c_the_live_line_agrees_with_the_report(
+    tmp_path, start_fake, aicc, write_contacts, journal_rows
+):
+    fake = start_fake(1.5)  # the rows in flight are still in flight at the second Ctrl-C
+    source = write_contacts(tmp_path / "contacts.csv", 15)
+    journal = tmp_path / "campaign.db"
+    running = aicc.start(
+        "notify", source, "--journal", journal, "--concurrency", "10", env=fake.env
+    )
+    fake.wait_for(
+        lambda s: s["received"]["createVoiceNotification"] >= 10 or running.proc.poll() is not None,
+        deadline=30,
+    )
+    running.signal(signal.SIGINT)
+    running.wait_for_stderr("Stopping", deadline=10)
+    running.signal(signal.SIGINT)
+    stopped = running.wait(10)
+    assert stopped.returncode == 130, stopped
+
+    unknown = collections.Counter(r["state"] for r in journal_rows(journal))["unknown"]
+    assert unknown >= 1
+    live = re.findall(r"unknown (\d+)", stopped.stderr)
+    assert live, stopped
+    assert int(live[-1]) == unknown, stopped  # the live line's last word
+    reported = re.search(r"^unknown\s+(\d+)\s*$", stopped.stdout, re.MULTILINE)
+    assert reported is not None, stopped
+    assert int(reported.group(1)) == unknown

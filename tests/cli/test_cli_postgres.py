@@ -132,6 +132,8 @@ def test_notify_listen_report_and_exports_on_postgresql(
         "answered": events["answered"],
         "not_answered": events["not_answered"],
         "awaiting": 0,
+        "refused_events": 0,
+        "unmatched_events": 0,
     }
     assert campaign_name in report["journal"]
     assert report["target"]["base_url"] == fake.url
@@ -207,6 +209,8 @@ def test_listen_records_the_release_events_of_a_postgresql_campaign(
         "answered": events["answered"],
         "not_answered": events["not_answered"],
         "awaiting": 0,
+        "refused_events": 0,
+        "unmatched_events": 0,
     }
 
 

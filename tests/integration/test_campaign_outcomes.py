@@ -93,6 +93,8 @@ async def test_every_release_event_is_recorded_once_on_its_row(tmp_path: Path) -
         "answered": answered,
         "not_answered": n - answered,
         "awaiting": 0,
+        "refused_events": 0,
+        "unmatched_events": 0,
     }
 
 
@@ -167,7 +169,7 @@ async def test_an_event_for_no_row_is_acknowledged_and_logged(
     async with Campaign(path, "voice_notification") as campaign:
         await campaign.load(rows(1))
         receiver = campaign.callback_receiver(KEY)
-        fields = {"callSerialNo": "nobody-knows", "called": number(0), "releaseReason": "0"}
+        fields = {"callSerialNo": "999999999", "called": number(0), "releaseReason": "0"}
         timestamp, nonce = str(int(time.time())), "n-1"
         body = {
             **fields,
@@ -255,3 +257,56 @@ async def test_outcomes_only_needs_an_existing_journal(tmp_path: Path) -> None:
     with pytest.raises(CampaignError, match="no journal at"):
         await Campaign(tmp_path / "missing.db", outcomes_only=True).open()
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_only_calls_sent_with_a_callback_url_await_a_release_event(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    with_url = [
+        CampaignRow(
+            key="own-url",
+            request=CreateVoiceNotificationRequest(
+                called=number(99), voice_content="$Parcel$", callback_url="http://127.0.0.1:9/x"
+            ),
+        )
+    ]
+    async with FakeAICC(callback_key=KEY) as fake, Campaign(path, "voice_notification") as c:
+        await c.load(rows(4) + with_url)
+        async with fake.client(retry=FAST) as aicc:
+            assert await c.run(aicc, concurrency=5) == StateCounts(done=5)
+        report = await c.report()
+    assert report.outcomes.awaiting == 1  # the row that named its own callback URL
+    assert report.to_json()["outcomes"]["awaiting"] == 1
+
+
+@pytest.mark.asyncio
+async def test_rows_whose_answer_was_lost_are_settled_by_their_release_event(
+    tmp_path: Path,
+) -> None:
+    from aicc_async.testing import Fault
+
+    path = tmp_path / "c.db"
+    numbered = [
+        CampaignRow(
+            key=f"k{i}",
+            request=CreateVoiceNotificationRequest(
+                called=f"+86138000{i:05d}", voice_content="$Parcel$"
+            ),
+        )
+        for i in range(6)
+    ]
+    async with FakeAICC(callback_key=KEY, release_delay=0.01) as fake:
+        fake.inject(Fault.RESET_AFTER_PROCESSING, times=2)
+        async with Campaign(path, "voice_notification") as campaign:
+            await campaign.load(numbered)
+            receiver = campaign.callback_receiver(KEY)
+            async with serving(receiver.app()) as url, fake.client(retry=FAST) as aicc:
+                assert (await campaign.run(aicc, concurrency=1, callback_url=url)).unknown == 2
+                await fake.wait_release_events()
+                again = await campaign.run(aicc, retry_unknown=True, callback_url=url)
+            report = await campaign.report()
+        calls = [fake.calls_to(f"+86138000{i:05d}") for i in range(6)]
+    assert again == StateCounts(done=6)
+    assert calls == [1] * 6  # nobody phoned twice
+    assert report.outcomes.answered + report.outcomes.not_answered == 6
+    assert report.outcomes.unmatched == 0

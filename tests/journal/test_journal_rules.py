@@ -689,3 +689,132 @@ async def test_activity_counts_sends_per_minute_and_talk_durations(store: Store)
         await journal.close()
     assert activity.sent_per_minute == ((100, 2), (101, 2), (103, 2), (104, 1))
     assert activity.talk_durations == ((0, 2), (10, 1), (30, 1))
+
+
+@pytest.mark.asyncio
+async def test_refused_release_events_are_kept_by_reason_and_reported(store: Store) -> None:
+    runner = await store.open()
+    try:
+        await load_rows(runner, [row("r0", number(0))])
+        listener = await store.open(None, "record")
+        try:
+            for reason in ("signature", "signature", "stale"):
+                await listener.record_refused(reason)
+        finally:
+            await listener.close()
+    finally:
+        await runner.close()
+    async with store.open_campaign(read_only=True) as campaign:
+        report = await campaign.report()
+    assert report.outcomes.refused == (("signature", 2), ("stale", 1))
+    assert report.to_json()["outcomes"]["refused_events"] == 3
+    assert report.to_json()["refused_reasons"] == {"signature": 2, "stale": 1}
+
+
+# -- unknown rows settled by their release event ---------------------------------------------
+
+NOT_ANSWERED = Outcome(answered=False, release_reason="4", talk_duration=0)
+
+
+@pytest.mark.asyncio
+async def test_an_unknown_row_is_settled_by_the_release_event_of_its_number(store: Store) -> None:
+    runner = await store.open()
+    try:
+        await load_rows(runner, [row(f"r{i}", number(i)) for i in range(3)])
+        claim = await runner.commit([], 3, 0, once_per_number=True)
+        lost, seen, _ = claim.rows
+        await runner.commit(
+            [
+                Finished(lost.seq, "unknown", "503", "no answer"),
+                Finished(seen.seq, "done", reference="serial-1"),
+            ],
+            0,
+            claim.cursor,
+            once_per_number=True,
+        )
+        listener = await store.open(None, "record")
+        try:
+            assert await listener.record_outcome("serial-0", NOT_ANSWERED, number=number(0))
+            assert await listener.has_outcome("serial-0")
+        finally:
+            await listener.close()
+        after = await runner.requeue(unknown=True, failed=False)  # --retry-unknown
+        outcomes = await runner.outcomes()
+    finally:
+        await runner.close()
+    assert after == StateCounts(sending=1, done=2)  # r2 is still in flight; r0 is not resent
+    assert (outcomes.not_answered, outcomes.awaiting, outcomes.unmatched) == (1, 1, 0)
+    assert store.rows()["r0"][0] == "done"
+
+
+@pytest.mark.asyncio
+async def test_an_event_for_a_row_in_flight_settles_it_once_it_turns_unknown(store: Store) -> None:
+    journal = await store.open()
+    try:
+        await load_rows(journal, [row(f"r{i}", number(i)) for i in range(2)])
+        claim = await journal.commit([], 2, 0, once_per_number=True)
+        assert not await journal.record_outcome("serial-9", NOT_ANSWERED, number=number(1))
+        assert (await journal.outcomes()).unmatched == 1
+        a, b = claim.rows
+        await journal.commit(
+            [Finished(a.seq, "unknown", "reset", "x"), Finished(b.seq, "unknown", "reset", "x")],
+            0,
+            claim.cursor,
+            once_per_number=True,
+        )
+        counts = await journal.counts()
+        outcomes = await journal.outcomes()
+    finally:
+        await journal.close()
+    assert counts == StateCounts(done=1, unknown=1)
+    assert (outcomes.not_answered, outcomes.unmatched) == (1, 0)
+    assert store.rows()["r1"][0] == "done"
+
+
+@pytest.mark.asyncio
+async def test_an_event_matching_two_unknown_rows_or_none_sent_before_it_settles_nothing(
+    store: Store,
+) -> None:
+    journal = await store.open()
+    try:
+        twice = [row("a", number(0)), row("b", number(0)), row("c", number(1))]
+        await load_rows(journal, twice)
+        # An event for number(1) that arrived before its row was sent: not its call.
+        assert not await journal.record_outcome("serial-old", NOT_ANSWERED, number=number(1))
+        claim = await journal.commit([], 3, 0, once_per_number=False)
+        await journal.commit(
+            [Finished(c.seq, "unknown", "reset", "x") for c in claim.rows],
+            0,
+            claim.cursor,
+            once_per_number=False,
+        )
+        assert not await journal.record_outcome("serial-0", NOT_ANSWERED, number=number(0))
+        counts = await journal.counts()
+        outcomes = await journal.outcomes()
+    finally:
+        await journal.close()
+    assert counts == StateCounts(unknown=3)
+    assert outcomes.unmatched == 2  # kept, and counted
+
+
+@pytest.mark.asyncio
+async def test_a_listener_may_create_the_journal_before_its_campaign(store: Store) -> None:
+    listener = await store.open("voice_notification", "record")
+    try:
+        assert not await listener.record_outcome("serial-0", NOT_ANSWERED, number=number(0))
+        runner = await store.open()
+        try:
+            await load_rows(runner, [row("r0", number(0))])
+            claim = await runner.commit([], 1, 0, once_per_number=True)
+            await runner.commit(
+                [Finished(claim.rows[0].seq, "done", reference="serial-0")],
+                0,
+                claim.cursor,
+                once_per_number=True,
+            )
+            outcomes = await runner.outcomes()
+        finally:
+            await runner.close()
+    finally:
+        await listener.close()
+    assert (outcomes.not_answered, outcomes.awaiting, outcomes.unmatched) == (1, 0, 0)

@@ -533,3 +533,33 @@ async def test_a_dsn_psycopg_cannot_read_is_refused_without_its_password(dsn: st
     with pytest.raises(CampaignError, match="not a PostgreSQL DSN") as refused:
         await Campaign(dsn, "voice_notification", campaign="c1").open()
     assert "hunter2" not in str(refused.value)
+
+
+@pytest.mark.asyncio
+async def test_tables_of_an_earlier_release_are_read_as_they_are_and_upgraded_to_write(
+    pg_store: Store,
+) -> None:
+    async with pg_store.open_campaign("voice_notification") as campaign:
+        await campaign.load(voice_rows(3))
+    earlier = (
+        "ALTER TABLE aicc_rows DROP COLUMN sent",
+        "ALTER TABLE aicc_rows DROP COLUMN callback",
+        "ALTER TABLE aicc_early_outcomes DROP COLUMN number",
+        "DROP TABLE aicc_refused_events",
+    )
+    with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
+        for statement in earlier:
+            conn.execute(statement)  # type: ignore[arg-type]
+    try:
+        async with pg_store.open_campaign(read_only=True) as reader:
+            report = await reader.report()
+        assert (report.counts.pending, report.outcomes.refused) == (3, ())
+        with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('aicc_refused_events')").fetchone() == (
+                None,
+            )  # reading altered nothing
+    finally:
+        async with pg_store.open_campaign(outcomes_only=True) as listener:  # upgrades
+            receiver = listener.callback_receiver("0123456789abcdef")
+            assert (await receiver.receive(b"not json")).status == 400
+            assert (await listener.outcomes()).refused == (("malformed", 1),)

@@ -515,3 +515,26 @@ async def test_a_journal_behind_a_symlink_resumes_after_a_crash(tmp_path: Path) 
             await Campaign(real).open()
     finally:
         await first.close()
+
+
+@pytest.mark.asyncio
+async def test_a_journal_written_before_refused_events_were_kept_is_read_and_upgraded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.db"
+    async with Campaign(path, VOICE) as campaign:
+        await campaign.load(voice_rows(3))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # as an earlier release wrote it
+        db.execute("DROP TABLE refused_events")
+        for table, column in (("rows", "sent"), ("rows", "callback"), ("early_outcomes", "number")):
+            db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    before = path.read_bytes()
+    async with Campaign(path, read_only=True) as reader:
+        report = await reader.report()
+    assert report.outcomes.refused == ()
+    assert report.counts.pending == 3
+    assert path.read_bytes() == before  # read-only: not a byte written
+    async with Campaign(path, outcomes_only=True) as listener:
+        receiver = listener.callback_receiver("0123456789abcdef")
+        assert (await receiver.receive(b"not json")).status == 400
+        assert (await listener.outcomes()).refused == (("malformed", 1),)
