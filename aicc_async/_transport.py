@@ -459,6 +459,8 @@ class Transport:
             await self.throttle.acquire(group)
         try:
             while True:  # at most twice: a rejected replay raises
+                if replay and group is not None:
+                    await self.throttle.pace(group)  # the replay is a start: the rate cap counts it
                 sent = await auth.authorise(name, headers, session_token, token, replay=replay)
                 answer = await self._exchange(
                     name, self.config.base_url + endpoint.path, data, sent.headers,

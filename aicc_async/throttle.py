@@ -121,6 +121,13 @@ class Throttle:
                 semaphore.release()
                 raise
 
+    async def pace(self, group: str) -> None:
+        """Wait for the rate cap of ``group`` again, keeping the slot already taken: a
+        request sent a second time (the replay after a rejected token) is one more start."""
+        cap = self._rates.get(group)
+        if cap is not None:
+            await cap.wait()
+
     def release(self, group: str) -> None:
         """Give back a slot taken by ``acquire``."""
         self._semaphores[group].release()
