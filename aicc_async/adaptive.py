@@ -95,7 +95,7 @@ def cubic_rate(
     ``last_limit`` is ``None``: slow start)."""
     if last_limit is None:
         return float(initial * 2.0 ** min(since_cut / doubling, 60.0))
-    k = math.cbrt(last_limit * (1.0 - beta) / c)
+    k = (last_limit * (1.0 - beta) / c) ** (1.0 / 3.0)
     return float(last_limit + c * (since_cut - k) ** 3)
 
 
