@@ -32,6 +32,7 @@ from aicc_async._wire import (
     structure_result,
     to_wire,
 )
+from aicc_async.adaptive import AdaptiveRate
 from aicc_async.auth import (
     TOKEN_ENDPOINT,
     AccessToken,
@@ -231,7 +232,11 @@ class Transport:
         in Redis with ``redis_url``)."""
         redis = self._shared.redis
         if redis is None:
-            return Throttle(config.limits, config.rate_limits)
+            return Throttle(
+                config.limits,
+                config.rate_limits,
+                auto=lambda group, spec: AdaptiveRate.from_spec(spec, clock=config.clock),
+            )
 
         def cap(group: str, rate: float) -> RateLimiter:
             return RedisRateCap(redis, group, rate)
@@ -457,6 +462,7 @@ class Transport:
         auth, replay = self.auth, False
         if group is not None:
             await self.throttle.acquire(group)
+        heard = self.throttle.feedback(group)  # rate="auto" (adaptive.py) hears the answer
         try:
             while True:  # at most twice: a rejected replay raises
                 if replay and group is not None:
@@ -476,9 +482,20 @@ class Transport:
             if group is not None:
                 self.throttle.release(group)
         info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.mask)
-        if 200 <= answer.status < 300:
-            return self._decode(endpoint, info, answer.raw, retry_unsafe), info
-        raise self._status_error(endpoint, info, answer.raw, retry_unsafe)
+        if heard is None:
+            if 200 <= answer.status < 300:
+                return self._decode(endpoint, info, answer.raw, retry_unsafe), info
+            raise self._status_error(endpoint, info, answer.raw, retry_unsafe)
+        # -- rate="auto" hook (keep small): the answer, throttled or not, tunes the rate --
+        try:
+            if not 200 <= answer.status < 300:
+                raise self._status_error(endpoint, info, answer.raw, retry_unsafe)
+            body = self._decode(endpoint, info, answer.raw, retry_unsafe)
+        except Exception as exc:
+            heard(exc)
+            raise
+        heard(None)
+        return body, info
 
     def _base_headers(self, app_key_header: str | None) -> dict[str, str]:
         """The headers of every request to an interface taking ``app_key_header``

@@ -35,9 +35,9 @@ from collections.abc import Awaitable, Callable
 
 import attrs
 
-from aicc_async.errors import invalid, is_number
+from aicc_async.errors import AICCBusinessError, AICCRateLimitError, invalid, is_number
 
-__all__ = ["AUTO", "AdaptiveRate", "AutoRate", "RateSample", "cubic_rate"]
+__all__ = ["AUTO", "AdaptiveRate", "AutoRate", "RateSample", "cubic_rate", "is_throttle_signal"]
 
 #: What ``rate="auto"`` (and ``--rate auto``) is written as.
 AUTO = "auto"
@@ -47,6 +47,16 @@ _BETA = 0.7  # the rate kept at a cut
 _WINDOW = 0.5  # seconds over which the rate actually sent is measured
 _SAMPLE_EVERY = 1.0  # seconds between two samples of the rate history
 _MAX_SAMPLES = 4096  # the history keeps every other sample once this long
+
+
+def is_throttle_signal(exc: BaseException | None) -> bool:
+    """Whether a failed attempt (an ``AICCError``, or the transport's wrapper holding
+    one as ``.error``) was a throttle answer: HTTP 429, or a documented "busy, try
+    again later" code. Both mean the request was not processed."""
+    error = getattr(exc, "error", exc)
+    if isinstance(error, AICCRateLimitError):
+        return True
+    return isinstance(error, AICCBusinessError) and error.retry_safe
 
 
 @attrs.frozen
@@ -216,6 +226,16 @@ class AdaptiveRate:
             self._window_starts = 0
 
     # -- feedback -----------------------------------------------------------------------
+
+    def report(self) -> Callable[[BaseException | None], None]:
+        """For a request starting now: what to call with its answer's error (``None``:
+        success). A failure without an answer (no exception passed) is not reported."""
+        epoch = self.epoch
+
+        def heard(exc: BaseException | None) -> None:
+            self.answered(epoch, is_throttle_signal(exc))
+
+        return heard
 
     def answered(self, epoch: int, throttled: bool) -> None:
         """An answer came back to a request started at ``epoch``: ``throttled`` when it
