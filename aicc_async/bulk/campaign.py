@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import attrs
 
 from aicc_async._fanout import async_items, check_concurrency
-from aicc_async.adaptive import AUTO, AdaptiveRate, AutoRate
+from aicc_async.adaptive import AUTO, AdaptiveRate, AutoRate, RateSample
 from aicc_async.bulk.engine import DEFAULT_MAX_THROTTLED, Engine, Feed, Kind
 from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
@@ -196,6 +196,12 @@ class CampaignReport:
     """Where the campaign sends (``None`` before its first run)."""
     outcomes: Outcomes = attrs.field(factory=Outcomes)
     """Answered / not answered calls, from the release events recorded."""
+    rate: tuple[RateSample, ...] = ()
+    """The rate over time of this process's ``rate="auto"`` run (empty otherwise)."""
+    requeued: int = 0
+    """Rows of this process's runs answered "throttled" and sent again later."""
+    throttled: int = 0
+    """Throttle answers (HTTP 429, busy) the ``rate="auto"`` limiter heard, retries too."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (what ``aicc report --json`` prints)."""
@@ -212,6 +218,9 @@ class CampaignReport:
                 "awaiting": self.outcomes.awaiting,
             },
             "release_reasons": dict(self.outcomes.reasons),
+            "requeued": self.requeued,
+            "throttled": self.throttled,
+            "rate": [attrs.asdict(sample) for sample in self.rate],
         }
 
 
@@ -347,8 +356,7 @@ class Campaign:
         self.rate_limiter: AdaptiveRate | None = None
         """The adaptive limiter of the latest ``run(rate="auto")``: its ``rate`` now,
         ``throttled`` answers and ``samples`` (the rate over time)."""
-        self.requeued = 0
-        """Rows answered "throttled" that went back to the queue (this object's runs)."""
+        self._requeued = 0  # by the runs that ended
 
     def __repr__(self) -> str:
         return f"Campaign({self._location!r}, {self._wanted!r}, mode={self._mode!r})"
@@ -818,7 +826,7 @@ class Campaign:
         try:
             return await self._engine.run()
         finally:
-            self.requeued += self._engine.requeued
+            self._requeued += self._engine.requeued
             self._engine = None
 
     async def _finish_with_others(self, aicc: AICCClient, settings: _RunSettings) -> StateCounts:
@@ -848,6 +856,13 @@ class Campaign:
             await asyncio.sleep(_OTHERS_POLL)
         return await self._journal.counts()
 
+    @property
+    def requeued(self) -> int:
+        """Rows answered "throttled" (HTTP 429, busy: not processed) that went back to
+        the queue to be sent later, in this object's runs (the current one included)."""
+        engine = self._engine
+        return self._requeued + (0 if engine is None else engine.requeued)
+
     def stop(self) -> None:
         """Stop the current run: no new row is sent, the rows in flight finish."""
         self._stopped = True
@@ -865,6 +880,9 @@ class Campaign:
             tuple(await self._journal.problems()),
             await self._journal.target(),
             await self._journal.outcomes(),
+            () if self.rate_limiter is None else self.rate_limiter.samples,
+            self.requeued,
+            0 if self.rate_limiter is None else self.rate_limiter.throttled,
         )
 
     async def outcomes(self) -> Outcomes:
