@@ -32,7 +32,7 @@ from aicc_async._wire import (
     structure_result,
     to_wire,
 )
-from aicc_async.adaptive import AdaptiveRate
+from aicc_async.adaptive import AdaptiveRate, AutoRate
 from aicc_async.auth import (
     TOKEN_ENDPOINT,
     AccessToken,
@@ -55,7 +55,7 @@ from aicc_async.errors import (
     AICCValidationError,
     Sent,
 )
-from aicc_async.redis_state import RedisRateCap, RedisState
+from aicc_async.redis_state import RedisAdaptiveRate, RedisRateCap, RedisState
 from aicc_async.retry import (
     Failure,
     RetryableAttempt,
@@ -241,7 +241,10 @@ class Transport:
         def cap(group: str, rate: float) -> RateLimiter:
             return RedisRateCap(redis, group, rate)
 
-        return Throttle(config.limits, config.rate_limits, cap)
+        def auto(group: str, spec: AutoRate) -> AdaptiveRate:
+            return RedisAdaptiveRate(redis, group, spec, clock=config.clock)
+
+        return Throttle(config.limits, config.rate_limits, cap, auto)
 
     @staticmethod
     def _client_timeout(timeout: Timeout) -> aiohttp.ClientTimeout:

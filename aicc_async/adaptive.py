@@ -37,14 +37,24 @@ import attrs
 
 from aicc_async.errors import AICCBusinessError, AICCRateLimitError, invalid, is_number
 
-__all__ = ["AUTO", "AdaptiveRate", "AutoRate", "RateSample", "cubic_rate", "is_throttle_signal"]
+__all__ = [
+    "AUTO",
+    "BETA",
+    "WINDOW",
+    "AdaptiveRate",
+    "AutoRate",
+    "C",
+    "RateSample",
+    "cubic_rate",
+    "is_throttle_signal",
+]
 
 #: What ``rate="auto"`` (and ``--rate auto``) is written as.
 AUTO = "auto"
 
-_C = 0.4  # CUBIC's scaling constant (botocore's and RFC 8312's), rate units per s^3
-_BETA = 0.7  # the rate kept at a cut
-_WINDOW = 0.5  # seconds over which the rate actually sent is measured
+C = 0.4  # CUBIC's scaling constant (botocore's and RFC 8312's), rate units per s^3
+BETA = 0.7  # the rate kept at a cut
+WINDOW = 0.5  # seconds over which the rate actually sent is measured
 _SAMPLE_EVERY = 1.0  # seconds between two samples of the rate history
 _MAX_SAMPLES = 4096  # the history keeps every other sample once this long
 
@@ -98,8 +108,8 @@ def cubic_rate(
     *,
     initial: float,
     doubling: float = 1.0,
-    c: float = _C,
-    beta: float = _BETA,
+    c: float = C,
+    beta: float = BETA,
 ) -> float:
     """The rate ``since_cut`` seconds after the last cut (or the start, while
     ``last_limit`` is ``None``: slow start)."""
@@ -220,7 +230,7 @@ class AdaptiveRate:
         """Count ``starts`` in the window that measures the rate actually sent."""
         self._window_starts += starts
         elapsed = now - self._window_at
-        if elapsed >= _WINDOW:
+        if elapsed >= WINDOW:
             self._measured = self._window_starts / elapsed
             self._window_at = now
             self._window_starts = 0
