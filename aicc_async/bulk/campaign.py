@@ -821,6 +821,7 @@ class Campaign:
             feed=feed,
             max_throttled=settings.max_throttled,
             auto_concurrency=settings.auto_concurrency,
+            limiter=self.rate_limiter,
         )
         self._engine.stopping = self._stopped
         try:

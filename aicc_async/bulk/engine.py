@@ -153,6 +153,7 @@ class Engine:
         feed: Feed | None = None,
         max_throttled: float = DEFAULT_MAX_THROTTLED,
         auto_concurrency: bool = False,
+        limiter: AdaptiveRate | None = None,
     ) -> None:
         self._journal = journal
         self._kind = kind
@@ -179,6 +180,7 @@ class Engine:
         self._last_success = self._clock()
         self._requeued = 0  # rows sent back to pending since the last commit
         self._auto_concurrency = auto_concurrency
+        self._limiter = limiter  # rate="auto": whether it paces here or in the client
         self._latency: float | None = None  # seconds a send takes (moving average)
         self.requeued = 0
         """Rows answered "throttled" (429, busy) that went back to the queue this run."""
