@@ -46,7 +46,6 @@ class SDKAuto(overhead.SDK):
         )
 
 
-
 async def client(kind: str, requests: int, concurrency: int, info: dict[str, str]) -> None:
     """One client process: log in, warm the pool, then ``requests`` requests."""
     kinds = {"raw": overhead.Raw, "sdk": overhead.SDK, "sdk-auto": SDKAuto}
