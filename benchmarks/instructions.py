@@ -28,7 +28,6 @@ import sys
 
 import overhead  # beside this script
 
-from aicc_async import AICCClient
 from aicc_async.adaptive import AutoRate
 
 
@@ -36,14 +35,8 @@ class SDKAuto(overhead.SDK):
     """The SDK with ``rate="auto"`` on its group (starting far above what is sent)."""
 
     def __init__(self, info: dict[str, str], concurrency: int) -> None:
-        self.aicc = AICCClient(
-            info["url"],
-            info["app_key"],
-            info["app_secret"],
-            max_connections=max(100, concurrency),
-            limits={"voice_notification": concurrency},
-            rate_limits={"voice_notification": AutoRate(initial=100_000)},
-        )
+        auto = {"voice_notification": AutoRate(initial=100_000)}
+        super().__init__(info, concurrency, rate_limits=auto)
 
 
 async def client(kind: str, requests: int, concurrency: int, info: dict[str, str]) -> None:
