@@ -52,18 +52,29 @@ def rows(n: int, start: int = 0) -> list[CampaignRow]:
     ]
 
 
-def figures(fake: FakeAICC, begin: float, window_from: float) -> dict[str, float]:
-    """Placed per second and the 429 share, in [window_from, end - 2 s] and overall."""
+def figures(
+    fake: FakeAICC, begin: float, window_from: float, change: float | None = None
+) -> dict[str, float]:
+    """Placed per second and the 429 share, in [window_from, end - 2 s] and overall;
+    with ``change``: seconds after it until every later second had under 3 % 429s."""
     seen = [(r.time - begin, r.processed) for r in fake.received(VOICE)]
     end = max(t for t, _ in seen)
     lo, hi = window_from, end - 2.0
     window = [ok for t, ok in seen if lo <= t < hi]
-    return {
+    result = {
         "seconds": round(end, 1),
         "steady_rate": window.count(True) / max(hi - lo, 1e-9),
         "steady_429": window.count(False) / max(1, len(window)),
         "all_429": fake.throttled / max(1, len(seen)),
     }
+    if change is not None:
+        followed = change
+        for second in range(int(change), int(end)):
+            answers = [ok for t, ok in seen if second <= t < second + 1]
+            if answers and answers.count(False) / len(answers) > 0.03:
+                followed = second + 1.0
+        result["followed_after"] = followed - change
+    return result
 
 
 async def one_process(args: argparse.Namespace, scenario: str) -> dict[str, Any]:
@@ -90,7 +101,7 @@ async def one_process(args: argparse.Namespace, scenario: str) -> dict[str, Any]
                     if change is not None:
                         change.cancel()
         settle = args.change_at + 10 if scenario == "halve" else args.settle
-        result = figures(fake, begin, settle)
+        result = figures(fake, begin, settle, args.change_at if scenario == "halve" else None)
         result["all_done"] = counts.done == args.rows
         return result
 
@@ -189,7 +200,8 @@ def main() -> None:
                 results.append(result)
             medians = {
                 k: round(statistics.median(float(r[k]) for r in results), 4)
-                for k in ("steady_rate", "steady_429", "all_429", "seconds")
+                for k in ("steady_rate", "steady_429", "all_429", "seconds", "followed_after")
+                if k in results[0]
             }
             medians["all_done_every_run"] = all(r["all_done"] for r in results)
             print(f"{scenario} median", json.dumps(medians), flush=True)
