@@ -67,3 +67,18 @@ def test_concurrency_auto_follows_littles_law_within_the_pool() -> None:
     assert little(150, 0.2, 20) == 20  # never above the pool
     assert little(0.5, 0.01, 400) == 3
     assert little(150, None, 400) == 400  # no latency seen yet: all of it
+
+
+@pytest.mark.asyncio
+async def test_throttled_rows_go_back_to_the_queue_on_a_postgresql_journal_too(
+    postgresql_dsn: str, campaign_name: str
+) -> None:
+    fake = FakeAICC(hidden_rate_limit=50, hidden_burst=5)
+    c = Campaign(postgresql_dsn, "voice_notification", campaign=campaign_name)
+    async with fake, c, fake.client(retry=ONE_ATTEMPT) as aicc:
+        counts = await c.run(aicc, rows=rows(30), concurrency=20, rate=AutoRate(initial=200))
+
+    assert counts == StateCounts(done=30)
+    assert fake.throttled > 0
+    assert c.requeued == fake.throttled
+    assert all(fake.calls_to(f"8888{i:05d}") == 1 for i in range(30))
