@@ -130,7 +130,7 @@ class AdaptiveRate:
         ceiling: never more than this many starts per second (``None``: no ceiling).
         initial: the rate to start from (at most ``ceiling``).
         floor: never fewer starts per second than this.
-        burst: seconds' worth of starts :meth:`take` may grant at once.
+        burst: seconds' worth of starts that may happen at once after a pause.
         doubling: seconds the slow-start rate takes to double.
         clock: monotonic clock, seconds; ``sleep``: what :meth:`wait` sleeps with.
     """
@@ -141,7 +141,7 @@ class AdaptiveRate:
         ceiling: float | None = None,
         initial: float = 10.0,
         floor: float = 0.5,
-        burst: float = 0.0,
+        burst: float = 0.1,
         doubling: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
@@ -178,7 +178,7 @@ class AdaptiveRate:
         cls,
         spec: AutoRate,
         *,
-        burst: float = 0.0,
+        burst: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> AdaptiveRate:
@@ -267,15 +267,19 @@ class AdaptiveRate:
     # -- pacing (GCRA, as RateCap) ------------------------------------------------------
 
     async def wait(self) -> None:
-        """Return when one start may happen (counted as started)."""
+        """Return when one start may happen (counted as started): at once when the
+        burst allows it and nobody queues, else in arrival order."""
+        if not self._queue.locked() and self.take(1):
+            return
         async with self._queue:
             now = self._clock()
             interval = 1.0 / self._current(now)
-            if self._due > now:
+            ready = self._due
+            if ready > now:
                 sleep = self._sleep or asyncio.sleep
-                await sleep(self._due - now)
-                now = self._due
-            self._due = max(self._due, now) + interval
+                await sleep(ready - now)
+                now = ready
+            self._due = max(self._due, now - self._burst) + interval
             self._count(now, 1)
 
     def take(self, want: int) -> int:

@@ -149,3 +149,19 @@ def test_when_the_limit_halves_the_rate_follows_within_10_seconds() -> None:
     placed, throttled = rate_between(sent, 50, 80)  # 10 s after the change, on
     assert 0.85 * 75 <= placed <= 75 * 1.02  # the bucket lets a burst through at the change
     assert throttled <= 0.03
+
+
+@pytest.mark.asyncio
+async def test_wait_lets_a_short_burst_through_then_spaces_the_starts() -> None:
+    clock = Clock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        clock.now += seconds
+
+    limiter = AdaptiveRate(initial=10, burst=0.2, doubling=1e9, clock=clock, sleep=sleep)
+    clock.now += 1  # a pause earns the burst: 0.2 s worth at 10/s
+    for _ in range(5):
+        await limiter.wait()
+    assert slept == [0.1, 0.1]  # three at once, then one every 0.1 s
