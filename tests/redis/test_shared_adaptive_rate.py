@@ -45,3 +45,21 @@ async def test_a_429_in_one_process_slows_every_process_sharing_redis(
         assert (mine.throttled, theirs.throttled) == (1, 0)
 
     assert fake_aicc.calls_to("88880002") == 0
+
+
+@pytest.mark.asyncio
+async def test_with_the_local_fallback_an_unreachable_redis_leaves_a_local_adaptive_rate(
+    fake_aicc: FakeAICC, free_port: int
+) -> None:
+    async with fake_aicc.client(
+        redis_url=f"redis://127.0.0.1:{free_port}/0",
+        redis_fallback="local",
+        rate_limits={"voice_notification": "auto"},
+    ) as aicc:
+        await aicc.voice_notification.create(called="88880001", voice_content="$a$")
+        limiter = aicc.rate_limiter("voice_notification")
+        assert limiter is not None
+        assert (limiter.sent, limiter.throttled) == (1, 0)
+        assert limiter.rate >= 10  # this process's own slow start
+
+    assert fake_aicc.calls_to("88880001") == 1
