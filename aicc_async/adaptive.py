@@ -243,7 +243,10 @@ class AdaptiveRate:
         epoch = self.epoch
 
         def heard(exc: BaseException | None) -> None:
-            self.answered(epoch, is_throttle_signal(exc))
+            if exc is None:
+                self.sent += 1  # a success: nothing else to do
+            else:
+                self.answered(epoch, is_throttle_signal(exc))
 
         return heard
 
@@ -269,7 +272,7 @@ class AdaptiveRate:
     async def wait(self) -> None:
         """Return when one start may happen (counted as started): at once when the
         burst allows it and nobody queues, else in arrival order."""
-        if not self._queue.locked() and self.take(1):
+        if self.ready():
             return
         async with self._queue:
             now = self._clock()
@@ -281,6 +284,11 @@ class AdaptiveRate:
                 now = ready
             self._due = max(self._due, now - self._burst) + interval
             self._count(now, 1)
+
+    def ready(self) -> bool:
+        """Take one start now if it may happen at once (nobody queues, the burst allows
+        it): ``True`` (counted as started), else ``False`` (nothing taken)."""
+        return not self._queue.locked() and self.take(1) == 1
 
     def take(self, want: int) -> int:
         """How many of ``want`` starts may happen now (counted as started)."""

@@ -455,6 +455,10 @@ class RedisAdaptiveRate(AdaptiveRate):
         self._shared_rate = self._initial
         self._cuts: set[asyncio.Task[None]] = set()
 
+    def ready(self) -> bool:
+        """Never: each start is counted in Redis (:meth:`wait`)."""
+        return False
+
     def _current(self, now: float) -> float:
         if self._state.local:
             return super()._current(now)

@@ -145,6 +145,8 @@ class Throttle:
         await semaphore.acquire()
         cap = self._rates.get(group)
         if cap is not None:
+            if isinstance(cap, AdaptiveRate) and cap.ready():
+                return  # started at once, without a coroutine to wait in
             try:
                 await cap.wait()
             except BaseException:
