@@ -287,8 +287,20 @@ class AdaptiveRate:
 
     def ready(self) -> bool:
         """Take one start now if it may happen at once (nobody queues, the burst allows
-        it): ``True`` (counted as started), else ``False`` (nothing taken)."""
-        return not self._queue.locked() and self.take(1) == 1
+        it): ``True`` (counted as started), else ``False`` (nothing taken). The path of
+        every request while the limiter does not bind: :meth:`take` for one, inlined."""
+        if self._queue.locked():
+            return False
+        now = self._clock()
+        due = self._due
+        if due > now:
+            return False
+        rate = self._rate if now - self._rate_at < 0.05 else self._current(now)
+        self._due = max(due, now - self._burst) + 1.0 / rate
+        self._window_starts += 1
+        if now - self._window_at >= WINDOW:
+            self._count(now, 0)
+        return True
 
     def take(self, want: int) -> int:
         """How many of ``want`` starts may happen now (counted as started)."""
