@@ -4,6 +4,7 @@ calls keep their retries and still raise ``AICCRateLimitError`` in the end."""
 from __future__ import annotations
 
 import pytest
+from test_tokens import FakeClock
 
 from aicc_async import AICCBusinessError, AICCRateLimitError, AICCValidationError, RetryPolicy
 from aicc_async.adaptive import AutoRate
@@ -11,17 +12,9 @@ from aicc_async.config import ClientConfig
 from aicc_async.testing import FakeAICC, Fault
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 10.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.mark.asyncio
 async def test_a_429_cuts_the_clients_adaptive_rate_and_the_call_still_raises() -> None:
-    clock = Clock()
+    clock = FakeClock()
     fake = FakeAICC(clock=clock, hidden_rate_limit=1, hidden_burst=1)
     auto = AutoRate(initial=1000)  # 1 ms between starts: the test's clock does not move
     async with (

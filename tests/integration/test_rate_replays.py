@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from test_tokens import FakeClock
 
 from aicc_async.testing import FakeAICC
 from aicc_async.throttle import RateCap
@@ -12,14 +13,8 @@ from aicc_async.throttle import RateCap
 VOICE = "createVoiceNotification"
 
 
-class FakeClock:
+class SleepingClock(FakeClock):
     """A monotonic clock the rate cap's sleeps move forward (no real waiting)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
     async def sleep(self, seconds: float) -> None:
         self.now += seconds
@@ -27,7 +22,7 @@ class FakeClock:
 
 @pytest.mark.asyncio
 async def test_replays_after_a_rejected_token_wait_for_the_rate_cap() -> None:
-    clock = FakeClock()
+    clock = SleepingClock()
     fake = FakeAICC(clock=clock)
     async with fake, fake.client(rate_limits={"voice_notification": 20}, clock=clock) as aicc:
         # The client's cap on the test's clock: its waits move the clock, not the test.

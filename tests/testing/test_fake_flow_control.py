@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from fake_http import FakeClock
 
 from aicc_async import AICCRateLimitError, RetryPolicy
 from aicc_async.testing import FakeAICC
@@ -13,17 +14,9 @@ from aicc_async.testing import FakeAICC
 VOICE = "createVoiceNotification"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.mark.asyncio
 async def test_requests_above_the_hidden_limit_are_answered_429_and_not_processed() -> None:
-    clock = Clock()
+    clock = FakeClock()
     fake = FakeAICC(clock=clock, hidden_rate_limit=10, hidden_burst=2)
     async with fake, fake.client(retry=RetryPolicy(max_attempts=1)) as aicc:
 
