@@ -10,6 +10,7 @@ async with AICCClient.from_env() as aicc:
 """
 
 from aicc_async._wire import ResponseInfo
+from aicc_async.adaptive import AutoRate
 from aicc_async.callbacks import (
     CallbackReceiver,
     ReleaseEvent,
@@ -79,6 +80,7 @@ __all__ = [
     "AICCValidationError",
     "ApplyTokenRequest",
     "ApplyTokenResult",
+    "AutoRate",
     "CallbackReceiver",
     "CalledInfo",
     "CampaignError",

@@ -28,6 +28,7 @@ from aicc_async._log import ATTEMPT, ROW
 from aicc_async._masking import Redactor
 from aicc_async._session import Shared, client_timeout, closed_error
 from aicc_async._wire import ResponseInfo, encode_json, to_wire
+from aicc_async.adaptive import AdaptiveRate, AutoRate
 from aicc_async.auth import (
     TOKEN_ENDPOINT,
     AccessToken,
@@ -41,7 +42,7 @@ from aicc_async.auth import (
 )
 from aicc_async.config import ClientConfig, Timeout, check_headers, to_timeout
 from aicc_async.errors import AICCError, AICCValidationError
-from aicc_async.redis_state import RedisRateCap, RedisState
+from aicc_async.redis_state import RedisAdaptiveRate, RedisRateCap, RedisState
 from aicc_async.retry import RetryableAttempt, RetryBudget, Retrying
 from aicc_async.throttle import RateLimiter, Throttle
 
@@ -125,12 +126,19 @@ class Transport:
         in Redis with ``redis_url``)."""
         redis = self._shared.redis
         if redis is None:
-            return Throttle(config.limits, config.rate_limits)
+            return Throttle(
+                config.limits,
+                config.rate_limits,
+                auto=lambda group, spec: AdaptiveRate.from_spec(spec, clock=config.clock),
+            )
 
         def cap(group: str, rate: float) -> RateLimiter:
             return RedisRateCap(redis, group, rate)
 
-        return Throttle(config.limits, config.rate_limits, cap)
+        def auto(group: str, spec: AutoRate) -> AdaptiveRate:
+            return RedisAdaptiveRate(redis, group, spec, clock=config.clock)
+
+        return Throttle(config.limits, config.rate_limits, cap, auto)
 
     # -- session -------------------------------------------------------------------------
 
@@ -261,8 +269,11 @@ class Transport:
         auth, replay = self.auth, False
         if group is not None:
             await self.throttle.acquire(group)
+        heard = self.throttle.feedback(group)  # rate="auto" (adaptive.py) hears the answer
         try:
             while True:  # at most twice: a rejected replay raises
+                if replay and group is not None:
+                    await self.throttle.pace(group)  # the replay is a start: the rate cap counts it
                 sent = await auth.authorise(name, headers, session_token, token, replay=replay)
                 answer = await self._exchange(
                     name, self.config.base_url + endpoint.path, data, sent.headers,
@@ -278,9 +289,20 @@ class Transport:
             if group is not None:
                 self.throttle.release(group)
         info = ResponseInfo(answer.status, raw_headers=answer.headers, mask=self.redactor.mask)
-        if 200 <= answer.status < 300:
-            return decode(endpoint, info, answer.raw, retry_unsafe, self.failures), info
-        raise self.failures.status(endpoint, info, answer.raw, retry_unsafe)
+        if heard is None:
+            if 200 <= answer.status < 300:
+                return decode(endpoint, info, answer.raw, retry_unsafe, self.failures), info
+            raise self.failures.status(endpoint, info, answer.raw, retry_unsafe)
+        # -- rate="auto" (adaptive.py): the answer, throttled or not, tunes the rate --
+        try:
+            if not 200 <= answer.status < 300:
+                raise self.failures.status(endpoint, info, answer.raw, retry_unsafe)
+            body = decode(endpoint, info, answer.raw, retry_unsafe, self.failures)
+        except Exception as exc:
+            heard(exc)
+            raise
+        heard(None)
+        return body, info
 
     def _base_headers(self, app_key_header: str | None) -> dict[str, str]:
         """The headers of every request to an interface taking ``app_key_header``

@@ -20,6 +20,7 @@ from aicc_async._constants import (
     DEFAULT_TOKEN_TTL,
 )
 from aicc_async._transport import Transport
+from aicc_async.adaptive import AdaptiveRate, AutoRate
 from aicc_async.config import ClientConfig, Timeout
 from aicc_async.endpoints.messaging import MessagingAPI
 from aicc_async.endpoints.mobile_agent import MobileAgentAPI
@@ -53,7 +54,9 @@ class AICCClient:
             retries stop until requests succeed again, so an outage is not met with
             several times the load. ``None``: no budget.
         limits: requests in flight per endpoint group, merged over ``DEFAULT_LIMITS``.
-        rate_limits: optional requests-per-second cap per endpoint group.
+        rate_limits: optional requests-per-second cap per endpoint group, or ``"auto"``
+            (an ``AutoRate``, optionally with a ceiling): find the tenant's limit from its
+            answers (HTTP 429 and "busy" answers slow down, successes probe upward).
         session: an ``aiohttp.ClientSession`` to use; it is never closed by the SDK.
         messaging_channel_id, messaging_locale, messaging_user_name: used when
             ``messaging.leave_message`` applies for a ccmessaging-token itself.
@@ -101,7 +104,7 @@ class AICCClient:
         retry: RetryPolicy | None = None,
         retry_budget: int | None = DEFAULT_RETRY_BUDGET,
         limits: Mapping[str, int] | None = None,
-        rate_limits: Mapping[str, float] | None = None,
+        rate_limits: Mapping[str, float | str | AutoRate] | None = None,
         session: aiohttp.ClientSession | None = None,
         messaging_channel_id: str | None = None,
         messaging_locale: str = DEFAULT_MESSAGING_LOCALE,
@@ -177,7 +180,7 @@ class AICCClient:
         timeout: Timeout | float | None = None,
         retry: RetryPolicy | None = None,
         limits: Mapping[str, int] | None = None,
-        rate_limits: Mapping[str, float] | None = None,
+        rate_limits: Mapping[str, float | str | AutoRate] | None = None,
         max_response_bytes: int | None = None,
         default_headers: Mapping[str, str] | None = None,
     ) -> AICCClient:
@@ -202,6 +205,18 @@ class AICCClient:
         config = attrs.evolve(self.config, **changes)
         client = type(self).__new__(type(self))
         client._init(config, None, parent=self._parent or self)
+        return client
+
+    def rate_limiter(self, group: str) -> AdaptiveRate | None:
+        """The adaptive limiter of endpoint ``group`` (``rate_limits={group: "auto"}``):
+        its current ``rate``, ``throttled`` count and ``samples`` (rate over time)."""
+        return self._transport.throttle.adaptive(group)
+
+    def _observed(self, group: str, limiter: AdaptiveRate) -> AICCClient:
+        """A client sharing this one's pool, token and limits whose answers of ``group``
+        also tune ``limiter`` (a campaign paces its rows with it itself)."""
+        client = self.with_options()
+        client._transport.throttle = client._transport.throttle.observed(group, limiter)
         return client
 
     @classmethod

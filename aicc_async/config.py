@@ -28,6 +28,7 @@ from aicc_async._constants import (
     RETRY_COST,
     TOKEN_PATH,
 )
+from aicc_async.adaptive import AUTO, AutoRate
 from aicc_async.errors import AICCValidationError, invalid, is_int, is_number, masked_url
 from aicc_async.retry import RetryPolicy
 
@@ -335,17 +336,20 @@ def _limits(value: Mapping[str, int]) -> Mapping[str, int]:
     return MappingProxyType(merged)
 
 
-def _rates(value: Mapping[str, float]) -> Mapping[str, float]:
-    rates: dict[str, float] = {}
+def _rates(value: Mapping[str, float | str | AutoRate]) -> Mapping[str, float | AutoRate]:
+    rates: dict[str, float | AutoRate] = {}
     for group, rate in _items("rate_limits", value):
         if group not in GROUPS:
             raise invalid(
                 "rate_limits", f"unknown endpoint group {group!r}; groups are {', '.join(GROUPS)}"
             )
+        if rate == AUTO or isinstance(rate, AutoRate):
+            rates[group] = AutoRate() if rate == AUTO else rate
+            continue
         if not is_number(rate) or not rate > 0:
             raise invalid(
                 f"rate_limits[{group!r}]",
-                f"must be a positive number of requests per second, got {rate!r}",
+                f"must be a positive number of requests per second or 'auto', got {rate!r}",
             )
         rates[group] = float(rate)
     return MappingProxyType(rates)
@@ -370,7 +374,7 @@ class ClientConfig:
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     retry_budget: int | None = attrs.field(default=DEFAULT_RETRY_BUDGET, converter=_retry_budget)
     limits: Mapping[str, int] = attrs.field(factory=dict, converter=_limits)
-    rate_limits: Mapping[str, float] = attrs.field(factory=dict, converter=_rates)
+    rate_limits: Mapping[str, float | AutoRate] = attrs.field(factory=dict, converter=_rates)
     messaging_channel_id: str | None = None
     messaging_locale: str = DEFAULT_MESSAGING_LOCALE
     messaging_user_name: str | None = None

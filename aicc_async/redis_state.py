@@ -13,6 +13,11 @@ AccessToken and the ``rate_limits`` caps. Needs the ``aicc-async[redis]`` extra.
 - **Rate caps**: :class:`RedisRateCap`, GCRA in a Lua script on Redis's own clock
   (atomic, one round trip per start), keyed by app key and endpoint group, so
   ``rate_limits`` hold for the tenant across processes.
+- **Adaptive rates** (``rate_limits={group: "auto"}``): :class:`RedisAdaptiveRate`,
+  the same GCRA at the rate ``adaptive.cubic_rate`` gives for the time since the
+  tenant's last cut, all kept in Redis: a throttle answer in any process cuts the
+  one rate every process paces with, so they converge on the tenant's limit
+  together, not each on its own.
 - **Redis down**: ``AICCConnectionError`` ("Redis at ... unreachable; nothing was
   sent", or "did not answer within N s" for a server that accepts connections but
   never replies, such as a frozen one), unless ``redis_fallback="local"``: then one
@@ -33,6 +38,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from aicc_async.adaptive import BETA, WINDOW, AdaptiveRate, AutoRate, C
 from aicc_async.auth import AccessToken
 from aicc_async.errors import AICCConnectionError, AICCValidationError, masked_url
 from aicc_async.throttle import RateCap
@@ -40,7 +46,7 @@ from aicc_async.throttle import RateCap
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["REDIS_FALLBACKS", "RedisRateCap", "RedisState"]
+__all__ = ["REDIS_FALLBACKS", "RedisAdaptiveRate", "RedisRateCap", "RedisState"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,74 @@ local due = tat + interval
 redis.call('SET', KEYS[1], string.format('%d', due), 'PX', math.ceil((due - now) / 1000) + 1000)
 return 0
 """
+
+# The adaptive rate (adaptive.cubic_rate, on Redis's clock): KEYS[1] a hash holding
+# 'cut' (when the last cut, or the start, was; microseconds), 'limit' (the rate at the
+# last cut; absent during slow start) and the window measuring the rate sent ('at',
+# 'n', 'sent'); KEYS[2] the GCRA arrival time. ARGV: initial, ceiling (0: none), floor,
+# doubling (s), C, beta, window (s), TTL (ms). Times and rates are stored formatted
+# ('%d', '%.6f'): Lua would write a large number with too few digits.
+_AUTO_RATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local initial, ceiling, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local doubling, c, beta = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local s = redis.call('HMGET', KEYS[1], 'cut', 'limit', 'at', 'n', 'sent')
+local cut = tonumber(s[1])
+if not cut then
+  cut = now
+  local started = string.format('%d', now)
+  redis.call('HSET', KEYS[1], 'cut', started, 'at', started, 'n', 0)
+end
+local since = (now - cut) / 1000000
+local rate
+local limit = tonumber(s[2])
+if limit then
+  local k = (limit * (1 - beta) / c) ^ (1 / 3)
+  rate = limit + c * (since - k) ^ 3
+else
+  rate = initial * 2 ^ math.min(since / doubling, 60)
+end
+local sent = tonumber(s[5])
+if sent then rate = math.min(rate, 2 * sent + floor) end
+if ceiling > 0 then rate = math.min(rate, ceiling) end
+rate = math.max(rate, floor)
+return {cut, rate, now}
+"""
+
+# One start at the adaptive rate: as _AUTO_RATE, then GCRA on KEYS[2]. Returns
+# {wait in microseconds (0: granted and counted), rate in millis per second, cut}.
+_AUTO_GCRA = _AUTO_RATE.replace(
+    "return {cut, rate, now}",
+    """
+local interval = 1000000 / rate
+local tat = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tat < now then tat = now end
+if tat > now then return {math.ceil(tat - now), math.floor(rate * 1000), cut} end
+redis.call('SET', KEYS[2], string.format('%d', tat + interval), 'PX', tonumber(ARGV[8]))
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+local at = tonumber(s[3]) or now
+local window = tonumber(ARGV[7]) * 1000000
+if now - at >= window then
+  local sent_now = string.format('%.6f', n * 1000000 / (now - at))
+  redis.call('HSET', KEYS[1], 'sent', sent_now, 'at', string.format('%d', now), 'n', 0)
+end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[8]))
+return {0, math.floor(rate * 1000), cut}
+""",
+)
+
+# A throttle answer to a request started when the last cut was ARGV[9]: if no cut
+# came since, cut now (the limit is the rate now). Returns the cut now in force.
+_AUTO_CUT = _AUTO_RATE.replace(
+    "return {cut, rate, now}",
+    """
+if cut ~= tonumber(ARGV[9]) then return {cut} end
+redis.call('HSET', KEYS[1], 'limit', string.format('%.6f', rate), 'cut', string.format('%d', now))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[8]))
+return {now}
+""",
+)
 
 # The token entry and its remaining lifetime in milliseconds, in one round trip.
 _READ = """
@@ -155,7 +229,13 @@ class RedisState:
             )
             self._scripts = {
                 name: self._client.register_script(text)
-                for name, text in (("gcra", _GCRA), ("read", _READ), ("drop", _DROP))
+                for name, text in (
+                    ("gcra", _GCRA),
+                    ("read", _READ),
+                    ("drop", _DROP),
+                    ("auto_gcra", _AUTO_GCRA),
+                    ("auto_cut", _AUTO_CUT),
+                )
             }
         return self._client
 
@@ -308,6 +388,11 @@ class RedisState:
 
     # -- rate caps ----------------------------------------------------------------------
 
+    def script(self, name: str) -> Any:
+        """The registered Lua script ``name`` (connecting if needed)."""
+        self._redis()
+        return self._scripts[name]
+
     async def gcra(self, key: str, interval: float, tolerance: float) -> float:
         """One GCRA step on ``key``: 0 when a start is granted, else seconds to wait.
         Raises ``redis.exceptions.RedisError``."""
@@ -370,3 +455,94 @@ class RedisRateCap:
                     return
                 await self._sleep(delay)
         await self._local.wait()
+
+
+_AUTO_TTL_MS = 3_600_000  # the learnt rate is forgotten after an hour without a start
+
+
+class RedisAdaptiveRate(AdaptiveRate):
+    """``rate="auto"`` for the whole tenant: the rate lives in Redis, every process paces
+    its starts by it (GCRA on Redis's clock, one round trip per start) and a throttle
+    answer in any process cuts it for all (see :mod:`aicc_async.adaptive`).
+
+    :attr:`rate` and :attr:`samples` show the rate this process last read; ``sent`` and
+    ``throttled`` count this process's answers. With ``redis_fallback="local"`` it
+    paces locally (its own adaptive rate) while Redis is unreachable.
+    """
+
+    def __init__(
+        self,
+        state: RedisState,
+        group: str,
+        spec: AutoRate,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(ceiling=spec.ceiling, initial=spec.initial, clock=clock, sleep=sleep)
+        self._state = state
+        self.keys = [f"{state.rate_prefix}:{group}:auto", f"{state.rate_prefix}:{group}:auto:tat"]
+        self._args = [
+            self._initial, spec.ceiling or 0, self._floor, self._doubling,
+            C, BETA, WINDOW, _AUTO_TTL_MS,
+        ]  # fmt: skip
+        self._shared_rate = self._initial
+        self._cuts: set[asyncio.Task[None]] = set()
+
+    def ready(self) -> bool:
+        """Never: each start is counted in Redis (:meth:`wait`)."""
+        return False
+
+    def _current(self, now: float) -> float:
+        if self._state.local:
+            return super()._current(now)
+        if now - self._sampled_at >= self._sample_every:
+            self._sample(now, self._shared_rate)
+        return self._shared_rate
+
+    async def wait(self) -> None:
+        """Return when one start may happen for the tenant (counted in Redis).
+
+        Raises ``AICCConnectionError`` when Redis is unreachable (nothing was sent),
+        unless ``redis_fallback="local"``.
+        """
+        from redis.exceptions import RedisError
+
+        sleep = self._sleep or asyncio.sleep
+        async with self._queue:
+            while not self._state.local:
+                try:
+                    script = self._state.script("auto_gcra")
+                    wait, rate, cut = await script(keys=self.keys, args=self._args)
+                except RedisError as exc:
+                    self._state._failed(exc)
+                    break
+                self._shared_rate = int(rate) / 1000
+                self.epoch = int(cut)
+                if int(wait) <= 0:
+                    return
+                await sleep(int(wait) / 1e6)
+        await super().wait()
+
+    def answered(self, epoch: int, throttled: bool) -> None:
+        """As ``AdaptiveRate.answered``; a cut is made in Redis, for every process."""
+        if self._state.local:
+            super().answered(epoch, throttled)
+            return
+        self.sent += 1
+        if throttled:
+            self.throttled += 1
+            task = asyncio.ensure_future(self._cut(epoch))
+            self._cuts.add(task)
+            task.add_done_callback(self._cuts.discard)
+
+    async def _cut(self, epoch: int) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            script = self._state.script("auto_cut")
+            (cut,) = await script(keys=self.keys, args=[*self._args, epoch])
+        except RedisError as exc:  # the next start reports Redis's state
+            logger.debug("could not cut the shared adaptive rate (%s)", type(exc).__name__)
+            return
+        self.epoch = int(cut)

@@ -13,6 +13,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
+from aicc_async.adaptive import AdaptiveRate, AutoRate
+
 __all__ = ["RateCap", "RateLimiter", "Throttle"]
 
 
@@ -92,19 +94,47 @@ class Throttle:
     """The semaphores (and rate caps) of all endpoint groups of one client.
 
     ``cap``: builds the rate cap of a group from (group, rate); default a local
-    ``RateCap``. The in-flight semaphores are always this process's own.
+    ``RateCap``. ``auto``: builds the adaptive limiter of a group whose rate is an
+    :class:`~aicc_async.adaptive.AutoRate` (default a local ``AdaptiveRate``). The
+    in-flight semaphores are always this process's own.
     """
 
     def __init__(
         self,
         limits: Mapping[str, int],
-        rates: Mapping[str, float],
+        rates: Mapping[str, float | AutoRate],
         cap: Callable[[str, float], RateLimiter] | None = None,
+        auto: Callable[[str, AutoRate], AdaptiveRate] | None = None,
     ) -> None:
         self._semaphores = {g: asyncio.BoundedSemaphore(n) for g, n in limits.items()}
-        self._rates: dict[str, RateLimiter] = {
-            g: RateCap(r) if cap is None else cap(g, r) for g, r in rates.items()
-        }
+        self._rates: dict[str, RateLimiter] = {}
+        #: The groups whose answers tune an adaptive limiter (``rate="auto"``).
+        self._adaptive: dict[str, AdaptiveRate] = {}
+        for g, r in rates.items():
+            if isinstance(r, AutoRate):
+                limiter = AdaptiveRate.from_spec(r) if auto is None else auto(g, r)
+                self._rates[g] = self._adaptive[g] = limiter
+            else:
+                self._rates[g] = RateCap(r) if cap is None else cap(g, r)
+
+    def adaptive(self, group: str) -> AdaptiveRate | None:
+        """The adaptive limiter of ``group`` (``rate="auto"``), if it has one."""
+        return self._adaptive.get(group)
+
+    def feedback(self, group: str | None) -> Callable[[BaseException | None], None] | None:
+        """For a request of ``group`` starting now: what to tell its answer (see
+        ``AdaptiveRate.report``), or ``None`` when no adaptive limiter listens."""
+        limiter = self._adaptive.get(group) if group is not None else None
+        return None if limiter is None else limiter.report()
+
+    def observed(self, group: str, limiter: AdaptiveRate) -> Throttle:
+        """A throttle sharing these slots and caps whose answers of ``group`` also go to
+        ``limiter`` (which its caller paces with itself: a campaign's rows)."""
+        other = Throttle({}, {})
+        other._semaphores = self._semaphores
+        other._rates = self._rates
+        other._adaptive = {**self._adaptive, group: limiter}
+        return other
 
     async def acquire(self, group: str) -> None:
         """Take one in-flight slot of ``group`` (waiting for a free one and the rate cap).
@@ -115,11 +145,20 @@ class Throttle:
         await semaphore.acquire()
         cap = self._rates.get(group)
         if cap is not None:
+            if isinstance(cap, AdaptiveRate) and cap.ready():
+                return  # started at once, without a coroutine to wait in
             try:
                 await cap.wait()
             except BaseException:
                 semaphore.release()
                 raise
+
+    async def pace(self, group: str) -> None:
+        """Wait for the rate cap of ``group`` again, keeping the slot already taken: a
+        request sent a second time (the replay after a rejected token) is one more start."""
+        cap = self._rates.get(group)
+        if cap is not None:
+            await cap.wait()
 
     def release(self, group: str) -> None:
         """Give back a slot taken by ``acquire``."""

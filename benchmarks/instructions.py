@@ -9,7 +9,10 @@ with N and 5N requests after a warm-up; the difference divided by 4N is the
 instruction count per request, start-up and imports cancelled out. Needs valgrind
 (Debian package ``valgrind``); takes two to three minutes.
 
-    python benchmarks/instructions.py [--requests 250] [--concurrency 50]
+``--kinds raw,sdk,sdk-auto`` adds the SDK with ``rate_limits={"voice_notification":
+"auto"}`` (the adaptive limiter paces and hears every answer; no limit is hit).
+
+    python benchmarks/instructions.py [--requests 250] [--concurrency 50] [--kinds raw,sdk]
 """
 
 from __future__ import annotations
@@ -25,10 +28,21 @@ import sys
 
 import overhead  # beside this script
 
+from aicc_async.adaptive import AutoRate
+
+
+class SDKAuto(overhead.SDK):
+    """The SDK with ``rate="auto"`` on its group (starting far above what is sent)."""
+
+    def __init__(self, info: dict[str, str], concurrency: int) -> None:
+        auto = {"voice_notification": AutoRate(initial=100_000)}
+        super().__init__(info, concurrency, rate_limits=auto)
+
 
 async def client(kind: str, requests: int, concurrency: int, info: dict[str, str]) -> None:
     """One client process: log in, warm the pool, then ``requests`` requests."""
-    one = (overhead.Raw if kind == "raw" else overhead.SDK)(info, concurrency)
+    kinds = {"raw": overhead.Raw, "sdk": overhead.SDK, "sdk-auto": SDKAuto}
+    one = kinds[kind](info, concurrency)
     try:
         await one.login()
         await overhead.run_workers(concurrency, 200, one.one)
@@ -62,7 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=250)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--client", choices=("raw", "sdk"), help=argparse.SUPPRESS)
+    parser.add_argument("--kinds", default="raw,sdk", help="raw, sdk and/or sdk-auto")
+    parser.add_argument("--client", choices=("raw", "sdk", "sdk-auto"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         info = json.loads(os.environ["AICC_BENCH_SERVER"])
@@ -76,11 +91,13 @@ def main() -> None:
     try:
         print(f"# instructions per request, concurrency {c}, ({5 * n} - {n}) requests")
         per = {}
-        for kind in ("raw", "sdk"):
+        for kind in args.kinds.split(","):
             low, high = (instructions(valgrind, kind, k, c, info) for k in (n, 5 * n))
             per[kind] = (high - low) / (4 * n)
-            print(f"{kind:>4}: {per[kind]:>10,.0f}")
-        print(f"sdk/raw: {per['sdk'] / per['raw']:.3f}")
+            print(f"{kind:>8}: {per[kind]:>10,.0f}")
+        for kind in per:
+            if kind != "raw" and "raw" in per:
+                print(f"{kind}/raw: {per[kind] / per['raw']:.3f}")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

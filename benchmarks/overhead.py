@@ -107,13 +107,14 @@ class Raw:
 
 
 class SDK:
-    def __init__(self, info: dict[str, str], concurrency: int) -> None:
+    def __init__(self, info: dict[str, str], concurrency: int, **options: Any) -> None:
         self.aicc = AICCClient(
             info["url"],
             info["app_key"],
             info["app_secret"],
             max_connections=max(100, concurrency),
             limits={"voice_notification": concurrency},
+            **options,
         )
 
     async def login(self) -> None:

@@ -46,7 +46,8 @@ import attrs
 
 from aicc_async._fanout import async_items, check_concurrency
 from aicc_async._numbers import normalise_number
-from aicc_async.bulk.engine import Engine, Feed, Kind
+from aicc_async.adaptive import AUTO, AdaptiveRate, AutoRate, RateSample
+from aicc_async.bulk.engine import DEFAULT_MAX_THROTTLED, Engine, Feed, Kind
 from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
     INVALID,
@@ -129,6 +130,7 @@ _LOAD_BATCH = 2000
 _FIRST_BATCH = 200  # a streamed campaign's first batch: the first request leaves sooner
 _MAX_KEY = 256
 _OTHERS_POLL = 0.25  # seconds between looks at the rows other workers have in flight
+_AUTO_BURST = 0.1  # rate="auto": seconds' worth of starts one claim may take at once
 
 
 def _key(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -197,6 +199,12 @@ class CampaignReport:
     """Where the campaign sends (``None`` before its first run)."""
     outcomes: Outcomes = attrs.field(factory=Outcomes)
     """Answered / not answered calls, from the release events recorded."""
+    rate: tuple[RateSample, ...] = ()
+    """The rate over time of this process's ``rate="auto"`` run (empty otherwise)."""
+    requeued: int = 0
+    """Rows of this process's runs answered "throttled" and sent again later."""
+    throttled: int = 0
+    """Throttle answers (HTTP 429, busy) the ``rate="auto"`` limiter heard, retries too."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (what ``aicc report --json`` prints)."""
@@ -216,6 +224,9 @@ class CampaignReport:
             },
             "refused_reasons": dict(self.outcomes.refused),
             "release_reasons": dict(self.outcomes.reasons),
+            "requeued": self.requeued,
+            "throttled": self.throttled,
+            "rate": [attrs.asdict(sample) for sample in self.rate],
         }
 
 
@@ -229,7 +240,9 @@ class _RunSettings:
     """The checked arguments of one :meth:`Campaign.run`."""
 
     concurrency: int
-    pacer: RateCap | None
+    auto_concurrency: bool
+    max_throttled: float
+    pacer: RateCap | AdaptiveRate | None
     retry_unknown: bool
     retry_failed: bool
     allow_repeat_numbers: bool
@@ -346,6 +359,10 @@ class Campaign:
         """Rows a stopped run had left in flight, settled when the journal was opened."""
         self.loaded: LoadSummary | None = None
         """What the latest complete load did (:meth:`load`, or :meth:`run` with rows)."""
+        self.rate_limiter: AdaptiveRate | None = None
+        """The adaptive limiter of the latest ``run(rate="auto")``: its ``rate`` now,
+        ``throttled`` answers and ``samples`` (the rate over time)."""
+        self._requeued = 0  # by the runs that ended
 
     def __repr__(self) -> str:
         return f"Campaign({self._location!r}, {self._wanted!r}, mode={self._mode!r})"
@@ -584,8 +601,8 @@ class Campaign:
         self,
         aicc: AICCClient,
         *,
-        concurrency: int | None = None,
-        rate: float | None = None,
+        concurrency: int | Literal["auto"] | None = None,
+        rate: float | Literal["auto"] | AutoRate | None = None,
         retry_unknown: bool = False,
         retry_failed: bool = False,
         allow_repeat_numbers: bool = False,
@@ -595,6 +612,7 @@ class Campaign:
         source: str | os.PathLike[str] | None = None,
         on_load: Callable[[int], None] | None = None,
         on_progress: Callable[[StateCounts], None] | None = None,
+        max_throttled: float = DEFAULT_MAX_THROTTLED,
     ) -> StateCounts:
         """Send every ``pending`` row of the latest input through ``aicc``; returns the
         counts afterwards.
@@ -602,7 +620,15 @@ class Campaign:
         Args:
             concurrency: rows in flight at once; default and maximum: the client's
                 limit for the endpoint group (``limits=``) and its ``max_connections``.
-            rate: at most this many rows started per second.
+                ``"auto"``: the rate times the latency observed (Little's law), within
+                that maximum.
+            rate: at most this many rows started per second; ``"auto"`` (or an
+                ``AutoRate``, with a ceiling): find the tenant's limit from AICC's
+                answers (see :attr:`rate_limiter`).
+            max_throttled: rows answered "throttled" (HTTP 429, a busy code: not
+                processed) go back to the queue and are sent later; the run stops
+                (``AICCRateLimitError`` or ``AICCBusinessError``, rows pending) only
+                after this many seconds of throttle answers without one success.
             retry_unknown: send ``unknown`` rows again. For a voice campaign this
                 phones anyone whose call went through a second time.
             retry_failed: send rows that AICC refused again (not invalid input).
@@ -630,7 +656,10 @@ class Campaign:
         """
         kind = self._kind
         limit = min(aicc.config.limits[kind.group], aicc.config.max_connections)
-        concurrency = check_concurrency(concurrency, limit, "campaign")
+        auto_concurrency = concurrency == AUTO
+        concurrency = check_concurrency(
+            None if auto_concurrency else concurrency, limit, "campaign"
+        )
         if concurrency > limit:
             raise AICCValidationError(
                 f"concurrency: {concurrency} is above what the client allows at once "
@@ -638,14 +667,30 @@ class Campaign:
                 f"{concurrency}}}, max_connections={concurrency})",
                 field="concurrency",
             )
-        pacer = None
-        if rate is not None:
+        pacer: RateCap | AdaptiveRate | None = None
+        sender, self.rate_limiter = aicc, None
+        if rate == AUTO or isinstance(rate, AutoRate):
+            spec = AutoRate() if rate == AUTO else rate
+            assert isinstance(spec, AutoRate)
+            self.rate_limiter = aicc.rate_limiter(kind.group)
+            if self.rate_limiter is None:  # paced here, tuned by the client's answers
+                pacer = self.rate_limiter = AdaptiveRate.from_spec(
+                    spec, burst=_AUTO_BURST, clock=aicc.config.clock
+                )
+                sender = aicc._observed(kind.group, pacer)
+        elif rate is not None:
             if not is_number(rate) or not (math.isfinite(rate) and rate > 0):
                 raise AICCValidationError(
-                    f"rate: must be a number of rows per second > 0, got {rate!r}", field="rate"
+                    f"rate: must be a number of rows per second > 0 or 'auto', got {rate!r}",
+                    field="rate",
                 )
             # Claims go in batches: allow 0.1 s worth of starts at once.
             pacer = RateCap(float(rate), burst=int(rate / 10) + 1)
+        if not (is_number(max_throttled) and max_throttled > 0):
+            raise AICCValidationError(
+                f"max_throttled: must be a number of seconds > 0, got {max_throttled!r}",
+                field="max_throttled",
+            )
         for name, flag in (
             ("retry_unknown", retry_unknown),
             ("retry_failed", retry_failed),
@@ -671,6 +716,8 @@ class Campaign:
             )
         settings = _RunSettings(
             concurrency=concurrency,
+            auto_concurrency=auto_concurrency,
+            max_throttled=float(max_throttled),
             pacer=pacer,
             retry_unknown=retry_unknown,
             retry_failed=retry_failed,
@@ -684,8 +731,8 @@ class Campaign:
                 target = Target(aicc.config.base_url, aicc.config.app_key)
             await self.bind(target)
             if rows is not None:
-                return await self._stream(aicc, rows, source, on_load, settings)
-            return await self._send(aicc, settings)
+                return await self._stream(sender, rows, source, on_load, settings)
+            return await self._send(sender, settings)
         finally:
             self._running = False
 
@@ -778,11 +825,15 @@ class Campaign:
             callback_url=settings.callback_url,
             on_progress=settings.on_progress,
             feed=feed,
+            max_throttled=settings.max_throttled,
+            auto_concurrency=settings.auto_concurrency,
+            limiter=self.rate_limiter,
         )
         self._engine.stopping = self._stopped
         try:
             return await self._engine.run()
         finally:
+            self._requeued += self._engine.requeued
             self._engine = None
 
     async def _finish_with_others(self, aicc: AICCClient, settings: _RunSettings) -> StateCounts:
@@ -812,6 +863,13 @@ class Campaign:
             await asyncio.sleep(_OTHERS_POLL)
         return await self._journal.counts()
 
+    @property
+    def requeued(self) -> int:
+        """Rows answered "throttled" (HTTP 429, busy: not processed) that went back to
+        the queue to be sent later, in this object's runs (the current one included)."""
+        engine = self._engine
+        return self._requeued + (0 if engine is None else engine.requeued)
+
     def stop(self) -> None:
         """Stop the current run: no new row is sent, the rows in flight finish."""
         self._stopped = True
@@ -829,6 +887,9 @@ class Campaign:
             tuple(await self._journal.problems()),
             await self._journal.target(),
             await self._journal.outcomes(),
+            () if self.rate_limiter is None else self.rate_limiter.samples,
+            self.requeued,
+            0 if self.rate_limiter is None else self.rate_limiter.throttled,
         )
 
     async def outcomes(self) -> Outcomes:

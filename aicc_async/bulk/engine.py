@@ -19,6 +19,7 @@ import attrs
 
 from aicc_async._log import ROW
 from aicc_async._transport import Endpoint
+from aicc_async.adaptive import AdaptiveRate, is_throttle_signal
 from aicc_async.bulk.journal import (
     INTERRUPTED,
     INVALID,
@@ -34,11 +35,13 @@ from aicc_async.throttle import RateCap
 if TYPE_CHECKING:
     from aicc_async.client import AICCClient
 
-__all__ = ["Engine", "Feed", "Kind"]
+__all__ = ["DEFAULT_MAX_THROTTLED", "Engine", "Feed", "Kind", "little"]
 
 _FEED_POLL = 0.02  # seconds between looks for newly loaded rows while rows are in flight
 _LINGER = 0.002  # seconds an outcome may wait for others to share its journal commit
 _SHARED_COUNTS_EVERY = 1.0  # seconds between reads of a shared campaign's counts
+#: Seconds of throttle answers without one success after which a run gives up.
+DEFAULT_MAX_THROTTLED = 600.0
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +118,15 @@ class Feed:
         self.added()
 
 
+def little(rate: float, latency: float | None, most: int) -> int:
+    """Requests in flight that ``rate`` per second needs when each takes ``latency``
+    seconds (Little's law), with a margin for jitter; at least 1, at most ``most``
+    (all of them until a latency was seen)."""
+    if latency is None:
+        return most
+    return max(1, min(most, math.ceil(rate * latency * 1.25) + 2))
+
+
 def _wake(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
@@ -134,12 +146,15 @@ class Engine:
         client: AICCClient,
         *,
         concurrency: int,
-        pacer: RateCap | None,
+        pacer: RateCap | AdaptiveRate | None,
         counts: StateCounts,
         once_per_number: bool,
         callback_url: str | None,
         on_progress: Callable[[StateCounts], None] | None,
         feed: Feed | None = None,
+        max_throttled: float = DEFAULT_MAX_THROTTLED,
+        auto_concurrency: bool = False,
+        limiter: AdaptiveRate | None = None,
     ) -> None:
         self._journal = journal
         self._kind = kind
@@ -161,6 +176,15 @@ class Engine:
         self._request_type = kind.request_type
         self._cursor = 0
         self._counted_at = -math.inf  # when the shared campaign's counts were last read
+        self._clock = client.config.clock
+        self._max_throttled = max_throttled
+        self._last_success = self._clock()
+        self._requeued = 0  # rows sent back to pending since the last commit
+        self._auto_concurrency = auto_concurrency
+        self._limiter = limiter  # rate="auto": whether it paces here or in the client
+        self._latency: float | None = None  # seconds a send takes (moving average)
+        self.requeued = 0
+        """Rows answered "throttled" (429, busy) that went back to the queue this run."""
 
     async def run(self) -> StateCounts:
         """Send every pending row (until stopped or halted); returns the final counts.
@@ -174,9 +198,11 @@ class Engine:
             while True:
                 if feed is not None:
                     self.counts = self.counts.added(feed.take_new())
+                if self._requeued:
+                    exhausted = False  # throttled rows went back to pending: send them later
                 want = 0
                 if not (exhausted or self.stopping or self.halt):
-                    want = self._concurrency - len(self._tasks)
+                    want = self._in_flight_wanted() - len(self._tasks)
                     if self._pacer is not None:
                         want = self._pacer.take(want)
                 if self._finished or want > 0:
@@ -216,6 +242,15 @@ class Engine:
             raise self.halt
         return self.counts
 
+    def _in_flight_wanted(self) -> int:
+        """The concurrency: as set, or (``auto``) what the rate needs at the latency seen."""
+        if not self._auto_concurrency or self._pacer is None:
+            return self._concurrency
+        rate = (
+            self._pacer.rate if isinstance(self._pacer, AdaptiveRate) else 1 / self._pacer.interval
+        )
+        return little(rate, self._latency, self._concurrency)
+
     def _took(self, finished: Finished) -> None:
         """An outcome came in: its slot is free, its row waits for the next commit."""
         self._tasks.pop(finished.seq, None)
@@ -249,10 +284,11 @@ class Engine:
 
     async def _commit(self, claim: int) -> list[Claimed]:
         finished, self._finished = self._finished, []
+        cursor = self._cursor
+        if self._requeued:  # rows went back to pending behind the cursor: look from the start
+            cursor, self._requeued = 0, 0
         commit = asyncio.ensure_future(
-            self._journal.commit(
-                finished, claim, self._cursor, once_per_number=self._once_per_number
-            )
+            self._journal.commit(finished, claim, cursor, once_per_number=self._once_per_number)
         )
         cancelled: asyncio.CancelledError | None = None
         try:
@@ -304,6 +340,8 @@ class Engine:
 
     async def _send(self, row: Claimed) -> None:
         ROW.set(row.key)  # named in the request's DEBUG line (this task's context only)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             finished = await self._attempt(row)
         except asyncio.CancelledError:
@@ -317,6 +355,10 @@ class Engine:
                 )
             )
             raise
+        if self._auto_concurrency:
+            took = loop.time() - began
+            latency = self._latency
+            self._latency = took if latency is None else latency + (took - latency) / 16
         self._took(finished)
 
     def _settle(self, seq: int, exc: AICCError) -> Finished:
@@ -326,6 +368,8 @@ class Engine:
         left (``pending``, and the run stops: every other row would fare the same)."""
         if exc.sent is Sent.MAYBE_PROCESSED:
             return Finished(seq, "unknown", _code(exc.status, "no answer"), exc.message)
+        if is_throttle_signal(exc):  # 429 or busy: not processed, so it goes back to the queue
+            return self._requeue(seq, exc)
         if exc.sent is Sent.NOT_SENT:
             if self.halt is None:
                 self.halt = exc
@@ -333,6 +377,26 @@ class Engine:
         if isinstance(exc, AICCBusinessError):
             return Finished(seq, "failed", exc.code, exc.description or exc.meaning or exc.message)
         return Finished(seq, "failed", _code(exc.status, "refused"), exc.message)
+
+    def _requeue(self, seq: int, exc: AICCError) -> Finished:
+        """A row answered "throttled" (HTTP 429, a busy code: not processed) goes back to
+        ``pending`` and is sent later; the run stops only once nothing but throttle
+        answers came back for ``max_throttled`` seconds."""
+        quiet = self._clock() - self._last_success
+        if quiet >= self._max_throttled:
+            if self.halt is None:
+                exc.message = (
+                    f"AICC answered every request with a throttle answer for {quiet / 60:.0f} "
+                    f"minutes without one success, so the campaign stopped ({exc.message}). "
+                    "Nothing throttled was processed. Lower --rate (or use --rate auto), or "
+                    "ask the tenant's administrator about its flow-control limit."
+                )
+                exc.args = (exc.message,)
+                self.halt = exc
+            return Finished(seq, "pending")
+        self._requeued += 1
+        self.requeued += 1
+        return Finished(seq, "pending")
 
     async def _attempt(self, row: Claimed) -> Finished:
         seq = row.seq
@@ -358,6 +422,7 @@ class Engine:
                     f"{exc}); the row it was sending is recorded unknown."
                 )
             return Finished(seq, "unknown", "internal error", f"{type(exc).__name__}: {exc}")
+        self._last_success = self._clock()
         return Finished(
             seq,
             "done",

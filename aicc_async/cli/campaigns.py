@@ -9,10 +9,11 @@ import gc
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
+from aicc_async.adaptive import AUTO, AutoRate
 from aicc_async.bulk import Campaign, CampaignKind, Target
 from aicc_async.bulk.campaign import KINDS, LoadSummary
 from aicc_async.bulk.csv_files import DELIMITERS, CampaignFile
@@ -48,6 +49,7 @@ from aicc_async.testing import FakeAICC
 __all__ = ["Callbacks", "Options", "environment_config", "run_campaign"]
 
 _DEFAULT_POOL: int = attrs.fields(ClientConfig).max_connections.default or 100
+_AUTO_POOL = 500  # --concurrency auto: the most requests in flight (connections open lazily)
 
 
 @attrs.frozen
@@ -68,8 +70,8 @@ class Callbacks:
 class Options:
     """The options of one campaign command."""
 
-    concurrency: int
-    rate: float | None
+    concurrency: int | Literal["auto"]
+    rate: float | AutoRate | None
     timeout: float
     retry_unknown: bool = False
     retry_failed: bool = False
@@ -80,10 +82,12 @@ class Options:
     delimiter: str | None = None
 
     def client_options(self, group: str) -> dict[str, Any]:
-        """``AICCClient`` options: the pool and the group's limit follow the concurrency."""
+        """``AICCClient`` options: the pool and the group's limit follow the concurrency
+        (``auto``: up to ``_AUTO_POOL`` in flight, as many as the rate needs)."""
+        most = _AUTO_POOL if self.concurrency == AUTO else self.concurrency
         return {
-            "limits": {group: self.concurrency},
-            "max_connections": max(self.concurrency, _DEFAULT_POOL),
+            "limits": {group: most},
+            "max_connections": max(most, _DEFAULT_POOL),
             "timeout": to_timeout(self.timeout),
             "allow_insecure_http": self.allow_insecure_http,
         }
@@ -178,7 +182,8 @@ async def run_campaign(
     if sandbox is None:
         config = environment_config(terminal, os.environ, **client_options)
         if config.redis_url is not None and options.rate is not None:
-            # Shared through Redis: --rate holds for every process of the tenant together.
+            # Shared through Redis: --rate (auto too) holds for every process of the
+            # tenant together.
             config = attrs.evolve(config, rate_limits={**config.rate_limits, group: options.rate})
         target = Target(config.base_url, config.app_key)
     else:
@@ -415,6 +420,10 @@ async def _load_and_send(
             "yellow",
         )
 
+    def on_progress(counts: Any) -> None:
+        progress.throttling(campaign.rate_limiter, campaign.requeued)
+        progress.sending(counts)
+
     signals.soft = soft
     try:
         async with client() as aicc:
@@ -427,7 +436,7 @@ async def _load_and_send(
                 allow_repeat_numbers=options.allow_repeat_numbers,
                 target=target,
                 callback_url=callback_url,
-                on_progress=progress.sending,
+                on_progress=on_progress,
                 rows=rows.rows() if stream else None,
                 source=rows.path if stream else None,
                 on_load=progress.loading if stream else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import os
 import re
 import secrets
@@ -14,6 +15,7 @@ from typing import Any
 
 import click
 
+from aicc_async.adaptive import AUTO, AutoRate
 from aicc_async.bulk import CampaignKind, CampaignReport
 from aicc_async.bulk.campaign import KINDS
 from aicc_async.bulk.csv_files import export_problems, export_unanswered_rows
@@ -113,6 +115,41 @@ def _campaign_command(
     raise Stop(status)
 
 
+def _concurrency(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
+    if value == AUTO:
+        return AUTO
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 1000:
+        raise click.BadParameter(f"expected a number from 1 to 1000 or auto, got {value!r}")
+    return number
+
+
+def _rate(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> float | AutoRate | None:
+    """``--rate R``, ``--rate auto`` or both (R is then the ceiling of auto)."""
+    auto = AUTO in values
+    numbers: list[float] = []
+    for value in values:
+        if value == AUTO:
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise click.BadParameter(f"expected rows per second > 0 or auto, got {value!r}")
+        numbers.append(number)
+    if len(numbers) > 1 or values.count(AUTO) > 1:
+        raise click.BadParameter("give one number, auto, or auto and one number (its ceiling)")
+    if auto:
+        return AutoRate(ceiling=numbers[0] if numbers else None)
+    return numbers[0] if numbers else None
+
+
 def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
@@ -170,16 +207,22 @@ def _campaign_options(kind: str) -> Callable[[Callable[..., None]], Callable[...
             ),
             click.option(
                 "--concurrency",
-                type=click.IntRange(1, 1000),
-                default=DEFAULT_LIMITS[group],
+                default=str(DEFAULT_LIMITS[group]),
                 show_default=True,
-                help="Requests in flight at once (the connection pool follows it).",
+                metavar="N|auto",
+                callback=_concurrency,
+                help="Requests in flight at once (the connection pool follows it); auto: "
+                "what the rate needs at the latency seen (rate x latency).",
             ),
             click.option(
                 "--rate",
-                type=click.FloatRange(0, min_open=True),
-                help="At most this many rows started per second (with AICC_REDIS_URL: "
-                "across every process sharing that Redis, e.g. all workers of a campaign).",
+                multiple=True,
+                metavar="R|auto",
+                callback=_rate,
+                help="At most R rows started per second (with AICC_REDIS_URL: across every "
+                "process sharing that Redis, e.g. all workers of a campaign). auto: find "
+                "the tenant's limit from AICC's answers; '--rate auto --rate R' never goes "
+                "above R.",
             ),
             click.option(
                 "--timeout",

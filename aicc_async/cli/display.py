@@ -19,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from aicc_async.adaptive import AdaptiveRate
 from aicc_async.bulk import CampaignReport, StateCounts
 from aicc_async.callbacks import RELEASE_REASONS
 from aicc_async.cli.terminal import plain, shown
@@ -52,6 +53,8 @@ class _Progress(Progress):
 
     counts: StateCounts | None = None
     refused: Callable[[], Mapping[str, int]] | None = None
+    limiter: AdaptiveRate | None = None
+    requeued: int = 0
 
     def get_renderables(self) -> Iterable[RenderableType]:
         yield from super().get_renderables()
@@ -66,6 +69,14 @@ class _Progress(Progress):
             if refused:
                 reasons = ", ".join(f"{reason} {count:,}" for reason, count in refused.items())
                 line.append(f"events refused {sum(refused.values()):,} ({reasons})", "bold red")
+                line.append("  ")
+            if self.limiter is not None:
+                line.append(f"rate auto {self.limiter.rate:,.0f}/s", style="progress.data.speed")
+                line.append("  ")
+            if self.limiter is not None or self.requeued:
+                # Throttle answers (429, busy): not processed; those rows are sent again later.
+                answers = self.requeued if self.limiter is None else self.limiter.throttled
+                line.append(f"throttled {answers:,}", style="yellow")
             yield line
 
 
@@ -115,6 +126,11 @@ class CampaignProgress:
         """Reading the input is over."""
         if self._loading is not None:
             self._progress.update(self._loading, total=read, completed=read)
+
+    def throttling(self, limiter: AdaptiveRate | None, requeued: int) -> None:
+        """The adaptive rate (``--rate auto``) and the rows throttled so far."""
+        self._progress.limiter = limiter
+        self._progress.requeued = requeued
 
     def sending(self, counts: StateCounts) -> None:
         """The campaign's counts after a journal commit."""
@@ -217,6 +233,8 @@ def render_report(
                 style="yellow",
             )
         )
+    if report.rate or report.requeued:
+        parts.append(_throttling(report))
     notes = [
         (counts.sending, _SENDING, "magenta"),
         (
@@ -236,6 +254,26 @@ _REFUSED_SIGNATURE = (
     "An event refused for its signature was signed with another key: check that "
     "AICC_CALLBACK_KEY is the callback shared key configured on the AICC tenant."
 )
+
+
+def _throttling(report: CampaignReport) -> Text:
+    """What throttling did to this run: the answers, the rows sent again, the rate found."""
+    text = Text("Throttling: ", style="bold")
+    if report.rate:
+        rates = [sample.rate for sample in report.rate]
+        text.append(
+            f"--rate auto: {rates[0]:,.0f}/s at the start, {rates[-1]:,.0f}/s after "
+            f"{report.rate[-1].at:,.0f} s (between {min(rates):,.0f} and "
+            f"{max(rates):,.0f}/s); {report.throttled:,} throttle answers. "
+        )
+    text.append(f"{report.requeued:,} rows", style="yellow")
+    text.append(
+        " answered 'throttled' (HTTP 429 or busy: not processed) after their retries went "
+        "back to the queue and were sent again later."
+    )
+    return text
+
+
 _SENDING = (
     "in flight: being sent by a campaign that is running now, or, if none is, in flight "
     "when its run stopped: the next run records them as unknown (a write-back sends "

@@ -254,7 +254,9 @@ async def test_ambiguous_rows_are_unknown_and_resent_only_when_asked(
 
 
 @pytest.mark.asyncio
-async def test_http_500_and_endless_busy_fail_the_row(tmp_path: Path, fake_aicc: FakeAICC) -> None:
+async def test_http_500_fails_the_row_and_a_busy_row_goes_back_to_the_queue(
+    tmp_path: Path, fake_aicc: FakeAICC
+) -> None:
     fake_aicc.inject(Fault.HTTP_500, endpoint=VOICE)
     fake_aicc.inject(Fault.BUSY, times=FAST.max_attempts, endpoint=VOICE)
     async with Campaign(tmp_path / "c.db", "voice_notification") as campaign:
@@ -263,18 +265,17 @@ async def test_http_500_and_endless_busy_fail_the_row(tmp_path: Path, fake_aicc:
             counts = await campaign.run(aicc, concurrency=1)  # rows in input order
         found = {p["key"]: p for p in await problems(campaign)}
 
-    assert counts == StateCounts(done=1, failed=2)
+    assert counts == StateCounts(done=2, failed=1)
+    assert campaign.requeued == 1
     assert found["k0"]["state"] == "failed"
     assert found["k0"]["code"] == "HTTP 500"
     assert "500" in found["k0"]["description"]
-    assert found["k1"]["state"] == "failed"
-    assert found["k1"]["code"] == "1"
-    assert "try again later" in found["k1"]["description"].lower()
-    # 500 is final (one request); busy was retried max_attempts times; then the last row.
-    assert received_numbers(fake_aicc) == [number(0)] + [number(1)] * FAST.max_attempts + [
-        number(2)
-    ]
-    assert [fake_aicc.calls_to(number(i)) for i in range(3)] == [0, 0, 1]
+    assert "k1" not in found
+    # 500 is final (one request); busy ("try again later": not taken) was retried
+    # max_attempts times, went back to the queue, and was sent once more.
+    sent = received_numbers(fake_aicc)
+    assert [sent.count(number(i)) for i in range(3)] == [1, FAST.max_attempts + 1, 1]
+    assert [fake_aicc.calls_to(number(i)) for i in range(3)] == [0, 1, 1]
 
 
 # -- the run cannot go on -----------------------------------------------------------------------

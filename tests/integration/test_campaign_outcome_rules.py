@@ -49,15 +49,41 @@ async def test_an_idempotent_row_with_no_usable_answer_is_unknown_then_sent_agai
 
 
 @pytest.mark.asyncio
-async def test_a_rate_limit_that_outlasts_the_retries_stops_the_run_with_rows_pending(
+async def test_a_rate_limit_that_outlasts_the_retries_sends_the_rows_later(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "w.db"
     async with FakeAICC() as fake, Campaign(path, "write_back") as campaign:
         await campaign.load(write_backs(5))
-        fake.inject(Fault.HTTP_429, times=100, endpoint=MIDRESULT)
+        fake.inject(Fault.HTTP_429, times=30, endpoint=MIDRESULT)
         async with fake.client(retry=FAST) as aicc:
-            with pytest.raises(AICCRateLimitError):
+            counts = await campaign.run(aicc, concurrency=1)  # not stopped: slowed down
+        assert counts == StateCounts(done=5)
+        assert campaign.requeued == 15  # each 429'd row went back to the queue
+        assert fake.write_backs == {f"uid-{i}": 1 for i in range(5)}  # a 429 was not processed
+
+
+class SteppingClock:
+    """A monotonic clock that moves a minute each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 60.0
+        return self.now
+
+
+@pytest.mark.asyncio
+async def test_only_ten_minutes_of_throttling_without_a_success_stops_the_run(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "w.db"
+    async with FakeAICC() as fake, Campaign(path, "write_back") as campaign:
+        await campaign.load(write_backs(5))
+        fake.inject(Fault.HTTP_429, times=10_000, endpoint=MIDRESULT)
+        async with fake.client(retry=FAST, clock=SteppingClock()) as aicc:
+            with pytest.raises(AICCRateLimitError, match="minutes without one success"):
                 await campaign.run(aicc, concurrency=1)
         assert (await campaign.report()).counts == StateCounts(pending=5)
         assert not fake.processed(MIDRESULT)  # a 429 proves nothing was processed

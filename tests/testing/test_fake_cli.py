@@ -250,3 +250,11 @@ async def test_module_with_chaos_answers_busy_and_serves_stats(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def test_fake_from_args_sets_the_hidden_rate_limit() -> None:
+    fake = fake_from_args(parse(["--hidden-rate-limit", "150"]))
+    assert fake._hidden is not None
+    assert (fake._hidden.rate, fake._hidden.burst) == (150.0, 30.0)
+    with pytest.raises(SystemExit):
+        parse(["--hidden-rate-limit", "0"])

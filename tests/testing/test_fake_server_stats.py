@@ -105,6 +105,7 @@ async def test_stats_counts_without_recording() -> None:
         "rejected_token_requests": 0,
         "in_flight": 0,
         "max_in_flight": 1,
+        "throttled": 0,
         "release_events": dict.fromkeys(
             (
                 "scheduled",

@@ -6,6 +6,7 @@ then serves until SIGINT or SIGTERM and exits 0. Options::
     --host H / --port P          where to listen (default 127.0.0.1, any free port)
     --no-record                  keep counters only, not every request
     --latency SECONDS            delay every business request (FakeAICC(latency=...))
+    --hidden-rate-limit R        answer 429 above R business requests per second
     --chaos-probability P        enable seeded chaos (FakeAICC.chaos) when P > 0
     --chaos-faults LIST          comma-separated Fault values, required with P > 0
     --chaos-seed N               the chaos seed (default 0)
@@ -48,6 +49,17 @@ def _non_negative_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _positive_rate(text: str) -> float:
+    """argparse type: a finite float > 0 (requests per second)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected requests per second, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
     return value
 
 
@@ -97,6 +109,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="SECONDS",
         help="wait this long before handling each business request (default 0)",
+    )
+    parser.add_argument(
+        "--hidden-rate-limit",
+        type=_positive_rate,
+        metavar="PER_SECOND",
+        help="answer HTTP 429 (unprocessed) above this many business requests per second",
     )
     chaos = parser.add_argument_group(
         "chaos", "random faults with a fixed seed; enabled by --chaos-probability > 0"
@@ -196,6 +214,7 @@ def fake_from_args(args: argparse.Namespace) -> FakeAICC:
         port=args.port,
         record=not args.no_record,
         latency=args.latency,
+        hidden_rate_limit=args.hidden_rate_limit,
         callback_key=args.callback_key,
         answer_rate=args.answer_rate,
         release_delay=args.release_delay,

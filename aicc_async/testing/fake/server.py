@@ -40,6 +40,7 @@ from aicc_async.testing.fake import (
 from aicc_async.testing.fake._common import Answer, Exchange
 from aicc_async.testing.fake.answers import Answers
 from aicc_async.testing.fake.faults import Chaos, Fault, FaultSpec, check_non_negative
+from aicc_async.testing.fake.flow_control import HiddenLimit
 from aicc_async.testing.fake.mobile_agent import CalledParty
 from aicc_async.testing.fake.release_events import ReleaseEventSender, SentReleaseEvent
 
@@ -139,6 +140,11 @@ class FakeAICC:
     ``answer_rate``. See
     :mod:`aicc_async.testing.fake.release_events`, :attr:`release_events`,
     :meth:`wait_release_events`; :meth:`close` cancels pending deliveries.
+
+    Flow control: ``hidden_rate_limit`` (requests per second, default none) answers
+    HTTP 429 at once, unprocessed, to business requests above that rate (a token
+    bucket ``hidden_burst`` deep, default 0.2 s worth), as a tenant's gateway does;
+    :meth:`set_hidden_limit` changes it mid-run, :attr:`throttled` counts the 429s.
     """
 
     def __init__(
@@ -159,6 +165,8 @@ class FakeAICC:
         release_seed: int = 0,
         release_retries: int = 3,
         answers: Answers | None = None,
+        hidden_rate_limit: float | None = None,
+        hidden_burst: float | None = None,
     ) -> None:
         if not (math.isfinite(latency) and latency >= 0):
             raise ValueError(f"latency must be a finite number >= 0, got {latency!r}")
@@ -216,6 +224,9 @@ class FakeAICC:
         self._chaos: Chaos | None = None
         self._in_flight = 0
         self._max_in_flight = 0
+        self._hidden: HiddenLimit | None = None
+        self._throttled = 0
+        self.set_hidden_limit(hidden_rate_limit, hidden_burst)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -341,6 +352,19 @@ class FakeAICC:
         self._queued.clear()
         self._chaos = None
 
+    def set_hidden_limit(self, rate: float | None, burst: float | None = None) -> None:
+        """Answer HTTP 429 (unprocessed) to business requests above ``rate`` per second
+        from now on (``None``: no limit). ``burst``: how many may arrive at once after
+        a pause (default 0.2 s worth). Raises ValueError for a bad value."""
+        if self._hidden is not None:
+            self._throttled += self._hidden.throttled
+        self._hidden = None if rate is None else HiddenLimit(rate, burst, self._clock)
+
+    @property
+    def throttled(self) -> int:
+        """Business requests the hidden rate limit answered 429 (see ``hidden_rate_limit``)."""
+        return self._throttled + (0 if self._hidden is None else self._hidden.throttled)
+
     # ------------------------------------------------------------------ tokens
 
     @property
@@ -456,6 +480,7 @@ class FakeAICC:
             "rejected_token_requests": self.rejected_token_requests,
             "in_flight": self._in_flight,
             "max_in_flight": self._max_in_flight,
+            "throttled": self.throttled,
             "release_events": self._release_events.stats(),
         }
 
@@ -496,8 +521,14 @@ class FakeAICC:
             body = raw
         headers = CIMultiDictProxy(CIMultiDict(request.headers))
         spec = None
+        over_limit = False  # answered 429 by the hidden rate limit: at once, unprocessed
         if endpoint != _UNKNOWN_ENDPOINT:
             spec = faults.pick(self._queued, self._chaos, endpoint)
+            hidden = self._hidden
+            if spec is None and hidden is not None and endpoint != tokens.ENDPOINT:
+                over_limit = not hidden.admit()
+                if over_limit:
+                    spec = FaultSpec(Fault.HTTP_429, endpoint, None, None)
         index: int | None = None
         if self._record:
             index = len(self._requests)
@@ -522,7 +553,12 @@ class FakeAICC:
             return web.json_response(
                 {"error_code": "APIGW.0404", "error_msg": "The API does not exist"}, status=404
             )
-        if self._latency > 0 and endpoint != tokens.ENDPOINT and await self._wait(self._latency):
+        if (
+            self._latency > 0
+            and endpoint != tokens.ENDPOINT
+            and not over_limit
+            and await self._wait(self._latency)
+        ):
             return self._abort(request)
         if spec is None:
             return self._process(ex)
