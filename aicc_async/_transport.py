@@ -41,7 +41,7 @@ from aicc_async.auth import (
     token_request,
 )
 from aicc_async.config import ClientConfig, Timeout, check_headers, to_timeout
-from aicc_async.errors import AICCError, AICCValidationError
+from aicc_async.errors import AICCError, AICCValidationError, check_flag
 from aicc_async.redis_state import RedisAdaptiveRate, RedisRateCap, RedisState
 from aicc_async.retry import RetryableAttempt, RetryBudget, Retrying
 from aicc_async.throttle import RateLimiter, Throttle
@@ -179,12 +179,7 @@ class Transport:
         """Check a call's options and that this client may send; the body as bytes
         and the per-attempt timeout. Raises ``AICCValidationError`` or (closed client,
         another event loop) ``AICCConnectionError``: nothing was sent."""
-        if not isinstance(retry_unsafe, bool):
-            raise AICCValidationError(
-                f"retry_unsafe must be True or False, got {retry_unsafe!r}",
-                field="retry_unsafe",
-                endpoint=endpoint.name,
-            )
+        check_flag("retry_unsafe", retry_unsafe, endpoint=endpoint.name)
         attempt_timeout = self._timeout
         if timeout is not None:
             try:

@@ -29,7 +29,14 @@ from aicc_async._constants import (
     TOKEN_PATH,
 )
 from aicc_async.adaptive import AUTO, AutoRate
-from aicc_async.errors import AICCValidationError, invalid, is_int, is_number, masked_url
+from aicc_async.errors import (
+    AICCValidationError,
+    check_flag,
+    invalid,
+    is_int,
+    is_number,
+    masked_url,
+)
 from aicc_async.retry import RetryPolicy
 
 __all__ = [
@@ -281,12 +288,6 @@ def _retry_budget(value: object) -> int | None:
     return value
 
 
-def _flag(field: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise invalid(field, f"must be True or False, got {value!r}")
-    return value
-
-
 def _text(field: str, value: object) -> str:
     if not isinstance(value, str) or not value:
         raise invalid(field, "must be a non-empty string")
@@ -395,8 +396,8 @@ class ClientConfig:
     token_endpoint: str = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        _flag("allow_insecure_http", self.allow_insecure_http)
-        _flag("trust_env", self.trust_env)
+        check_flag("allow_insecure_http", self.allow_insecure_http)
+        check_flag("trust_env", self.trust_env)
         token_url = self.base_url if self.token_url is None else _url("token_url", self.token_url)
         if not self.allow_insecure_http:
             for field, url in (("base_url", self.base_url), ("token_url", token_url)):

@@ -28,6 +28,7 @@ No message, attribute or ``repr`` of these errors holds the app secret or a toke
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlsplit
@@ -92,6 +93,28 @@ def is_number(value: object) -> TypeGuard[int | float]:
 def is_int(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an ``int`` (a ``bool`` is not)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_flag(field: str, value: object, *, endpoint: str | None = None) -> bool:
+    """``value`` if it is ``True`` or ``False``; the error for a bad ``field`` else."""
+    if not isinstance(value, bool):
+        raise invalid(field, f"must be True or False, got {value!r}", endpoint=endpoint)
+    return value
+
+
+def check_positive(
+    field: str,
+    value: object,
+    what: str = "a number of seconds",
+    *,
+    finite: bool = True,
+    also: str = "",
+) -> float:
+    """``value`` as a float if it is a number > 0 (and finite, unless ``finite=False``);
+    the error for a bad ``field`` else, saying it must be ``what`` > 0 (or ``also``)."""
+    if not is_number(value) or not (value > 0 and (math.isfinite(value) or not finite)):
+        raise invalid(field, f"must be {what} > 0{also and ' or ' + also}, got {value!r}")
+    return float(value)
 
 
 class AICCError(Exception):

@@ -84,7 +84,7 @@ asyncio.run(main(*sys.argv[1:5], int(sys.argv[5])))
 SDK_CLIENT = r"""
 import asyncio, sys
 from aicc_async import AICCClient
-from aicc_async.bulk.csv_files import CampaignFile
+from aicc_async.bulk.campaign.csv_input import CampaignFile
 
 async def main(url, key, secret, path, concurrency):
     async with AICCClient(url, key, secret, max_connections=concurrency,
@@ -111,7 +111,7 @@ import asyncio, hashlib, json, sys, time
 from pathlib import Path
 import attrs
 from aicc_async.bulk.journal import Finished, Journal, LoadedRow
-from aicc_async.bulk.sqlite_journal import SQLiteJournal
+from aicc_async.bulk.journal.sqlite import SQLiteJournal
 from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest
 
 async def main(path, rows, batch):

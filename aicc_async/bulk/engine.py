@@ -20,7 +20,7 @@ import attrs
 from aicc_async._log import ROW
 from aicc_async._transport import Endpoint
 from aicc_async.adaptive import AdaptiveRate, is_throttle_signal
-from aicc_async.bulk.journal import (
+from aicc_async.bulk.journal.rules import (
     INTERRUPTED,
     INVALID,
     Claimed,

@@ -16,7 +16,7 @@ import attrs
 from aicc_async.adaptive import AUTO, AutoRate
 from aicc_async.bulk import Campaign, CampaignKind, Target
 from aicc_async.bulk.campaign import KINDS, LoadSummary
-from aicc_async.bulk.csv_files import DELIMITERS, CampaignFile
+from aicc_async.bulk.campaign.csv_input import DELIMITERS, CampaignFile
 from aicc_async.bulk.journal import KeyChanged
 from aicc_async.cli.display import CampaignProgress, render_report
 from aicc_async.cli.journals import JournalAt

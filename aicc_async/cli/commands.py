@@ -18,7 +18,7 @@ import click
 from aicc_async.adaptive import AUTO, AutoRate
 from aicc_async.bulk import CampaignKind, CampaignReport
 from aicc_async.bulk.campaign import KINDS
-from aicc_async.bulk.csv_files import export_problems, export_unanswered_rows
+from aicc_async.bulk.campaign.exports import export_problems, export_unanswered_rows
 from aicc_async.bulk.journal import DEFAULT_LEASE, mask_dsn
 from aicc_async.callbacks import MIN_SHARED_KEY
 from aicc_async.cli.campaigns import Callbacks, Options, collecting_less, run_campaign

@@ -7,7 +7,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from aicc_async.bulk.csv_files import CampaignFile
+from aicc_async.bulk.campaign.csv_input import CampaignFile
+from aicc_async.bulk.journal import JournalLocation
 from aicc_async.cli.campaigns import Callbacks, Options, run_campaign
 from aicc_async.cli.journals import JournalAt
 from aicc_async.cli.terminal import INTERRUPTED, OK, Terminal
@@ -71,7 +72,7 @@ async def run_demo(terminal: Terminal, journal: Path | None) -> int:
             terminal,
             "voice_notification",
             contacts,
-            JournalAt(path, temporary=journal is None),
+            JournalAt(JournalLocation(path), temporary=journal is None),
             options,
             sandbox=_busy_tenant(contacts, key),
         )

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import attrs
 
 from aicc_async.bulk.campaign import Campaign
-from aicc_async.bulk.csv_files import check_target
+from aicc_async.bulk.campaign.exports import check_target
 from aicc_async.bulk.journal import TALK_BUCKETS, Activity
 from aicc_async.callbacks import RELEASE_REASONS
 from aicc_async.cli.terminal import shown

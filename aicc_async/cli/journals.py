@@ -1,11 +1,11 @@
 """Where an ``aicc`` command's journal is: a SQLite file, or a campaign in a PostgreSQL
-database (``--journal postgresql://... --campaign NAME``)."""
+database (``--journal postgresql://... --campaign NAME``), parsed once into a
+:class:`~aicc_async.bulk.journal.JournalLocation`."""
 
 from __future__ import annotations
 
 import os
 import shlex
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -13,60 +13,48 @@ import attrs
 from aicc_async.bulk import Campaign, CampaignKind
 from aicc_async.bulk.journal import (
     DEFAULT_LEASE,
-    campaign_location,
-    check_campaign_name,
+    JournalLocation,
     is_dsn,
     mask_dsn,
+    postgres_driver,
 )
 from aicc_async.cli.terminal import Terminal
-from aicc_async.errors import AICCValidationError
+from aicc_async.errors import AICCValidationError, CampaignError
 
-__all__ = ["POSTGRES_EXTRA", "JournalAt", "journal_at"]
-
-#: What installs the PostgreSQL driver.
-POSTGRES_EXTRA = "pip install 'aicc-async[postgres]'"
+__all__ = ["JournalAt", "journal_at"]
 
 
 @attrs.frozen
 class JournalAt:
-    """A command's journal: the SQLite file ``location`` (``campaign`` None), or the
-    campaign ``campaign`` in the PostgreSQL database at the DSN ``location``, whose
-    workers hold leases of ``lease`` seconds. The DSN is never shown: :attr:`shown`
+    """A command's journal (:attr:`at`); ``temporary`` when the command removes it as
+    it ends (the demo's: no hint names it). The DSN is never shown: :attr:`shown`
     masks its password."""
 
-    location: Path | str = attrs.field(repr=False)
-    campaign: str | None = None
-    lease: float = DEFAULT_LEASE
+    at: JournalLocation
     temporary: bool = False
-    """Removed when the command ends (the demo's): no hint names it."""
 
     @property
     def postgres(self) -> bool:
         """True for a campaign in PostgreSQL."""
-        return self.campaign is not None
+        return self.at.postgres
 
     @property
     def shown(self) -> str:
         """The journal as messages name it (a DSN's password masked)."""
-        if isinstance(self.location, Path):
-            return str(self.location)
-        assert self.campaign is not None
-        return campaign_location(self.location, self.campaign)
+        return self.at.shown
 
     @property
     def argument(self) -> str:
         """The journal as a command line in a hint gives it (a DSN's password masked:
         the user puts it back, or sets PGPASSWORD)."""
-        if isinstance(self.location, Path):
-            return str(self.location)
-        assert self.campaign is not None
-        return f"{shlex.quote(mask_dsn(self.location))} --campaign {shlex.quote(self.campaign)}"
+        if self.at.dsn is None:
+            return str(self.at.path)
+        assert self.at.campaign is not None
+        return f"{shlex.quote(mask_dsn(self.at.dsn))} --campaign {shlex.quote(self.at.campaign)}"
 
     def open(self, kind: CampaignKind | None = None, **flags: Any) -> Campaign:
         """A :class:`Campaign` on this journal (``flags``: ``read_only``, ``outcomes_only``)."""
-        if isinstance(self.location, Path):
-            return Campaign(self.location, kind, **flags)
-        return Campaign(self.location, kind, campaign=self.campaign, lease=self.lease, **flags)
+        return Campaign(self.at, kind, **flags)
 
 
 def journal_at(
@@ -79,33 +67,17 @@ def journal_at(
     ``--lease`` name; a ``Stop`` (exit 2, with the message) when they do not fit
     together or the PostgreSQL driver is missing."""
     location = os.fspath(journal)
-    if not is_dsn(location):
-        if campaign is not None:
-            raise terminal.fail(
-                f"--campaign names a campaign in a PostgreSQL journal (--journal "
-                f"postgresql://...); {location} is a SQLite journal file, which holds one "
-                "campaign: leave --campaign out"
-            )
-        if lease is not None:
-            raise terminal.fail(
-                "--lease is for the workers of a PostgreSQL journal (--journal "
-                f"postgresql://... --campaign NAME); {location} is a SQLite journal file"
-            )
-        return JournalAt(Path(location))
-    if campaign is None:
+    if lease is not None and not is_dsn(location):
         raise terminal.fail(
-            f"a PostgreSQL journal ({mask_dsn(location)}) holds campaigns by name: "
-            "give the campaign's name with --campaign NAME"
+            "--lease is for the workers of a PostgreSQL journal (--journal "
+            f"postgresql://... --campaign NAME); {location} is a SQLite journal file"
         )
     try:
-        check_campaign_name(campaign)
+        at = JournalLocation.parse(location, campaign, DEFAULT_LEASE if lease is None else lease)
+        if at.postgres:
+            postgres_driver()
     except AICCValidationError as exc:
         raise terminal.fail(f"--{exc.message}") from None
-    try:
-        import aicc_async.bulk.postgres_journal  # noqa: F401 - is the driver there?
-    except ImportError as exc:
-        raise terminal.fail(
-            f"a PostgreSQL journal needs the PostgreSQL driver ({exc.name or exc} is "
-            f"missing): {POSTGRES_EXTRA}"
-        ) from None
-    return JournalAt(location, campaign, DEFAULT_LEASE if lease is None else lease)
+    except CampaignError as exc:
+        raise terminal.fail(str(exc)) from None
+    return JournalAt(at)

@@ -21,7 +21,7 @@ from aicc_async._fanout import Outcome, check_concurrency, fan_out
 from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import digits, phone_number, text
-from aicc_async.errors import invalid, is_int
+from aicc_async.errors import check_flag, invalid, is_int
 
 if TYPE_CHECKING:
     from aicc_async._transport import Transport
@@ -287,10 +287,7 @@ class VoiceNotificationAPI:
         requests in flight (their outcome is unknown). For resumable campaigns with
         a record of every row, use ``aicc_async.bulk.Campaign``.
         """
-        if not isinstance(retry_unsafe, bool):
-            raise invalid(
-                "retry_unsafe", f"must be True or False, got {retry_unsafe!r}", endpoint=_name
-            )
+        check_flag("retry_unsafe", retry_unsafe, endpoint=_name)
         limit = self._transport.config.limits[ENDPOINT.group or ""]
         return fan_out(
             lambda request: self.send(request, retry_unsafe=retry_unsafe),

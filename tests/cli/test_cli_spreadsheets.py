@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aicc_async.bulk.csv_files import CampaignFile
+from aicc_async.bulk.campaign.csv_input import CampaignFile
 from aicc_async.errors import AICCValidationError, CampaignError
 
 NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}

@@ -26,7 +26,8 @@ from aicc_async import (
     Timeout,
 )
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts, Target
-from aicc_async.bulk.csv_files import CampaignFile, export_problems, neutralise, restore
+from aicc_async.bulk.campaign.csv_input import CampaignFile, neutralise, restore
+from aicc_async.bulk.campaign.exports import export_problems
 from aicc_async.testing import FakeAICC
 
 VOICE = "createVoiceNotification"

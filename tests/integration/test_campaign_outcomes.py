@@ -18,8 +18,9 @@ from aiohttp import web
 
 from aicc_async import CampaignError, CreateVoiceNotificationRequest, RetryPolicy
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
-from aicc_async.bulk.csv_files import CampaignFile, export_unanswered_rows
-from aicc_async.bulk.journal import Finished, Journal, Outcome
+from aicc_async.bulk.campaign.csv_input import CampaignFile
+from aicc_async.bulk.campaign.exports import export_unanswered_rows
+from aicc_async.bulk.journal import Finished, Outcome, open_journal
 from aicc_async.callbacks import compute_signature
 from aicc_async.testing import FakeAICC
 
@@ -144,7 +145,7 @@ async def test_an_event_that_overtakes_its_send_is_recorded_when_the_send_is(
     path = tmp_path / "c.db"
     async with Campaign(path, "voice_notification") as campaign:
         await campaign.load(rows(2))
-    journal = await Journal.open(path, None)
+    journal = await open_journal(path, None)
     try:
         claim = await journal.commit([], 2, 0, once_per_number=True)
         early = Outcome(answered=False, release_reason="4", talk_duration=0)

@@ -15,9 +15,10 @@ from test_campaign_outcomes import KEY, serving
 
 from aicc_async import CampaignError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts, engine
-from aicc_async.bulk.csv_files import CampaignFile, export_problems, export_unanswered_rows
-from aicc_async.bulk.journal import Finished, Journal
-from aicc_async.bulk.postgres_journal import PostgresJournal
+from aicc_async.bulk.campaign.csv_input import CampaignFile
+from aicc_async.bulk.campaign.exports import export_problems, export_unanswered_rows
+from aicc_async.bulk.journal import Finished, open_journal
+from aicc_async.bulk.journal.postgres import PostgresJournal
 from aicc_async.testing import FakeAICC
 
 
@@ -125,7 +126,7 @@ async def test_a_run_waits_for_a_dead_workers_rows_and_leaves_them_unknown(
         Campaign(postgresql_dsn, "voice_notification", campaign=campaign_name) as live,
     ):
         await live.load(given)
-        dead = await Journal.open(
+        dead = await open_journal(
             postgresql_dsn, None, campaign=campaign_name, lease=0.5
         )  # another worker, which claims three rows and is then killed
         try:
@@ -162,7 +163,7 @@ async def test_a_workers_progress_counts_what_the_other_workers_did(
         Campaign(postgresql_dsn, "voice_notification", campaign=campaign_name) as live,
     ):
         await live.load(given)
-        other = await Journal.open(postgresql_dsn, None, campaign=campaign_name)
+        other = await open_journal(postgresql_dsn, None, campaign=campaign_name)
         try:
             held = await other.commit([], 20, 0, once_per_number=True)  # another worker's
             finished = [Finished(c.seq, "done") for c in held.rows]

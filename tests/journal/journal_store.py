@@ -11,7 +11,8 @@ from typing import Any
 import attrs
 
 from aicc_async.bulk import Campaign, CampaignKind
-from aicc_async.bulk.journal import Journal, Mode
+from aicc_async.bulk.journal import open_journal
+from aicc_async.bulk.journal.rules import Journal, Mode
 
 #: key -> (state, code, description, payload)
 Rows = dict[str, tuple[str, "str | None", "str | None", str]]
@@ -31,7 +32,7 @@ class Store:
     async def open(
         self, kind: str | None = "voice_notification", mode: Mode = "run", **options: Any
     ) -> Journal:
-        return await Journal.open(self.location, kind, mode=mode, campaign=self.campaign, **options)
+        return await open_journal(self.location, kind, mode=mode, campaign=self.campaign, **options)
 
     def _sql(self, text: str) -> str:
         """``text`` (over table ``rows``) for this backend's raw connection."""

@@ -26,7 +26,13 @@ from aicc_async.bulk import (
     StateCounts,
     Target,
 )
-from aicc_async.bulk.journal import INTERRUPTED_DESCRIPTION, Finished, Journal, LoadedRow, Outcome
+from aicc_async.bulk.journal.rules import (
+    INTERRUPTED_DESCRIPTION,
+    Finished,
+    Journal,
+    LoadedRow,
+    Outcome,
+)
 from aicc_async.errors import JournalError
 from aicc_async.testing import FakeAICC
 
@@ -388,7 +394,7 @@ async def test_claims_mark_rows_sending_and_commits_record_their_outcomes(store:
             Problem("failed", "16", 1, "the number is barred"),
             Problem("unknown", "no answer", 1, "timed out"),
         ]
-        problem_keys = [r[1] for r in await journal.problem_rows(0, 10)]
+        problem_keys = [r.key for r in await journal.problem_rows(0, 10)]
         assert problem_keys == ["r1", "r2"]
     finally:
         await journal.close()

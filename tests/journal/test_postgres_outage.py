@@ -20,7 +20,7 @@ from journal_store import Store
 
 from aicc_async.bulk import JournalError, StateCounts
 from aicc_async.bulk.journal import Finished, LoadedRow
-from aicc_async.bulk.postgres_journal import PostgresJournal
+from aicc_async.bulk.journal.postgres import PostgresJournal
 
 VOICE = "voice_notification"
 

@@ -19,7 +19,7 @@ from journal_store import Store
 from aicc_async import AICCValidationError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignError, CampaignRow, JournalError, StateCounts
 from aicc_async.bulk.journal import Claimed, Finished, LoadedRow, mask_dsn
-from aicc_async.bulk.postgres_journal import PostgresJournal
+from aicc_async.bulk.journal.postgres import PostgresJournal
 
 VOICE = "voice_notification"
 

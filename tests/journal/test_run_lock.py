@@ -12,9 +12,9 @@ from pathlib import Path
 import filelock
 import pytest
 
-from aicc_async.bulk import run_lock
+from aicc_async.bulk.journal import run_lock
 from aicc_async.bulk.campaign import Campaign
-from aicc_async.bulk.run_lock import RunLock
+from aicc_async.bulk.journal.run_lock import RunLock
 
 
 def test_a_released_lock_leaves_no_file(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_a_held_lock_refuses_another_holder_in_another_process(tmp_path: Path) -
     try:
         code = (
             "import sys, filelock\n"
-            "from aicc_async.bulk.run_lock import RunLock\n"
+            "from aicc_async.bulk.journal.run_lock import RunLock\n"
             "try:\n"
             f"    RunLock({str(path)!r}).acquire(timeout=0)\n"
             "except filelock.Timeout:\n"

@@ -35,7 +35,8 @@ from aicc_async.bulk import (
     LoadSummary,
     StateCounts,
 )
-from aicc_async.bulk.journal import Journal, Mode
+from aicc_async.bulk.journal import open_journal
+from aicc_async.bulk.journal.rules import Mode
 from aicc_async.errors import CampaignError
 
 
@@ -161,7 +162,7 @@ async def test_an_empty_file_is_refused_not_taken_for_a_new_campaign(
     kinds: list[str | None] = [VOICE, None] if mode == "run" else [None]
     for kind in kinds:
         with pytest.raises(CampaignError, match="is an empty file") as refused:
-            await Journal.open(path, kind, mode=mode)
+            await open_journal(path, kind, mode=mode)
         message = str(refused.value)
         assert "not an aicc journal" in message
         assert "phone every row again" in message
@@ -377,10 +378,10 @@ async def test_run_concurrency_limit_follows_the_client(tmp_path: Path) -> None:
 #: A run that stops with a kill -9: 10 rows loaded, 6 claimed (`sending`), 3 of them done.
 _CRASHING_RUN = """
 import asyncio, sys
-from aicc_async.bulk.journal import Finished, Journal, LoadedRow
+from aicc_async.bulk.journal import Finished, LoadedRow, open_journal
 
 async def main(path):
-    journal = await Journal.open(path, "voice_notification")
+    journal = await open_journal(path, "voice_notification")
     await journal.recover(idempotent=False)
     load, _ = await journal.begin_load()
     rows = [LoadedRow(f"r{i}", f"fp{i}", "pending", "{}", f"00{i:05d}") for i in range(10)]
@@ -399,10 +400,10 @@ asyncio.run(main(sys.argv[1]))
 #: A resume of it that stops with a kill -9 too, two more rows in flight.
 _CRASHING_RESUME = """
 import asyncio, sys
-from aicc_async.bulk.journal import Journal
+from aicc_async.bulk.journal import open_journal
 
 async def main(path):
-    journal = await Journal.open(path, None)
+    journal = await open_journal(path, None)
     await journal.recover(idempotent=False)
     await journal.commit([], 2, 0, once_per_number=True)
     print("ready", flush=True)
@@ -475,7 +476,7 @@ async def test_a_crashed_journal_whose_wal_was_lost_is_still_refused(tmp_path: P
     wal_of(path).unlink()  # lost: the rows it holds as sent are not in the file
     for mode in ("run", "read"):
         with pytest.raises(CampaignError, match=r"write-ahead log .* is missing"):
-            await Journal.open(path, None, mode=mode)  # type: ignore[arg-type]
+            await open_journal(path, None, mode=mode)  # type: ignore[arg-type]
     assert path.read_bytes() == before
 
 
@@ -491,7 +492,7 @@ async def test_a_crashed_journal_folded_in_then_its_copy_without_the_wal_is_refu
     copy.write_bytes(path.read_bytes())
     fold_with_another_client(path)
     with pytest.raises(CampaignError, match=r"write-ahead log .* is missing"):
-        await Journal.open(copy, None)
+        await open_journal(copy, None)
     assert await counts(path) == AFTER_THE_CRASH
 
 
@@ -499,7 +500,7 @@ async def test_a_crashed_journal_folded_in_then_its_copy_without_the_wal_is_refu
 async def test_a_journal_behind_a_symlink_resumes_after_a_crash(tmp_path: Path) -> None:
     real = tmp_path / "data" / "c.db"
     real.parent.mkdir()
-    await (await Journal.open(real, VOICE)).close()
+    await (await open_journal(real, VOICE)).close()
     link = tmp_path / "c.db"
     link.symlink_to(real)
     crash(link)

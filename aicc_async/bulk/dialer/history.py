@@ -61,9 +61,16 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 
 from aicc_async._numbers import normalise_number
-from aicc_async.bulk.journal import is_dsn
+from aicc_async.bulk.journal.location import is_dsn
 from aicc_async.endpoints._validate import text, utf8
-from aicc_async.errors import AICCValidationError, CampaignError, JournalError, is_int, is_number
+from aicc_async.errors import (
+    AICCValidationError,
+    CampaignError,
+    JournalError,
+    check_positive,
+    is_int,
+    is_number,
+)
 
 __all__ = [
     "FORMAT",
@@ -172,16 +179,7 @@ class Limit:
                 f"count: must be a whole number of calls >= 1, got {self.count!r}",
                 field="count",
             )
-        if (
-            not is_number(self.period_seconds)
-            or not math.isfinite(self.period_seconds)
-            or self.period_seconds <= 0
-        ):
-            raise AICCValidationError(
-                f"period_seconds: must be a finite number of seconds > 0, got "
-                f"{self.period_seconds!r}",
-                field="period_seconds",
-            )
+        check_positive("period_seconds", self.period_seconds, "a finite number of seconds")
 
     def since(self, now: float) -> float:
         """The start of the window ending at ``now``: entries later than it count."""

@@ -31,8 +31,8 @@ from aicc_async.bulk.dialer.history import (
     HistoryEntry,
     check_version,
 )
-from aicc_async.bulk.journal import mask_dsn
-from aicc_async.bulk.postgres_journal import _LOCKS, _said, _secret, _where, unreadable_dsn
+from aicc_async.bulk.journal.location import mask_dsn
+from aicc_async.bulk.journal.pg_connect import LOCKS, connect, said, secret
 from aicc_async.errors import JournalError
 
 __all__ = ["PostgresHistory"]
@@ -41,8 +41,7 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-_LOCK = _LOCKS + 16  # (class, 0): creating the tables; (class, 1): writing entries
-_CONNECT_TIMEOUT = 10  # seconds
+_LOCK = LOCKS + 16  # (class, 0): creating the tables; (class, 1): writing entries
 
 _SCHEMA = [
     """CREATE TABLE aicc_contact_history (
@@ -88,7 +87,7 @@ class PostgresHistory(ContactHistory):
         super().__init__(mask_dsn(dsn), clock)
         self._conn = conn
         self._dsn = dsn
-        self._secret = _secret(dsn)
+        self._secret = secret(dsn)
         self._skew = skew
 
     @property
@@ -107,7 +106,7 @@ class PostgresHistory(ContactHistory):
             if isinstance(exc, psycopg.Error):
                 raise JournalError(
                     f"the contact history {mask_dsn(dsn)} could not be opened "
-                    f"({_said(exc, _secret(dsn))})"
+                    f"({said(exc, secret(dsn))})"
                 ) from None
             raise
         skew = server - clock()
@@ -125,22 +124,7 @@ class PostgresHistory(ContactHistory):
 
     @staticmethod
     def _connect(dsn: str) -> psycopg.Connection[Any]:
-        try:
-            psycopg.conninfo.conninfo_to_dict(dsn)
-        except psycopg.Error as exc:
-            raise unreadable_dsn(dsn, exc) from None
-        try:
-            return psycopg.connect(
-                dsn,
-                autocommit=True,
-                connect_timeout=_CONNECT_TIMEOUT,
-                application_name="aicc-async contact history",
-            )
-        except psycopg.Error as exc:
-            raise JournalError(
-                f"cannot reach the contact history's PostgreSQL at {_where(dsn)} "
-                f"({mask_dsn(dsn)}): {_said(exc, _secret(dsn))}"
-            ) from None
+        return connect(dsn, "the contact history's PostgreSQL", "aicc-async contact history")
 
     @staticmethod
     def _prepare(conn: psycopg.Connection[Any], masked: str) -> float:
@@ -182,7 +166,7 @@ class PostgresHistory(ContactHistory):
     def _problem(self, exc: Exception) -> JournalError:
         return JournalError(
             f"the contact history {self.location} could not be read or written "
-            f"({_said(exc, self._secret)}); the calls it recorded so far are kept"
+            f"({said(exc, self._secret)}); the calls it recorded so far are kept"
         )
 
     # -- reading and writing (on the worker thread) ----------------------------------------

@@ -30,7 +30,7 @@ from aicc_async.bulk.dialer.history import (
     HistoryEntry,
     check_version,
 )
-from aicc_async.bulk.sql_journal import marks
+from aicc_async.bulk.journal.sql import marks
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SQLiteHistory"]

@@ -4,7 +4,7 @@ Needs ``aicc-async[postgres]`` (psycopg 3). Campaigns live side by side in share
 tables keyed by campaign name (``aicc_campaigns``, ``aicc_rows``,
 ``aicc_early_outcomes``, ``aicc_workers``), created when missing. Each open journal
 shows its own campaign's slice of them as temporary views of its session named like
-the SQLite tables, so both backends run the same SQL (:mod:`.sql_journal`).
+the SQLite tables, so both backends run the same SQL (:mod:`.sql`).
 
 Workers:
 
@@ -60,23 +60,30 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import attrs
 import psycopg
 import psycopg.conninfo
 from psycopg import sql
 
-from aicc_async.bulk.journal import (
-    DEFAULT_LEASE,
+from aicc_async.bulk.journal.location import DEFAULT_LEASE, campaign_location, mask_dsn
+from aicc_async.bulk.journal.pg_connect import LOCKS, connect, said, secret
+from aicc_async.bulk.journal.rules import (
     INTERRUPTED,
     Claim,
     Finished,
     LoadedRow,
     Mode,
     State,
-    campaign_location,
     checked_kind,
-    mask_dsn,
 )
-from aicc_async.bulk.sql_journal import Cursor, Db, SQLJournal, normalise_numbers
+from aicc_async.bulk.journal.sql import (
+    Clause,
+    Cursor,
+    Db,
+    Sharing,
+    SQLJournal,
+    normalise_numbers,
+)
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SCHEMA_VERSION", "PostgresJournal"]
@@ -87,9 +94,7 @@ T = TypeVar("T")
 
 #: The format of the PostgreSQL tables (each campaign records the one it was made with).
 SCHEMA_VERSION = 1
-_LOCKS = 1_095_320_387  # "AICC": the advisory-lock class of this library
-_CLAIM_LOCK, _LOAD_LOCK, _SCHEMA_LOCK = _LOCKS, _LOCKS + 1, _LOCKS + 2
-_CONNECT_TIMEOUT = 10  # seconds
+_CLAIM_LOCK, _LOAD_LOCK, _SCHEMA_LOCK = LOCKS, LOCKS + 1, LOCKS + 2
 _LOAD_LOCK_POLL = 0.1  # seconds between tries for another worker's load to end
 _ANALYZE_AFTER = 1000  # rows loaded before the first ANALYZE (then each doubling)
 _RECONNECT_PAUSE = 0.25  # seconds between tries to reach a server that went away
@@ -218,7 +223,7 @@ def _placeholders(text: str) -> str:
 
 
 class _PgDb:
-    """A psycopg connection as the shared SQL uses it (:class:`~.sql_journal.Db`)."""
+    """A psycopg connection as the shared SQL uses it (:class:`~.sql.Db`)."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
@@ -237,37 +242,31 @@ class _PgDb:
         self.conn.close()
 
 
-def _where(dsn: str) -> str:
-    """``host:port`` of ``dsn`` (what an unreachable server's message names)."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.Error:
-        return "the server of the DSN"
-    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+@attrs.frozen
+class Workers(Sharing):
+    """The claims of ``worker``, one of the workers sharing a campaign."""
 
+    worker: str
 
-def _secret(dsn: str) -> str | None:
-    try:
-        found = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
-    except psycopg.Error:
-        return None
-    return None if found is None else str(found)
+    def owned(self) -> Clause:
+        # A commit finishes the rows this worker holds, and those it held until its
+        # lease lapsed and another worker settled them `unknown`: it knows what
+        # became of them.
+        return Clause(
+            " AND worker = ? AND (state = 'sending' OR (state = 'unknown' AND code = ?))",
+            (self.worker, INTERRUPTED),
+        )
 
+    def stamp(self) -> Clause:
+        return Clause(", worker = ?", (self.worker,))
 
-def _said(exc: BaseException, secret: str | None) -> str:
-    """What ``exc`` says, without the password ``secret`` should a message hold it."""
-    text = str(exc).strip()
-    return text.replace(secret, "***") if secret else text
+    def lock_rows(self) -> str:
+        return " FOR UPDATE SKIP LOCKED"
 
-
-def unreadable_dsn(dsn: str, exc: psycopg.Error) -> CampaignError:
-    """The refusal of a DSN psycopg cannot parse; psycopg's own text may quote all of it
-    (password included), so the DSN is shown masked only."""
-    said = _said(exc, None).replace(dsn, mask_dsn(dsn))
-    return CampaignError(
-        f"{mask_dsn(dsn)} is not a PostgreSQL DSN psycopg can read ({said}): "
-        "give postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-    )
+    def fence(self) -> str:
+        # Not flattened: planned with the statistics of a table just loaded (every row
+        # pending), the states would pick the state index and scan every row sent so far.
+        return " OFFSET 0"
 
 
 class PostgresJournal(SQLJournal):
@@ -278,15 +277,6 @@ class PostgresJournal(SQLJournal):
     _BEGIN: ClassVar[str] = "BEGIN"
     _FRESH: ClassVar[str] = "--campaign name"
     _errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
-    # A commit finishes the rows this worker holds, and those it held until its lease
-    # lapsed and another worker settled them `unknown`: it knows what became of them.
-    _FINISH_GUARD: ClassVar[str] = (
-        " AND worker = ? AND (state = 'sending' OR (state = 'unknown' AND code = ?))"
-    )
-    _CLAIM_LOCK: ClassVar[str] = " FOR UPDATE SKIP LOCKED"
-    # Not flattened: planned with the statistics of a table just loaded (every row
-    # pending), the states would pick the state index and scan every row sent so far.
-    _FENCE: ClassVar[str] = " OFFSET 0"
 
     def __init__(
         self,
@@ -304,9 +294,10 @@ class PostgresJournal(SQLJournal):
         self.name = name
         self.worker = worker
         """This worker's id (host:pid:random) in ``aicc_workers``."""
+        self._sharing = Workers(worker)
         self.lease = lease
         self._pg = db
-        self._secret = _secret(dsn)
+        self._secret = secret(dsn)
         self._beat = beat
         self._beater: concurrent.futures.ThreadPoolExecutor | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -335,7 +326,7 @@ class PostgresJournal(SQLJournal):
     def _problem(self, exc: Exception) -> JournalError:
         return JournalError(
             f"the journal {self.location} could not be read or written "
-            f"({_said(exc, self._secret)}); the rows it recorded so far are kept"
+            f"({said(exc, self._secret)}); the rows it recorded so far are kept"
         )
 
     # -- a lost connection -----------------------------------------------------------------
@@ -471,7 +462,7 @@ class PostgresJournal(SQLJournal):
             logger.warning(
                 "lost the connection to the journal %s%s; connecting again for up to %.0f s",
                 self.location,
-                "" if cause is None else f" ({_said(cause, self._secret)})",
+                "" if cause is None else f" ({said(cause, self._secret)})",
                 max(0.0, deadline - now),
             )
             while True:
@@ -480,13 +471,11 @@ class PostgresJournal(SQLJournal):
                     await loop.run_in_executor(self._worker, self._open_again)
                     break
                 except (JournalError, psycopg.Error) as exc:
-                    said = (
-                        exc.message if isinstance(exc, JournalError) else _said(exc, self._secret)
-                    )
+                    last = exc.message if isinstance(exc, JournalError) else said(exc, self._secret)
                     if time.monotonic() + _RECONNECT_PAUSE >= deadline:
                         raise JournalError(
                             f"the journal {self.location} was out of reach for longer than "
-                            f"this worker's lease ({self.lease:g} s; last error: {said}). "
+                            f"this worker's lease ({self.lease:g} s; last error: {last}). "
                             "Its rows in flight are settled by the other workers once the "
                             "lease expired; it stops. Run it again to rejoin the campaign "
                             "once PostgreSQL answers."
@@ -498,7 +487,7 @@ class PostgresJournal(SQLJournal):
     # -- opening --------------------------------------------------------------------------
 
     @classmethod
-    async def open(  # type: ignore[override]
+    async def open(
         cls,
         dsn: str,
         name: str,
@@ -535,7 +524,7 @@ class PostgresJournal(SQLJournal):
                 beat.close()
             if isinstance(exc, psycopg.Error):
                 raise JournalError(
-                    f"the journal {location} could not be opened ({_said(exc, _secret(dsn))})"
+                    f"the journal {location} could not be opened ({said(exc, secret(dsn))})"
                 ) from None
             raise
         journal = cls(db, found, mode, dsn=dsn, name=name, worker=worker, lease=lease, beat=beat)
@@ -548,23 +537,7 @@ class PostgresJournal(SQLJournal):
 
     @staticmethod
     def _connect(dsn: str, mode: Mode) -> _PgDb:
-        try:
-            psycopg.conninfo.conninfo_to_dict(dsn)
-        except psycopg.Error as exc:
-            raise unreadable_dsn(dsn, exc) from None
-        try:
-            conn = psycopg.connect(
-                dsn,
-                autocommit=True,
-                connect_timeout=_CONNECT_TIMEOUT,
-                application_name=f"aicc-async {mode}",
-            )
-        except psycopg.Error as exc:
-            raise JournalError(
-                f"cannot reach the PostgreSQL journal at {_where(dsn)} ({mask_dsn(dsn)}): "
-                f"{_said(exc, _secret(dsn))}"
-            ) from None
-        return _PgDb(conn)
+        return _PgDb(connect(dsn, "the PostgreSQL journal", f"aicc-async {mode}"))
 
     @staticmethod
     def _prepare(
@@ -749,14 +722,7 @@ class PostgresJournal(SQLJournal):
             self._lost = True
         return not self._lost
 
-    _WORKER: ClassVar[str] = ", worker = ?"
     _PER_SELECT: ClassVar[int] = 5000
-
-    def _finish_args(self) -> tuple[Any, ...]:
-        return (self.worker, INTERRUPTED)
-
-    def _worker_args(self) -> tuple[Any, ...]:
-        return (self.worker,)
 
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
         """One array parameter: parsed and planned once, whatever its length."""
@@ -802,12 +768,13 @@ class PostgresJournal(SQLJournal):
         (they were never sent)."""
         live = self._may_claim(db)
         where, args = self._in("seq", [c.seq for c in unsure.rows])
-        mine = f"{where}{self._FINISH_GUARD}"  # this worker's, or settled from it
+        owned = self._sharing.owned()  # this worker's, or settled from it
+        mine = f"{where}{owned.sql}"
         found = {
             int(seq)
             for (seq,) in db.execute(
                 f"SELECT seq FROM rows WHERE {mine}",  # noqa: S608 - only '?' marks
-                (*args, *self._finish_args()),
+                (*args, *owned.args),
             )
         }
         if not found:
@@ -816,7 +783,7 @@ class PostgresJournal(SQLJournal):
             db.execute(
                 "UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - only '?' marks
                 f"worker = NULL, sends = sends - 1 WHERE {mine}",
-                (*args, *self._finish_args()),
+                (*args, *owned.args),
             )
             return Claim([], unsure.duplicates, unsure.cursor)
         return Claim([c for c in unsure.rows if c.seq in found], unsure.duplicates, unsure.cursor)

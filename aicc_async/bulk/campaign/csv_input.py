@@ -1,4 +1,4 @@
-"""Campaign CSV files: reading input rows, writing failed and unknown rows for follow-up.
+"""Campaign CSV input: reading input rows (:mod:`.exports` writes them back out).
 
 Voice notification input (``aicc notify``): ``called`` and either ``voice_content``
 or ``text`` (read aloud: sent as ``$text$``), optional ``caller_present``,
@@ -20,24 +20,20 @@ again, so an export can be fed back as input unchanged.
 
 from __future__ import annotations
 
-import asyncio
 import codecs
-import contextlib
 import csv
 import os
 import re
-import tempfile
 import typing
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
 import attrs
 
-from aicc_async.bulk.campaign import KINDS, Campaign, CampaignRow
-from aicc_async.bulk.journal import KeyChanged
-from aicc_async.bulk.sqlite_journal import sqlite_file
+from aicc_async.bulk.campaign.run import KINDS, CampaignRow
+from aicc_async.bulk.journal.rules import KeyChanged
 from aicc_async.endpoints.voice_notification import (
     MAX_VOICE_CONTENT,
     CreateVoiceNotificationRequest,
@@ -45,14 +41,7 @@ from aicc_async.endpoints.voice_notification import (
 )
 from aicc_async.errors import AICCValidationError, CampaignError
 
-__all__ = [
-    "CampaignFile",
-    "export_problems",
-    "export_unanswered_rows",
-    "neutralise",
-    "restore",
-    "write_csv",
-]
+__all__ = ["DELIMITERS", "FORMATS", "ID", "CampaignFile", "neutralise", "restore"]
 
 ID = "id"
 #: The column separators a CSV may use, with their names in messages.
@@ -413,118 +402,3 @@ class CampaignFile:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def check_target(path: Path, protected: Sequence[Path], what: str = "the export") -> Path:
-    """``path`` resolved, for writing ``what`` to it; ``CampaignError`` if it is one of
-    the ``protected`` files or an SQLite file (another campaign's journal, say)."""
-    target = path.resolve()
-    for kept in protected:
-        same = kept.resolve() == target
-        if not same and kept.exists() and target.exists():
-            same = os.path.samefile(kept, target)
-        if same:
-            raise CampaignError(
-                f"will not write {what} over {path}: it is {kept}, part of the campaign "
-                "(its journal or its input). Choose another file."
-            )
-    found = sqlite_file(target)
-    if found is not None:
-        raise CampaignError(
-            f"will not write {what} over {path}: it is an SQLite {found} (another "
-            f"campaign's journal, or another application's data), which {what} would "
-            "replace. Choose another file; nothing was written."
-        )
-    return target
-
-
-async def write_csv(
-    path: str | os.PathLike[str],
-    header: Sequence[str],
-    rows: AsyncIterator[Sequence[object]],
-    *,
-    protected: Sequence[Path] = (),
-) -> int:
-    """Write ``header`` and ``rows`` as a CSV at ``path``; returns how many rows.
-
-    Cells are neutralised against formula injection (``None`` is empty). The file is
-    written beside ``path`` under a temporary name and renamed over it when complete.
-    Raises ``CampaignError`` if ``path`` is one of ``protected`` or cannot be written.
-    """
-    given = Path(os.fspath(path))
-    target = check_target(given, protected)
-    count = 0
-    try:
-        handle, temporary = await asyncio.to_thread(
-            tempfile.mkstemp, prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
-    except OSError as exc:
-        raise CampaignError(f"cannot write {given}: {exc.strerror or exc}") from None
-    try:
-        out = await asyncio.to_thread(os.fdopen, handle, "w", encoding="utf-8", newline="")
-        with out:
-            writer = csv.writer(out)
-            writer.writerow(header)
-            async for row in rows:
-                writer.writerow(["" if c is None else neutralise(str(c)) for c in row])
-                count += 1
-        await asyncio.to_thread(os.replace, temporary, target)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        if isinstance(exc, OSError):
-            raise CampaignError(f"cannot write {given}: {exc.strerror or exc}") from None
-        raise
-    return count
-
-
-async def _campaign_files(campaign: Campaign) -> tuple[Path, ...]:
-    """What an export must never write over: the journal, its files and its input."""
-    source = await campaign.source()
-    return (*campaign.files, *(() if source is None else (source,)))
-
-
-async def export_problems(campaign: Campaign, path: str | os.PathLike[str]) -> int:
-    """Write the campaign's failed, unknown and duplicate rows to the CSV at ``path``;
-    returns how many.
-
-    Columns: ``id``, ``state``, ``code``, ``description``, ``reference``, then the
-    input columns, so the file can be corrected and fed to a new campaign. Raises
-    ``CampaignError`` if ``path`` is the journal, a file beside it or the campaign's
-    input, or cannot be written; an existing file is replaced only once the export
-    is complete.
-    """
-    columns: Sequence[str] = FORMATS[campaign.kind].columns[1:]
-
-    async def rows() -> AsyncIterator[Sequence[object]]:
-        async for row in campaign.problem_rows():
-            fields = row["fields"]
-            yield [row["key"], row["state"], row["code"], row["description"], row["reference"]] + [
-                fields.get(c) for c in columns
-            ]
-
-    return await write_csv(
-        path,
-        [ID, "state", "code", "description", "reference", *columns],
-        rows(),
-        protected=await _campaign_files(campaign),
-    )
-
-
-async def export_unanswered_rows(campaign: Campaign, path: str | os.PathLike[str]) -> int:
-    """Write the rows whose call was not answered (their release event said so) to the
-    CSV at ``path``, in the campaign's input format, so it is the input of a follow-up
-    campaign; returns how many. Raises ``CampaignError`` as :func:`export_problems`."""
-    columns: Sequence[str] = FORMATS[campaign.kind].columns
-
-    async def rows() -> AsyncIterator[Sequence[object]]:
-        async for row in campaign.unanswered_rows():
-            fields = row["fields"]
-            yield [row["key"], *(fields.get(c) for c in columns[1:])]
-
-    return await write_csv(
-        path,
-        columns,
-        rows(),
-        protected=await _campaign_files(campaign),
-    )

@@ -33,15 +33,15 @@ from typing import ClassVar, TypeVar
 
 import filelock
 
-from aicc_async.bulk.journal import (
+from aicc_async.bulk.journal.rules import (
     SCHEMA_VERSION,
     Claim,
     Finished,
     Mode,
     checked_kind,
 )
-from aicc_async.bulk.run_lock import RunLock
-from aicc_async.bulk.sql_journal import Db, SQLJournal, normalise_numbers
+from aicc_async.bulk.journal.run_lock import RunLock
+from aicc_async.bulk.journal.sql import Db, SQLJournal, normalise_numbers
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SQLiteJournal", "sqlite_file"]
@@ -257,9 +257,7 @@ class SQLiteJournal(SQLJournal):
     # -- opening ------------------------------------------------------------------------
 
     @classmethod
-    async def open(  # type: ignore[override]
-        cls, path: Path, kind: str | None, *, mode: Mode = "run"
-    ) -> SQLiteJournal:
+    async def open(cls, path: Path, kind: str | None, *, mode: Mode = "run") -> SQLiteJournal:
         """Open ``path``: ``mode="run"`` to send (created for ``kind`` when missing;
         ``kind=None``: it must exist), ``mode="read"`` to read it without writing a byte,
         ``mode="record"`` to record call outcomes, beside a campaign running on it or

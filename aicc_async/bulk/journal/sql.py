@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 import attrs
 
 from aicc_async._numbers import normalise_number
-from aicc_async.bulk.journal import (
+from aicc_async.bulk.journal.rules import (
     _USED,
     DUPLICATE,
     INTERRUPTED,
@@ -45,6 +45,7 @@ from aicc_async.bulk.journal import (
     Outcome,
     Outcomes,
     Problem,
+    ProblemRow,
     State,
     StateCounts,
     Target,
@@ -100,8 +101,41 @@ def marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+@attrs.frozen
+class Clause:
+    """A piece of SQL and the parameters its ``?`` marks take, kept together."""
+
+    sql: str = ""
+    args: tuple[Any, ...] = ()
+
+
+class Sharing:
+    """What a journal adds to its claims so that several workers may share a campaign:
+    nothing for one process (SQLite); PostgreSQL's workers override each method."""
+
+    def owned(self) -> Clause:
+        """Limits the rows a commit may finish (after ``WHERE seq = ?``)."""
+        return Clause()
+
+    def stamp(self) -> Clause:
+        """Records who claimed a row (after the ``SET`` of its ``sending`` mark)."""
+        return Clause()
+
+    def lock_rows(self) -> str:
+        """After the claim's ``SELECT``: row locks."""
+        return ""
+
+    def fence(self) -> str:
+        """After the look-up of rows by number, so that it is planned on its own (by
+        the number index) whatever the planner thinks of the states."""
+        return ""
+
+
 class SQLJournal(Journal):
     """A journal over a :class:`Db` used from one worker thread."""
+
+    _sharing: Sharing = Sharing()
+    """How its claims stay safe among the workers that share the campaign."""
 
     _BEGIN: ClassVar[str] = "BEGIN"
     """The statement that starts a write transaction."""
@@ -398,34 +432,17 @@ class SQLJournal(Journal):
             lambda db: self._commit(db, finished, claim, after, once_per_number)
         )
 
-    # Hooks of a claim: what a backend adds to make it safe among several workers.
-    _FINISH_GUARD: ClassVar[str] = ""
-    """SQL (and ``_finish_args``) that limits the rows a commit may finish."""
-    _CLAIM_LOCK: ClassVar[str] = ""
-    """Appended to the claim's SELECT (row locks)."""
-    _FENCE: ClassVar[str] = ""
-    """Appended to the look-up of rows by number, so that it is planned on its own
-    (by the number index) whatever the planner thinks of the states."""
-
-    _WORKER: ClassVar[str] = ""
-    """SQL (and ``_worker_args``) that records who claimed a row."""
-
-    def _finish_args(self) -> tuple[Any, ...]:
-        return ()
-
-    def _worker_args(self) -> tuple[Any, ...]:
-        return ()
-
     def _may_claim(self, db: Db) -> bool:
         """Called first in each commit's transaction: False to claim nothing."""
         return True
 
     def _mark_sending(self, db: Db, seqs: Sequence[int], now: float) -> None:
         where, args = self._in("seq", seqs)
+        stamp = self._sharing.stamp()
         db.execute(
             f"UPDATE rows SET state = 'sending', sends = sends + 1, updated = ?, sent = ?"  # noqa: S608 - only '?' marks
-            f"{self._WORKER} WHERE {where}",
-            (now, now, *self._worker_args(), *args),
+            f"{stamp.sql} WHERE {where}",
+            (now, now, *stamp.args, *args),
         )
 
     def _commit(
@@ -439,9 +456,10 @@ class SQLJournal(Journal):
         if not self._may_claim(db):
             claim = 0
         now = time.time()
+        owned = self._sharing.owned()
         db.executemany(
             "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ?, "  # noqa: S608 - constant
-            f"callback = ? WHERE seq = ?{self._FINISH_GUARD}",
+            f"callback = ? WHERE seq = ?{owned.sql}",
             [
                 (
                     f.state,
@@ -451,7 +469,7 @@ class SQLJournal(Journal):
                     now,
                     int(f.callback),
                     f.seq,
-                    *self._finish_args(),
+                    *owned.args,
                 )
                 for f in finished
             ],
@@ -479,7 +497,7 @@ class SQLJournal(Journal):
             found = db.execute(
                 "SELECT seq, key, payload, number FROM rows WHERE state = 'pending' "  # noqa: S608 - constant
                 "AND loaded = (SELECT current_load FROM campaign) AND seq > ? "
-                f"ORDER BY seq LIMIT ?{self._CLAIM_LOCK}",
+                f"ORDER BY seq LIMIT ?{self._sharing.lock_rows()}",
                 (after, claim - len(claimed)),
             ).fetchall()
             if not found:
@@ -506,7 +524,7 @@ class SQLJournal(Journal):
             where, args = self._in("number", wanted[i : i + self._PER_SELECT])
             for number, key in db.execute(
                 "SELECT number, min(key) FROM (SELECT number, key, state, code FROM rows "  # noqa: S608 - only '?' marks
-                f"WHERE {where}{self._FENCE}) AS found WHERE {_USED} GROUP BY number",
+                f"WHERE {where}{self._sharing.fence()}) AS found WHERE {_USED} GROUP BY number",
                 args,
             ):
                 taken.setdefault(number, key)
@@ -534,10 +552,10 @@ class SQLJournal(Journal):
 
         return await self._run(work)
 
-    async def problem_rows(self, after: int, limit: int) -> list[tuple[Any, ...]]:
-        def work() -> list[tuple[Any, ...]]:
+    async def problem_rows(self, after: int, limit: int) -> list[ProblemRow]:
+        def work() -> list[ProblemRow]:
             return [
-                tuple(row)
+                ProblemRow(*row)
                 for row in self._db.execute(
                     "SELECT seq, key, state, code, description, reference, payload FROM rows "
                     "WHERE state IN ('failed', 'unknown', 'duplicate') AND seq > ? "

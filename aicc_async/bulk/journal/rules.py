@@ -1,16 +1,15 @@
-"""The campaign journal: every row's key, request and state, recorded before and after
-its send. One interface (:class:`Journal`), two backends: a SQLite file for one
-process (:mod:`.sqlite_journal`, the default) and PostgreSQL for many workers on one
-campaign (:mod:`.postgres_journal`, ``aicc-async[postgres]``). :meth:`Journal.open`
-picks by location: a ``postgresql://`` (or ``postgres://``) DSN opens PostgreSQL,
-anything else is a SQLite path.
+"""The campaign journal's rules: every row's key, request and state, recorded before
+and after its send. One interface (:class:`Journal`), two backends: a SQLite file for
+one process (:mod:`.sqlite`, the default) and PostgreSQL for many workers on one
+campaign (:mod:`.postgres`, ``aicc-async[postgres]``); :func:`.opening.open_journal`
+picks by the :class:`.location.JournalLocation`. This module imports neither.
 
 A row moves ``pending -> sending -> done | failed | unknown``; rows that leave the
 input become ``withdrawn``, and a voice row whose number was already used becomes
 ``duplicate``. The ``sending`` mark is committed before the request goes out, so
 after a crash a row that may have been sent never looks unsent.
 
-Rules both backends keep (the shared parts live here and in :mod:`.sql_journal`):
+Rules both backends keep (the shared parts live here and in :mod:`.sql`):
 
 * Input arrives in numbered load passes (:meth:`Journal.begin_load`,
   :meth:`Journal.load`, :meth:`Journal.end_load`); only rows of the latest pass
@@ -28,19 +27,15 @@ from __future__ import annotations
 
 import abc
 import json
-import math
-import os
-import urllib.parse
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import attrs
 
-from aicc_async.errors import AICCValidationError, CampaignError, is_number
+from aicc_async.errors import CampaignError
 
 __all__ = [
-    "DEFAULT_LEASE",
     "TALK_BUCKETS",
     "Activity",
     "Claim",
@@ -52,14 +47,9 @@ __all__ = [
     "Outcome",
     "Outcomes",
     "Problem",
+    "ProblemRow",
     "StateCounts",
     "Target",
-    "campaign_location",
-    "check_campaign_name",
-    "check_lease",
-    "is_dsn",
-    "mask_dsn",
-    "open_journal",
 ]
 
 State = Literal["pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"]
@@ -78,10 +68,6 @@ SETTLED = "settled"
 SETTLED_DESCRIPTION = (
     "its answer was lost, but the release event of its number shows AICC placed the call"
 )
-#: Seconds a PostgreSQL worker's lease lasts unless renewed (renewed every third of it).
-DEFAULT_LEASE = 30.0
-#: The longest campaign name (a PostgreSQL journal holds many campaigns by name).
-MAX_CAMPAIGN_NAME = 200
 
 #: Rows whose number counts as used: they were (or are being) sent. Plain SQL that
 #: SQLite and PostgreSQL read alike.
@@ -154,6 +140,21 @@ class Problem:
     count: int
     example: str
     """The description of one such row."""
+
+
+@attrs.frozen
+class ProblemRow:
+    """A failed, unknown or duplicate row as :meth:`Journal.problem_rows` reads it."""
+
+    seq: int
+    """Its place in the input (rows are read in this order)."""
+    key: str
+    state: State
+    code: str | None
+    description: str | None
+    reference: str | None
+    payload: str
+    """Its fields, as the journal's canonical JSON."""
 
 
 @attrs.frozen
@@ -390,75 +391,12 @@ def checked_kind(where: str, kind: str | None, found: tuple[str, int], version: 
     return found_kind
 
 
-# -- locations ------------------------------------------------------------------------------
-
-
-def is_dsn(location: str | os.PathLike[str]) -> bool:
-    """True when ``location`` is a PostgreSQL DSN (``postgresql://`` or ``postgres://``)."""
-    return isinstance(location, str) and location.lower().startswith(
-        ("postgresql://", "postgres://")
-    )
-
-
-def mask_dsn(dsn: str) -> str:
-    """``dsn`` with its password (in the user part or a ``password=`` parameter)
-    replaced by ``***``: what messages, reprs and logs may show."""
-    try:
-        parts = urllib.parse.urlsplit(dsn)
-        netloc = parts.netloc
-        if "@" in netloc:
-            user, _, host = netloc.rpartition("@")
-            if ":" in user:
-                user = user.split(":", 1)[0] + ":***"
-            netloc = f"{user}@{host}"
-        query = "&".join(
-            f"{name}=***" if name.lower() == "password" else f"{name}={value}"
-            for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-        )
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
-    except ValueError:
-        return "postgresql://***"
-
-
-def campaign_location(dsn: str, name: str) -> str:
-    """How messages name the campaign ``name`` in the PostgreSQL journal at ``dsn``
-    (its password masked)."""
-    return f"{mask_dsn(dsn)} (campaign {name!r})"
-
-
-def check_campaign_name(name: object) -> str:
-    """``name`` if it can name a campaign in a PostgreSQL journal: a non-blank string
-    of printable characters, at most :data:`MAX_CAMPAIGN_NAME` long. Raises
-    ``AICCValidationError`` (``field="campaign"``) otherwise."""
-    if (
-        not isinstance(name, str)
-        or not name.strip()
-        or not name.isprintable()
-        or len(name) > MAX_CAMPAIGN_NAME
-    ):
-        raise AICCValidationError(
-            "campaign: must be a non-blank name of printable characters, at most "
-            f"{MAX_CAMPAIGN_NAME} long, got {name!r}",
-            field="campaign",
-        )
-    return name
-
-
-def check_lease(lease: object) -> float:
-    """``lease`` as seconds if it is a finite number > 0; ``AICCValidationError``
-    (``field="lease"``) otherwise."""
-    if not is_number(lease) or not (math.isfinite(lease) and lease > 0):
-        raise AICCValidationError(
-            f"lease: must be a number of seconds > 0, got {lease!r}", field="lease"
-        )
-    return float(lease)
-
-
 # -- the interface --------------------------------------------------------------------------
 
 
 class Journal(abc.ABC):
-    """An open campaign journal. Create with :meth:`open`; close with :meth:`close`.
+    """An open campaign journal. Open with :func:`~aicc_async.bulk.journal.open_journal`;
+    close with :meth:`close`.
 
     Every method may raise ``JournalError`` when the store cannot be read or written
     (the rows it recorded so far are kept), and ``CampaignError`` once closed.
@@ -472,47 +410,6 @@ class Journal(abc.ABC):
     """The journal as messages name it (a PostgreSQL password masked)."""
     shared: ClassVar[bool] = False
     """True when other processes may send rows of the same campaign meanwhile."""
-
-    @classmethod
-    async def open(
-        cls,
-        location: str | os.PathLike[str],
-        kind: str | None,
-        *,
-        mode: Mode = "run",
-        campaign: str | None = None,
-        lease: float = DEFAULT_LEASE,
-    ) -> Journal:
-        """Open the journal at ``location``: a ``postgresql://`` / ``postgres://`` DSN opens
-        campaign ``campaign`` (required) in that PostgreSQL database, with a worker lease of
-        ``lease`` seconds while it runs; anything else is a SQLite file path (``campaign``
-        refused). ``kind`` and ``mode`` as the backends' ``open`` say.
-
-        Raises ``AICCValidationError`` for a missing or bad campaign name, ``CampaignError``
-        / ``JournalError`` as the backend says.
-        """
-        if is_dsn(location):
-            try:
-                from aicc_async.bulk.postgres_journal import PostgresJournal
-            except ImportError as exc:
-                raise CampaignError(
-                    f"a PostgreSQL journal needs psycopg ({exc}): "
-                    "pip install 'aicc-async[postgres]'"
-                ) from None
-            assert isinstance(location, str)
-            name = check_campaign_name(campaign)
-            return await PostgresJournal.open(
-                location, name, kind, mode=mode, lease=check_lease(lease)
-            )
-        if campaign is not None:
-            raise AICCValidationError(
-                "campaign: names a campaign in a PostgreSQL journal (a postgresql:// DSN); "
-                "a SQLite journal file holds one campaign",
-                field="campaign",
-            )
-        from aicc_async.bulk.sqlite_journal import SQLiteJournal
-
-        return await SQLiteJournal.open(Path(os.fspath(location)), kind, mode=mode)
 
     @property
     @abc.abstractmethod
@@ -596,9 +493,9 @@ class Journal(abc.ABC):
         """Failed, unknown and duplicate rows grouped by state and code, largest first."""
 
     @abc.abstractmethod
-    async def problem_rows(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+    async def problem_rows(self, after: int, limit: int) -> list[ProblemRow]:
         """Up to ``limit`` failed, unknown or duplicate rows with ``seq > after``, in input
-        order, as (seq, key, state, code, description, reference, payload)."""
+        order."""
 
     @abc.abstractmethod
     async def record_outcome(
@@ -639,7 +536,3 @@ class Journal(abc.ABC):
     def dumps(value: Any) -> str:
         """The canonical JSON used for payloads and fingerprints."""
         return _CANONICAL.encode(value)
-
-
-#: ``open_journal(location, kind, ...)``: :meth:`Journal.open`.
-open_journal = Journal.open

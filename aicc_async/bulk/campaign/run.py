@@ -27,7 +27,7 @@ PostgreSQL and several workers, on several machines, run the campaign together::
         await campaign.run(aicc, rows=rows)    # every worker gives the same input
 
 Each row is sent by one worker once; a worker that dies leaves its rows in flight
-``unknown`` once its lease expires (see :mod:`aicc_async.bulk.postgres_journal`).
+``unknown`` once its lease expires (see :mod:`aicc_async.bulk.journal.postgres`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
@@ -44,12 +43,14 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import attrs
 
-from aicc_async._fanout import async_items, check_concurrency
+from aicc_async._fanout import async_items
 from aicc_async._numbers import normalise_number
-from aicc_async.adaptive import AUTO, AdaptiveRate, AutoRate, RateSample
+from aicc_async.adaptive import AdaptiveRate, AutoRate, RateSample
+from aicc_async.bulk.campaign.settings import RunSettings, check_callback, check_source
 from aicc_async.bulk.engine import DEFAULT_MAX_THROTTLED, Engine, Feed, Kind
-from aicc_async.bulk.journal import (
-    DEFAULT_LEASE,
+from aicc_async.bulk.journal.location import DEFAULT_LEASE, JournalLocation
+from aicc_async.bulk.journal.opening import open_journal
+from aicc_async.bulk.journal.rules import (
     INVALID,
     Activity,
     Journal,
@@ -61,27 +62,20 @@ from aicc_async.bulk.journal import (
     Problem,
     StateCounts,
     Target,
-    campaign_location,
-    check_campaign_name,
-    check_lease,
-    is_dsn,
-    open_journal,
 )
 from aicc_async.callbacks import CallbackReceiver, ReleaseEvent
 from aicc_async.endpoints.outbound import WRITE_BACK, WriteBackResultRequest
 from aicc_async.endpoints.voice_notification import ENDPOINT as VOICE
 from aicc_async.endpoints.voice_notification import (
     CreateVoiceNotificationRequest,
-    check_callback_url,
 )
 from aicc_async.errors import (
     AICCConnectionError,
     AICCValidationError,
     CampaignError,
     JournalError,
-    is_number,
+    check_flag,
 )
-from aicc_async.throttle import RateCap
 
 if TYPE_CHECKING:
     from aicc_async.client import AICCClient
@@ -230,39 +224,6 @@ class CampaignReport:
         }
 
 
-def _check_callback(name: str, value: object) -> None:
-    if value is not None and not callable(value):
-        raise AICCValidationError(f"{name}: must be callable or None, got {value!r}", field=name)
-
-
-@attrs.frozen
-class _RunSettings:
-    """The checked arguments of one :meth:`Campaign.run`."""
-
-    concurrency: int
-    auto_concurrency: bool
-    max_throttled: float
-    pacer: RateCap | AdaptiveRate | None
-    retry_unknown: bool
-    retry_failed: bool
-    allow_repeat_numbers: bool
-    callback_url: str | None
-    on_progress: Callable[[StateCounts], None] | None
-
-
-def _check_source(value: object) -> None:
-    if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value)):
-        raise AICCValidationError(
-            f"source: must be the input's file path (str or os.PathLike) or None, got {value!r}",
-            field="source",
-        )
-
-
-def _check_flag(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise AICCValidationError(f"{name}: must be True or False, got {value!r}", field=name)
-
-
 def _iterable(rows: object) -> Iterable[Any]:
     """``rows`` if it is an iterable of rows (``AICCValidationError`` else)."""
     if isinstance(rows, Iterable) and not isinstance(rows, (str, bytes, dict)):
@@ -294,14 +255,16 @@ class Campaign:
     record call outcomes (:meth:`record_outcome`), beside a campaign running on it or
     after it. ``lease``: seconds a PostgreSQL worker's lease lasts unless renewed
     (renewed every third of it); rows a worker left ``sending`` are settled by the
-    others once its lease expired. Raises ``AICCValidationError`` for an unknown
+    others once its lease expired. ``location`` may also be a
+    :class:`~aicc_async.bulk.journal.JournalLocation` parsed before (``campaign`` and
+    ``lease`` then come from it). Raises ``AICCValidationError`` for an unknown
     ``kind``, both flags, a DSN without a valid ``campaign`` name, or a ``campaign``
     name with a file path.
     """
 
     def __init__(
         self,
-        location: str | os.PathLike[str],
+        location: str | os.PathLike[str] | JournalLocation,
         kind: CampaignKind | None = None,
         *,
         campaign: str | None = None,
@@ -314,41 +277,16 @@ class Campaign:
                 f"kind: must be one of {', '.join(get_args(CampaignKind))}, got {kind!r}",
                 field="kind",
             )
-        if not isinstance(location, (str, os.PathLike)) or not os.fspath(location):
-            got = "an empty path" if location == "" else type(location).__name__  # no DSN shown
-            raise AICCValidationError(
-                f"path: must be a file path (str or os.PathLike) or a postgresql:// DSN, got {got}",
-                field="path",
-            )
-        _check_flag("read_only", read_only)
-        _check_flag("outcomes_only", outcomes_only)
+        if not isinstance(location, JournalLocation):
+            location = JournalLocation.parse(location, campaign, lease)
+        check_flag("read_only", read_only)
+        check_flag("outcomes_only", outcomes_only)
         if read_only and outcomes_only:
             raise AICCValidationError(
                 "read_only and outcomes_only: choose one", field="outcomes_only"
             )
-        self._open_at: str | Path  # the DSN (unmasked: never shown) or the file
-        self._path: Path | None = None
-        if is_dsn(location):
-            assert isinstance(location, str)
-            if campaign is None:
-                raise AICCValidationError(
-                    "campaign: a PostgreSQL journal holds campaigns by name: give the "
-                    "campaign's name (--campaign NAME)",
-                    field="campaign",
-                )
-            self._open_at = location
-            self._location = campaign_location(location, check_campaign_name(campaign))
-        else:
-            if campaign is not None:
-                raise AICCValidationError(
-                    "campaign: names a campaign in a PostgreSQL journal (a postgresql:// "
-                    "DSN); a SQLite journal file holds one campaign",
-                    field="campaign",
-                )
-            self._path = self._open_at = Path(os.fspath(location))
-            self._location = str(self._path)
-        self._campaign = campaign
-        self._lease = check_lease(lease)
+        self._at = location
+        self._location = location.shown
         self._wanted = kind
         self._mode: Mode = "read" if read_only else "record" if outcomes_only else "run"
         self._opened: tuple[Journal, Kind] | None = None
@@ -381,13 +319,7 @@ class Campaign:
         """
         if self._opened is not None:
             return
-        journal = await open_journal(
-            self._open_at,
-            self._wanted,
-            mode=self._mode,
-            campaign=self._campaign,
-            lease=self._lease,
-        )
+        journal = await open_journal(self._at, self._wanted, mode=self._mode)
         kind = KINDS[journal.kind]
         if self._mode == "run":
             try:
@@ -437,7 +369,7 @@ class Campaign:
     @property
     def path(self) -> Path | None:
         """The journal file (``None`` for a PostgreSQL journal: see :attr:`location`)."""
-        return self._path
+        return self._at.path
 
     @property
     def location(self) -> str:
@@ -448,7 +380,7 @@ class Campaign:
     @property
     def campaign(self) -> str | None:
         """The campaign's name in a PostgreSQL journal (``None`` for a SQLite file)."""
-        return self._campaign
+        return self._at.campaign
 
     @property
     def files(self) -> tuple[Path, ...]:
@@ -493,8 +425,8 @@ class Campaign:
         are removed again). If loading stops early, no row is sent until a load completes
         (but rows a new campaign streamed before it stopped are its input already).
         """
-        _check_callback("on_progress", on_progress)
-        _check_source(source)
+        check_callback("on_progress", on_progress)
+        check_source(source)
         return await self._load(rows, source, on_progress, None)
 
     async def _load(
@@ -654,59 +586,20 @@ class Campaign:
         after stopping early, the affected rows still ``pending``; ``JournalError`` if
         the journal cannot be written; ``AICCValidationError`` for bad arguments.
         """
-        kind = self._kind
-        limit = min(aicc.config.limits[kind.group], aicc.config.max_connections)
-        auto_concurrency = concurrency == AUTO
-        concurrency = check_concurrency(
-            None if auto_concurrency else concurrency, limit, "campaign"
+        settings = RunSettings.check(
+            self._kind,
+            aicc,
+            concurrency=concurrency,
+            rate=rate,
+            retry_unknown=retry_unknown,
+            retry_failed=retry_failed,
+            allow_repeat_numbers=allow_repeat_numbers,
+            callback_url=callback_url,
+            on_progress=on_progress,
+            max_throttled=max_throttled,
         )
-        if concurrency > limit:
-            raise AICCValidationError(
-                f"concurrency: {concurrency} is above what the client allows at once "
-                f"({limit}); raise it with AICCClient(limits={{{kind.group!r}: "
-                f"{concurrency}}}, max_connections={concurrency})",
-                field="concurrency",
-            )
-        pacer: RateCap | AdaptiveRate | None = None
-        sender, self.rate_limiter = aicc, None
-        if rate == AUTO or isinstance(rate, AutoRate):
-            spec = AutoRate() if rate == AUTO else rate
-            assert isinstance(spec, AutoRate)
-            self.rate_limiter = aicc.rate_limiter(kind.group)
-            if self.rate_limiter is None:  # paced here, tuned by the client's answers
-                pacer = self.rate_limiter = AdaptiveRate.from_spec(
-                    spec, burst=_AUTO_BURST, clock=aicc.config.clock
-                )
-                sender = aicc._observed(kind.group, pacer)
-        elif rate is not None:
-            if not is_number(rate) or not (math.isfinite(rate) and rate > 0):
-                raise AICCValidationError(
-                    f"rate: must be a number of rows per second > 0 or 'auto', got {rate!r}",
-                    field="rate",
-                )
-            # Claims go in batches: allow 0.1 s worth of starts at once.
-            pacer = RateCap(float(rate), burst=int(rate / 10) + 1)
-        if not (is_number(max_throttled) and max_throttled > 0):
-            raise AICCValidationError(
-                f"max_throttled: must be a number of seconds > 0, got {max_throttled!r}",
-                field="max_throttled",
-            )
-        for name, flag in (
-            ("retry_unknown", retry_unknown),
-            ("retry_failed", retry_failed),
-            ("allow_repeat_numbers", allow_repeat_numbers),
-        ):
-            _check_flag(name, flag)
-        _check_callback("on_progress", on_progress)
-        _check_callback("on_load", on_load)
-        _check_source(source)
-        if callback_url is not None:
-            if kind.with_callback is None:
-                raise AICCValidationError(
-                    f"callback_url: a {kind.name} campaign has no release events",
-                    field="callback_url",
-                )
-            check_callback_url(callback_url)
+        check_callback("on_load", on_load)
+        check_source(source)
         if self._running:
             raise CampaignError(f"{self._location}: this campaign is already running")
         if aicc.closed:
@@ -714,25 +607,15 @@ class Campaign:
                 "this AICCClient is closed; create a new one. Nothing was sent.",
                 endpoint="campaign",
             )
-        settings = _RunSettings(
-            concurrency=concurrency,
-            auto_concurrency=auto_concurrency,
-            max_throttled=float(max_throttled),
-            pacer=pacer,
-            retry_unknown=retry_unknown,
-            retry_failed=retry_failed,
-            allow_repeat_numbers=allow_repeat_numbers,
-            callback_url=callback_url,
-            on_progress=on_progress,
-        )
+        self.rate_limiter = settings.rate_limiter
         self._running, self._stopped = True, False
         try:
             if target is None:
                 target = Target(aicc.config.base_url, aicc.config.app_key)
             await self.bind(target)
             if rows is not None:
-                return await self._stream(sender, rows, source, on_load, settings)
-            return await self._send(sender, settings)
+                return await self._stream(settings.sender, rows, source, on_load, settings)
+            return await self._send(settings.sender, settings)
         finally:
             self._running = False
 
@@ -742,7 +625,7 @@ class Campaign:
         rows: Iterable[CampaignRow] | AsyncIterable[CampaignRow],
         source: str | os.PathLike[str] | None,
         on_load: Callable[[int], None] | None,
-        settings: _RunSettings,
+        settings: RunSettings,
     ) -> StateCounts:
         """Load ``rows`` and send them: at once for a new campaign, after the load else."""
         feed = self._feed = Feed()
@@ -779,7 +662,7 @@ class Campaign:
                 await asyncio.gather(loading, return_exceptions=True)
 
     async def _send(
-        self, aicc: AICCClient, settings: _RunSettings, feed: Feed | None = None
+        self, aicc: AICCClient, settings: RunSettings, feed: Feed | None = None
     ) -> StateCounts:
         kind = self._kind
         if feed is None and await self._journal.current_load() is None:
@@ -811,7 +694,7 @@ class Campaign:
                 logger.warning("could not checkpoint the journal %s", self._location)
 
     async def _pass(
-        self, aicc: AICCClient, settings: _RunSettings, counts: StateCounts, feed: Feed | None
+        self, aicc: AICCClient, settings: RunSettings, counts: StateCounts, feed: Feed | None
     ) -> StateCounts:
         """One engine run over the pending rows (and those ``feed`` brings)."""
         self._engine = Engine(
@@ -836,7 +719,7 @@ class Campaign:
             self._requeued += self._engine.requeued
             self._engine = None
 
-    async def _finish_with_others(self, aicc: AICCClient, settings: _RunSettings) -> StateCounts:
+    async def _finish_with_others(self, aicc: AICCClient, settings: RunSettings) -> StateCounts:
         """A journal other workers share: once this worker ran out of rows, wait until no
         row is in flight on any worker (a dead worker's are settled once its lease
         expired), sending the rows that come back ``pending`` meanwhile; returns the
@@ -971,15 +854,15 @@ class Campaign:
         ``state``, ``code``, ``description``, ``reference`` and the row's ``fields``."""
         after = 0
         while rows := await self._journal.problem_rows(after, 1000):
-            for seq, key, state, code, description, reference, payload in rows:
-                after = seq
+            for row in rows:
+                after = row.seq
                 yield {
-                    "key": key,
-                    "state": state,
-                    "code": code,
-                    "description": description,
-                    "reference": reference,
-                    "fields": Journal.loads(payload),
+                    "key": row.key,
+                    "state": row.state,
+                    "code": row.code,
+                    "description": row.description,
+                    "reference": row.reference,
+                    "fields": Journal.loads(row.payload),
                 }
 
     async def close(self) -> None:
