@@ -121,14 +121,15 @@ class JournalLocation:
             if campaign is None:
                 raise AICCValidationError(
                     f"campaign: a PostgreSQL journal ({mask_dsn(location)}) holds campaigns "
-                    "by name: give the campaign's name (--campaign NAME)",
+                    "by name: give the campaign's name with --campaign NAME",
                     field="campaign",
                 )
             return cls(None, location, check_campaign_name(campaign), seconds)
         if campaign is not None:
             raise AICCValidationError(
                 "campaign names a campaign in a PostgreSQL journal (a postgresql:// DSN); "
-                f"{os.fspath(location)!s} is a SQLite journal file, which holds one campaign",
+                f"{os.fspath(location)!s} is a SQLite journal file, which holds one campaign: "
+                "leave --campaign out",
                 field="campaign",
             )
         return cls(Path(os.fspath(location)), None, None, seconds)

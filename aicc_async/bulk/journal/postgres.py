@@ -69,6 +69,7 @@ from aicc_async.bulk.journal.location import DEFAULT_LEASE, campaign_location, m
 from aicc_async.bulk.journal.pg_connect import LOCKS, connect, said, secret
 from aicc_async.bulk.journal.rules import (
     INTERRUPTED,
+    STATE_CHECK,
     Claim,
     Finished,
     LoadedRow,
@@ -116,13 +117,12 @@ _SCHEMA = [
         source text,
         target text
     )""",
-    """CREATE TABLE IF NOT EXISTS aicc_rows (
+    f"""CREATE TABLE IF NOT EXISTS aicc_rows (
         seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
         key text NOT NULL,
         fingerprint text NOT NULL,
-        state text NOT NULL CHECK (state IN
-            ('pending', 'sending', 'done', 'failed', 'unknown', 'withdrawn', 'duplicate')),
+        state text NOT NULL CHECK ({STATE_CHECK}),
         payload text NOT NULL,
         number text,
         code text,

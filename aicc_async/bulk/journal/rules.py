@@ -29,7 +29,7 @@ import abc
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import attrs
 
@@ -53,6 +53,10 @@ __all__ = [
 ]
 
 State = Literal["pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"]
+#: Every row state, in :class:`StateCounts` order.
+STATES: tuple[State, ...] = get_args(State)
+#: The SQL check every backend's ``state`` column keeps.
+STATE_CHECK = f"state IN ({', '.join(repr(state) for state in STATES)})"
 
 SCHEMA_VERSION = 2
 #: ``code`` of a row whose input could not become a request (it was never sent).
@@ -129,6 +133,10 @@ class StateCounts:
             counts[source] -= 1
             counts[target] += 1
         return StateCounts(**counts)
+
+
+if tuple(field.name for field in attrs.fields(StateCounts)) != STATES:  # pragma: no cover
+    raise TypeError("StateCounts must have one field per State, in the same order")
 
 
 @attrs.frozen

@@ -35,6 +35,7 @@ import filelock
 
 from aicc_async.bulk.journal.rules import (
     SCHEMA_VERSION,
+    STATE_CHECK,
     Claim,
     Finished,
     Mode,
@@ -54,7 +55,7 @@ _CHECKPOINT_EVERY = 30.0  # seconds between checkpoints while a campaign runs
 _CHECKPOINT_TRIES = 5
 _BUSY_TIMEOUT = 10.0  # seconds a write waits for another writer (aicc listen)
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS campaign (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
     kind TEXT NOT NULL,
@@ -72,8 +73,7 @@ CREATE TABLE IF NOT EXISTS rows (
     seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
     fingerprint TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN
-        ('pending', 'sending', 'done', 'failed', 'unknown', 'withdrawn', 'duplicate')),
+    state TEXT NOT NULL CHECK ({STATE_CHECK}),
     payload TEXT NOT NULL,
     number TEXT,
     code TEXT,
