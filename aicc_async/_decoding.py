@@ -11,7 +11,7 @@ from aicc_async._endpoint import BODY, Endpoint
 from aicc_async._failures import Failures
 from aicc_async._wire import ResponseInfo, code_of, decode_json, structure_result
 
-__all__ = ["TooLarge", "decode", "read_capped", "result_of", "sized"]
+__all__ = ["TooLarge", "decode", "read_at_most", "read_capped", "result_of", "sized"]
 
 ResultT = TypeVar("ResultT")
 
@@ -29,18 +29,28 @@ def sized(resp: aiohttp.ClientResponse, cap: int) -> bool:
     return length.isdigit() and int(length) <= cap and "Content-Encoding" not in resp.headers
 
 
+async def read_at_most(stream: aiohttp.StreamReader, cap: int) -> bytes | None:
+    """What ``stream`` holds, or None once it goes past ``cap`` bytes (at most
+    ``cap + 1`` are read): the one capped read of a body, sent or received."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= cap:
+        chunk = await stream.read(min(_CHUNK, cap + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    return None
+
+
 async def read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
     """The body of ``resp``, at most ``cap`` bytes of it (decompressed); raises
     ``TooLarge`` (closing the connection) beyond that."""
-    chunks: list[bytes] = []
-    total = 0
-    while chunk := await resp.content.read(_CHUNK):
-        total += len(chunk)
-        if total > cap:
-            resp.close()  # drops the connection: nothing more is read
-            raise TooLarge(cap)
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = await read_at_most(resp.content, cap)
+    if body is None:
+        resp.close()  # drops the connection: nothing more is read
+        raise TooLarge(cap)
+    return body
 
 
 def decode(

@@ -39,6 +39,7 @@ from typing import Any, Final
 import attrs
 from aiohttp import web
 
+from aicc_async._decoding import read_at_most
 from aicc_async._wire import converter, wire_field
 from aicc_async.errors import AICCValidationError, is_int
 
@@ -586,15 +587,7 @@ class CallbackReceiver:
 
     async def _read_capped(self, request: web.Request) -> bytes | None:
         """The body, or None once it is over ``max_body`` (at most ``max_body + 1`` read)."""
-        chunks: list[bytes] = []
-        size = 0
-        while size <= self._max_body:
-            chunk = await request.content.read(self._max_body + 1 - size)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size += len(chunk)
-        return None
+        return await read_at_most(request.content, self._max_body)
 
     def _authenticate(self, data: Mapping[str, Any]) -> CallbackResponse | None:
         """The refusal for a body's signature or timestamp, or None if it passes."""

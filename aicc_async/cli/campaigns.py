@@ -9,7 +9,7 @@ import gc
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -44,7 +44,9 @@ from aicc_async.errors import (
     CampaignError,
     JournalError,
 )
-from aicc_async.testing import FakeAICC
+
+if TYPE_CHECKING:
+    from aicc_async.testing import FakeAICC
 
 __all__ = ["Callbacks", "Options", "environment_config", "run_campaign"]
 

@@ -11,7 +11,7 @@ import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,7 +22,6 @@ from aicc_async.bulk.campaign.exports import export_problems, export_unanswered_
 from aicc_async.bulk.journal import DEFAULT_LEASE, mask_dsn
 from aicc_async.callbacks import MIN_SHARED_KEY
 from aicc_async.cli.campaigns import Callbacks, Options, collecting_less, run_campaign
-from aicc_async.cli.demo import run_demo
 from aicc_async.cli.display import render_report
 from aicc_async.cli.html_report import write_html_report
 from aicc_async.cli.journals import journal_at
@@ -39,8 +38,9 @@ from aicc_async.cli.terminal import (
 )
 from aicc_async.config import DEFAULT_LIMITS
 from aicc_async.errors import CampaignError, JournalError
-from aicc_async.testing import FakeAICC
-from aicc_async.testing.fake.cli import serve
+
+if TYPE_CHECKING:
+    from aicc_async.testing import FakeAICC
 
 __all__ = ["run"]
 
@@ -99,7 +99,9 @@ def _campaign_command(
             key = _callback_key(terminal, allow_unsigned)
         callbacks = Callbacks(callback_url, listen, key, allow_unsigned, wait_outcomes)
     fake = None
-    if sandbox:
+    if sandbox:  # the simulator is imported only when asked for
+        from aicc_async.testing import FakeAICC
+
         fake = FakeAICC(callback_key=None if callbacks is None else callbacks.shared_key)
     with sdk_log(terminal, verbose), collecting_less():
         status = asyncio.run(
@@ -453,6 +455,9 @@ def listen(
 )
 def sandbox(host: str, port: int, latency: float) -> None:
     """Run FakeAICC, a local AICC simulator, until Ctrl-C. Nobody is called."""
+    from aicc_async.testing import FakeAICC
+    from aicc_async.testing.fake.cli import serve
+
     terminal = Terminal()
 
     key = secrets.token_urlsafe(24)
@@ -489,6 +494,8 @@ def demo(journal: Path | None) -> None:
     """Run a sample campaign of a few thousand rows against a local AICC simulator."""
     terminal = Terminal()
     with sdk_log(terminal, 0):
+        from aicc_async.cli.demo import run_demo  # it brings the simulator
+
         raise Stop(asyncio.run(run_demo(terminal, journal)))
 
 

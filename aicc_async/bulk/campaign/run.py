@@ -62,6 +62,7 @@ from aicc_async.bulk.journal.rules import (
     Problem,
     StateCounts,
     Target,
+    warn_settled,
 )
 from aicc_async.callbacks import CallbackReceiver, ReleaseEvent
 from aicc_async.endpoints.outbound import WRITE_BACK, WriteBackResultRequest
@@ -328,13 +329,10 @@ class Campaign:
                 await journal.close()
                 raise
         if self.interrupted:
-            logger.warning(
-                "%d rows were in flight when the last run of %s stopped: %s",
+            warn_settled(
                 self.interrupted,
-                self._location,
-                "they will be sent again"
-                if kind.idempotent
-                else "their outcome is unknown and they will not be sent again",
+                f"were in flight when the last run of {self._location} stopped",
+                idempotent=kind.idempotent,
             )
         self._opened = journal, kind
 

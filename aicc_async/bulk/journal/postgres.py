@@ -76,6 +76,7 @@ from aicc_async.bulk.journal.rules import (
     Mode,
     State,
     checked_kind,
+    warn_settled,
 )
 from aicc_async.bulk.journal.sql import (
     Clause,
@@ -690,13 +691,10 @@ class PostgresJournal(SQLJournal):
         if self._idempotent is not None:
             settled = await self.recover(idempotent=self._idempotent)
             if settled:
-                logger.warning(
-                    "%d rows of %s were in flight on workers whose lease expired: %s",
+                warn_settled(
                     settled,
-                    self.location,
-                    "they will be sent again"
-                    if self._idempotent
-                    else "their outcome is unknown and they will not be sent again",
+                    f"of {self.location} were in flight on workers whose lease expired",
+                    idempotent=self._idempotent,
                 )
 
     async def _heartbeats(self) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
@@ -51,6 +52,8 @@ __all__ = [
     "StateCounts",
     "Target",
 ]
+
+logger = logging.getLogger(__name__)
 
 State = Literal["pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"]
 #: Every row state, in :class:`StateCounts` order.
@@ -397,6 +400,19 @@ def checked_kind(where: str, kind: str | None, found: tuple[str, int], version: 
             "created it, or another --journal path"
         )
     return found_kind
+
+
+def warn_settled(count: int, what: str, *, idempotent: bool) -> None:
+    """Log that ``count`` rows ``what`` (in flight when a run or a worker stopped) were
+    settled, and what becomes of them: sent again (``idempotent``) or not."""
+    logger.warning(
+        "%d rows %s: %s",
+        count,
+        what,
+        "they will be sent again"
+        if idempotent
+        else "their outcome is unknown and they will not be sent again",
+    )
 
 
 # -- the interface --------------------------------------------------------------------------
