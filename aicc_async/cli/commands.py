@@ -7,7 +7,6 @@ import io
 import math
 import os
 import re
-import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ from aicc_async.config import DEFAULT_LIMITS
 from aicc_async.errors import CampaignError, JournalError
 
 if TYPE_CHECKING:
-    from aicc_async.testing import FakeAICC
+    pass
 
 __all__ = ["run"]
 
@@ -444,44 +443,20 @@ def listen(
         raise Stop(asyncio.run(run_listener(terminal, where, address, key, allow_unsigned)))
 
 
-@aicc.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Port (default: any).")
-@click.option(
-    "--latency",
-    type=click.FloatRange(0, 60),
-    default=0.0,
-    help="Seconds every answer is delayed.",
+@aicc.command(
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
 )
-def sandbox(host: str, port: int, latency: float) -> None:
-    """Run FakeAICC, a local AICC simulator, until Ctrl-C. Nobody is called."""
-    from aicc_async.testing import FakeAICC
-    from aicc_async.testing.fake.cli import serve
+@click.argument("options", nargs=-1, type=click.UNPROCESSED)
+def sandbox(options: tuple[str, ...]) -> None:
+    """Run FakeAICC, a local AICC simulator, until Ctrl-C. Nobody is called.
 
-    terminal = Terminal()
+    The options of `python -m aicc_async.testing` (see `aicc sandbox --help`): where
+    to listen, latency, a hidden rate limit, seeded faults, release events.
+    """
+    from aicc_async.testing.fake.cli import main  # the simulator, only when asked for
 
-    key = secrets.token_urlsafe(24)
-
-    def ready(fake: FakeAICC) -> None:
-        terminal.out.print(
-            f"FakeAICC is listening on {fake.url} (Ctrl-C to stop). In another shell:\n\n"
-            f"  export AICC_BASE_URL={fake.url}\n"
-            f"  export AICC_APP_KEY={fake.app_key}\n"
-            f"  export AICC_APP_SECRET={fake.app_secret}\n"
-            f"  export AICC_CALLBACK_KEY={key}\n\n"
-            "It posts a signed release event for each notification with a callback URL "
-            "(--callback-url).\n",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-
-    fake = FakeAICC(host=host, port=port, record=False, latency=latency, callback_key=key)
-    try:
-        asyncio.run(serve(fake, ready))
-    except OSError as exc:
-        raise terminal.fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    raise Stop(OK)
+    raise Stop(main(options, prog="aicc sandbox", for_people=True))
 
 
 @aicc.command()

@@ -12,8 +12,8 @@ from pathlib import Path
 import filelock
 import pytest
 
-from aicc_async.bulk.journal import run_lock
 from aicc_async.bulk.campaign import Campaign
+from aicc_async.bulk.journal import run_lock
 from aicc_async.bulk.journal.run_lock import RunLock
 
 

@@ -29,13 +29,15 @@ import asyncio
 import contextlib
 import json
 import math
+import secrets
 import signal
+import sys
 from collections.abc import Callable, Sequence
 
 from aicc_async.testing.fake.faults import Fault
 from aicc_async.testing.fake.server import FakeAICC
 
-__all__ = ["add_server_arguments", "fake_from_args", "main", "serve"]
+__all__ = ["add_server_arguments", "exports", "fake_from_args", "main", "serve"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _FAULT_NAMES = ", ".join(f.value for f in Fault)
@@ -251,25 +253,61 @@ async def serve(fake: FakeAICC, on_ready: Callable[[FakeAICC], None]) -> None:
                 loop.remove_signal_handler(sig)
 
 
-def _print_ready(fake: FakeAICC) -> None:
-    line = json.dumps({"url": fake.url, "app_key": fake.app_key, "app_secret": fake.app_secret})
-    print(line, flush=True)
+def exports(fake: FakeAICC, callback_key: str | None) -> str:
+    """The shell lines that point ``aicc`` (and ``ClientConfig.from_env``) at ``fake``."""
+    lines = [
+        f"export AICC_BASE_URL={fake.url}",
+        f"export AICC_APP_KEY={fake.app_key}",
+        f"export AICC_APP_SECRET={fake.app_secret}",
+    ]
+    if callback_key is not None:
+        lines.append(f"export AICC_CALLBACK_KEY={callback_key}")
+    return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code (argparse exits 2 on bad options)."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    prog: str = "python -m aicc_async.testing",
+    for_people: bool = False,
+) -> int:
+    """Entry point of ``python -m aicc_async.testing`` and ``aicc sandbox`` (``prog``,
+    ``for_people``): the same options, faults and serving loop. Prints the JSON line on
+    stdout (for scripts) and the ``export`` lines on stderr; ``for_people``: only the
+    ``export`` lines, on stdout, with a fresh ``--callback-key`` unless one is given
+    and no request kept in memory. Returns the exit code (argparse exits 2 on bad
+    options; 2 too when the address cannot be bound)."""
     parser = argparse.ArgumentParser(
-        prog="python -m aicc_async.testing",
-        description="Run the FakeAICC simulator until SIGINT/SIGTERM.",
+        prog=prog,
+        description="Run the FakeAICC simulator (nobody is called) until SIGINT/SIGTERM.",
     )
     add_server_arguments(parser)
+    if for_people:
+        parser.set_defaults(no_record=True, callback_key=secrets.token_urlsafe(24))
     args = parser.parse_args(argv)
     try:
         fake = fake_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))
+
+    def ready(fake: FakeAICC) -> None:
+        if not for_people:
+            line = {"url": fake.url, "app_key": fake.app_key, "app_secret": fake.app_secret}
+            print(json.dumps(line), flush=True)
+        signed = "a signed" if args.callback_key is not None else "an unsigned"
+        print(
+            f"FakeAICC is listening on {fake.url} (Ctrl-C to stop). In another shell:\n\n"
+            f"{exports(fake, args.callback_key)}\n\n"
+            f"It posts {signed} release event for each notification with a callback URL "
+            "(--callback-url).\n",
+            file=sys.stdout if for_people else sys.stderr,
+            flush=True,
+        )
+
     try:
-        asyncio.run(serve(fake, _print_ready))
+        asyncio.run(serve(fake, ready))
     except KeyboardInterrupt:  # a SIGINT that arrived before the handler was installed
         return 0
+    except OSError as exc:
+        parser.exit(2, f"{prog}: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}\n")
     return 0
