@@ -80,19 +80,23 @@ def fan_out(
     send: Callable[[RequestT], Awaitable[ResultT]],
     requests: Iterable[RequestT] | AsyncIterable[RequestT],
     *,
-    concurrency: int,
+    concurrency: object,
+    default: int,
     endpoint: str,
 ) -> AsyncGenerator[Outcome[RequestT, ResultT], None]:
-    """Call ``send`` for each item of ``requests``, at most ``concurrency`` at once,
-    yielding an :class:`Outcome` per item in completion order.
+    """Call ``send`` for each item of ``requests``, at most ``concurrency`` at once
+    (``None``: ``default``, the endpoint group's limit), yielding an :class:`Outcome`
+    per item in completion order; the one fan-out of every ``*_many`` method.
 
     Items are pulled from ``requests`` only as slots free up. If iterating
     ``requests`` raises, the requests in flight finish and are yielded, then the
     exception propagates. Leaving the loop early (``break``, an exception in the
     loop body) cancels the requests still in flight: their outcome is unknown.
-    Raises ``AICCValidationError`` at once if ``requests`` is not iterable.
+    Raises ``AICCValidationError`` at once if ``requests`` is not iterable or
+    ``concurrency`` is not an integer >= 1.
     """
-    return _fan_out(send, async_items(requests, endpoint), concurrency)
+    limit = check_concurrency(concurrency, default, endpoint)
+    return _fan_out(send, async_items(requests, endpoint), limit)
 
 
 async def _fan_out(

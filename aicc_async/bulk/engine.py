@@ -9,7 +9,6 @@ its request leaves.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -62,12 +61,31 @@ class Kind:
     with_callback: Callable[[Any, str], Any] | None = None
     """``with_callback(request, url)``: the request with ``url`` as its release-event
     callback unless it has one (``None``: this kind has no callbacks)."""
+    _fields: tuple[str, ...] = attrs.field(
+        init=False,
+        repr=False,
+        # The request classes' fields are plain values: attrs.asdict without its
+        # per-call walk over the class (the row's hottest step while loading).
+        default=attrs.Factory(
+            lambda kind: tuple(f.name for f in attrs.fields(kind.request_type)), takes_self=True
+        ),
+    )
 
     @property
     def request_type(self) -> type[Any]:
         """The endpoint's request class."""
         assert self.endpoint.request_type is not None
         return self.endpoint.request_type
+
+    def payload(self, request: Any) -> str:
+        """``request`` as the journal keeps it: its fields as canonical JSON (the one way
+        a row goes in; :meth:`request` is the one way back)."""
+        return Journal.dumps({name: getattr(request, name) for name in self._fields})
+
+    def request(self, payload: str) -> Any:
+        """The request a :meth:`payload` holds (checked again by its class: ``TypeError``
+        or ``AICCValidationError`` for a payload that no longer fits it)."""
+        return self.request_type(**Journal.loads(payload))
 
     @property
     def group(self) -> str:
@@ -173,7 +191,6 @@ class Engine:
         """Outcomes not yet committed (their slots are free)."""
         self._waiter: asyncio.Future[None] | None = None
         self._wanted = 0  # the waiter is woken once this many outcomes are in
-        self._request_type = kind.request_type
         self._cursor = 0
         self._counted_at = -math.inf  # when the shared campaign's counts were last read
         self._clock = client.config.clock
@@ -401,7 +418,7 @@ class Engine:
     async def _attempt(self, row: Claimed) -> Finished:
         seq = row.seq
         try:
-            request = self._request_type(**json.loads(row.payload))
+            request = self._kind.request(row.payload)
             if self._callback_url is not None and self._kind.with_callback is not None:
                 request = self._kind.with_callback(request, self._callback_url)
         except (TypeError, ValueError) as exc:  # AICCValidationError is a ValueError

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from aicc_async._endpoint import Endpoint
-from aicc_async._fanout import Outcome, check_concurrency, fan_out
+from aicc_async._fanout import Outcome, fan_out
 from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import non_negative_int, string, text
@@ -166,10 +166,10 @@ class OutboundAPI:
         applies as for ``send``. Each outcome holds the result or the error ``send``
         would have raised. Leaving the loop early cancels the requests in flight.
         """
-        limit = self._transport.config.limits[WRITE_BACK.group or ""]
         return fan_out(
             self.send,
             requests,
-            concurrency=check_concurrency(concurrency, limit, _name),
+            concurrency=concurrency,
+            default=self._transport.config.limits[WRITE_BACK.group or ""],
             endpoint=_name,
         )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from aicc_async._endpoint import Endpoint
-from aicc_async._fanout import Outcome, check_concurrency, fan_out
+from aicc_async._fanout import Outcome, fan_out
 from aicc_async._wire import ResponseInfo, wire_field
 from aicc_async.config import Timeout
 from aicc_async.endpoints._validate import digits, phone_number, text
@@ -288,10 +288,10 @@ class VoiceNotificationAPI:
         a record of every row, use ``aicc_async.bulk.Campaign``.
         """
         check_flag("retry_unsafe", retry_unsafe, endpoint=_name)
-        limit = self._transport.config.limits[ENDPOINT.group or ""]
         return fan_out(
             lambda request: self.send(request, retry_unsafe=retry_unsafe),
             requests,
-            concurrency=check_concurrency(concurrency, limit, _name),
+            concurrency=concurrency,
+            default=self._transport.config.limits[ENDPOINT.group or ""],
             endpoint=_name,
         )

@@ -16,11 +16,7 @@ import socket
 import time
 
 import pytest
-
-
-def flat(text: str) -> str:
-    """``text`` with every run of whitespace made one space (rich wraps long lines)."""
-    return " ".join(text.split())
+from shown import flat
 
 
 def closed_port() -> int:

@@ -14,11 +14,7 @@ import time
 import urllib.request
 
 import pytest
-
-
-def flat(text: str) -> str:
-    """``text`` with every run of whitespace made one space (rich wraps long lines)."""
-    return " ".join(text.split())
+from shown import flat
 
 
 def test_help_lists_the_commands(plain_env, aicc):

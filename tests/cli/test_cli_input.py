@@ -8,22 +8,7 @@ import os
 import sqlite3
 import stat
 
-
-def flat(text: str) -> str:
-    """``text`` with every run of whitespace made one space (rich wraps long lines)."""
-    return " ".join(text.split())
-
-
-def no_traceback(done) -> None:
-    assert "Traceback" not in done.output, done
-
-
-def one_message(done) -> str:
-    """The one ``aicc:`` error message on stderr, whitespace flattened."""
-    no_traceback(done)
-    starts = [line for line in done.stderr.splitlines() if line.startswith("aicc:")]
-    assert len(starts) == 1, done
-    return flat(done.stderr[done.stderr.index("aicc:") :])
+from shown import flat, no_traceback, one_message
 
 
 def journal_count(path) -> int | None:

@@ -31,27 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from shown import flat, no_traceback, one_message
 
 CREATE = "createVoiceNotification"
 STATES = {"pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"}
 ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def flat(text: str) -> str:
-    """``text`` with every run of whitespace made one space (rich wraps long lines)."""
-    return " ".join(text.split())
-
-
-def no_traceback(done) -> None:
-    assert "Traceback" not in done.output, done
-
-
-def one_message(done) -> str:
-    """The one ``aicc:`` error message on stderr, whitespace flattened."""
-    no_traceback(done)
-    starts = [line for line in done.stderr.splitlines() if line.startswith("aicc:")]
-    assert len(starts) == 1, done
-    return flat(done.stderr[done.stderr.index("aicc:") :])
 
 
 def states_of(rows: list[dict[str, Any]]) -> collections.Counter[str]:

@@ -35,15 +35,11 @@ from typing import Any
 
 import psycopg
 import pytest
+from shown import flat
 
 from aicc_async.testing import peak_per_second
 
 KEY = "cli-test-shared-key-0123456789abcdef"
-
-
-def flat(text: str) -> str:
-    """``text`` with every run of whitespace made one space (rich wraps long lines)."""
-    return " ".join(text.split())
 
 
 def free_port() -> int:

@@ -9,10 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
+from shown import flat
 
 
 @pytest.mark.parametrize("variable", ["AICC_BASE_URL", "AICC_TOKEN_URL"])

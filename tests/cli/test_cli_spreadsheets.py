@@ -13,15 +13,12 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from shown import flat
 
 from aicc_async.bulk.campaign.csv_input import CampaignFile
 from aicc_async.errors import AICCValidationError, CampaignError
 
 NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
-
-
-def flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 def excel_file(path: Path, separator: str, lines: list[list[str]]) -> Path:

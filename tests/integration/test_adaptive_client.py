@@ -4,7 +4,7 @@ calls keep their retries and still raise ``AICCRateLimitError`` in the end."""
 from __future__ import annotations
 
 import pytest
-from test_tokens import FakeClock
+from aicc_helpers import FakeClock
 
 from aicc_async import AICCBusinessError, AICCRateLimitError, AICCValidationError, RetryPolicy
 from aicc_async.adaptive import AutoRate

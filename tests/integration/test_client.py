@@ -7,6 +7,7 @@ import logging
 
 import aiohttp
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async import (
     AICCClient,
@@ -16,8 +17,6 @@ from aicc_async import (
     ClientConfig,
 )
 from aicc_async.testing import FakeAICC, Fault
-
-VOICE = "createVoiceNotification"
 
 
 def test_from_env_reads_the_documented_variables() -> None:

@@ -17,13 +17,12 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from aicc_helpers import FAST, VOICE, client, number
 
 from aicc_async import (
-    AICCClient,
     AICCOutcomeUnknownError,
     AICCValidationError,
     CreateVoiceNotificationRequest,
-    RetryPolicy,
     Timeout,
     VoiceNotificationResult,
     WriteBackResult,
@@ -32,20 +31,8 @@ from aicc_async import (
 from aicc_async.bulk import Outcome
 from aicc_async.testing import FakeAICC, Fault
 
-VOICE = "createVoiceNotification"
 MIDRESULT = "midresult"
 T = TypeVar("T")
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
-
-
-def client(fake: FakeAICC, **kwargs: Any) -> AICCClient:
-    kwargs.setdefault("timeout", Timeout(total=0.5, connect=0.2))
-    kwargs.setdefault("retry", FAST)
-    return fake.client(**kwargs)
-
-
-def number(i: int) -> str:
-    return f"8888{i:05d}"
 
 
 def voice(i: int) -> CreateVoiceNotificationRequest:

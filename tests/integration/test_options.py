@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aicc_helpers import VOICE
 from hostile import CALLED_INFO_PATH, LEAVE_MESSAGE_PATH, VOICE_PATH, Hostile, json_text
 
 from aicc_async import (
@@ -25,7 +26,6 @@ from aicc_async import (
 )
 from aicc_async.testing import FakeAICC, Fault
 
-VOICE = "createVoiceNotification"
 FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.01)
 
 

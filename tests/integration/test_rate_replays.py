@@ -5,12 +5,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from test_tokens import FakeClock
+from aicc_helpers import VOICE, FakeClock
 
 from aicc_async.testing import FakeAICC
 from aicc_async.throttle import RateCap
-
-VOICE = "createVoiceNotification"
 
 
 class SleepingClock(FakeClock):

@@ -11,6 +11,7 @@ import socket
 from typing import Any
 
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async import (
     AICCBusinessError,
@@ -23,7 +24,6 @@ from aicc_async import (
 )
 from aicc_async.testing import FakeAICC, Fault
 
-VOICE = "createVoiceNotification"
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.05, max_elapsed=5)
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async.testing import FakeAICC, Fault
 from aicc_async.throttle import RateCap, Throttle
-
-VOICE = "createVoiceNotification"
 
 
 @pytest.mark.asyncio

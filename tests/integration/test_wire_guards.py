@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from aicc_helpers import VOICE
 from hostile import LEAVE_MESSAGE_PATH, Hostile, json_text
 
 from aicc_async import AICCBusinessError, AICCClient, AICCError, RetryPolicy
 from aicc_async.testing import FakeAICC
 
-VOICE = "createVoiceNotification"
 APPLY_TOKEN_PATH = "/apiaccess/ccmessaging/applyToken"
 
 # The URL's standard Base64 holds a "/" (from the "?"); URL-safe Base64 would send "_".

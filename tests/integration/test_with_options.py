@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async import (
     AICCClient,
@@ -21,7 +22,6 @@ from aicc_async import (
 )
 from aicc_async.testing import FakeAICC, Fault
 
-VOICE = "createVoiceNotification"
 WRITE_BACK = "midresult"
 TOKEN = "tokenByAkSk"
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01, max_elapsed=5)

@@ -15,13 +15,13 @@ import time
 from pathlib import Path
 
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async import AICCConnectionError, Timeout
 from aicc_async.bulk import Campaign, CampaignRow
 from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest
 from aicc_async.testing import FakeAICC
 
-VOICE = "createVoiceNotification"
 REDIS_TIMEOUT = 0.5
 ROWS = 30
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async import AICCRateLimitError, RetryPolicy
 from aicc_async.adaptive import AutoRate
 from aicc_async.redis_state import RedisAdaptiveRate
 from aicc_async.testing import FakeAICC, Fault
-
-VOICE = "createVoiceNotification"
 
 
 @pytest.mark.asyncio

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async.testing import FakeAICC, peak_per_second
 
-VOICE = "createVoiceNotification"
 Run = Callable[..., Awaitable[list[dict[str, Any]]]]
 
 

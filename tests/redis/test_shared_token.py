@@ -12,12 +12,11 @@ import logging
 
 import pytest
 import redis.asyncio
+from aicc_helpers import VOICE
 
 from aicc_async import AICCClient, AICCConnectionError
 from aicc_async.redis_state import RedisRateCap, RedisState
 from aicc_async.testing import FakeAICC
-
-VOICE = "createVoiceNotification"
 
 
 async def settled(aicc: AICCClient) -> None:

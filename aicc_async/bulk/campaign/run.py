@@ -493,10 +493,12 @@ class Campaign:
         """``loaded(row)``: a ``CampaignRow`` as the journal records it (its payload the
         request's fields as canonical JSON)."""
         kind = self._kind
-        request_type, number, dumps = kind.request_type, kind.number, Journal.dumps
-        # The request classes' fields are plain values: attrs.asdict without its
-        # per-call walk over the class (the row's hottest step while loading).
-        fields = tuple(f.name for f in attrs.fields(request_type))
+        request_type, number, dumps, payload_of = (
+            kind.request_type,
+            kind.number,
+            Journal.dumps,
+            kind.payload,
+        )
 
         def loaded(row: object) -> LoadedRow:
             if not isinstance(row, CampaignRow):
@@ -516,7 +518,7 @@ class Campaign:
                     f"{request_type.__name__}, got {type(request).__name__}",
                     field="request",
                 )
-            payload = dumps({name: getattr(request, name) for name in fields})
+            payload = payload_of(request)
             return LoadedRow(
                 row.key,
                 _fingerprint("request", payload),

@@ -46,8 +46,6 @@ written (the entries recorded so far are kept), and ``CampaignError`` once close
 from __future__ import annotations
 
 import abc
-import asyncio
-import concurrent.futures
 import hashlib
 import json
 import math
@@ -62,6 +60,7 @@ import attrs
 
 from aicc_async._numbers import normalise_number
 from aicc_async.bulk.journal.location import is_dsn
+from aicc_async.bulk.journal.thread import OneThread
 from aicc_async.endpoints._validate import text, utf8
 from aicc_async.errors import (
     AICCValidationError,
@@ -201,7 +200,7 @@ class Admission:
     """Not recorded: their numbers had as many calls as the limit allows."""
 
 
-class ContactHistory(abc.ABC):
+class ContactHistory(OneThread):
     """An open contact history. Create with :func:`open_history`; close with
     :meth:`close` (or use it as an async context manager)."""
 
@@ -209,15 +208,12 @@ class ContactHistory(abc.ABC):
     """The history as messages name it (a PostgreSQL password masked)."""
     clock: Callable[[], float]
     """The clock of "now" (UNIX seconds)."""
-    _errors: ClassVar[tuple[type[Exception], ...]] = ()
-    """The driver's exceptions: they become ``JournalError``."""
+    _what: ClassVar[str] = "contact history"
 
     def __init__(self, location: str, clock: Callable[[], float]) -> None:
+        super().__init__("aicc-history")
         self.location = location
         self.clock = clock
-        self._worker: concurrent.futures.ThreadPoolExecutor | None = (
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aicc-history")
-        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.location}>"
@@ -303,13 +299,7 @@ class ContactHistory(abc.ABC):
 
     async def close(self) -> None:
         """Close it (safe to call more than once)."""
-        worker, self._worker = self._worker, None
-        if worker is None:
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(worker, self._close_db)
-        finally:
-            worker.shutdown()
+        await self._shutdown()
 
     async def __aenter__(self) -> ContactHistory:
         return self
@@ -353,14 +343,6 @@ class ContactHistory(abc.ABC):
             f"the contact history {self.location} could not be read or written ({exc}); "
             "the calls it recorded so far are kept"
         )
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._worker is None:
-            raise CampaignError(f"the contact history {self.location} is closed")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
-        except self._errors as exc:
-            raise self._problem(exc) from None
 
 
 def _shown(name: str) -> str:

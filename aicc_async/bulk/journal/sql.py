@@ -12,8 +12,6 @@ its rows) is a hook the backends fill in.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import itertools
 import json
 import time
@@ -52,6 +50,7 @@ from aicc_async.bulk.journal.rules import (
     plan_load,
     sort_claims,
 )
+from aicc_async.bulk.journal.thread import OneThread
 from aicc_async.errors import CampaignError, JournalError
 
 __all__ = ["SQLJournal"]
@@ -131,7 +130,7 @@ class Sharing:
         return ""
 
 
-class SQLJournal(Journal):
+class SQLJournal(Journal, OneThread):
     """A journal over a :class:`Db` used from one worker thread."""
 
     _sharing: Sharing = Sharing()
@@ -151,9 +150,7 @@ class SQLJournal(Journal):
         self.location = location
         self._db = db
         self._accepted: int | None = None  # the accepted load before the one under way
-        self._worker: concurrent.futures.ThreadPoolExecutor | None = (
-            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aicc-journal")
-        )
+        OneThread.__init__(self, "aicc-journal")
 
     # -- running SQL ----------------------------------------------------------------------
 
@@ -162,15 +159,6 @@ class SQLJournal(Journal):
             f"the journal {self.location} could not be read or written ({exc}); the rows "
             "it recorded so far are kept"
         )
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._worker is None:
-            raise CampaignError(f"the journal {self.location} is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._worker, fn, *args)
-        except self._errors as exc:
-            raise self._problem(exc) from None
 
     def _transaction(self, fn: Callable[[Db], T]) -> T:
         """``fn(db)`` inside ``BEGIN`` .. ``COMMIT`` (``ROLLBACK`` if it raises)."""
@@ -189,16 +177,6 @@ class SQLJournal(Journal):
         if self.read_only:
             raise CampaignError(f"the journal {self.location} is open read-only")
         return await self._run(self._transaction, fn)
-
-    async def _shutdown(self) -> None:
-        """Close the connection and stop the worker thread."""
-        worker, self._worker = self._worker, None
-        if worker is None:
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(worker, self._close_db)
-        finally:
-            worker.shutdown()
 
     def _close_db(self) -> None:
         close: Callable[[], object] = getattr(self._db, "close")  # noqa: B009 - any Db

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aicc_helpers import FAST, VOICE, number
 from aiohttp import web
 
-from aicc_async import CampaignError, CreateVoiceNotificationRequest, RetryPolicy
+from aicc_async import CampaignError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.bulk.campaign.csv_input import CampaignFile
 from aicc_async.bulk.campaign.exports import export_unanswered_rows
@@ -25,12 +26,6 @@ from aicc_async.callbacks import compute_signature
 from aicc_async.testing import FakeAICC
 
 KEY = "a-shared-key-of-32-characters-ok"
-VOICE = "createVoiceNotification"
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
-
-
-def number(i: int) -> str:
-    return f"8888{i:05d}"
 
 
 def rows(n: int) -> list[CampaignRow]:

@@ -16,22 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aicc_helpers import VOICE, number
 
 from aicc_async import AICCClient, AICCConnectionError, CreateVoiceNotificationRequest, RetryPolicy
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.testing import FakeAICC, Fault
 
-VOICE = "createVoiceNotification"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def client(fake: FakeAICC, **kwargs: Any) -> AICCClient:
     kwargs.setdefault("retry", RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01))
     return fake.client(**kwargs)
-
-
-def number(i: int) -> str:
-    return f"8888{i:05d}"
 
 
 def voice_rows(n: int) -> list[CampaignRow]:

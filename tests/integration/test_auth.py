@@ -6,22 +6,11 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
+from aicc_helpers import VOICE, FakeClock
 
 from aicc_async import AICCAuthError, AICCClient, AICCConnectionError, RetryPolicy
 from aicc_async.auth import AccessToken
 from aicc_async.testing import FakeAICC, Fault
-
-VOICE = "createVoiceNotification"
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand; shared by client and FakeAICC."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def until(condition: Callable[[], bool]) -> None:

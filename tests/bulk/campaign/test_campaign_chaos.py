@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async import AICCAuthError, CreateVoiceNotificationRequest, RetryPolicy, Timeout
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.testing import FakeAICC, Fault
 
-VOICE = "createVoiceNotification"
 ROWS = 5000
 SEED = 20240611
 PROBABILITY = 0.05

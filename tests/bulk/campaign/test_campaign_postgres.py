@@ -1,7 +1,7 @@
 """A whole campaign on a PostgreSQL journal (``Campaign(dsn, kind, campaign=NAME)``)
 against FakeAICC: load from a CSV, run with release events, then report, outcomes and
 exports from a read-only session, as ``aicc report`` would. The journal rules
-themselves are tested on both backends in tests/journal/."""
+themselves are tested on both backends in tests/bulk/journal/."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aicc_helpers import number
 from test_campaign_outcomes import KEY, serving
 
 from aicc_async import CampaignError, CreateVoiceNotificationRequest
@@ -20,10 +21,6 @@ from aicc_async.bulk.campaign.exports import export_problems, export_unanswered_
 from aicc_async.bulk.journal import Finished, open_journal
 from aicc_async.bulk.journal.postgres import PostgresJournal
 from aicc_async.testing import FakeAICC
-
-
-def number(i: int) -> str:
-    return f"8888{i:05d}"
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

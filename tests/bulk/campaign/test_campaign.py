@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aicc_helpers import FAST, VOICE, client, number
 
 from aicc_async import (
     AICCAuthError,
@@ -28,19 +29,6 @@ from aicc_async import (
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.errors import CampaignError
 from aicc_async.testing import FakeAICC, Fault
-
-VOICE = "createVoiceNotification"
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
-
-
-def client(fake: FakeAICC, **kwargs: Any) -> AICCClient:
-    kwargs.setdefault("timeout", Timeout(total=0.5, connect=0.2))
-    kwargs.setdefault("retry", FAST)
-    return fake.client(**kwargs)
-
-
-def number(i: int) -> str:
-    return f"8888{i:05d}"
 
 
 def voice_rows(n: int, start: int = 0) -> list[CampaignRow]:

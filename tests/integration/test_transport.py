@@ -14,6 +14,7 @@ from typing import Any
 
 import backoff._async
 import pytest
+from aicc_helpers import VOICE
 from aiohttp import web
 from hostile import (
     CALLED_INFO_PATH,
@@ -41,7 +42,6 @@ from aicc_async import (
 from aicc_async.testing import FakeAICC, Fault
 from aicc_async.throttle import RateCap
 
-VOICE = "createVoiceNotification"
 FAST = RetryPolicy(max_attempts=4, base_delay=0.001, max_delay=0.01, max_elapsed=30)
 SECRET = "s\u00e9cret-app-42"
 ACCESS = "tok-ABCDEFGH1234"

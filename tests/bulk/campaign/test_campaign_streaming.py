@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aicc_helpers import VOICE
 
 from aicc_async import CampaignError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.testing import FakeAICC
-
-VOICE = "createVoiceNotification"
 
 
 def rows(n: int, *, invalid_every: int = 0) -> list[CampaignRow]:

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aicc_helpers import FAST, VOICE, number
 
 from aicc_async import (
     AICCClient,
     CampaignError,
     CreateVoiceNotificationRequest,
     JournalError,
-    RetryPolicy,
     Timeout,
 )
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts, Target
@@ -30,8 +30,6 @@ from aicc_async.bulk.campaign.csv_input import CampaignFile, neutralise, restore
 from aicc_async.bulk.campaign.exports import export_problems
 from aicc_async.testing import FakeAICC
 
-VOICE = "createVoiceNotification"
-FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
 SANDBOX = Target("sandbox", "fake-app-key", sandbox=True)
 
 
@@ -39,10 +37,6 @@ def client(fake: FakeAICC, **kwargs: Any) -> AICCClient:
     kwargs.setdefault("timeout", Timeout(total=2, connect=1))
     kwargs.setdefault("retry", FAST)
     return fake.client(**kwargs)
-
-
-def number(i: int) -> str:
-    return f"8888{i:05d}"
 
 
 def row(i: int, called: str | None = None, text: str = "Parcel") -> CampaignRow:

@@ -1,0 +1,36 @@
+"""Values and helpers the SDK and campaign tests share (importable from every test
+folder: this folder is on ``sys.path`` beside its ``conftest.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aicc_async import AICCClient, RetryPolicy, Timeout
+from aicc_async.testing import FakeAICC
+
+#: The voice notification interface, as requests and the fake's counters name it.
+VOICE = "createVoiceNotification"
+#: A retry policy that gives up fast (three attempts, millisecond waits).
+FAST = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
+
+
+def client(fake: FakeAICC, **kwargs: Any) -> AICCClient:
+    """A client of ``fake`` with short timeouts and :data:`FAST` retries (``kwargs`` win)."""
+    kwargs.setdefault("timeout", Timeout(total=0.5, connect=0.2))
+    kwargs.setdefault("retry", FAST)
+    return fake.client(**kwargs)
+
+
+def number(i: int) -> str:
+    """The ``i``-th test phone number."""
+    return f"8888{i:05d}"
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand; shared by client and FakeAICC."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
