@@ -8,6 +8,7 @@ from aicc_async.bulk.campaign import (
     CampaignRow,
     LoadSummary,
 )
+from aicc_async.bulk.campaign.exports import export_problems, export_unanswered_rows
 from aicc_async.bulk.journal import Problem, StateCounts, Target
 from aicc_async.errors import CampaignError, JournalError
 
@@ -23,4 +24,6 @@ __all__ = [
     "Problem",
     "StateCounts",
     "Target",
+    "export_problems",
+    "export_unanswered_rows",
 ]
