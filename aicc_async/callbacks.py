@@ -41,7 +41,7 @@ from aiohttp import web
 
 from aicc_async._decoding import read_at_most
 from aicc_async._wire import converter, wire_field
-from aicc_async.errors import AICCValidationError, is_int
+from aicc_async.errors import AICCValidationError, check_positive, is_int
 
 __all__ = [
     "KEY_MISMATCH_AFTER",
@@ -409,10 +409,7 @@ class CallbackReceiver:
             raise AICCValidationError(
                 "on_event must be an async callable taking a ReleaseEvent", field="on_event"
             )
-        if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
-            raise AICCValidationError(
-                "tolerance must be a finite number of seconds > 0", field="tolerance"
-            )
+        check_positive("tolerance", tolerance, "a finite number of seconds")
         if not isinstance(max_body, int) or max_body < 1:
             raise AICCValidationError("max_body must be an integer >= 1", field="max_body")
         if not isinstance(max_remembered, int) or max_remembered < 1:
@@ -423,22 +420,8 @@ class CallbackReceiver:
             raise AICCValidationError(
                 "seen must be None or an async callable taking a callSerialNo", field="seen"
             )
-        if not (
-            isinstance(handler_timeout, (int, float))
-            and math.isfinite(handler_timeout)
-            and handler_timeout > 0
-        ):
-            raise AICCValidationError(
-                "handler_timeout must be a finite number of seconds > 0", field="handler_timeout"
-            )
-        if not (
-            isinstance(read_timeout, (int, float))
-            and math.isfinite(read_timeout)
-            and read_timeout > 0
-        ):
-            raise AICCValidationError(
-                "read_timeout must be a finite number of seconds > 0", field="read_timeout"
-            )
+        check_positive("handler_timeout", handler_timeout, "a finite number of seconds")
+        check_positive("read_timeout", read_timeout, "a finite number of seconds")
         if not isinstance(max_waiting, int) or max_waiting < 0:
             raise AICCValidationError("max_waiting must be an integer >= 0", field="max_waiting")
         if on_refused is not None and not callable(on_refused):
