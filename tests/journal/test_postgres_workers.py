@@ -546,6 +546,7 @@ async def test_tables_of_an_earlier_release_are_read_as_they_are_and_upgraded_to
         "ALTER TABLE aicc_rows DROP COLUMN callback",
         "ALTER TABLE aicc_early_outcomes DROP COLUMN number",
         "DROP TABLE aicc_refused_events",
+        "DROP TABLE aicc_rate_samples",
     )
     with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
         for statement in earlier:
@@ -553,13 +554,15 @@ async def test_tables_of_an_earlier_release_are_read_as_they_are_and_upgraded_to
     try:
         async with pg_store.open_campaign(read_only=True) as reader:
             report = await reader.report()
-        assert (report.counts.pending, report.outcomes.refused) == (3, ())
+        assert (report.counts.pending, report.outcomes.refused, report.rate) == (3, (), ())
         with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
-            assert conn.execute("SELECT to_regclass('aicc_refused_events')").fetchone() == (
-                None,
-            )  # reading altered nothing
+            assert conn.execute(
+                "SELECT to_regclass('aicc_refused_events'), to_regclass('aicc_rate_samples')"
+            ).fetchone() == (None, None)  # reading altered nothing
     finally:
         async with pg_store.open_campaign(outcomes_only=True) as listener:  # upgrades
             receiver = listener.callback_receiver("0123456789abcdef")
             assert (await receiver.receive(b"not json")).status == 400
             assert (await listener.outcomes()).refused == (("malformed", 1),)
+        with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('aicc_rate_samples')").fetchone() != (None,)
