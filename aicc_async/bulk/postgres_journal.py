@@ -305,6 +305,7 @@ class PostgresJournal(SQLJournal):
         " AND worker = ? AND (state = 'sending' OR (state = 'unknown' AND code = ?))"
     )
     _CLAIM_LOCK: ClassVar[str] = " FOR UPDATE SKIP LOCKED"
+    _SECOND: ClassVar[str] = "floor(time)"  # PostgreSQL's CAST rounds
     # Not flattened: planned with the statistics of a table just loaded (every row
     # pending), the states would pick the state index and scan every row sent so far.
     _FENCE: ClassVar[str] = " OFFSET 0"
