@@ -100,6 +100,9 @@ class RateSample:
     rate: float
     sent: int
     throttled: int
+    time: float | None = None
+    """Unix time of the sample, in a report read from a campaign's journal (there
+    ``at`` counts from the campaign's first sample)."""
 
 
 def cubic_rate(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from aicc_async.bulk.journal.rules import (
     Claimed,
     Finished,
     Journal,
+    RatePoint,
     State,
     StateCounts,
 )
@@ -202,6 +204,9 @@ class Engine:
         self._latency: float | None = None  # seconds a send takes (moving average)
         self.requeued = 0
         """Rows answered "throttled" (429, busy) that went back to the queue this run."""
+        # What the journal's rate history holds of this run: (answers, throttle answers
+        # heard by the limiter, rows re-queued).
+        self._noted = (0, 0, 0) if limiter is None else (limiter.sent, limiter.throttled, 0)
 
     async def run(self) -> StateCounts:
         """Send every pending row (until stopped or halted); returns the final counts.
@@ -255,9 +260,27 @@ class Engine:
         except BaseException:
             await self._abandon()
             raise
+        await self._journal.flush_rate()
         if self.halt is not None:
             raise self.halt
         return self.counts
+
+    def _note_rate(self) -> None:
+        """Hand the journal this run's rate and counts since the last note: it writes
+        them with a commit about once a second (never a transaction of their own)."""
+        limiter = self._limiter
+        sent, throttled = (0, 0) if limiter is None else (limiter.sent, limiter.throttled)
+        counts = (sent, throttled, self.requeued)
+        if counts == self._noted and limiter is None:
+            return
+        was, self._noted = self._noted, counts
+        self._journal.note_rate(
+            RatePoint(
+                time.time(),
+                None if limiter is None else limiter.rate,
+                *(now - before for now, before in zip(counts, was, strict=True)),
+            )
+        )
 
     def _in_flight_wanted(self) -> int:
         """The concurrency: as set, or (``auto``) what the rate needs at the latency seen."""
@@ -304,6 +327,7 @@ class Engine:
         cursor = self._cursor
         if self._requeued:  # rows went back to pending behind the cursor: look from the start
             cursor, self._requeued = 0, 0
+        self._note_rate()
         commit = asyncio.ensure_future(
             self._journal.commit(finished, claim, cursor, once_per_number=self._once_per_number)
         )
@@ -352,6 +376,7 @@ class Engine:
         await asyncio.gather(*tasks, return_exceptions=True)
         try:
             await self._commit(0)
+            await self._journal.flush_rate()
         except Exception:  # the rows stay 'sending'; opening the journal settles them
             logger.exception("could not record the outcomes of the rows in flight")
 

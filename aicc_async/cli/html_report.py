@@ -31,7 +31,7 @@ from aicc_async.bulk.campaign.exports import check_target
 from aicc_async.bulk.journal import TALK_BUCKETS, Activity
 from aicc_async.callbacks import RELEASE_REASONS
 from aicc_async.cli.terminal import shown
-from aicc_async.errors import CampaignError
+from aicc_async.errors import CampaignError, is_number
 
 __all__ = ["Chart", "charts", "render", "write_html_report"]
 
@@ -117,6 +117,36 @@ def charts(report: Mapping[str, Any], activity: Activity) -> list[Chart]:
                 y_title="rows",
                 x_type="date",
                 note="By when each sent row's answer or failure was recorded.",
+            )
+        )
+    rate = [
+        sample
+        for sample in report.get("rate", [])
+        if isinstance(sample, Mapping)
+        and is_number(sample.get("time"))
+        and is_number(sample.get("rate"))
+    ]
+    if rate:
+        found.append(
+            Chart(
+                "rate",
+                "Sending rate over time (--rate auto)",
+                "line",
+                tuple(
+                    (
+                        datetime.fromtimestamp(sample["time"]).strftime("%Y-%m-%d %H:%M:%S"),
+                        round(float(sample["rate"]), 1),
+                    )
+                    for sample in rate
+                ),
+                x_title="time (this computer's time)",
+                y_title="requests per second allowed",
+                x_type="date",
+                note=(
+                    f"The rate the adaptive limiter allowed; it cut it at each throttle "
+                    f"answer ({int(report.get('throttled', 0)):,} in all, "
+                    f"{int(report.get('requeued', 0)):,} rows sent again later)."
+                ),
             )
         )
     states = {k: v for k, v in report.get("states", {}).items() if v}

@@ -28,7 +28,7 @@ from aiohttp.web_protocol import RequestHandler
 
 __all__ = ["Served", "serve"]
 
-logger = logging.getLogger("aicc_async")
+logger = logging.getLogger(__name__)
 
 _BUSY_BODY = b'{"retCode": "12", "retMsg": "too many connections; deliver it again later"}'
 _BUSY = (

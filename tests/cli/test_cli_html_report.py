@@ -25,7 +25,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from aicc_async import AICCClient, CreateVoiceNotificationRequest, RetryPolicy, Timeout
+from aicc_async import AICCClient, AutoRate, CreateVoiceNotificationRequest, RetryPolicy, Timeout
 from aicc_async.bulk import Campaign, CampaignRow
 from aicc_async.callbacks import ReleaseEvent
 
@@ -35,7 +35,7 @@ VOICE_URL = BASE + "/apiaccess/rest/voiceNotification/v1/createVoiceNotification
 
 #: Text that runs script wherever a value is not escaped (and sets a flag we look for).
 HOSTILE = "</script><script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
-CHARTS = {"sent", "states", "outcomes", "release_reasons", "problems", "talk_durations"}
+CHARTS = {"rate", "sent", "states", "outcomes", "release_reasons", "problems", "talk_durations"}
 ROWS = 40
 
 
@@ -81,7 +81,9 @@ def make_journal(journal: Path) -> None:
                     for i in range(ROWS)
                 ]
                 await campaign.load(rows)
-                await campaign.run(client, callback_url="https://example.test/cb")
+                await campaign.run(  # rate auto: the journal keeps its rate over time
+                    client, callback_url="https://example.test/cb", rate=AutoRate(initial=20.0)
+                )
                 for n, serial in enumerate(range(1000, 1030)):
                     answered = n < 18
                     body = {
@@ -189,6 +191,9 @@ def test_the_html_report_draws_every_chart_in_chromium(
     text = browser.find_element(By.TAG_NAME, "body").text
     assert "bad </script><script>window.__pwned=1</script>" in text  # shown, as text
     assert f"{ROWS} rows" in text
+    # The rate over time, read from the journal: a line through its points.
+    points = browser.execute_script("return document.getElementById('plot-rate').data[0].y.length")
+    assert points >= 2
 
 
 def test_the_html_report_escapes_every_journal_value(tmp_path, journal, aicc, plain_env):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 
@@ -26,6 +27,16 @@ def test_rate_auto_finishes_every_row_once_and_reports_the_throttling(
     found = re.search(r"([\d,]+) throttle answers", done.stdout)
     assert found is not None, done.stdout
     assert int(found.group(1).replace(",", "")) == fake.stats()["throttled"]
+
+    # The journal keeps the rate over time: a report read from it later shows it too.
+    report = aicc.run("report", journal, "--json", env=fake.env)
+    assert report.returncode == 0, report
+    read = json.loads(report.stdout)
+    assert len(read["rate"]) >= 2
+    assert all(0 < sample["rate"] <= 400 for sample in read["rate"])
+    assert read["throttled"] == fake.stats()["throttled"] > 0
+    text = aicc.run("report", journal, env=fake.env)
+    assert f"{read['throttled']:,} throttle answers" in " ".join(text.stdout.split()), text
 
 
 def test_rate_and_concurrency_refuse_what_they_cannot_read(tmp_path, fake, aicc, write_contacts):

@@ -36,7 +36,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -60,6 +60,7 @@ from aicc_async.bulk.journal.rules import (
     Outcome,
     Outcomes,
     Problem,
+    RatePoint,
     StateCounts,
     Target,
     warn_settled,
@@ -195,11 +196,15 @@ class CampaignReport:
     outcomes: Outcomes = attrs.field(factory=Outcomes)
     """Answered / not answered calls, from the release events recorded."""
     rate: tuple[RateSample, ...] = ()
-    """The rate over time of this process's ``rate="auto"`` run (empty otherwise)."""
+    """The rate over time of this process's ``rate="auto"`` run or, read by a process
+    that did not run one, of the campaign's runs as its journal kept it (empty without
+    ``rate="auto"``)."""
     requeued: int = 0
-    """Rows of this process's runs answered "throttled" and sent again later."""
+    """Rows answered "throttled" and sent again later (this process's runs, or the
+    campaign's as its journal kept them)."""
     throttled: int = 0
-    """Throttle answers (HTTP 429, busy) the ``rate="auto"`` limiter heard, retries too."""
+    """Throttle answers (HTTP 429, busy) the ``rate="auto"`` limiter heard, retries too
+    (this process's runs, or the campaign's as its journal kept them)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (what ``aicc report --json`` prints)."""
@@ -221,8 +226,26 @@ class CampaignReport:
             "release_reasons": dict(self.outcomes.reasons),
             "requeued": self.requeued,
             "throttled": self.throttled,
-            "rate": [attrs.asdict(sample) for sample in self.rate],
+            "rate": [  # "time" where known (read from the journal)
+                attrs.asdict(sample, filter=lambda _, value: value is not None)
+                for sample in self.rate
+            ],
         }
+
+
+def _rate_over_time(points: Sequence[RatePoint]) -> tuple[tuple[RateSample, ...], int, int]:
+    """The journal's rate history as a report shows it: (the samples of the adaptive
+    rate, from the campaign's first point; rows re-queued; throttle answers)."""
+    samples: list[RateSample] = []
+    sent = throttled = requeued = 0
+    for point in points:
+        sent += point.sent
+        throttled += point.throttled
+        requeued += point.requeued
+        if point.rate is not None:
+            at = round(point.time - points[0].time, 3)
+            samples.append(RateSample(at, point.rate, sent, throttled, point.time))
+    return tuple(samples), requeued, throttled
 
 
 def _iterable(rows: object) -> Iterable[Any]:
@@ -762,7 +785,14 @@ class Campaign:
             self._feed.added()  # wakes a run waiting for more input
 
     async def report(self) -> CampaignReport:
-        """The row counts, problems, target and call outcomes of this campaign."""
+        """The row counts, problems, target and call outcomes of this campaign, and what
+        throttling did: this process's run's, or the journal's record of every run."""
+        if self.rate_limiter is not None or self.requeued:
+            samples = () if self.rate_limiter is None else self.rate_limiter.samples
+            requeued = self.requeued
+            throttled = 0 if self.rate_limiter is None else self.rate_limiter.throttled
+        else:
+            samples, requeued, throttled = _rate_over_time(await self._journal.rate_history())
         return CampaignReport(
             self._location,
             self.kind,
@@ -770,9 +800,9 @@ class Campaign:
             tuple(await self._journal.problems()),
             await self._journal.target(),
             await self._journal.outcomes(),
-            () if self.rate_limiter is None else self.rate_limiter.samples,
-            self.requeued,
-            0 if self.rate_limiter is None else self.rate_limiter.throttled,
+            samples,
+            requeued,
+            throttled,
         )
 
     async def outcomes(self) -> Outcomes:

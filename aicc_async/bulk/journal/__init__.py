@@ -27,6 +27,7 @@ from aicc_async.bulk.journal.rules import (
     Outcomes,
     Problem,
     ProblemRow,
+    RatePoint,
     StateCounts,
     Target,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "Outcomes",
     "Problem",
     "ProblemRow",
+    "RatePoint",
     "StateCounts",
     "Target",
     "campaign_location",

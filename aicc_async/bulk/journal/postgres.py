@@ -166,6 +166,15 @@ _SCHEMA = [
         events bigint NOT NULL,
         PRIMARY KEY (campaign, reason)
     )""",
+    """CREATE TABLE IF NOT EXISTS aicc_rate_samples (
+        campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
+        worker text NOT NULL,
+        time double precision NOT NULL,
+        rate double precision,
+        sent bigint NOT NULL,
+        throttled bigint NOT NULL,
+        requeued bigint NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS aicc_workers (
         campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
         worker text NOT NULL,
@@ -189,6 +198,9 @@ _VIEWS = [
     "CREATE TEMP VIEW refused_events AS SELECT * FROM aicc_refused_events "
     "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
     "ALTER VIEW refused_events ALTER COLUMN campaign SET DEFAULT {name}",
+    "CREATE TEMP VIEW rate_samples AS SELECT * FROM aicc_rate_samples "
+    "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
+    "ALTER VIEW rate_samples ALTER COLUMN campaign SET DEFAULT {name}",
     "CREATE TEMP VIEW live_workers AS SELECT worker, host, pid FROM aicc_workers "
     "WHERE campaign = {name} AND expires > clock_timestamp()",
     "CREATE TEMP TABLE join_keys (key text PRIMARY KEY)",
@@ -201,7 +213,16 @@ _ADDED_COLUMNS = (
     ("aicc_rows", "callback", "integer"),
     ("aicc_early_outcomes", "number", "text"),
 )
-_REFUSED_TABLE = next(t for t in _SCHEMA if "aicc_refused_events" in t)
+#: Tables newer than the journal format: shared table -> (its view, what a read-only
+#: session of tables written before it reads instead: an empty table of its own).
+_ADDED_TABLES = {
+    "aicc_refused_events": ("refused_events", "(reason text, events bigint)"),
+    "aicc_rate_samples": (
+        "rate_samples",
+        "(worker text, time double precision, rate double precision, sent bigint, "
+        "throttled bigint, requeued bigint)",
+    ),
+}
 
 _RENEW = (
     "UPDATE aicc_workers SET expires = clock_timestamp() + %s * interval '1 second' "
@@ -278,6 +299,7 @@ class PostgresJournal(SQLJournal):
     _BEGIN: ClassVar[str] = "BEGIN"
     _FRESH: ClassVar[str] = "--campaign name"
     _errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
+    _SECOND: ClassVar[str] = "floor(time)"  # PostgreSQL's CAST rounds
 
     def __init__(
         self,
@@ -296,6 +318,7 @@ class PostgresJournal(SQLJournal):
         self.worker = worker
         """This worker's id (host:pid:random) in ``aicc_workers``."""
         self._sharing = Workers(worker)
+        self._sampler = worker  # its points of the rate history are kept apart
         self.lease = lease
         self._pg = db
         self._secret = secret(dsn)
@@ -603,14 +626,16 @@ class PostgresJournal(SQLJournal):
         if mode != "read":
             return _VIEWS
         missing = PostgresJournal._missing_columns(db)
-        no_refused = db.execute("SELECT to_regclass('aicc_refused_events') IS NULL").fetchone()[0]
-        if not missing and not no_refused:
+        absent = PostgresJournal._missing_tables(db)
+        if not missing and not absent:
             return _VIEWS
         views = []
         for view in _VIEWS:
-            if no_refused and "aicc_refused_events" in view:
-                view = "CREATE TEMP TABLE refused_events (reason text, events bigint)"
-            elif no_refused and "VIEW refused_events" in view:
+            stand_in = next((t for t in absent if f" FROM {t} " in view), None)
+            if stand_in is not None:
+                name, columns = _ADDED_TABLES[stand_in]
+                view = f"CREATE TEMP TABLE {name} {columns}"
+            elif any(f"VIEW {_ADDED_TABLES[t][0]} " in view for t in absent):
                 continue
             for table, column, kind in missing:
                 view = view.replace(f" FROM {table} ", f", NULL::{kind} AS {column} FROM {table} ")
@@ -630,11 +655,20 @@ class PostgresJournal(SQLJournal):
         return [c for c in _ADDED_COLUMNS if (c[0], c[1]) not in present]
 
     @staticmethod
+    def _missing_tables(db: _PgDb) -> list[str]:
+        """The tables of :data:`_ADDED_TABLES` the database lacks."""
+        return [
+            table
+            for table in _ADDED_TABLES
+            if db.execute("SELECT to_regclass(?) IS NULL", (table,)).fetchone()[0]
+        ]
+
+    @staticmethod
     def _upgrade(db: _PgDb) -> None:
         """Give tables written by an earlier release what this one records (under the
         schema lock); only what is missing is altered."""
-        if db.execute("SELECT to_regclass('aicc_refused_events') IS NULL").fetchone()[0]:
-            db.execute(_REFUSED_TABLE)
+        for table in PostgresJournal._missing_tables(db):
+            db.execute(next(t for t in _SCHEMA if f"EXISTS {table} (" in t))
         for table, column, kind in PostgresJournal._missing_columns(db):
             db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
 

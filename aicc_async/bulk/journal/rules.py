@@ -49,6 +49,7 @@ __all__ = [
     "Outcomes",
     "Problem",
     "ProblemRow",
+    "RatePoint",
     "StateCounts",
     "Target",
 ]
@@ -289,6 +290,30 @@ class Activity:
     talk_durations: tuple[tuple[int, int], ...] = ()
     """(lower bound in seconds from :data:`TALK_BUCKETS`, answered calls that lasted
     from it to the next bound), ranges without calls left out."""
+
+
+@attrs.frozen
+class RatePoint:
+    """One point of a run's rate history, as the journal keeps it: at ``time`` (Unix
+    time) the limiter allowed ``rate`` starts per second (``None``: the run had no
+    adaptive rate), and the answers, throttle answers and rows sent back to the queue
+    since the previous point of the same run (on PostgreSQL, of the same worker)."""
+
+    time: float
+    rate: float | None
+    sent: int = 0
+    throttled: int = 0
+    requeued: int = 0
+
+    def then(self, later: RatePoint) -> RatePoint:
+        """This point and ``later`` as one: ``later``'s time and rate, the counts of both."""
+        return RatePoint(
+            later.time,
+            later.rate,
+            self.sent + later.sent,
+            self.throttled + later.throttled,
+            self.requeued + later.requeued,
+        )
 
 
 # -- the rules both backends apply --------------------------------------------------------
@@ -545,6 +570,23 @@ class Journal(abc.ABC):
     @abc.abstractmethod
     async def activity(self) -> Activity:
         """Rows sent per minute and answered calls per talk-duration range."""
+
+    @abc.abstractmethod
+    def note_rate(self, point: RatePoint) -> None:
+        """Keep ``point`` of this run's rate history: written with the next commit at
+        least a second after the last point written (points in between are added to it),
+        never in a transaction of its own (see :meth:`flush_rate`)."""
+
+    @abc.abstractmethod
+    async def flush_rate(self) -> None:
+        """Write the point :meth:`note_rate` holds back, if any (the end of a run)."""
+
+    @abc.abstractmethod
+    async def rate_history(self) -> tuple[RatePoint, ...]:
+        """The campaign's rate history in time order, one point per second at most: with
+        several workers, the highest rate one of them allowed in that second (with
+        ``AICC_REDIS_URL`` every worker paces by the tenant's one rate) and the counts of
+        all of them."""
 
     @abc.abstractmethod
     async def unanswered_rows(self, after: int, limit: int) -> list[tuple[int, str, str]]:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -44,6 +46,7 @@ from aicc_async.bulk.journal.rules import (
     Outcomes,
     Problem,
     ProblemRow,
+    RatePoint,
     State,
     StateCounts,
     Target,
@@ -58,6 +61,10 @@ __all__ = ["SQLJournal"]
 T = TypeVar("T")
 
 _KEYS_PER_SELECT = 500  # below SQLite's oldest limit on bound parameters (999)
+_RATE_EVERY = 1.0  # seconds between two points of the rate history written
+#: Points of the rate history one run keeps at most: beyond, pairs of them are merged
+#: (their counts added) and points are written half as often.
+_MAX_RATE_POINTS = 2000
 
 
 class Cursor(Protocol):
@@ -142,6 +149,8 @@ class SQLJournal(Journal, OneThread):
     """What to give anew for another campaign (messages)."""
     _errors: ClassVar[tuple[type[Exception], ...]] = ()
     """The driver's exceptions: they become ``JournalError``."""
+    _SECOND: ClassVar[str] = "CAST(time AS INTEGER)"
+    """The second a rate point's ``time`` falls in (SQLite's CAST truncates)."""
 
     def __init__(self, db: Db, kind: str, mode: Mode, location: str) -> None:
         self.kind = kind
@@ -151,6 +160,13 @@ class SQLJournal(Journal, OneThread):
         self._db = db
         self._accepted: int | None = None  # the accepted load before the one under way
         OneThread.__init__(self, "aicc-journal")
+        self._sampler = uuid.uuid4().hex[:12]
+        """Whose points of the rate history this journal writes (a worker's id on
+        PostgreSQL): one run's points are thinned apart from the others'."""
+        self._rate_due: RatePoint | None = None  # noted, not yet written
+        self._rate_written = -math.inf  # when the last point written was taken
+        self._rate_every = _RATE_EVERY
+        self._rate_points = 0  # written by this journal (and kept)
 
     # -- running SQL ----------------------------------------------------------------------
 
@@ -434,6 +450,9 @@ class SQLJournal(Journal, OneThread):
         if not self._may_claim(db):
             claim = 0
         now = time.time()
+        due = self._rate_due
+        if due is not None and due.time - self._rate_written >= self._rate_every:
+            self._write_rate(db)
         owned = self._sharing.owned()
         db.executemany(
             "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ?, "  # noqa: S608 - constant
@@ -506,6 +525,64 @@ class SQLJournal(Journal, OneThread):
                 args,
             ):
                 taken.setdefault(number, key)
+
+    # -- the rate history -----------------------------------------------------------------
+
+    def note_rate(self, point: RatePoint) -> None:
+        due = self._rate_due
+        self._rate_due = point if due is None else due.then(point)
+
+    async def flush_rate(self) -> None:
+        if self._rate_due is not None:
+            await self._write(self._write_rate)
+
+    def _write_rate(self, db: Db) -> None:
+        """Write the point held back (inside a write transaction); thin this run's
+        points once they are too many."""
+        point, self._rate_due = self._rate_due, None
+        if point is None:
+            return
+        db.execute(
+            "INSERT INTO rate_samples (worker, time, rate, sent, throttled, requeued) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (self._sampler, *attrs.astuple(point)),
+        )
+        self._rate_written = point.time
+        self._rate_points += 1
+        if self._rate_points <= _MAX_RATE_POINTS:
+            return
+        held = [
+            RatePoint(float(t), None if r is None else float(r), int(s), int(th), int(q))
+            for t, r, s, th, q in db.execute(
+                "SELECT time, rate, sent, throttled, requeued FROM rate_samples "
+                "WHERE worker = ? ORDER BY time",
+                (self._sampler,),
+            ).fetchall()
+        ]
+        merged = [
+            held[i] if i + 1 == len(held) else held[i].then(held[i + 1])
+            for i in range(0, len(held), 2)
+        ]
+        db.execute("DELETE FROM rate_samples WHERE worker = ?", (self._sampler,))
+        db.executemany(
+            "INSERT INTO rate_samples (worker, time, rate, sent, throttled, requeued) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(self._sampler, *attrs.astuple(p)) for p in merged],
+        )
+        self._rate_points = len(merged)
+        self._rate_every *= 2
+
+    async def rate_history(self) -> tuple[RatePoint, ...]:
+        def work() -> tuple[RatePoint, ...]:
+            return tuple(
+                RatePoint(float(t), None if r is None else float(r), int(s), int(th), int(q))
+                for t, r, s, th, q in self._db.execute(
+                    "SELECT max(time), max(rate), sum(sent), sum(throttled), sum(requeued) "  # noqa: S608 - constant
+                    f"FROM rate_samples GROUP BY {self._SECOND} ORDER BY 1"
+                ).fetchall()
+            )
+
+        return await self._run(work)
 
     # -- reporting ------------------------------------------------------------------------
 

@@ -103,6 +103,14 @@ CREATE TABLE IF NOT EXISTS refused_events (
     reason TEXT PRIMARY KEY,
     events INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rate_samples (
+    worker TEXT NOT NULL,
+    time REAL NOT NULL,
+    rate REAL,
+    sent INTEGER NOT NULL,
+    throttled INTEGER NOT NULL,
+    requeued INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS rows_by_number ON rows (number) WHERE number IS NOT NULL;
 CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference IS NOT NULL;
 """
@@ -114,7 +122,11 @@ _ADDED_COLUMNS = (
     ("rows", "callback", "INTEGER"),
     ("early_outcomes", "number", "TEXT"),
 )
-_ADDED_TABLES = {"refused_events": "(reason TEXT PRIMARY KEY, events INTEGER NOT NULL)"}
+_ADDED_TABLES = {
+    "refused_events": "(reason TEXT PRIMARY KEY, events INTEGER NOT NULL)",
+    "rate_samples": "(worker TEXT NOT NULL, time REAL NOT NULL, rate REAL, "
+    "sent INTEGER NOT NULL, throttled INTEGER NOT NULL, requeued INTEGER NOT NULL)",
+}
 
 
 def _missing_columns(db: sqlite3.Connection) -> list[tuple[str, str, str]]:

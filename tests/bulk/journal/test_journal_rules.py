@@ -32,6 +32,7 @@ from aicc_async.bulk.journal.rules import (
     Journal,
     LoadedRow,
     Outcome,
+    RatePoint,
 )
 from aicc_async.errors import JournalError
 from aicc_async.testing import FakeAICC
@@ -715,6 +716,49 @@ async def test_refused_release_events_are_kept_by_reason_and_reported(store: Sto
     assert report.outcomes.refused == (("signature", 2), ("stale", 1))
     assert report.to_json()["outcomes"]["refused_events"] == 3
     assert report.to_json()["refused_reasons"] == {"signature": 2, "stale": 1}
+
+
+@pytest.mark.asyncio
+async def test_the_rate_history_is_kept_with_the_commits_and_reported(store: Store) -> None:
+    journal = await store.open()
+    try:
+        await load_rows(journal, [row(f"r{i}", number(i)) for i in range(3)])
+        journal.note_rate(RatePoint(1000.0, 10.0, sent=5))
+        first = await journal.commit([], 1, 0, once_per_number=True)
+        # Less than a second later: held, and added to the next one written.
+        journal.note_rate(RatePoint(1000.4, 20.0, sent=4, throttled=2, requeued=1))
+        await journal.commit([], 1, first.cursor, once_per_number=True)
+        journal.note_rate(RatePoint(1002.0, 14.0, sent=3, throttled=1, requeued=1))
+        await journal.flush_rate()
+    finally:
+        await journal.close()
+    async with store.open_campaign(read_only=True) as campaign:
+        report = await campaign.report()
+    assert [(s.at, s.rate, s.sent, s.throttled, s.time) for s in report.rate] == [
+        (0.0, 10.0, 5, 0, 1000.0),
+        (2.0, 14.0, 12, 3, 1002.0),
+    ]
+    assert (report.throttled, report.requeued) == (3, 2)
+    assert report.to_json()["rate"][1]["rate"] == 14.0
+
+
+@pytest.mark.asyncio
+async def test_a_long_rate_history_is_thinned_and_keeps_its_counts(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("aicc_async.bulk.journal.sql._MAX_RATE_POINTS", 4)
+    journal = await store.open()
+    try:
+        for second in range(10):
+            journal.note_rate(RatePoint(2000.0 + 2 * second, 10.0 + second, sent=1, throttled=1))
+            await journal.flush_rate()
+    finally:
+        await journal.close()
+    async with store.open_campaign(read_only=True) as campaign:
+        report = await campaign.report()
+    assert 2 <= len(report.rate) <= 4
+    assert report.rate[-1].rate == 19.0
+    assert (report.throttled, report.rate[-1].sent) == (10, 10)
 
 
 # -- unknown rows settled by their release event ---------------------------------------------

@@ -18,7 +18,7 @@ from journal_store import Store
 
 from aicc_async import AICCValidationError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignError, CampaignRow, JournalError, StateCounts
-from aicc_async.bulk.journal import Claimed, Finished, LoadedRow, mask_dsn
+from aicc_async.bulk.journal import Claimed, Finished, LoadedRow, RatePoint, mask_dsn
 from aicc_async.bulk.journal.postgres import PostgresJournal
 
 VOICE = "voice_notification"
@@ -546,6 +546,7 @@ async def test_tables_of_an_earlier_release_are_read_as_they_are_and_upgraded_to
         "ALTER TABLE aicc_rows DROP COLUMN callback",
         "ALTER TABLE aicc_early_outcomes DROP COLUMN number",
         "DROP TABLE aicc_refused_events",
+        "DROP TABLE aicc_rate_samples",
     )
     with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
         for statement in earlier:
@@ -553,13 +554,42 @@ async def test_tables_of_an_earlier_release_are_read_as_they_are_and_upgraded_to
     try:
         async with pg_store.open_campaign(read_only=True) as reader:
             report = await reader.report()
-        assert (report.counts.pending, report.outcomes.refused) == (3, ())
+        assert (report.counts.pending, report.outcomes.refused, report.rate) == (3, (), ())
         with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
-            assert conn.execute("SELECT to_regclass('aicc_refused_events')").fetchone() == (
-                None,
-            )  # reading altered nothing
+            assert conn.execute(
+                "SELECT to_regclass('aicc_refused_events'), to_regclass('aicc_rate_samples')"
+            ).fetchone() == (None, None)  # reading altered nothing
     finally:
         async with pg_store.open_campaign(outcomes_only=True) as listener:  # upgrades
             receiver = listener.callback_receiver("0123456789abcdef")
             assert (await receiver.receive(b"not json")).status == 400
             assert (await listener.outcomes()).refused == (("malformed", 1),)
+        with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
+            assert conn.execute("SELECT to_regclass('aicc_rate_samples')").fetchone() != (None,)
+
+
+@pytest.mark.asyncio
+async def test_each_workers_rate_history_is_kept_apart_and_reported_together(
+    pg_store: Store,
+) -> None:
+    first, second = await worker(pg_store), await worker(pg_store)
+    try:
+        first.note_rate(RatePoint(3000.1, 40.0, sent=10, throttled=2, requeued=1))
+        second.note_rate(RatePoint(3000.6, 45.0, sent=12, throttled=3))
+        await first.flush_rate()
+        await second.flush_rate()
+    finally:
+        await first.close()
+        await second.close()
+    with psycopg.connect(str(pg_store.location), autocommit=True) as conn:
+        kept = conn.execute(
+            "SELECT worker, count(*) FROM aicc_rate_samples WHERE campaign = %s GROUP BY 1",
+            (pg_store.campaign,),
+        ).fetchall()
+    assert sorted(n for _, n in kept) == [1, 1]  # one point each, under each worker's id
+    assert {w for w, _ in kept} == {first.worker, second.worker}
+    async with pg_store.open_campaign(read_only=True) as campaign:
+        report = await campaign.report()
+    # One second, two workers: the highest rate allowed, the counts of both.
+    assert [(s.rate, s.sent, s.throttled) for s in report.rate] == [(45.0, 22, 5)]
+    assert (report.throttled, report.requeued) == (5, 1)

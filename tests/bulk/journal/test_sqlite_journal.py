@@ -527,15 +527,19 @@ async def test_a_journal_written_before_refused_events_were_kept_is_read_and_upg
         await campaign.load(voice_rows(3))
     with contextlib.closing(sqlite3.connect(path)) as db, db:  # as an earlier release wrote it
         db.execute("DROP TABLE refused_events")
+        db.execute("DROP TABLE rate_samples")
         for table, column in (("rows", "sent"), ("rows", "callback"), ("early_outcomes", "number")):
             db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     before = path.read_bytes()
     async with Campaign(path, read_only=True) as reader:
         report = await reader.report()
     assert report.outcomes.refused == ()
+    assert (report.rate, report.throttled, report.requeued) == ((), 0, 0)
     assert report.counts.pending == 3
     assert path.read_bytes() == before  # read-only: not a byte written
     async with Campaign(path, outcomes_only=True) as listener:
         receiver = listener.callback_receiver("0123456789abcdef")
         assert (await receiver.receive(b"not json")).status == 400
         assert (await listener.outcomes()).refused == (("malformed", 1),)
+    with contextlib.closing(sqlite3.connect(path)) as db:  # upgraded once opened to write
+        assert db.execute("SELECT count(*) FROM rate_samples").fetchone() == (0,)
