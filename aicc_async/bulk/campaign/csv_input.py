@@ -32,7 +32,8 @@ from typing import IO, Any
 
 import attrs
 
-from aicc_async.bulk.campaign.run import KINDS, CampaignRow
+from aicc_async.bulk.campaign.kinds import KINDS
+from aicc_async.bulk.campaign.rows import CampaignRow
 from aicc_async.bulk.journal.rules import KeyChanged
 from aicc_async.endpoints.voice_notification import (
     MAX_VOICE_CONTENT,

@@ -36,16 +36,17 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import attrs
-
 from aicc_async._fanout import async_items
 from aicc_async._numbers import normalise_number
-from aicc_async.adaptive import AdaptiveRate, AutoRate, RateSample
+from aicc_async.adaptive import AdaptiveRate, AutoRate
+from aicc_async.bulk.campaign.kinds import KINDS, CampaignKind
+from aicc_async.bulk.campaign.report import CampaignReport, rate_over_time
+from aicc_async.bulk.campaign.rows import CampaignRow, LoadSummary
 from aicc_async.bulk.campaign.settings import RunSettings, check_callback, check_source
 from aicc_async.bulk.engine import DEFAULT_MAX_THROTTLED, Engine, Feed, Kind
 from aicc_async.bulk.journal.location import DEFAULT_LEASE, JournalLocation
@@ -59,18 +60,11 @@ from aicc_async.bulk.journal.rules import (
     Mode,
     Outcome,
     Outcomes,
-    Problem,
-    RatePoint,
     StateCounts,
     Target,
     warn_settled,
 )
 from aicc_async.callbacks import CallbackReceiver, ReleaseEvent
-from aicc_async.endpoints.outbound import WRITE_BACK, WriteBackResultRequest
-from aicc_async.endpoints.voice_notification import ENDPOINT as VOICE
-from aicc_async.endpoints.voice_notification import (
-    CreateVoiceNotificationRequest,
-)
 from aicc_async.errors import (
     AICCConnectionError,
     AICCValidationError,
@@ -82,170 +76,13 @@ from aicc_async.errors import (
 if TYPE_CHECKING:
     from aicc_async.client import AICCClient
 
-__all__ = [
-    "KINDS",
-    "Campaign",
-    "CampaignKind",
-    "CampaignReport",
-    "CampaignRow",
-    "LoadSummary",
-    "Target",
-]
+__all__ = ["Campaign"]
 
 logger = logging.getLogger(__name__)
 
-CampaignKind = Literal["voice_notification", "write_back"]
-
-#: What each kind of campaign sends: the endpoint descriptor and the campaign's extras.
-#: Making another endpoint bulk-capable is one entry here (its CSV format follows).
-KINDS: Mapping[str, Kind] = {
-    kind.name: kind
-    for kind in (
-        Kind(
-            name="voice_notification",
-            endpoint=VOICE,
-            send=lambda aicc, request: aicc.voice_notification.send(request),
-            reference=lambda result: result.call_serial_no,
-            number=lambda request: normalise_number(request.called),
-            with_callback=lambda request, url: (
-                request if request.callback_url else attrs.evolve(request, callback_url=url)
-            ),
-        ),
-        Kind(
-            name="write_back",
-            endpoint=WRITE_BACK,
-            send=lambda aicc, request: aicc.outbound.send(request),
-            reference=lambda result: None,
-            number=lambda request: None,
-        ),
-    )
-}
-assert set(KINDS) == set(get_args(CampaignKind))
-
 _LOAD_BATCH = 2000
 _FIRST_BATCH = 200  # a streamed campaign's first batch: the first request leaves sooner
-_MAX_KEY = 256
 _OTHERS_POLL = 0.25  # seconds between looks at the rows other workers have in flight
-_AUTO_BURST = 0.1  # rate="auto": seconds' worth of starts one claim may take at once
-
-
-def _key(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_KEY:
-        raise AICCValidationError(
-            f"key: must be a non-blank string of at most {_MAX_KEY} characters, got {value!r}",
-            field="key",
-        )
-
-
-@attrs.frozen
-class CampaignRow:
-    """One row of campaign input: its ``key`` and either a ``request`` or, when the
-    source row could not become one, ``invalid`` (why) and ``source`` (its values).
-
-    The key names the row across runs: re-running with a different row for a key
-    that was already sent raises ``CampaignError``.
-    """
-
-    key: str = attrs.field(validator=_key)
-    request: CreateVoiceNotificationRequest | WriteBackResultRequest | None = None
-    invalid: str | None = None
-    source: Mapping[str, str] = attrs.field(factory=dict)
-
-    def __attrs_post_init__(self) -> None:
-        if (self.request is None) == (self.invalid is None):
-            raise AICCValidationError(
-                f"row {self.key!r}: give exactly one of request and invalid", field="request"
-            )
-
-
-@attrs.frozen
-class LoadSummary:
-    """What :meth:`Campaign.load` did with its input."""
-
-    read: int
-    added: int
-    """Rows new to the journal."""
-    replaced: int
-    """Rows that changed but had never been sent (pending, or invalid before)."""
-    withdrawn: int = 0
-    """Unsent rows of earlier input that this input leaves out: they will not be sent."""
-    known: int = 0
-    """Rows whose key the journal already held (0 for a new campaign)."""
-
-    @property
-    def unchanged(self) -> int:
-        """Rows the journal already held as given."""
-        return self.read - self.added - self.replaced
-
-    @property
-    def resumed(self) -> bool:
-        """True when the journal already held rows of this input (a resume)."""
-        return self.known > 0
-
-
-@attrs.frozen
-class CampaignReport:
-    """A campaign's state: row counts and its failures grouped by code."""
-
-    path: str
-    kind: str
-    counts: StateCounts
-    problems: tuple[Problem, ...]
-    target: Target | None = None
-    """Where the campaign sends (``None`` before its first run)."""
-    outcomes: Outcomes = attrs.field(factory=Outcomes)
-    """Answered / not answered calls, from the release events recorded."""
-    rate: tuple[RateSample, ...] = ()
-    """The rate over time of this process's ``rate="auto"`` run or, read by a process
-    that did not run one, of the campaign's runs as its journal kept it (empty without
-    ``rate="auto"``)."""
-    requeued: int = 0
-    """Rows answered "throttled" and sent again later (this process's runs, or the
-    campaign's as its journal kept them)."""
-    throttled: int = 0
-    """Throttle answers (HTTP 429, busy) the ``rate="auto"`` limiter heard, retries too
-    (this process's runs, or the campaign's as its journal kept them)."""
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-able dict (what ``aicc report --json`` prints)."""
-        return {
-            "journal": self.path,
-            "kind": self.kind,
-            "target": None if self.target is None else attrs.asdict(self.target),
-            "rows": self.counts.total,
-            "states": attrs.asdict(self.counts),
-            "problems": [attrs.asdict(p) for p in self.problems],
-            "outcomes": {
-                "answered": self.outcomes.answered,
-                "not_answered": self.outcomes.not_answered,
-                "awaiting": self.outcomes.awaiting,
-                "refused_events": self.outcomes.refused_events,
-                "unmatched_events": self.outcomes.unmatched,
-            },
-            "refused_reasons": dict(self.outcomes.refused),
-            "release_reasons": dict(self.outcomes.reasons),
-            "requeued": self.requeued,
-            "throttled": self.throttled,
-            "rate": [  # "time" where known (read from the journal)
-                attrs.asdict(sample, filter=lambda _, value: value is not None)
-                for sample in self.rate
-            ],
-        }
-
-
-def _rate_over_time(points: Sequence[RatePoint]) -> tuple[tuple[RateSample, ...], int, int]:
-    """The journal's rate history as a report shows it: (the samples of the adaptive
-    rate, from the campaign's first point; rows re-queued; throttle answers)."""
-    samples: list[RateSample] = []
-    sent = throttled = requeued = 0
-    for point in points:
-        sent += point.sent
-        throttled += point.throttled
-        requeued += point.requeued
-        if point.rate is not None:
-            at = round(point.time - points[0].time, 3)
-            samples.append(RateSample(at, point.rate, sent, throttled, point.time))
-    return tuple(samples), requeued, throttled
 
 
 def _iterable(rows: object) -> Iterable[Any]:
@@ -792,7 +629,7 @@ class Campaign:
             requeued = self.requeued
             throttled = 0 if self.rate_limiter is None else self.rate_limiter.throttled
         else:
-            samples, requeued, throttled = _rate_over_time(await self._journal.rate_history())
+            samples, requeued, throttled = rate_over_time(await self._journal.rate_history())
         return CampaignReport(
             self._location,
             self.kind,
