@@ -179,7 +179,8 @@ class Transport:
         """Check a call's options and that this client may send; the body as bytes
         and the per-attempt timeout. Raises ``AICCValidationError`` or (closed client,
         another event loop) ``AICCConnectionError``: nothing was sent."""
-        check_flag("retry_unsafe", retry_unsafe, endpoint=endpoint.name)
+        if retry_unsafe is not True and retry_unsafe is not False:  # no call per request
+            check_flag("retry_unsafe", retry_unsafe, endpoint=endpoint.name)
         attempt_timeout = self._timeout
         if timeout is not None:
             try:
