@@ -299,7 +299,6 @@ class PostgresJournal(SQLJournal):
     _BEGIN: ClassVar[str] = "BEGIN"
     _FRESH: ClassVar[str] = "--campaign name"
     _errors: ClassVar[tuple[type[Exception], ...]] = (psycopg.Error,)
-    _SECOND: ClassVar[str] = "floor(time)"  # PostgreSQL's CAST rounds
 
     def __init__(
         self,
@@ -755,6 +754,9 @@ class PostgresJournal(SQLJournal):
         return not self._lost
 
     _PER_SELECT: ClassVar[int] = 5000
+
+    def _whole_second(self, column: str) -> str:
+        return f"floor({column})"  # PostgreSQL's CAST rounds
 
     def _in(self, column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
         """One array parameter: parsed and planned once, whatever its length."""

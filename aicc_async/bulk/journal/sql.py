@@ -149,8 +149,6 @@ class SQLJournal(Journal, OneThread):
     """What to give anew for another campaign (messages)."""
     _errors: ClassVar[tuple[type[Exception], ...]] = ()
     """The driver's exceptions: they become ``JournalError``."""
-    _SECOND: ClassVar[str] = "CAST(time AS INTEGER)"
-    """The second a rate point's ``time`` falls in (SQLite's CAST truncates)."""
 
     def __init__(self, db: Db, kind: str, mode: Mode, location: str) -> None:
         self.kind = kind
@@ -167,6 +165,10 @@ class SQLJournal(Journal, OneThread):
         self._rate_written = -math.inf  # when the last point written was taken
         self._rate_every = _RATE_EVERY
         self._rate_points = 0  # written by this journal (and kept)
+
+    def _whole_second(self, column: str) -> str:
+        """SQL for the second the UNIX time ``column`` falls in (SQLite's CAST truncates)."""
+        return f"CAST({column} AS INTEGER)"
 
     # -- running SQL ----------------------------------------------------------------------
 
@@ -578,7 +580,7 @@ class SQLJournal(Journal, OneThread):
                 RatePoint(float(t), None if r is None else float(r), int(s), int(th), int(q))
                 for t, r, s, th, q in self._db.execute(
                     "SELECT max(time), max(rate), sum(sent), sum(throttled), sum(requeued) "  # noqa: S608 - constant
-                    f"FROM rate_samples GROUP BY {self._SECOND} ORDER BY 1"
+                    f"FROM rate_samples GROUP BY {self._whole_second('time')} ORDER BY 1"
                 ).fetchall()
             )
 
