@@ -1,7 +1,9 @@
 """The command line of ``python -m aicc_async.testing [options]``: run FakeAICC in the foreground.
 
-Prints one JSON line ``{"url": ..., "app_key": ..., "app_secret": ...}`` to stdout,
-then serves until SIGINT or SIGTERM and exits 0. Options::
+Prints one JSON line ``{"url": ..., "app_key": ..., "app_secret": ...}`` to stdout
+(and the ``export AICC_...`` lines for a shell to stderr), then serves until SIGINT or
+SIGTERM and exits 0. ``aicc sandbox`` is the same simulator with the same options
+(:func:`main` with ``for_people=True``: only the ``export`` lines, on stdout). Options::
 
     --host H / --port P          where to listen (default 127.0.0.1, any free port)
     --no-record                  keep counters only, not every request
