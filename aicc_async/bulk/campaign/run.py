@@ -33,7 +33,6 @@ Each row is sent by one worker once; a worker that dies leaves its rows in fligh
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
@@ -45,6 +44,7 @@ from aicc_async._fanout import async_items
 from aicc_async._numbers import normalise_number
 from aicc_async.adaptive import AdaptiveRate, AutoRate
 from aicc_async.bulk.campaign.kinds import KINDS, CampaignKind
+from aicc_async.bulk.campaign.loading import loader, rows_of
 from aicc_async.bulk.campaign.report import CampaignReport, rate_over_time
 from aicc_async.bulk.campaign.rows import CampaignRow, LoadSummary
 from aicc_async.bulk.campaign.settings import RunSettings, check_callback, check_source
@@ -52,7 +52,6 @@ from aicc_async.bulk.engine import DEFAULT_MAX_THROTTLED, Engine, Feed, Kind
 from aicc_async.bulk.journal.location import DEFAULT_LEASE, JournalLocation
 from aicc_async.bulk.journal.opening import open_journal
 from aicc_async.bulk.journal.rules import (
-    INVALID,
     Activity,
     Journal,
     KeyChanged,
@@ -83,22 +82,6 @@ logger = logging.getLogger(__name__)
 _LOAD_BATCH = 2000
 _FIRST_BATCH = 200  # a streamed campaign's first batch: the first request leaves sooner
 _OTHERS_POLL = 0.25  # seconds between looks at the rows other workers have in flight
-
-
-def _iterable(rows: object) -> Iterable[Any]:
-    """``rows`` if it is an iterable of rows (``AICCValidationError`` else)."""
-    if isinstance(rows, Iterable) and not isinstance(rows, (str, bytes, dict)):
-        return rows
-    raise AICCValidationError(
-        f"requests: must be an iterable or async iterable of request objects, "
-        f"got {type(rows).__name__}",
-        field="requests",
-        endpoint="campaign",
-    )
-
-
-def _fingerprint(tag: str, payload: str) -> str:
-    return hashlib.sha256(f"{tag}:{payload}".encode()).hexdigest()[:32]
 
 
 class Campaign:
@@ -329,7 +312,7 @@ class Campaign:
             feed.added()  # the run now knows whether it may send before the load ends
         if not streams:  # nothing is sent meanwhile: commits need not wait for the disk
             await journal.set_durable(False)
-        loaded = self._loader()
+        loaded = loader(self._kind)
         try:
             if isinstance(rows, AsyncIterable):
                 async for row in async_items(rows, "campaign"):
@@ -337,7 +320,7 @@ class Campaign:
                     if len(batch) >= (_FIRST_BATCH if read == 0 and streams else _LOAD_BATCH):
                         await flush()
             else:  # a plain iterable: no await per row (the loop runs between batches)
-                for row in _iterable(rows):
+                for row in rows_of(rows):
                     batch.append(loaded(row))
                     if len(batch) >= (_FIRST_BATCH if read == 0 and streams else _LOAD_BATCH):
                         await flush()
@@ -348,46 +331,6 @@ class Campaign:
         withdrawn = await journal.end_load(load, known, named)
         self.loaded = LoadSummary(read, added, replaced, withdrawn, known)
         return self.loaded
-
-    def _loader(self) -> Callable[[object], LoadedRow]:
-        """``loaded(row)``: a ``CampaignRow`` as the journal records it (its payload the
-        request's fields as canonical JSON)."""
-        kind = self._kind
-        request_type, number, dumps, payload_of = (
-            kind.request_type,
-            kind.number,
-            Journal.dumps,
-            kind.payload,
-        )
-
-        def loaded(row: object) -> LoadedRow:
-            if not isinstance(row, CampaignRow):
-                raise AICCValidationError(
-                    f"rows: must hold CampaignRow objects, got {type(row).__name__}", field="rows"
-                )
-            request = row.request
-            if request is None:
-                payload = dumps(dict(row.source))
-                fingerprint = _fingerprint("invalid", f"{payload}:{row.invalid}")
-                return LoadedRow(
-                    row.key, fingerprint, "failed", payload, code=INVALID, description=row.invalid
-                )
-            if type(request) is not request_type and not isinstance(request, request_type):
-                raise AICCValidationError(
-                    f"row {row.key!r}: a {kind.name} campaign takes "
-                    f"{request_type.__name__}, got {type(request).__name__}",
-                    field="request",
-                )
-            payload = payload_of(request)
-            return LoadedRow(
-                row.key,
-                _fingerprint("request", payload),
-                "pending",
-                payload,
-                number=number(request),
-            )
-
-        return loaded
 
     async def run(
         self,

@@ -12,7 +12,7 @@ import pytest
 
 from aicc_async import AICCValidationError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
-from aicc_async.bulk.campaign.run import _fingerprint
+from aicc_async.bulk.campaign.loading import fingerprint as _fingerprint
 from aicc_async.bulk.journal import Journal
 from aicc_async.endpoints.outbound import WriteBackResultRequest
 
