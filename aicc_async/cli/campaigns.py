@@ -289,7 +289,6 @@ async def _wait(
 ) -> None:
     """Wait for the outstanding release events; Ctrl-C stops waiting (not the command),
     and so does a shared key that is not AICC's."""
-    unknown = (await campaign.report()).counts.unknown
     waiting = asyncio.ensure_future(
         wait_for_outcomes(campaign, terminal.err, seconds, listening=listening)
     )
@@ -306,11 +305,10 @@ async def _wait(
         outcomes = await campaign.outcomes()
     finally:
         signals.soft = None
-    settled = unknown - (await campaign.report()).counts.unknown
-    if settled > 0:
+    if outcomes.settled:  # during the run or the wait: counted in the journal
         terminal.note(
-            f"{settled:,} rows whose outcome was unknown were settled by their release "
-            "event: AICC placed those calls (they are done, never sent again)."
+            f"{outcomes.settled:,} rows whose outcome was unknown were settled by their "
+            "release event: AICC placed those calls (they are done, never sent again)."
         )
     if listening.key_mismatch:
         return

@@ -81,6 +81,7 @@ def test_every_release_event_is_recorded_once_and_unanswered_rows_are_followed_u
         "awaiting": 0,
         "refused_events": 0,
         "unmatched_events": 0,
+        "settled": 0,
     }
     assert sum(report["release_reasons"].values()) == n
     text = aicc.run("report", journal, env=env)
@@ -290,7 +291,9 @@ def test_the_demo_suggests_only_commands_that_work(plain_env, aicc, tmp_path):
             # The connections that dropped after the call was placed left rows unknown:
             # their release events settled them.
             assert "were settled by their release event" in text, text
-            assert report_json(aicc, journal, env)["states"]["unknown"] == 0
+            report = report_json(aicc, journal, env)
+            assert report["states"]["unknown"] == 0
+            assert report["outcomes"]["settled"] > 0
         for named in suggested:  # the temporary journal is gone: none may name it
             again = aicc.run("report", named, env=env)
             assert again.returncode == 0, (named, again)

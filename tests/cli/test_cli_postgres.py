@@ -130,6 +130,7 @@ def test_notify_listen_report_and_exports_on_postgresql(
         "awaiting": 0,
         "refused_events": 0,
         "unmatched_events": 0,
+        "settled": 0,
     }
     assert campaign_name in report["journal"]
     assert report["target"]["base_url"] == fake.url
@@ -207,6 +208,7 @@ def test_listen_records_the_release_events_of_a_postgresql_campaign(
         "awaiting": 0,
         "refused_events": 0,
         "unmatched_events": 0,
+        "settled": 0,
     }
 
 

@@ -52,6 +52,7 @@ class CampaignReport:
                 "awaiting": self.outcomes.awaiting,
                 "refused_events": self.outcomes.refused_events,
                 "unmatched_events": self.outcomes.unmatched,
+                "settled": self.outcomes.settled,
             },
             "refused_reasons": dict(self.outcomes.refused),
             "release_reasons": dict(self.outcomes.reasons),

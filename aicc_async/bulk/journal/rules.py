@@ -258,6 +258,9 @@ class Outcomes:
     unmatched: int = 0
     """Release events kept that no row took: their call serial number is on no row
     (yet), and their number matches no single ``unknown`` row sent before them."""
+    settled: int = 0
+    """Rows whose outcome was unknown (the answer to their send was lost) and that their
+    release event settled: AICC placed the call; they are ``done``."""
 
     @property
     def refused_events(self) -> int:

@@ -762,6 +762,9 @@ class SQLJournal(Journal, OneThread):
                 "SELECT reason, events FROM refused_events ORDER BY 2 DESC, 1"
             ).fetchall()
             unmatched = self._db.execute("SELECT count(*) FROM early_outcomes").fetchone()[0]
+            settled = self._db.execute(
+                "SELECT count(*) FROM rows WHERE state = 'done' AND code = ?", (SETTLED,)
+            ).fetchone()[0]
             return Outcomes(
                 answered=found.get("answered", 0),
                 not_answered=found.get("not_answered", 0),
@@ -769,6 +772,7 @@ class SQLJournal(Journal, OneThread):
                 reasons=tuple((str(r), int(n)) for r, n in reasons),
                 refused=tuple((str(r), int(n)) for r, n in refused),
                 unmatched=int(unmatched),
+                settled=int(settled),
             )
 
         return await self._run(work)

@@ -91,6 +91,7 @@ async def test_every_release_event_is_recorded_once_on_its_row(tmp_path: Path) -
         "awaiting": 0,
         "refused_events": 0,
         "unmatched_events": 0,
+        "settled": 0,
     }
 
 
