@@ -537,8 +537,9 @@ async def test_a_dsn_psycopg_cannot_read_is_refused_without_its_password(dsn: st
 
 @pytest.mark.asyncio
 async def test_tables_of_an_earlier_release_are_read_as_they_are_and_upgraded_to_write(
-    pg_store: Store,
+    pg_database: Store,
 ) -> None:
+    pg_store = pg_database  # the tables it alters are its own, no other test's
     async with pg_store.open_campaign("voice_notification") as campaign:
         await campaign.load(voice_rows(3))
     earlier = (
