@@ -190,7 +190,7 @@ def _handler(kind: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]
 
 
 _CHILD = """
-import asyncio, json, resource, sys
+import asyncio, json, sys
 from aicc_async import AICCClient, AICCError, RetryPolicy
 
 async def main(url):
@@ -206,7 +206,10 @@ async def main(url):
                 seen.append("ok")
             except AICCError as exc:
                 seen.append(type(exc).__name__)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # This process's own peak: ru_maxrss would also count the parent's (the test
+    # session's) at the fork, which Linux carries across exec.
+    with open("/proc/self/status") as status:
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
     print(json.dumps({"errors": seen, "peak_mb": peak_kib / 1024}))
 
 asyncio.run(main(sys.argv[1]))
