@@ -3,9 +3,11 @@ folder: this folder is on ``sys.path`` beside its ``conftest.py``)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from aicc_async import AICCClient, RetryPolicy, Timeout
+from aicc_async import AICCClient, AICCError, RetryPolicy, Timeout, WriteBackResultRequest
+from aicc_async.bulk import CampaignRow
 from aicc_async.testing import FakeAICC
 
 #: The voice notification interface, as requests and the fake's counters name it.
@@ -24,6 +26,28 @@ def client(fake: FakeAICC, **kwargs: Any) -> AICCClient:
 def number(i: int) -> str:
     """The ``i``-th test phone number."""
     return f"8888{i:05d}"
+
+
+def write_backs(n: int) -> list[CampaignRow]:
+    """``n`` write-back rows ``w0``, ``w1``, ... (unique ids ``uid-0``, ``uid-1``, ...)."""
+    return [
+        CampaignRow(
+            key=f"w{i}",
+            request=WriteBackResultRequest(
+                sub_cc_no=1, vdn_id=2, unique_id=f"uid-{i}", service_id="svc", status="0"
+            ),
+        )
+        for i in range(n)
+    ]
+
+
+def leaks(error: AICCError, *secrets: str) -> list[str]:
+    """Every plain or JSON-escaped form of ``secrets`` found in the error's texts."""
+    forms = []
+    for secret in secrets:
+        forms += [secret, json.dumps(secret)[1:-1], json.dumps(secret).replace("/", "\\/")[1:-1]]
+    texts = [str(error), repr(error), *(repr(v) for v in vars(error).values())]
+    return [form for form in forms for text in texts if form in text]
 
 
 class FakeClock:

@@ -14,7 +14,7 @@ from typing import Any
 
 import backoff._async
 import pytest
-from aicc_helpers import VOICE
+from aicc_helpers import VOICE, leaks
 from aiohttp import web
 from hostile import (
     CALLED_INFO_PATH,
@@ -278,14 +278,6 @@ async def test_timed_out_callers_do_not_delay_the_next_call(fake_aicc: FakeAICC)
 # -- 4. secrets are masked in every error ---------------------------------------------------
 
 
-def _leaks(error: AICCError, *secrets: str) -> list[str]:
-    forms = []
-    for secret in secrets:
-        forms += [secret, json.dumps(secret)[1:-1], json.dumps(secret).replace("/", "\\/")[1:-1]]
-    texts = [str(error), repr(error), *(repr(v) for v in vars(error).values())]
-    return [form for form in forms for text in texts if form in text]
-
-
 @pytest.mark.asyncio
 async def test_access_token_echoed_in_a_business_error_is_masked() -> None:
     body = json.dumps({"retCode": "16", "retMsg": f"Bearer {ACCESS} is not trusted"})
@@ -294,7 +286,7 @@ async def test_access_token_echoed_in_a_business_error_is_masked() -> None:
             await notify(aicc)
     assert caught.value.code == "16"
     assert "***" in str(caught.value)
-    assert _leaks(caught.value, ACCESS) == []
+    assert leaks(caught.value, ACCESS) == []
 
 
 @pytest.mark.parametrize("status", [200, 400, 502])
@@ -308,7 +300,7 @@ async def test_json_escaped_app_secret_is_masked(status: int) -> None:
     ):
         with pytest.raises(AICCError) as caught:
             await notify(aicc)
-    assert _leaks(caught.value, SECRET, ACCESS) == []
+    assert leaks(caught.value, SECRET, ACCESS) == []
 
 
 @pytest.mark.asyncio
@@ -319,7 +311,7 @@ async def test_given_messaging_token_is_masked_everywhere() -> None:
     async with serve({LEAVE_MESSAGE_PATH: json_text(body)}) as (_server, aicc):
         with pytest.raises(AICCBusinessError) as caught:
             await aicc.messaging.leave_message("u1", "1380000", "hi", token=given)
-    assert _leaks(caught.value, given) == []
+    assert leaks(caught.value, given) == []
 
     from aicc_async.endpoints.messaging import _GivenToken
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from aicc_helpers import VOICE
+from aicc_helpers import VOICE, leaks
 from hostile import LEAVE_MESSAGE_PATH, Hostile, json_text
 
-from aicc_async import AICCBusinessError, AICCClient, AICCError, RetryPolicy
+from aicc_async import AICCBusinessError, AICCClient, RetryPolicy
 from aicc_async.testing import FakeAICC
 
 APPLY_TOKEN_PATH = "/apiaccess/ccmessaging/applyToken"
@@ -30,15 +30,6 @@ async def test_callback_url_is_sent_in_standard_base64(fake_aicc: FakeAICC) -> N
     (request,) = fake_aicc.received(VOICE)
     assert request.body["callBackUrl"] == CALLBACK_URL_B64
     assert fake_aicc.calls_to("88880000") == 1  # AICC's decoder accepted it
-
-
-def _leaks(error: AICCError, *secrets: str) -> list[str]:
-    """Every plain or JSON-escaped form of ``secrets`` found in the error's texts."""
-    forms = []
-    for secret in secrets:
-        forms += [secret, json.dumps(secret)[1:-1], json.dumps(secret).replace("/", "\\/")[1:-1]]
-    texts = [str(error), repr(error), *(repr(v) for v in vars(error).values())]
-    return [form for form in forms for text in texts if form in text]
 
 
 @pytest.mark.asyncio
@@ -69,4 +60,4 @@ async def test_echoed_messaging_tokens_are_masked() -> None:
     assert server.received[LEAVE_MESSAGE_PATH] == 1
     assert server.headers[-1]["ccmessaging-token"] == issued  # the echo is of what was sent
     assert "***" in str(caught.value)
-    assert _leaks(caught.value, issued, rotated) == []
+    assert leaks(caught.value, issued, rotated) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aicc_helpers import FAST, VOICE, client, number
+from aicc_helpers import FAST, VOICE, client, number, write_backs
 
 from aicc_async import (
     AICCAuthError,
@@ -24,7 +24,6 @@ from aicc_async import (
     CreateVoiceNotificationRequest,
     RetryPolicy,
     Timeout,
-    WriteBackResultRequest,
 )
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.errors import CampaignError
@@ -38,18 +37,6 @@ def voice_rows(n: int, start: int = 0) -> list[CampaignRow]:
             request=CreateVoiceNotificationRequest(called=number(i), voice_content="$Parcel$"),
         )
         for i in range(start, start + n)
-    ]
-
-
-def write_back_rows(n: int) -> list[CampaignRow]:
-    return [
-        CampaignRow(
-            key=f"w{i}",
-            request=WriteBackResultRequest(
-                sub_cc_no=1, vdn_id=2, unique_id=f"uid-{i}", service_id="svc", status="0"
-            ),
-        )
-        for i in range(n)
     ]
 
 
@@ -525,7 +512,7 @@ async def test_write_back_campaign_retries_ambiguous_failures_to_done(
     )
     retry = RetryPolicy(max_attempts=8, base_delay=0.001, max_delay=0.01)
     async with Campaign(tmp_path / "w.db", "write_back") as campaign:
-        await campaign.load(write_back_rows(n))
+        await campaign.load(write_backs(n))
         async with client(fake_aicc, retry=retry) as aicc:
             counts = await campaign.run(aicc)
 
@@ -542,7 +529,7 @@ async def test_write_back_campaign_resends_unknown_rows_on_the_next_run(
 ) -> None:
     fake_aicc.inject(Fault.RESET_AFTER_PROCESSING, times=FAST.max_attempts, endpoint="midresult")
     async with Campaign(tmp_path / "w.db", "write_back") as campaign:
-        await campaign.load(write_back_rows(5))
+        await campaign.load(write_backs(5))
         async with client(fake_aicc) as aicc:
             first = await campaign.run(aicc, concurrency=1)
             assert first == StateCounts(done=4, unknown=1)

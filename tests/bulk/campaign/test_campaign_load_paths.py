@@ -9,12 +9,12 @@ from pathlib import Path
 
 import attrs
 import pytest
+from aicc_helpers import write_backs
 
 from aicc_async import AICCValidationError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.bulk.campaign.loading import fingerprint as _fingerprint
 from aicc_async.bulk.journal import Journal
-from aicc_async.endpoints.outbound import WriteBackResultRequest
 
 
 def voice(n: int) -> list[CampaignRow]:
@@ -26,18 +26,6 @@ def voice(n: int) -> list[CampaignRow]:
                 voice_content="$Grüße$",
                 callback_url="https://cb.example/ev" if i % 2 else None,
                 priority=i % 3 or None,
-            ),
-        )
-        for i in range(n)
-    ]
-
-
-def write_backs(n: int) -> list[CampaignRow]:
-    return [
-        CampaignRow(
-            key=f"w{i}",
-            request=WriteBackResultRequest(
-                sub_cc_no=1, vdn_id=2, unique_id=f"u{i}", service_id="s", status="ok"
             ),
         )
         for i in range(n)

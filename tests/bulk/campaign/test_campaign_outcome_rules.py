@@ -6,26 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from aicc_helpers import write_backs
 
-from aicc_async import RetryPolicy, Timeout, WriteBackResultRequest
-from aicc_async.bulk import Campaign, CampaignRow, StateCounts
+from aicc_async import RetryPolicy, Timeout
+from aicc_async.bulk import Campaign, StateCounts
 from aicc_async.errors import AICCRateLimitError
 from aicc_async.testing import FakeAICC, Fault
 
 MIDRESULT = "midresult"
 FAST = RetryPolicy(max_attempts=2, base_delay=0.001, max_delay=0.01)
-
-
-def write_backs(n: int) -> list[CampaignRow]:
-    return [
-        CampaignRow(
-            key=f"w{i}",
-            request=WriteBackResultRequest(
-                sub_cc_no=1, vdn_id=2, unique_id=f"uid-{i}", service_id="svc", status="0"
-            ),
-        )
-        for i in range(n)
-    ]
 
 
 @pytest.mark.asyncio
