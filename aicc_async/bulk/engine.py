@@ -25,6 +25,7 @@ from aicc_async.bulk.journal.rules import (
     INVALID,
     Claimed,
     Finished,
+    Gate,
     Journal,
     RatePoint,
     State,
@@ -175,6 +176,8 @@ class Engine:
         max_throttled: float = DEFAULT_MAX_THROTTLED,
         auto_concurrency: bool = False,
         limiter: AdaptiveRate | None = None,
+        gate: Callable[[], Gate | None] | None = None,
+        admit: Callable[[Sequence[Claimed]], Awaitable[list[Finished]]] | None = None,
     ) -> None:
         self._journal = journal
         self._kind = kind
@@ -202,6 +205,10 @@ class Engine:
         self._auto_concurrency = auto_concurrency
         self._limiter = limiter  # rate="auto": whether it paces here or in the client
         self._latency: float | None = None  # seconds a send takes (moving average)
+        self._gate = gate
+        """Which rows may start now (the dialer's rules); ``None`` from it: none may."""
+        self._admit = admit
+        """Records the claimed rows' calls before they go; returns those refused."""
         self.requeued = 0
         """Rows answered "throttled" (429, busy) that went back to the queue this run."""
         # What the journal's rate history holds of this run: (answers, throttle answers
@@ -223,6 +230,9 @@ class Engine:
                 if self._requeued:
                     exhausted = False  # throttled rows went back to pending: send them later
                 want = 0
+                gate = None if self._gate is None else self._gate()
+                if self._gate is not None and gate is None:
+                    exhausted = True  # no row may start now: the run says why and waits
                 if not (exhausted or self.stopping or self.halt):
                     want = self._in_flight_wanted() - len(self._tasks)
                     if self._pacer is not None:
@@ -230,7 +240,7 @@ class Engine:
                 if self._finished or want > 0:
                     loading = feed is not None and feed.loading
                     changed = None if feed is None else feed.changed()
-                    claimed = await self._commit(want)
+                    claimed = await self._commit(want, gate)
                     # Short of rows: the input is exhausted, unless more is being loaded.
                     starved = len(claimed) < want and loading
                     exhausted = exhausted or (len(claimed) < want and not loading)
@@ -322,14 +332,16 @@ class Engine:
             if timer is not None:
                 timer.cancel()
 
-    async def _commit(self, claim: int) -> list[Claimed]:
+    async def _commit(self, claim: int, gate: Gate | None = None) -> list[Claimed]:
         finished, self._finished = self._finished, []
         cursor = self._cursor
         if self._requeued:  # rows went back to pending behind the cursor: look from the start
             cursor, self._requeued = 0, 0
         self._note_rate()
         commit = asyncio.ensure_future(
-            self._journal.commit(finished, claim, cursor, once_per_number=self._once_per_number)
+            self._journal.commit(
+                finished, claim, cursor, once_per_number=self._once_per_number, gate=gate
+            )
         )
         cancelled: asyncio.CancelledError | None = None
         try:
@@ -345,10 +357,17 @@ class Engine:
             self.counts.moved("sending", [f.state for f in finished])
             .moved("pending", ["sending"] * len(claimed))
             .moved("pending", ["duplicate"] * claim_.duplicates)
+            .moved("pending", ["suppressed"] * claim_.suppressed)
         )
         try:
             if cancelled is not None:
                 raise cancelled
+            if self._admit is not None and claimed:
+                refused = await self._admit(claimed)  # before any of them is sent
+                if refused:
+                    self._finished += refused
+                    gone = {f.seq for f in refused}
+                    claimed = [c for c in claimed if c.seq not in gone]
             if self._journal.shared:
                 await self._count_campaign()
             if self._on_progress is not None:

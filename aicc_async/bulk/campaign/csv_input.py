@@ -34,6 +34,7 @@ import attrs
 
 from aicc_async.bulk.campaign.kinds import KINDS
 from aicc_async.bulk.campaign.rows import CampaignRow
+from aicc_async.bulk.dialer.hours import resolve_zone
 from aicc_async.bulk.journal.rules import KeyChanged
 from aicc_async.endpoints.voice_notification import (
     MAX_VOICE_CONTENT,
@@ -45,6 +46,8 @@ from aicc_async.errors import AICCValidationError, CampaignError
 __all__ = ["DELIMITERS", "FORMATS", "ID", "CampaignFile", "neutralise", "restore"]
 
 ID = "id"
+#: The optional column naming a row's time zone (its calling hours are in it).
+TIMEZONE = "timezone"
 #: The column separators a CSV may use, with their names in messages.
 DELIMITERS: Mapping[str, str] = {",": "commas", ";": "semicolons", "\t": "tabs"}
 #: A number as Excel shows one too long for its column (decimal point or comma).
@@ -156,6 +159,7 @@ FORMATS: Mapping[str, _Format] = {
             "caller_present",
             "callback_url",
             "priority",
+            TIMEZONE,
         ),
         required=(("called",), ("voice_content", "text")),
         build=_voice,
@@ -348,11 +352,20 @@ class CampaignFile:
                 invalid=f"has {extra} more cell(s) than the header names columns",
                 source=cells,
             )
+        zone = cells.pop(TIMEZONE, None)
+        if zone is not None:
+            try:
+                resolve_zone(zone)
+            except AICCValidationError as exc:  # never guess a row's calling hours
+                raise CampaignError(
+                    f"{self.path} line {line}: {exc.message}; correct the cell, or leave it "
+                    "empty for the run's --timezone"
+                ) from None
         problem = self._excel_problem(cells)
         if problem is not None:
             return CampaignRow(key=key, invalid=problem, source=cells)
         try:
-            return CampaignRow(key=key, request=self._format.build(cells))
+            return CampaignRow(key=key, request=self._format.build(cells), timezone=zone)
         except AICCValidationError as exc:
             return CampaignRow(key=key, invalid=exc.message, source=cells)
 

@@ -65,12 +65,14 @@ def loader(kind: Kind) -> Callable[[object], LoadedRow]:
                 field="request",
             )
         payload = payload_of(request)
+        zone = None if row.timezone is None else row.timezone.strip()
         return LoadedRow(
             row.key,
-            fingerprint("request", payload),
+            fingerprint("request", payload if zone is None else f"{payload}@{zone}"),
             "pending",
             payload,
             number=number(request),
+            zone=zone,
         )
 
     return loaded

@@ -8,6 +8,7 @@ from typing import Any
 
 import attrs
 
+from aicc_async.bulk.dialer.hours import resolve_zone
 from aicc_async.endpoints.outbound import WriteBackResultRequest
 from aicc_async.endpoints.voice_notification import CreateVoiceNotificationRequest
 from aicc_async.errors import AICCValidationError
@@ -16,6 +17,11 @@ __all__ = ["MAX_KEY", "CampaignRow", "LoadSummary"]
 
 #: The longest row key.
 MAX_KEY = 256
+
+
+def _zone(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        resolve_zone(value)  # type: ignore[arg-type]  # not a str: it says so
 
 
 def _key(instance: Any, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -32,13 +38,16 @@ class CampaignRow:
     source row could not become one, ``invalid`` (why) and ``source`` (its values).
 
     The key names the row across runs: re-running with a different row for a key
-    that was already sent raises ``CampaignError``.
+    that was already sent raises ``CampaignError``. ``timezone``: the IANA zone the
+    row's calling hours are in (default: the run's ``timezone``); raises
+    ``AICCValidationError`` for a zone this machine does not know.
     """
 
     key: str = attrs.field(validator=_key)
     request: CreateVoiceNotificationRequest | WriteBackResultRequest | None = None
     invalid: str | None = None
     source: Mapping[str, str] = attrs.field(factory=dict)
+    timezone: str | None = attrs.field(default=None, validator=_zone)
 
     def __attrs_post_init__(self) -> None:
         if (self.request is None) == (self.invalid is None):

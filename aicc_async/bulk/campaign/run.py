@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from aicc_async._fanout import async_items
 from aicc_async._numbers import normalise_number
 from aicc_async.adaptive import AdaptiveRate, AutoRate
+from aicc_async.bulk.campaign.dialing import Dialer, DialerSettings, Waiting, WallClock
 from aicc_async.bulk.campaign.kinds import KINDS, CampaignKind
 from aicc_async.bulk.campaign.loading import loader, rows_of
 from aicc_async.bulk.campaign.report import CampaignReport, rate_over_time
@@ -145,6 +146,10 @@ class Campaign:
         """The adaptive limiter of the latest ``run(rate="auto")``: its ``rate`` now,
         ``throttled`` answers and ``samples`` (the rate over time)."""
         self._requeued = 0  # by the runs that ended
+        self.waiting: Waiting | None = None
+        """What the rows of the latest run still wait for (calling hours, redial times,
+        release events, a do-not-call list that cannot be read), or ``None``."""
+        self._wake = asyncio.Event()  # set by stop(): a waiting run stops at once
 
     def __repr__(self) -> str:
         return f"Campaign({self._location!r}, {self._wanted!r}, mode={self._mode!r})"
@@ -348,6 +353,16 @@ class Campaign:
         on_load: Callable[[int], None] | None = None,
         on_progress: Callable[[StateCounts], None] | None = None,
         max_throttled: float = DEFAULT_MAX_THROTTLED,
+        calling_hours: str | None = None,
+        timezone: str | None = None,
+        no_wait: bool = False,
+        do_not_call: Sequence[str | os.PathLike[str]] = (),
+        attempts: int = 1,
+        redial_after: str | int = "30m",
+        contact_history: str | os.PathLike[str] | None = None,
+        max_calls_per_number: str | None = None,
+        wait_outcomes: float = 120.0,
+        clock: WallClock | None = None,
     ) -> StateCounts:
         """Send every ``pending`` row of the latest input through ``aicc``; returns the
         counts afterwards.
@@ -379,7 +394,26 @@ class Campaign:
                 not wait: its rows are sent as they are loaded, so the first request
                 leaves at once however long the input. A load that fails stops the run
                 (the rows in flight finish) and its ``CampaignError`` is raised.
-            on_progress: called with the counts after each journal commit.
+            on_progress: called with the counts after each journal commit (and while
+                the run waits: :attr:`waiting` says for what).
+            calling_hours: ``"mon-fri 09:00-20:00, sat 10:00-16:00"``: a row starts only
+                inside one of these windows in its zone (its ``timezone``, else
+                ``timezone``, else the machine's). The run sleeps until the next window.
+            no_wait: when every row left waits (calling hours, a redial, release events),
+                return at once instead of sleeping (:attr:`waiting` says until when).
+            do_not_call: files of numbers never to phone (one per line, or a CSV with a
+                ``called`` column): such rows become ``suppressed``. Re-read when they
+                change; one that cannot be read pauses the run.
+            attempts, redial_after: a row whose release event says not answered is
+                called again ``redial_after`` (``"90s"``, ``"30m"``, ``"2h"`` or seconds)
+                after it, within the rules above, until ``attempts`` calls in all. Rows
+                whose outcome is unknown or whose event did not come within
+                ``wait_outcomes`` seconds of their call are never redialed.
+            contact_history, max_calls_per_number: record every call in this SQLite
+                file or PostgreSQL database (shared by campaigns and workers); with
+                ``"N/PERIOD"`` (``"3/7d"``) a row whose number had N calls within PERIOD
+                is ``limited``: not phoned now, checked again by a later run.
+            clock: the time of day the run goes by (tests).
 
         A stop (:meth:`stop`) lets the rows in flight finish. Cancelling the run
         records the rows in flight as ``unknown`` (write-back: ``pending``). Raises
@@ -403,6 +437,19 @@ class Campaign:
         )
         check_callback("on_load", on_load)
         check_source(source)
+        dialing = DialerSettings.check(
+            calling_hours=calling_hours,
+            timezone=timezone,
+            no_wait=no_wait,
+            do_not_call=do_not_call,
+            attempts=attempts,
+            redial_after=redial_after,
+            contact_history=contact_history,
+            max_calls_per_number=max_calls_per_number,
+            wait_outcomes=wait_outcomes,
+            clock=clock,
+            callbacks=self._kind.with_callback is not None,
+        )
         if self._running:
             raise CampaignError(f"{self._location}: this campaign is already running")
         if aicc.closed:
@@ -412,13 +459,22 @@ class Campaign:
             )
         self.rate_limiter = settings.rate_limiter
         self._running, self._stopped = True, False
+        self.waiting = None
+        self._wake.clear()
         try:
             if target is None:
                 target = Target(aicc.config.base_url, aicc.config.app_key)
             await self.bind(target)
-            if rows is not None:
-                return await self._stream(settings.sender, rows, source, on_load, settings)
-            return await self._send(settings.sender, settings)
+            async with Dialer(dialing, self._location) as dialer:
+                if rows is not None and dialing.hours is not None:
+                    # Every row's zone is checked before the first call: no streaming.
+                    await self._load(rows, source, on_load, None)
+                    rows = None
+                if rows is not None:
+                    return await self._stream(
+                        settings.sender, rows, source, on_load, settings, dialer
+                    )
+                return await self._send(settings.sender, settings, dialer)
         finally:
             self._running = False
 
@@ -429,6 +485,7 @@ class Campaign:
         source: str | os.PathLike[str] | None,
         on_load: Callable[[int], None] | None,
         settings: RunSettings,
+        dialer: Dialer,
     ) -> StateCounts:
         """Load ``rows`` and send them: at once for a new campaign, after the load else."""
         feed = self._feed = Feed()
@@ -438,11 +495,11 @@ class Campaign:
             await asyncio.wait({loading, decided}, return_when=asyncio.FIRST_COMPLETED)
             if not feed.streams:
                 await loading  # a resume: the whole input first (raises if it failed)
-                return await self._send(aicc, settings)
+                return await self._send(aicc, settings, dialer)
             loading.add_done_callback(
                 lambda task: feed.close(None if task.cancelled() else task.exception())
             )
-            counts = await self._send(aicc, settings, feed)
+            counts = await self._send(aicc, settings, dialer, feed)
             if self._stopped and not loading.done():  # the rest of the input can wait
                 loading.cancel()
                 await asyncio.gather(loading, return_exceptions=True)
@@ -465,7 +522,7 @@ class Campaign:
                 await asyncio.gather(loading, return_exceptions=True)
 
     async def _send(
-        self, aicc: AICCClient, settings: RunSettings, feed: Feed | None = None
+        self, aicc: AICCClient, settings: RunSettings, dialer: Dialer, feed: Feed | None = None
     ) -> StateCounts:
         kind = self._kind
         if feed is None and await self._journal.current_load() is None:
@@ -486,9 +543,11 @@ class Campaign:
         else:  # a new campaign: nothing to requeue, every row arrives through the feed
             counts = StateCounts()
         try:
-            counts = await self._pass(aicc, settings, counts, feed)
+            counts = await self._pass(aicc, settings, counts, feed, dialer)
             if self._journal.shared:
-                counts = await self._finish_with_others(aicc, settings)
+                counts = await self._finish_with_others(aicc, settings, dialer)
+            if dialer.settings.active:
+                counts = await self._dial_on(aicc, settings, dialer, counts)
             return counts
         finally:
             try:
@@ -496,8 +555,57 @@ class Campaign:
             except (CampaignError, JournalError):  # the run's own error (if any) says more
                 logger.warning("could not checkpoint the journal %s", self._location)
 
+    async def _dial_on(
+        self, aicc: AICCClient, settings: RunSettings, dialer: Dialer, counts: StateCounts
+    ) -> StateCounts:
+        """After a pass: schedule the redials, then send what may start, or wait (say
+        for what in :attr:`waiting`) until something may, until nothing is left to wait
+        for (``no_wait``: return instead of waiting). A stop returns at once."""
+        rules = dialer.settings
+        journal = self._journal
+        while not self._stopped:
+            if rules.attempts > 1:
+                await journal.redial(rules.attempts, rules.redial_after, rules.wait_outcomes)
+            backlog = await journal.backlog(rules.attempts, rules.wait_outcomes, rules.clock.time())
+            dialer.know_zones(backlog)
+            if dialer.startable(backlog):
+                before = counts
+                counts = await self._pass(aicc, settings, await journal.counts(), None, dialer)
+                if journal.shared:
+                    counts = await self._finish_with_others(aicc, settings, dialer)
+                if counts == before:  # another worker holds them: look again shortly
+                    await dialer.nap(None)
+                continue
+            self.waiting = dialer.waiting(backlog)
+            if backlog.beyond:
+                logger.warning(
+                    "%d rows were scheduled for a redial that attempts=%d does not allow: "
+                    "they stay pending (a run with more attempts calls them)",
+                    backlog.beyond,
+                    rules.attempts,
+                )
+            if self.waiting is None or rules.no_wait:
+                break
+            if settings.on_progress is not None:
+                settings.on_progress(counts)  # shows what the run waits for
+            nap = asyncio.ensure_future(dialer.nap(self.waiting.until))
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({nap, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (nap, woken):
+                    task.cancel()
+                await asyncio.gather(nap, woken, return_exceptions=True)
+            counts = await journal.counts()
+        return await journal.counts()
+
     async def _pass(
-        self, aicc: AICCClient, settings: RunSettings, counts: StateCounts, feed: Feed | None
+        self,
+        aicc: AICCClient,
+        settings: RunSettings,
+        counts: StateCounts,
+        feed: Feed | None,
+        dialer: Dialer,
     ) -> StateCounts:
         """One engine run over the pending rows (and those ``feed`` brings)."""
         self._engine = Engine(
@@ -514,6 +622,8 @@ class Campaign:
             max_throttled=settings.max_throttled,
             auto_concurrency=settings.auto_concurrency,
             limiter=self.rate_limiter,
+            gate=dialer.gate,
+            admit=dialer.admit if dialer.history is not None else None,
         )
         self._engine.stopping = self._stopped
         try:
@@ -522,7 +632,9 @@ class Campaign:
             self._requeued += self._engine.requeued
             self._engine = None
 
-    async def _finish_with_others(self, aicc: AICCClient, settings: RunSettings) -> StateCounts:
+    async def _finish_with_others(
+        self, aicc: AICCClient, settings: RunSettings, dialer: Dialer
+    ) -> StateCounts:
         """A journal other workers share: once this worker ran out of rows, wait until no
         row is in flight on any worker (a dead worker's are settled once its lease
         expired), sending the rows that come back ``pending`` meanwhile; returns the
@@ -531,7 +643,7 @@ class Campaign:
         while not self._stopped:
             counts = await self._journal.counts()
             if counts.pending:
-                await self._pass(aicc, settings, counts, None)
+                await self._pass(aicc, settings, counts, None, dialer)
                 after = await self._journal.counts()
                 if after.pending < counts.pending:
                     continue  # it sent some: look again at once
@@ -559,6 +671,7 @@ class Campaign:
     def stop(self) -> None:
         """Stop the current run: no new row is sent, the rows in flight finish."""
         self._stopped = True
+        self._wake.set()
         if self._engine is not None:
             self._engine.stopping = True
         if self._feed is not None:

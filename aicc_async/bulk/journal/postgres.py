@@ -72,6 +72,7 @@ from aicc_async.bulk.journal.rules import (
     STATE_CHECK,
     Claim,
     Finished,
+    Gate,
     LoadedRow,
     Mode,
     State,
@@ -95,7 +96,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The format of the PostgreSQL tables (each campaign records the one it was made with).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Earlier formats a campaign opened to write is upgraded from (read-only, read as is).
+UPGRADABLE = (1,)
 _CLAIM_LOCK, _LOAD_LOCK, _SCHEMA_LOCK = LOCKS, LOCKS + 1, LOCKS + 2
 _LOAD_LOCK_POLL = 0.1  # seconds between tries for another worker's load to end
 _ANALYZE_AFTER = 1000  # rows loaded before the first ANALYZE (then each doubling)
@@ -140,6 +143,10 @@ _SCHEMA = [
         worker text,
         sent double precision,
         callback integer,
+        zone text,
+        attempt integer NOT NULL DEFAULT 0,
+        due double precision,
+        heard double precision,
         UNIQUE (campaign, key)
     )""",
     "CREATE INDEX IF NOT EXISTS aicc_rows_pending ON aicc_rows (campaign, seq) "
@@ -175,6 +182,20 @@ _SCHEMA = [
         throttled bigint NOT NULL,
         requeued bigint NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS aicc_attempts (
+        campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
+        seq bigint NOT NULL,
+        attempt integer NOT NULL,
+        number text,
+        reference text,
+        outcome text,
+        release_reason text,
+        talk_duration integer,
+        release_time text,
+        sent double precision,
+        heard double precision,
+        PRIMARY KEY (campaign, seq, attempt)
+    )""",
     """CREATE TABLE IF NOT EXISTS aicc_workers (
         campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
         worker text NOT NULL,
@@ -201,6 +222,9 @@ _VIEWS = [
     "CREATE TEMP VIEW rate_samples AS SELECT * FROM aicc_rate_samples "
     "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
     "ALTER VIEW rate_samples ALTER COLUMN campaign SET DEFAULT {name}",
+    "CREATE TEMP VIEW attempts AS SELECT * FROM aicc_attempts "
+    "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
+    "ALTER VIEW attempts ALTER COLUMN campaign SET DEFAULT {name}",
     "CREATE TEMP VIEW live_workers AS SELECT worker, host, pid FROM aicc_workers "
     "WHERE campaign = {name} AND expires > clock_timestamp()",
     "CREATE TEMP TABLE join_keys (key text PRIMARY KEY)",
@@ -212,6 +236,10 @@ _ADDED_COLUMNS = (
     ("aicc_rows", "sent", "double precision"),
     ("aicc_rows", "callback", "integer"),
     ("aicc_early_outcomes", "number", "text"),
+    ("aicc_rows", "zone", "text"),
+    ("aicc_rows", "attempt", "integer NOT NULL DEFAULT 0"),
+    ("aicc_rows", "due", "double precision"),
+    ("aicc_rows", "heard", "double precision"),
 )
 #: Tables newer than the journal format: shared table -> (its view, what a read-only
 #: session of tables written before it reads instead: an empty table of its own).
@@ -221,6 +249,12 @@ _ADDED_TABLES = {
         "rate_samples",
         "(worker text, time double precision, rate double precision, sent bigint, "
         "throttled bigint, requeued bigint)",
+    ),
+    "aicc_attempts": (
+        "attempts",
+        "(seq bigint, attempt integer, number text, reference text, outcome text, "
+        "release_reason text, talk_duration integer, release_time text, "
+        "sent double precision, heard double precision)",
     ),
 }
 
@@ -601,7 +635,13 @@ class PostgresJournal(SQLJournal):
                 held = db.execute(
                     "SELECT kind, version FROM aicc_campaigns WHERE name = ?", (name,)
                 ).fetchone()
-            found = checked_kind(location, kind, (str(held[0]), int(held[1])), SCHEMA_VERSION)
+            found = checked_kind(
+                location, kind, (str(held[0]), int(held[1])), SCHEMA_VERSION, UPGRADABLE
+            )
+            if mode != "read" and int(held[1]) in UPGRADABLE:
+                db.execute(
+                    "UPDATE aicc_campaigns SET version = ? WHERE name = ?", (SCHEMA_VERSION, name)
+                )
             PostgresJournal._views(db, name, mode)
             if mode != "read":
                 normalise_numbers(db)
@@ -637,7 +677,8 @@ class PostgresJournal(SQLJournal):
             elif any(f"VIEW {_ADDED_TABLES[t][0]} " in view for t in absent):
                 continue
             for table, column, kind in missing:
-                view = view.replace(f" FROM {table} ", f", NULL::{kind} AS {column} FROM {table} ")
+                cast = kind.removesuffix(" NOT NULL DEFAULT 0")
+                view = view.replace(f" FROM {table} ", f", NULL::{cast} AS {column} FROM {table} ")
             views.append(view)
         return views
 
@@ -670,6 +711,24 @@ class PostgresJournal(SQLJournal):
             db.execute(next(t for t in _SCHEMA if f"EXISTS {table} (" in t))
         for table, column, kind in PostgresJournal._missing_columns(db):
             db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS aicc_attempts_by_reference "
+            "ON aicc_attempts (campaign, reference)"
+        )
+        checks = [
+            (str(name), str(definition))
+            for name, definition in db.execute(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'aicc_rows'::regclass AND contype = 'c'"
+            ).fetchall()
+        ]
+        for name, definition in checks:  # the states of an earlier release: widened
+            if "state" in definition and "'limited'" not in definition:
+                old = sql.Identifier(name).as_string(db.conn)
+                db.execute(
+                    f"ALTER TABLE aicc_rows DROP CONSTRAINT {old}, "
+                    f"ADD CONSTRAINT aicc_rows_state_check CHECK ({STATE_CHECK})"
+                )
 
     @staticmethod
     def _register(db: _PgDb, name: str, worker: str, lease: float) -> None:
@@ -763,7 +822,13 @@ class PostgresJournal(SQLJournal):
         return f"{column} = ANY(?)", (list(values),)
 
     async def commit(
-        self, finished: Sequence[Finished], claim: int, after: int, *, once_per_number: bool
+        self,
+        finished: Sequence[Finished],
+        claim: int,
+        after: int,
+        *,
+        once_per_number: bool,
+        gate: Gate | None = None,
     ) -> Claim:
         """:meth:`Journal.commit <aicc_async.bulk.journal.Journal.commit>` under the
         campaign's claim lock; ``JournalError`` once this worker's lease lapsed (the
@@ -783,7 +848,7 @@ class PostgresJournal(SQLJournal):
                 landed = self._landed(db, unsure)
                 if landed is not None:
                     return landed
-            return self._commit(db, finished, claim, after, once_per_number)
+            return self._commit(db, finished, claim, after, once_per_number, gate)
 
         while True:
             try:
@@ -816,11 +881,11 @@ class PostgresJournal(SQLJournal):
         if not live:
             db.execute(
                 "UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - only '?' marks
-                f"worker = NULL, sends = sends - 1 WHERE {mine}",
+                f"worker = NULL, sends = sends - 1, attempt = attempt - 1 WHERE {mine}",
                 (*args, *owned.args),
             )
-            return Claim([], unsure.duplicates, unsure.cursor)
-        return Claim([c for c in unsure.rows if c.seq in found], unsure.duplicates, unsure.cursor)
+            return attrs.evolve(unsure, rows=[])
+        return attrs.evolve(unsure, rows=[c for c in unsure.rows if c.seq in found])
 
     def _stale(self) -> str:
         """Rows ``sending`` on a worker with no live lease."""

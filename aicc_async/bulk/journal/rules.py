@@ -6,8 +6,12 @@ picks by the :class:`.location.JournalLocation`. This module imports neither.
 
 A row moves ``pending -> sending -> done | failed | unknown``; rows that leave the
 input become ``withdrawn``, and a voice row whose number was already used becomes
-``duplicate``. The ``sending`` mark is committed before the request goes out, so
-after a crash a row that may have been sent never looks unsent.
+``duplicate``. The dialer's rules (:class:`Gate`) make a row ``suppressed`` (its
+number on a do-not-call list) or ``limited`` (its number called as often as a contact
+limit allows), and a ``done`` row whose call was not answered ``pending`` again for a
+redial (:meth:`Journal.redial`; its earlier call kept as an attempt). The ``sending``
+mark is committed before the request goes out, so after a crash a row that may have
+been sent never looks unsent.
 
 Rules both backends keep (the shared parts live here and in :mod:`.sql`):
 
@@ -28,7 +32,7 @@ from __future__ import annotations
 import abc
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -39,9 +43,11 @@ from aicc_async.errors import CampaignError
 __all__ = [
     "TALK_BUCKETS",
     "Activity",
+    "Backlog",
     "Claim",
     "Claimed",
     "Finished",
+    "Gate",
     "Journal",
     "KeyChanged",
     "LoadedRow",
@@ -56,13 +62,25 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-State = Literal["pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"]
+State = Literal[
+    "pending",
+    "sending",
+    "done",
+    "failed",
+    "unknown",
+    "withdrawn",
+    "duplicate",
+    "suppressed",
+    "limited",
+]
 #: Every row state, in :class:`StateCounts` order.
 STATES: tuple[State, ...] = get_args(State)
 #: The SQL check every backend's ``state`` column keeps.
 STATE_CHECK = f"state IN ({', '.join(repr(state) for state in STATES)})"
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: Earlier formats a journal opened to write is upgraded from (read-only, read as is).
+UPGRADABLE = (2,)
 #: ``code`` of a row whose input could not become a request (it was never sent).
 INVALID = "invalid"
 #: ``code`` of a row that was in flight when a run stopped.
@@ -73,6 +91,10 @@ WITHDRAWN = "withdrawn"
 DUPLICATE = "duplicate"
 #: ``code`` of a row whose outcome was unknown until its release event came.
 SETTLED = "settled"
+#: ``code`` of a row whose number is on a do-not-call list (it was never sent).
+SUPPRESSED = "do_not_call"
+#: ``code`` of a row whose number had as many calls as the contact limit allows.
+LIMITED = "contact_limit"
 SETTLED_DESCRIPTION = (
     "its answer was lost, but the release event of its number shows AICC placed the call"
 )
@@ -107,6 +129,11 @@ class StateCounts:
     """Left out of the latest input before they were sent: never phoned."""
     duplicate: int = 0
     """Not sent: another row of the campaign already used the number."""
+    suppressed: int = 0
+    """Never phoned: the number is on a do-not-call list."""
+    limited: int = 0
+    """Not phoned now: the number had as many calls as the contact limit allows within
+    its period (a later run checks it again)."""
 
     @property
     def total(self) -> int:
@@ -120,8 +147,9 @@ class StateCounts:
 
     @property
     def settled(self) -> bool:
-        """True when nothing is left to act on: every row is done, withdrawn or duplicate."""
-        return self.done + self.withdrawn + self.duplicate == self.total
+        """True when nothing is left to act on: every row is done, withdrawn, duplicate or
+        suppressed."""
+        return self.done + self.withdrawn + self.duplicate + self.suppressed == self.total
 
     def added(self, states: Iterable[State]) -> StateCounts:
         """These counts with one more row per item of ``states``."""
@@ -196,6 +224,8 @@ class LoadedRow:
     number: str | None = None
     code: str | None = None
     description: str | None = None
+    zone: str | None = None
+    """The row's own time zone (an IANA name), if its input gives one."""
 
 
 @attrs.frozen
@@ -205,6 +235,47 @@ class Claimed:
     seq: int
     key: str
     payload: str
+    number: str | None = None
+    attempt: int = 1
+    """Which call of the row this is (1: its first)."""
+
+
+@attrs.frozen
+class Gate:
+    """Which ``pending`` rows a commit may claim now (the dialer's rules).
+
+    A row scheduled for a redial (``due`` set) is claimed from ``due`` on, and only
+    while it had fewer than ``attempts`` calls. With ``zones`` (calling hours), a row
+    is claimed only if its own zone is one of them, or it has none and ``unzoned``.
+    With ``screen``, a row whose number it returns True for (a do-not-call list) is
+    recorded ``suppressed`` instead of being claimed.
+    """
+
+    now: float
+    """UNIX time."""
+    attempts: int = 1
+    zones: tuple[str, ...] | None = None
+    unzoned: bool = True
+    screen: Callable[[str], bool] | None = None
+
+
+@attrs.frozen
+class Backlog:
+    """What a campaign's rows wait for (see :meth:`Journal.backlog`)."""
+
+    zones: tuple[tuple[str | None, int], ...] = ()
+    """(zone or ``None``, rows) of the ``pending`` rows that may start as far as redial
+    times go: calling hours decide."""
+    redials: int = 0
+    """Rows scheduled for a redial later than now."""
+    next_redial: float | None = None
+    """When the first of them is due (UNIX time)."""
+    beyond: int = 0
+    """Rows scheduled for a redial that the run's ``attempts`` does not allow."""
+    awaiting: int = 0
+    """Rows with calls left whose release event may still come (sent within the wait)."""
+    awaiting_until: float | None = None
+    """When the last of them stops being waited for (UNIX time)."""
 
 
 @attrs.frozen
@@ -215,6 +286,8 @@ class Claim:
     rows: list[Claimed]
     duplicates: int
     cursor: int
+    suppressed: int = 0
+    """Rows recorded ``suppressed`` (on a do-not-call list) instead."""
 
 
 @attrs.frozen
@@ -373,7 +446,7 @@ def plan_load(rows: Sequence[LoadedRow], known: dict[str, Known], load: int) -> 
             if state == "withdrawn":  # back in the input (a duplicate stays one)
                 plan.revived.append(row.key)
             continue
-        if state not in ("pending", "withdrawn", "duplicate") and not (
+        if state not in ("pending", "withdrawn", "duplicate", "suppressed", "limited") and not (
             state == "failed" and code == INVALID
         ):
             raise KeyChanged(
@@ -391,33 +464,39 @@ def plan_load(rows: Sequence[LoadedRow], known: dict[str, Known], load: int) -> 
 
 
 def sort_claims(
-    found: Sequence[tuple[int, str, str, str | None]],
+    found: Sequence[tuple[int, str, str, str | None, int]],
     taken: dict[str, str],
     once_per_number: bool,
 ) -> tuple[list[Claimed], list[tuple[str, int]]]:
-    """Split ``pending`` rows (seq, key, payload, number), in input order, into the rows
-    to send and the ``duplicate`` ones (their description and seq).
+    """Split ``pending`` rows (seq, key, payload, number, calls made), in input order,
+    into the rows to send and the ``duplicate`` ones (their description and seq).
 
     ``taken`` maps each number already used to the key of the row that used it; rows
     claimed here are added to it. Without ``once_per_number`` every row is claimed.
     """
     claimed: list[Claimed] = []
     duplicates: list[tuple[str, int]] = []
-    for seq, key, payload, number in found:
+    for seq, key, payload, number, calls in found:
         if once_per_number and number is not None:
             owner = taken.setdefault(number, key)
             if owner != key:
                 duplicates.append((f"number already used by row {owner!r}", seq))
                 continue
-        claimed.append(Claimed(seq, key, payload))
+        claimed.append(Claimed(seq, key, payload, number, calls + 1))
     return claimed, duplicates
 
 
-def checked_kind(where: str, kind: str | None, found: tuple[str, int], version: int) -> str:
+def checked_kind(
+    where: str,
+    kind: str | None,
+    found: tuple[str, int],
+    version: int,
+    upgradable: tuple[int, ...] = (),
+) -> str:
     """The kind a journal holds; ``CampaignError`` if it is another version's format
-    or another kind than ``kind`` (``None``: any)."""
+    (other than one of ``upgradable``) or another kind than ``kind`` (``None``: any)."""
     found_kind, held = found
-    if held != version:
+    if held != version and held not in upgradable:
         raise CampaignError(
             f"{where} was written by another version of aicc-async (journal format "
             f"{held}, this one reads {version})"
@@ -511,9 +590,11 @@ class Journal(abc.ABC):
         a crash can only lose rows not yet sent, which the next run loads again)."""
 
     @abc.abstractmethod
-    async def requeue(self, *, unknown: bool, failed: bool, duplicate: bool = False) -> StateCounts:
-        """Put ``unknown`` / sent-but-``failed`` / ``duplicate`` rows of the current
-        input (those asked for) back to ``pending``; returns the counts afterwards."""
+    async def requeue(
+        self, *, unknown: bool, failed: bool, duplicate: bool = False, limited: bool = True
+    ) -> StateCounts:
+        """Put ``unknown`` / sent-but-``failed`` / ``duplicate`` / ``limited`` rows of the
+        current input (those asked for) back to ``pending``; returns the counts afterwards."""
 
     @abc.abstractmethod
     async def recover(self, *, idempotent: bool) -> int:
@@ -522,11 +603,40 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     async def commit(
-        self, finished: Sequence[Finished], claim: int, after: int, *, once_per_number: bool
+        self,
+        finished: Sequence[Finished],
+        claim: int,
+        after: int,
+        *,
+        once_per_number: bool,
+        gate: Gate | None = None,
     ) -> Claim:
         """In one transaction: record ``finished``, then mark up to ``claim`` ``pending``
-        rows of the current input with ``seq > after`` as ``sending`` (with
-        ``once_per_number``, a row whose number was used becomes ``duplicate``)."""
+        rows of the current input with ``seq > after`` that ``gate`` lets start as
+        ``sending`` (with ``once_per_number``, a row whose number was used becomes
+        ``duplicate``; one ``gate.screen`` refuses, ``suppressed``). Without a gate,
+        rows scheduled for a redial are not claimed."""
+
+    @abc.abstractmethod
+    async def redial(self, attempts: int, after: float, wait: float) -> int:
+        """Schedule a redial ``after`` seconds after its release event for each ``done``
+        row of the current input whose call was not answered, that had fewer than
+        ``attempts`` calls, and whose event came within ``wait`` seconds of its send:
+        its call is kept as an attempt and it is ``pending`` again. Returns how many."""
+
+    @abc.abstractmethod
+    async def backlog(self, attempts: int, wait: float, now: float) -> Backlog:
+        """What the current input's rows wait for at ``now`` (see :class:`Backlog`)."""
+
+    @abc.abstractmethod
+    async def attempts(self) -> tuple[tuple[int, int], ...]:
+        """(calls, rows called that many times), fewest calls first."""
+
+    @abc.abstractmethod
+    async def call_attempts(self, key: str) -> list[dict[str, Any]]:
+        """Every call of the row ``key``, first to last: ``attempt``, ``number``,
+        ``reference``, ``outcome``, ``release_reason``, ``talk_duration``,
+        ``release_time``, ``sent`` and ``heard`` (UNIX times)."""
 
     @abc.abstractmethod
     async def checkpoint(self) -> None:

@@ -31,13 +31,16 @@ from aicc_async.bulk.journal.rules import (
     INVALID,
     SETTLED,
     SETTLED_DESCRIPTION,
+    SUPPRESSED,
     TALK_BUCKETS,
     WITHDRAWN,
     WITHDRAWN_DESCRIPTION,
     Activity,
+    Backlog,
     Claim,
     Claimed,
     Finished,
+    Gate,
     Journal,
     Known,
     LoadedRow,
@@ -100,6 +103,29 @@ def normalise_numbers(db: Db) -> int:
     ]
     db.executemany("UPDATE rows SET number = ? WHERE seq = ?", changed)
     return len(changed)
+
+
+#: States a claimed row comes back in when its call was not placed (the claim is undone).
+_NOT_PLACED = frozenset({"pending", "limited"})
+SUPPRESSED_DESCRIPTION = "the number is on a do-not-call list; never phoned"
+#: The states of rows the report lists as problems (and their export writes out).
+_PROBLEMS = "('failed', 'unknown', 'duplicate', 'suppressed', 'limited')"
+
+
+def _startable(gate: Gate | None) -> Clause:
+    """What a ``pending`` row needs to be claimed under ``gate``: a row scheduled for a
+    redial waits for its time (and for a gate allowing one more call); with calling
+    hours, its zone must be open."""
+    if gate is None:
+        return Clause(" AND due IS NULL")
+    sql = " AND (due IS NULL OR (due <= ? AND attempt < ?))"
+    args: tuple[Any, ...] = (gate.now, gate.attempts)
+    if gate.zones is not None:
+        zones = gate.zones
+        listed = f"zone IN ({marks(len(zones))}) OR " if zones else ""
+        sql += f" AND ({listed}(zone IS NULL AND 1 = ?))"
+        args += (*zones, int(gate.unzoned))
+    return Clause(sql, args)
 
 
 def marks(n: int) -> str:
@@ -280,7 +306,9 @@ class SQLJournal(Journal, OneThread):
         for i in range(0, len(keys), self._PER_SELECT):
             where, args = self._in("key", keys[i : i + self._PER_SELECT])
             for key, fingerprint, state, code, loaded in db.execute(
-                f"SELECT key, fingerprint, state, code, loaded FROM rows WHERE {where}",  # noqa: S608 - only '?' marks
+                # A row waiting for a redial was sent: its key names it for good.
+                "SELECT key, fingerprint, CASE WHEN state = 'pending' AND attempt > 0 "  # noqa: S608 - only '?' marks
+                f"THEN 'done' ELSE state END, code, loaded FROM rows WHERE {where}",
                 args,
             ):
                 known[key] = (fingerprint, state, code, loaded)
@@ -298,18 +326,19 @@ class SQLJournal(Journal, OneThread):
                 row.number,
                 row.code,
                 row.description,
+                row.zone,
                 load,
                 now,
             )
 
         db.executemany(
             "INSERT INTO rows (key, fingerprint, state, payload, number, code, description, "
-            "loaded, updated, first_load) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "zone, loaded, updated, first_load) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(row.key, *values(row), load) for row in plan.added],
         )
         db.executemany(
             "UPDATE rows SET fingerprint = ?, state = ?, payload = ?, number = ?, code = ?, "
-            "description = ?, loaded = ?, updated = ?, reference = NULL WHERE key = ?",
+            "description = ?, zone = ?, loaded = ?, updated = ?, reference = NULL WHERE key = ?",
             [(*values(row), row.key) for row in plan.replaced],
         )
         db.executemany("UPDATE rows SET loaded = ? WHERE key = ?", [(load, k) for k in plan.seen])
@@ -337,7 +366,8 @@ class SQLJournal(Journal, OneThread):
             return int(
                 db.execute(
                     "UPDATE rows SET state = 'withdrawn', code = ?, description = ?, "
-                    "updated = ? WHERE state IN ('pending', 'duplicate') AND loaded != ?",
+                    "updated = ? WHERE state IN ('pending', 'duplicate', 'suppressed', 'limited') "
+                    "AND loaded != ?",
                     (WITHDRAWN, WITHDRAWN_DESCRIPTION, time.time(), load),
                 ).rowcount
             )
@@ -369,9 +399,17 @@ class SQLJournal(Journal, OneThread):
 
     # -- sending --------------------------------------------------------------------------
 
-    async def requeue(self, *, unknown: bool, failed: bool, duplicate: bool = False) -> StateCounts:
+    async def requeue(
+        self, *, unknown: bool, failed: bool, duplicate: bool = False, limited: bool = True
+    ) -> StateCounts:
         def work(db: Db) -> StateCounts:
             current = "loaded = (SELECT current_load FROM campaign)"
+            if limited:  # checked against the contact history again when claimed
+                db.execute(
+                    f"UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - constant
+                    f"updated = ? WHERE state = 'limited' AND {current}",
+                    (time.time(),),
+                )
             if duplicate:
                 db.execute(
                     f"UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - constant
@@ -402,7 +440,10 @@ class SQLJournal(Journal, OneThread):
     def _recover(self, db: Db, idempotent: bool) -> int:
         now = time.time()
         if idempotent:
-            sql = f"UPDATE rows SET state = 'pending', updated = ? WHERE {self._stale()}"  # noqa: S608 - constant
+            sql = (
+                "UPDATE rows SET state = 'pending', updated = ?, "  # noqa: S608 - constant
+                f"attempt = CASE WHEN attempt > 0 THEN attempt - 1 ELSE 0 END WHERE {self._stale()}"
+            )
             return db.execute(sql, (now,)).rowcount
         recovered = db.execute(
             "UPDATE rows SET state = 'unknown', code = ?, description = ?, updated = ? "  # noqa: S608 - constant
@@ -422,10 +463,16 @@ class SQLJournal(Journal, OneThread):
         return await self._write(lambda db: self._recover(db, idempotent))
 
     async def commit(
-        self, finished: Sequence[Finished], claim: int, after: int, *, once_per_number: bool
+        self,
+        finished: Sequence[Finished],
+        claim: int,
+        after: int,
+        *,
+        once_per_number: bool,
+        gate: Gate | None = None,
     ) -> Claim:
         return await self._write(
-            lambda db: self._commit(db, finished, claim, after, once_per_number)
+            lambda db: self._commit(db, finished, claim, after, once_per_number, gate)
         )
 
     def _may_claim(self, db: Db) -> bool:
@@ -436,8 +483,8 @@ class SQLJournal(Journal, OneThread):
         where, args = self._in("seq", seqs)
         stamp = self._sharing.stamp()
         db.execute(
-            f"UPDATE rows SET state = 'sending', sends = sends + 1, updated = ?, sent = ?"  # noqa: S608 - only '?' marks
-            f"{stamp.sql} WHERE {where}",
+            "UPDATE rows SET state = 'sending', sends = sends + 1, updated = ?, sent = ?, "  # noqa: S608 - only '?' marks
+            f"attempt = attempt + 1, due = NULL{stamp.sql} WHERE {where}",
             (now, now, *stamp.args, *args),
         )
 
@@ -448,6 +495,7 @@ class SQLJournal(Journal, OneThread):
         claim: int,
         after: int,
         once_per_number: bool,
+        gate: Gate | None = None,
     ) -> Claim:
         if not self._may_claim(db):
             claim = 0
@@ -458,7 +506,7 @@ class SQLJournal(Journal, OneThread):
         owned = self._sharing.owned()
         db.executemany(
             "UPDATE rows SET state = ?, code = ?, description = ?, reference = ?, updated = ?, "  # noqa: S608 - constant
-            f"callback = ? WHERE seq = ?{owned.sql}",
+            f"callback = ?, attempt = attempt - ? WHERE seq = ?{owned.sql}",
             [
                 (
                     f.state,
@@ -467,6 +515,7 @@ class SQLJournal(Journal, OneThread):
                     f.reference,
                     now,
                     int(f.callback),
+                    int(f.state in _NOT_PLACED),  # back unsent: that call was not placed
                     f.seq,
                     *owned.args,
                 )
@@ -491,17 +540,24 @@ class SQLJournal(Journal, OneThread):
                 self._settle_unknown(db, number)
         claimed: list[Claimed] = []
         duplicates: list[tuple[str, int]] = []
+        suppressed: list[int] = []
         taken: dict[str, str] = {}  # number -> key of the row that used it
+        startable = _startable(gate)
         while len(claimed) < claim:
             found = db.execute(
-                "SELECT seq, key, payload, number FROM rows WHERE state = 'pending' "  # noqa: S608 - constant
-                "AND loaded = (SELECT current_load FROM campaign) AND seq > ? "
+                "SELECT seq, key, payload, number, attempt FROM rows WHERE state = 'pending' "  # noqa: S608 - constant
+                f"AND loaded = (SELECT current_load FROM campaign) AND seq > ?{startable.sql} "
                 f"ORDER BY seq LIMIT ?{self._sharing.lock_rows()}",
-                (after, claim - len(claimed)),
+                (after, *startable.args, claim - len(claimed)),
             ).fetchall()
             if not found:
                 break
             after = found[-1][0]
+            if gate is not None and gate.screen is not None:
+                screen = gate.screen
+                listed = {r[0] for r in found if r[3] is not None and screen(r[3])}
+                suppressed += listed
+                found = [r for r in found if r[0] not in listed]
             if once_per_number:
                 self._numbers_used(db, [r[3] for r in found if r[3] not in taken], taken)
             more, repeated = sort_claims(found, taken, once_per_number)
@@ -512,9 +568,14 @@ class SQLJournal(Journal, OneThread):
             "updated = ? WHERE seq = ?",
             [(DUPLICATE, description, now, seq) for description, seq in duplicates],
         )
+        db.executemany(
+            "UPDATE rows SET state = 'suppressed', code = ?, description = ?, due = NULL, "
+            "updated = ? WHERE seq = ?",
+            [(SUPPRESSED, SUPPRESSED_DESCRIPTION, now, seq) for seq in suppressed],
+        )
         if claimed:
             self._mark_sending(db, [c.seq for c in claimed], now)
-        return Claim(claimed, len(duplicates), after)
+        return Claim(claimed, len(duplicates), after, len(suppressed))
 
     def _numbers_used(self, db: Db, numbers: Sequence[str | None], taken: dict[str, str]) -> None:
         """Add to ``taken`` which of ``numbers`` a row already used (number -> its key)."""
@@ -601,8 +662,8 @@ class SQLJournal(Journal, OneThread):
             return [
                 Problem(state, code or "", count, example or "")
                 for state, code, count, example in self._db.execute(
-                    "SELECT state, code, count(*), min(description) FROM rows "
-                    "WHERE state IN ('failed', 'unknown', 'duplicate') GROUP BY state, code "
+                    "SELECT state, code, count(*), min(description) FROM rows "  # noqa: S608 - constant
+                    f"WHERE state IN {_PROBLEMS} GROUP BY state, code "
                     "ORDER BY count(*) DESC, state, code"
                 )
             ]
@@ -614,8 +675,8 @@ class SQLJournal(Journal, OneThread):
             return [
                 ProblemRow(*row)
                 for row in self._db.execute(
-                    "SELECT seq, key, state, code, description, reference, payload FROM rows "
-                    "WHERE state IN ('failed', 'unknown', 'duplicate') AND seq > ? "
+                    "SELECT seq, key, state, code, description, reference, payload FROM rows "  # noqa: S608 - constant
+                    f"WHERE state IN {_PROBLEMS} AND seq > ? "
                     "ORDER BY seq LIMIT ?",
                     (after, limit),
                 ).fetchall()
@@ -646,10 +707,16 @@ class SQLJournal(Journal, OneThread):
         def work(db: Db) -> bool:
             found = db.execute(
                 "UPDATE rows SET outcome = ?, release_reason = ?, talk_duration = ?, "
-                "release_time = ? WHERE reference = ?",
-                (*values, reference),
+                "release_time = ?, heard = coalesce(heard, ?) WHERE reference = ?",
+                (*values, time.time(), reference),
             ).rowcount
             if found:
+                return True
+            if db.execute(  # an earlier call of a row redialed since (sent again)
+                "UPDATE attempts SET outcome = ?, release_reason = ?, talk_duration = ?, "
+                "release_time = ? WHERE reference = ?",
+                (*values, reference),
+            ).rowcount:
                 return True
             db.execute("DELETE FROM early_outcomes WHERE reference = ?", (reference,))
             db.execute(
@@ -674,8 +741,9 @@ class SQLJournal(Journal, OneThread):
         found = await self._run(
             lambda: self._db.execute(
                 "SELECT 1 FROM rows WHERE reference = ? AND outcome IS NOT NULL "
-                "UNION ALL SELECT 1 FROM early_outcomes WHERE reference = ?",
-                (reference, reference),
+                "UNION ALL SELECT 1 FROM early_outcomes WHERE reference = ? "
+                "UNION ALL SELECT 1 FROM attempts WHERE reference = ? AND outcome IS NOT NULL",
+                (reference, reference, reference),
             ).fetchone()
         )
         return found is not None
@@ -686,13 +754,13 @@ class SQLJournal(Journal, OneThread):
         if db.execute("SELECT 1 FROM early_outcomes LIMIT 1").fetchone() is None:
             return
         matched = db.execute(
-            "SELECT e.reference, e.outcome, e.release_reason, e.talk_duration, e.release_time "
-            "FROM early_outcomes e JOIN rows r ON r.reference = e.reference"
+            "SELECT e.reference, e.outcome, e.release_reason, e.talk_duration, e.release_time, "
+            "e.received FROM early_outcomes e JOIN rows r ON r.reference = e.reference"
         ).fetchall()
         db.executemany(
             "UPDATE rows SET outcome = ?, release_reason = ?, talk_duration = ?, "
-            "release_time = ? WHERE reference = ?",
-            [(o, reason, talk, at, ref) for ref, o, reason, talk, at in matched],
+            "release_time = ?, heard = ? WHERE reference = ?",
+            [(o, reason, talk, at, heard, ref) for ref, o, reason, talk, at, heard in matched],
         )
         db.executemany("DELETE FROM early_outcomes WHERE reference = ?", [(m[0],) for m in matched])
 
@@ -728,7 +796,7 @@ class SQLJournal(Journal, OneThread):
             if db.execute(
                 "UPDATE rows SET state = 'done', code = ?, description = ?, reference = ?, "
                 "outcome = ?, release_reason = ?, talk_duration = ?, release_time = ?, "
-                "updated = ? WHERE seq = ? AND state = 'unknown'",
+                "heard = ?, updated = ? WHERE seq = ? AND state = 'unknown'",
                 (
                     SETTLED,
                     SETTLED_DESCRIPTION,
@@ -737,6 +805,7 @@ class SQLJournal(Journal, OneThread):
                     reason,
                     talk,
                     at,
+                    received,
                     time.time(),
                     candidates[0][0],
                 ),
@@ -809,5 +878,103 @@ class SQLJournal(Journal, OneThread):
                     (after, limit),
                 ).fetchall()
             ]
+
+        return await self._run(work)
+
+    # -- redials --------------------------------------------------------------------------
+
+    #: ``done`` rows of the current input whose call was not answered and may be called
+    #: again: fewer than ``?`` calls, the event heard within ``?`` seconds of the send.
+    _REDIALABLE = (
+        "state = 'done' AND outcome = 'not_answered' AND attempt > 0 AND attempt < ? "
+        "AND heard IS NOT NULL AND sent IS NOT NULL AND heard - sent <= ? "
+        "AND loaded = (SELECT current_load FROM campaign)"
+    )
+
+    async def redial(self, attempts: int, after: float, wait: float) -> int:
+        def work(db: Db) -> int:
+            args = (attempts, wait)
+            db.execute(
+                "INSERT INTO attempts (seq, attempt, number, reference, outcome, "  # noqa: S608 - constant
+                "release_reason, talk_duration, release_time, sent, heard) "
+                "SELECT seq, attempt, number, reference, outcome, release_reason, "
+                f"talk_duration, release_time, sent, heard FROM rows WHERE {self._REDIALABLE}",
+                args,
+            )
+            return int(
+                db.execute(
+                    "UPDATE rows SET state = 'pending', due = heard + ?, code = NULL, "  # noqa: S608 - constant
+                    "description = NULL, reference = NULL, outcome = NULL, "
+                    "release_reason = NULL, talk_duration = NULL, release_time = NULL, "
+                    f"heard = NULL, callback = NULL, updated = ? WHERE {self._REDIALABLE}",
+                    (after, time.time(), *args),
+                ).rowcount
+            )
+
+        return await self._write(work)
+
+    async def backlog(self, attempts: int, wait: float, now: float) -> Backlog:
+        def work() -> Backlog:
+            db = self._db
+            current = "loaded = (SELECT current_load FROM campaign)"
+            zones = db.execute(
+                f"SELECT zone, count(*) FROM rows WHERE state = 'pending' AND {current} "  # noqa: S608 - constant
+                "AND (due IS NULL OR (due <= ? AND attempt < ?)) GROUP BY zone ORDER BY 1",
+                (now, attempts),
+            ).fetchall()
+            redials, first = db.execute(
+                f"SELECT count(*), min(due) FROM rows WHERE state = 'pending' AND {current} "  # noqa: S608 - constant
+                "AND due > ? AND attempt < ?",
+                (now, attempts),
+            ).fetchone()
+            beyond = db.execute(
+                f"SELECT count(*) FROM rows WHERE state = 'pending' AND {current} "  # noqa: S608 - constant
+                "AND due IS NOT NULL AND attempt >= ?",
+                (attempts,),
+            ).fetchone()[0]
+            awaiting, last = db.execute(
+                f"SELECT count(*), max(sent) FROM rows WHERE state = 'done' AND {current} "  # noqa: S608 - constant
+                "AND reference IS NOT NULL AND outcome IS NULL AND coalesce(callback, 1) = 1 "
+                "AND attempt > 0 AND attempt < ? AND sent > ?",
+                (attempts, now - wait),
+            ).fetchone()
+            return Backlog(
+                zones=tuple((zone, int(count)) for zone, count in zones),
+                redials=int(redials),
+                next_redial=None if first is None else float(first),
+                beyond=int(beyond),
+                awaiting=int(awaiting),
+                awaiting_until=None if last is None else float(last) + wait,
+            )
+
+        return await self._run(work)
+
+    async def attempts(self) -> tuple[tuple[int, int], ...]:
+        def work() -> tuple[tuple[int, int], ...]:
+            return tuple(
+                (int(calls), int(rows))
+                for calls, rows in self._db.execute(
+                    "SELECT attempt, count(*) FROM rows WHERE attempt > 0 GROUP BY attempt "
+                    "ORDER BY attempt"
+                ).fetchall()
+            )
+
+        return await self._run(work)
+
+    async def call_attempts(self, key: str) -> list[dict[str, Any]]:
+        columns = (
+            "attempt, number, reference, outcome, release_reason, talk_duration, "
+            "release_time, sent, heard"
+        )
+
+        def work() -> list[dict[str, Any]]:
+            found = self._db.execute(
+                f"SELECT {columns} FROM attempts WHERE seq = (SELECT seq FROM rows WHERE key = ?) "  # noqa: S608 - constant
+                f"UNION ALL SELECT {columns} FROM rows WHERE key = ? AND attempt > 0 "
+                "AND state IN ('sending', 'done', 'failed', 'unknown') ORDER BY 1",
+                (key, key),
+            ).fetchall()
+            names = [name.strip() for name in columns.split(",")]
+            return [dict(zip(names, row, strict=True)) for row in found]
 
         return await self._run(work)

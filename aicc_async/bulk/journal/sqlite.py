@@ -36,8 +36,11 @@ import filelock
 from aicc_async.bulk.journal.rules import (
     SCHEMA_VERSION,
     STATE_CHECK,
+    STATES,
+    UPGRADABLE,
     Claim,
     Finished,
+    Gate,
     Mode,
     checked_kind,
 )
@@ -55,21 +58,8 @@ _CHECKPOINT_EVERY = 30.0  # seconds between checkpoints while a campaign runs
 _CHECKPOINT_TRIES = 5
 _BUSY_TIMEOUT = 10.0  # seconds a write waits for another writer (aicc listen)
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS campaign (
-    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    kind TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    created REAL NOT NULL,
-    loads INTEGER NOT NULL DEFAULT 0,
-    current_load INTEGER,
-    accepted INTEGER,
-    source TEXT,
-    target TEXT,
-    clean INTEGER NOT NULL DEFAULT 0,
-    commits INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS rows (
+#: The ``rows`` table (after its name).
+_ROWS = f"""(
     seq INTEGER PRIMARY KEY,
     key TEXT NOT NULL UNIQUE,
     fingerprint TEXT NOT NULL,
@@ -88,8 +78,37 @@ CREATE TABLE IF NOT EXISTS rows (
     talk_duration INTEGER,
     release_time TEXT,
     sent REAL,
-    callback INTEGER
+    callback INTEGER,
+    zone TEXT,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    due REAL,
+    heard REAL
+)"""
+_ROWS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS rows_by_number ON rows (number) WHERE number IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference IS NOT NULL",
+)
+_ATTEMPTS = (
+    "(seq INTEGER NOT NULL, attempt INTEGER NOT NULL, number TEXT, reference TEXT, "
+    "outcome TEXT, release_reason TEXT, talk_duration INTEGER, release_time TEXT, "
+    "sent REAL, heard REAL, PRIMARY KEY (seq, attempt))"
+)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS campaign (
+    singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+    kind TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created REAL NOT NULL,
+    loads INTEGER NOT NULL DEFAULT 0,
+    current_load INTEGER,
+    accepted INTEGER,
+    source TEXT,
+    target TEXT,
+    clean INTEGER NOT NULL DEFAULT 0,
+    commits INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS rows {_ROWS};
 CREATE TABLE IF NOT EXISTS early_outcomes (
     reference TEXT PRIMARY KEY,
     outcome TEXT NOT NULL,
@@ -111,8 +130,9 @@ CREATE TABLE IF NOT EXISTS rate_samples (
     throttled INTEGER NOT NULL,
     requeued INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS rows_by_number ON rows (number) WHERE number IS NOT NULL;
-CREATE INDEX IF NOT EXISTS rows_by_reference ON rows (reference) WHERE reference IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attempts {_ATTEMPTS};
+CREATE INDEX IF NOT EXISTS attempts_by_reference ON attempts (reference);
+{";".join(_ROWS_INDEXES)};
 """
 
 #: Columns newer than the journal format: (table, column, SQL type). A journal written
@@ -121,11 +141,16 @@ _ADDED_COLUMNS = (
     ("rows", "sent", "REAL"),
     ("rows", "callback", "INTEGER"),
     ("early_outcomes", "number", "TEXT"),
+    ("rows", "zone", "TEXT"),
+    ("rows", "attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("rows", "due", "REAL"),
+    ("rows", "heard", "REAL"),
 )
 _ADDED_TABLES = {
     "refused_events": "(reason TEXT PRIMARY KEY, events INTEGER NOT NULL)",
     "rate_samples": "(worker TEXT NOT NULL, time REAL NOT NULL, rate REAL, "
     "sent INTEGER NOT NULL, throttled INTEGER NOT NULL, requeued INTEGER NOT NULL)",
+    "attempts": _ATTEMPTS,
 }
 
 
@@ -144,6 +169,27 @@ def _upgrade(db: sqlite3.Connection) -> None:
         db.execute(f"CREATE TABLE IF NOT EXISTS {table} {definition}")
     for table, column, kind in _missing_columns(db):
         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    _widen_states(db)
+    db.execute(
+        f"UPDATE campaign SET version = ? WHERE version IN ({', '.join('?' * len(UPGRADABLE))})",  # noqa: S608 - only '?' marks
+        (SCHEMA_VERSION, *UPGRADABLE),
+    )
+
+
+def _widen_states(db: sqlite3.Connection) -> None:
+    """Let the ``rows`` of a journal written before the dialer's states hold them: SQLite
+    cannot change a CHECK in place, so the table is copied into one that allows every
+    state (in the write transaction; its rows, their ``seq`` included, unchanged)."""
+    (table,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'rows'").fetchone()
+    if all(f"'{state}'" in table for state in STATES):
+        return
+    columns = ", ".join(row[1] for row in db.execute("PRAGMA table_info(rows)"))
+    db.execute(f"CREATE TABLE rows_widened {_ROWS}")
+    db.execute(f"INSERT INTO rows_widened ({columns}) SELECT {columns} FROM rows")  # noqa: S608 - its own columns
+    db.execute("DROP TABLE rows")
+    db.execute("ALTER TABLE rows_widened RENAME TO rows")
+    for index in _ROWS_INDEXES:
+        db.execute(index)
 
 
 def _shadow(db: sqlite3.Connection) -> None:
@@ -602,7 +648,7 @@ class SQLiteJournal(SQLJournal):
 
     @staticmethod
     def _checked_kind(path: Path, kind: str | None, found: tuple[str, int]) -> str:
-        return checked_kind(str(path), kind, found, SCHEMA_VERSION)
+        return checked_kind(str(path), kind, found, SCHEMA_VERSION, UPGRADABLE)
 
     @staticmethod
     def _create(db: sqlite3.Connection, path: Path, kind: str | None) -> tuple[str, int]:
@@ -670,11 +716,19 @@ class SQLiteJournal(SQLJournal):
         await self._run(self._sqlite.execute, f"PRAGMA synchronous={mode}")
 
     async def commit(
-        self, finished: Sequence[Finished], claim: int, after: int, *, once_per_number: bool
+        self,
+        finished: Sequence[Finished],
+        claim: int,
+        after: int,
+        *,
+        once_per_number: bool,
+        gate: Gate | None = None,
     ) -> Claim:
         """:meth:`Journal.commit <aicc_async.bulk.journal.Journal.commit>`; checkpoints
         the WAL now and then."""
-        claimed = await super().commit(finished, claim, after, once_per_number=once_per_number)
+        claimed = await super().commit(
+            finished, claim, after, once_per_number=once_per_number, gate=gate
+        )
         if time.monotonic() - self._checkpointed > _CHECKPOINT_EVERY:
             self._checkpointed = time.monotonic()
             await self._run(self._checkpoint, self._sqlite, "PASSIVE")
