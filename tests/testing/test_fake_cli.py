@@ -7,11 +7,15 @@ import asyncio
 import json
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import test_fake_release_events
 from fake_http import STATS_PATH, TOKEN_PATH, VOICE_PATH, counts, get_stats, subprocess_env
+from test_fake_answers import outcomes
+from test_fake_release_events import KEY, Receiver
 
 from aicc_async import AICCBusinessError, AICCClient, RetryPolicy
 from aicc_async.testing import FakeAICC, Fault
@@ -19,6 +23,9 @@ from aicc_async.testing.fake import cli
 from aicc_async.testing.fake.cli import add_server_arguments, fake_from_args, main, serve
 
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)
+receiver = test_fake_release_events.receiver  # a real CallbackReceiver on 127.0.0.1
+#: Signed release events at once; a number left out of the plan is always answered.
+RELEASE_NOW = ["--callback-key", KEY, "--release-delay", "0", "--answer-rate", "1"]
 
 
 async def post_voice(session: aiohttp.ClientSession, fake: FakeAICC, token: str) -> int:
@@ -43,6 +50,18 @@ def no_serving(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("main() accepted the options and started serving")
 
     monkeypatch.setattr(cli, "serve", refuse)
+
+
+def refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """main(argv)'s error line, once it has exited 2 having printed nothing on stdout."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    error_line = captured.err.strip().splitlines()[-1]
+    assert "error:" in error_line
+    return error_line
 
 
 @pytest.mark.asyncio
@@ -159,14 +178,7 @@ async def test_fake_from_args_chaos_matches_seed_zero_by_default(
 def test_main_rejects_bad_options(
     argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], no_serving: None
 ) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    error_line = captured.err.strip().splitlines()[-1]
-    assert "error:" in error_line
-    assert expected in error_line
+    assert expected in refusal(argv, capsys)
 
 
 def test_unknown_fault_lists_the_valid_names(
@@ -258,3 +270,126 @@ def test_fake_from_args_sets_the_hidden_rate_limit() -> None:
     assert (fake._hidden.rate, fake._hidden.burst) == (150.0, 30.0)
     with pytest.raises(SystemExit):
         parse(["--hidden-rate-limit", "0"])
+
+
+@pytest.mark.asyncio
+async def test_answers_options_plan_the_outcome_per_number_and_attempt(receiver: Receiver) -> None:
+    argv = [
+        *RELEASE_NOW,
+        "--answers",
+        "8613800000001=no_answer,answered",
+        "--answers",
+        "+86 138 0000 0002 = never",
+        "--answers",
+        "8613800000003=busy , random",
+    ]
+    numbers = ["8613800000001", "008613800000002", "8613800000003", "88880009"] * 2
+    async with fake_from_args(parse(argv)) as fake:
+        events = await outcomes(fake, receiver, numbers)
+    seen = [(e.answered, e.release_reason) for e in events]
+    first = [(False, "4"), (False, "4"), (False, "6"), (True, seen[3][1])]
+    second = [(True, seen[4][1]), (False, "4"), (True, seen[6][1]), (True, seen[7][1])]
+    assert seen == first + second
+    assert {seen[i][1] for i in (3, 4, 6, 7)} <= {"0", "1"}
+
+
+@pytest.mark.asyncio
+async def test_answers_file_plans_the_outcomes_beside_the_option(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    plan = tmp_path / "answers.json"
+    plan.write_text(json.dumps({"+8613800000001": ["busy", "answered"], "88880002": "never"}))
+    argv = [*RELEASE_NOW, "--answers-file", str(plan), "--answers", "88880003=no_answer"]
+    numbers = ["8613800000001", "88880002", "88880003"] * 2
+    async with fake_from_args(parse(argv)) as fake:
+        events = await outcomes(fake, receiver, ["+" + numbers[0], *numbers[1:]])
+    seen = [(e.answered, e.release_reason) for e in events]
+    assert seen[:3] == [(False, "6"), (False, "4"), (False, "4")]
+    assert seen[3][0] is True
+    assert seen[4:] == [(False, "4"), (False, "4")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["--answers", "8613800000001=no_answer,maybe"],
+            "argument --answers: answers['8613800000001']: 'maybe' is not one of ['answered', "
+            "'busy', 'never', 'no_answer', 'random']",
+        ),
+        (["--answers", "8613800000001="], "argument --answers: answers['8613800000001']: ''"),
+        (["--answers", "8613800000001=busy,"], "argument --answers: answers['8613800000001']: ''"),
+        (["--answers", "alice=busy"], "argument --answers: answers: 'alice' is not a phone number"),
+        (["--answers", "=busy"], "argument --answers: answers: '' is not a phone number"),
+        (
+            ["--answers", "8613800000001"],
+            "argument --answers: expected NUMBER=OUTCOMES (for example "
+            "8613800000001=no_answer,answered), got '8613800000001'",
+        ),
+        (
+            ["--answers", "008613800000001=busy", "--answers", "+86 13800000001=never"],
+            "008613800000001 is given twice: '008613800000001' by --answers and "
+            "'+86 13800000001' by --answers",
+        ),
+    ],
+)
+def test_main_rejects_bad_answers(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], no_serving: None
+) -> None:
+    assert expected in refusal(argv, capsys)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "argument --answers-file: cannot read '{path}': No such file or directory"),
+        ('{"8613800000001": "busy",}', "argument --answers-file: '{path}' is not valid JSON:"),
+        ('{"8613800000001\xff": "busy"}', "argument --answers-file: '{path}' is not valid JSON:"),
+        (
+            '{"8613800000001": "busy", "8613800000001": "never"}',
+            "argument --answers-file: '{path}': '8613800000001' appears twice",
+        ),
+        (
+            '["8613800000001"]',
+            "argument --answers-file: '{path}' must hold a JSON object mapping numbers to outcomes",
+        ),
+        (
+            '{"8613800000001": ["answered", "later"]}',
+            "argument --answers-file: '{path}': answers['8613800000001']: 'later' is not one of",
+        ),
+        (
+            '{"8613800000001": {"first": "busy"}}',
+            "argument --answers-file: '{path}': answers['8613800000001'] must be an outcome",
+        ),
+        (
+            '{"008613800000001": "busy", "+8613800000001": "never"}',
+            "008613800000001 is given twice: '008613800000001' by {path} and '+8613800000001' "
+            "by {path}",
+        ),
+    ],
+)
+def test_main_rejects_a_bad_answers_file(
+    content: str | None,
+    expected: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    no_serving: None,
+) -> None:
+    path = tmp_path / "answers.json"
+    if content is not None:
+        path.write_bytes(content.encode("latin-1"))
+    assert expected.format(path=path) in refusal(["--answers-file", str(path)], capsys)
+
+
+def test_answers_given_by_the_option_and_the_file_at_once_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], no_serving: None
+) -> None:
+    path = tmp_path / "answers.json"
+    path.write_text('{"+8613800000001": "busy"}')
+    error_line = refusal(
+        ["--answers-file", str(path), "--answers", "008613800000001=answered"], capsys
+    )
+    assert (
+        f"008613800000001 is given twice: '+8613800000001' by {path} and "
+        "'008613800000001' by --answers"
+    ) in error_line

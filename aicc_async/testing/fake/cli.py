@@ -18,6 +18,13 @@ SIGTERM and exits 0. ``aicc sandbox`` is the same simulator with the same option
     --answer-rate P              probability a call is answered (default 0.7)
     --release-delay SECONDS      wait before posting a release event (default 0.05)
     --duplicate-rate P           probability a delivered event is sent twice (default 0)
+    --answers NUMBER=OUTCOMES    who answers NUMBER, per attempt (FakeAICC(answers=...)):
+                                 comma-separated answered, no_answer (or never), busy,
+                                 random; the last repeats. Repeatable, e.g.
+                                 --answers 8613800000001=no_answer,answered
+    --answers-file PATH          a JSON object of numbers to an outcome or a list of
+                                 them, as answers= takes; repeatable, with --answers too
+                                 (a number, compared normalised, may be given only once)
 
 ``GET <url>/_fake/stats`` answers the fake's counters as JSON (see FakeAICC.stats).
 :func:`add_server_arguments`, :func:`fake_from_args` and :func:`serve` let another
@@ -35,7 +42,11 @@ import secrets
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeAlias
 
+from aicc_async._numbers import normalise_number
+from aicc_async.testing.fake.answers import AnswerPlan
 from aicc_async.testing.fake.faults import Fault
 from aicc_async.testing.fake.server import FakeAICC
 
@@ -43,6 +54,10 @@ __all__ = ["add_server_arguments", "exports", "fake_from_args", "main", "serve"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _FAULT_NAMES = ", ".join(f.value for f in Fault)
+_ANSWERS_EXAMPLE = "8613800000001=no_answer,answered"
+
+#: Numbers and their outcomes as one source gave them (``answers=``'s mapping, in order).
+_Planned: TypeAlias = list[tuple[str, str | Sequence[str]]]
 
 
 def _non_negative_seconds(text: str) -> float:
@@ -92,6 +107,86 @@ def _fault_list(text: str) -> tuple[Fault, ...]:
                 f"unknown fault {name!r}; valid faults: {_FAULT_NAMES}"
             ) from None
     return tuple(faults)
+
+
+def _checked(planned: _Planned) -> _Planned:
+    """``planned`` unchanged once ``FakeAICC(answers=...)`` would take it (ValueError if not)."""
+    AnswerPlan(dict(planned))
+    return planned
+
+
+def _answers_entry(text: str) -> _Planned:
+    """argparse type of ``--answers``: ``NUMBER=OUTCOME[,OUTCOME...]``."""
+    number, equals, outcomes = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(
+            f"expected NUMBER=OUTCOMES (for example {_ANSWERS_EXAMPLE}), got {text!r}"
+        )
+    try:
+        return _checked([(number.strip(), [word.strip() for word in outcomes.split(",")])])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class _RepeatedKeyError(ValueError):
+    """A JSON object names the same key twice (``json`` would keep the last silently)."""
+
+
+def _no_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _RepeatedKeyError(f"{key!r} appears twice")
+        found[key] = value
+    return found
+
+
+def _answers_file(text: str) -> tuple[str, _Planned]:
+    """argparse type of ``--answers-file``: the path and the JSON object it holds."""
+    try:
+        raw = Path(text).read_bytes()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc.strerror or exc}") from None
+    try:
+        plan = json.loads(raw, object_pairs_hook=_no_repeated_keys)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON: {exc}") from None
+    except _RepeatedKeyError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    if not isinstance(plan, dict):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must hold a JSON object mapping numbers to outcomes, "
+            'for example {"8613800000001": ["no_answer", "answered"]}'
+        )
+    try:
+        return text, _checked(list(plan.items()))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _planned_answers(args: argparse.Namespace) -> dict[str, str | Sequence[str]] | None:
+    """The ``answers=`` mapping of ``--answers-file`` then ``--answers`` (None: neither).
+
+    Raises ValueError when two entries name the same number, compared normalised.
+    """
+    sources: list[tuple[str, _Planned]] = list(args.answers_file or ())
+    sources += [("--answers", planned) for planned in args.answers or ()]
+    if not sources:
+        return None
+    answers: dict[str, str | Sequence[str]] = {}
+    first: dict[str, tuple[str, str]] = {}
+    for source, planned in sources:
+        for number, outcomes in planned:
+            key = normalise_number(number)
+            if key in first:
+                where, written = first[key]
+                raise ValueError(
+                    f"{key} is given twice: {written!r} by {where} and {number!r} by {source}; "
+                    "give each number one list of outcomes"
+                )
+            first[key] = (source, number)
+            answers[number] = outcomes
+    return answers
 
 
 def add_server_arguments(parser: argparse.ArgumentParser) -> None:
@@ -181,6 +276,23 @@ def _add_release_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="P",
         help="probability in [0, 1] that a delivered event is sent a second time (default 0)",
     )
+    release.add_argument(
+        "--answers",
+        type=_answers_entry,
+        action="append",
+        metavar="NUMBER=OUTCOMES",
+        help="who answers NUMBER, per attempt: comma-separated answered, no_answer (or "
+        "never), busy or random, the last repeating (for example "
+        f"{_ANSWERS_EXAMPLE}); repeatable. Other numbers: --answer-rate",
+    )
+    release.add_argument(
+        "--answers-file",
+        type=_answers_file,
+        action="append",
+        metavar="PATH",
+        help='a JSON object of numbers to an outcome or a list of them ({"8613800000001": '
+        '["no_answer", "answered"], "8613800000002": "never"}); repeatable',
+    )
 
 
 def fake_from_args(args: argparse.Namespace) -> FakeAICC:
@@ -189,7 +301,8 @@ def fake_from_args(args: argparse.Namespace) -> FakeAICC:
     Raises ValueError when the chaos options do not fit together (``--chaos-probability``
     above 0 without ``--chaos-faults``, or another chaos option without
     ``--chaos-probability``), or when a release-event option is refused (a
-    ``--callback-key`` under 16 characters); pass the message to ``parser.error`` to exit 2.
+    ``--callback-key`` under 16 characters), or when ``--answers`` and
+    ``--answers-file`` name a number twice; pass the message to ``parser.error`` to exit 2.
     """
     probability: float | None = args.chaos_probability
     faults: tuple[Fault, ...] | None = args.chaos_faults
@@ -213,6 +326,7 @@ def fake_from_args(args: argparse.Namespace) -> FakeAICC:
         raise ValueError(
             f"--chaos-probability above 0 needs --chaos-faults (among: {_FAULT_NAMES})"
         )
+    answers = _planned_answers(args)
     fake = FakeAICC(
         host=args.host,
         port=args.port,
@@ -223,6 +337,7 @@ def fake_from_args(args: argparse.Namespace) -> FakeAICC:
         answer_rate=args.answer_rate,
         release_delay=args.release_delay,
         duplicate_rate=args.duplicate_rate,
+        answers=answers,
     )
     if probability is not None and probability > 0 and faults is not None:
         fake.chaos(
