@@ -3,7 +3,10 @@ folder: this folder is on ``sys.path`` beside its ``conftest.py``)."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import json
+import time
 from typing import Any
 
 from aicc_async import AICCClient, AICCError, RetryPolicy, Timeout, WriteBackResultRequest
@@ -58,3 +61,25 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class JumpClock:
+    """A wall clock for the dialer (``Campaign.run(clock=...)``) that starts at ``start``
+    and runs with the machine's clock, except that a sleep moves it on at once (the run
+    waits through calling hours and redial times in milliseconds). Journal stamps stay
+    the machine's, so it never runs behind them."""
+
+    def __init__(self, start: datetime.datetime) -> None:
+        self.offset = start.timestamp() - time.time()
+        self.slept = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self.time(), datetime.timezone.utc)
+
+    async def sleep(self, seconds: float) -> None:
+        self.offset += seconds
+        self.slept += seconds
+        await asyncio.sleep(min(seconds, 0.01))  # release events still travel

@@ -331,11 +331,17 @@ class Dialer:
         zone = self.settings.zone
         if backlog.redials and backlog.next_redial is not None:
             rows += backlog.redials
-            times.append(backlog.next_redial)
-            texts.append(
-                f"{backlog.redials:,} wait for a redial (the next at "
-                f"{_shown_time(backlog.next_redial, zone)})"
-            )
+            due = backlog.next_redial
+            text = f"{backlog.redials:,} wait for a redial (the next at {_shown_time(due, zone)})"
+            opens = self._opens(due)
+            if opens is not None and opens[0].timestamp() > due:  # then for calling hours
+                due = opens[0].timestamp()
+                text = (
+                    f"{backlog.redials:,} wait for a redial, then for calling hours (the next "
+                    f"at {_shown_time(due, opens[1])})"
+                )
+            times.append(due)
+            texts.append(text)
         if backlog.awaiting and backlog.awaiting_until is not None:
             rows += backlog.awaiting
             times.append(min(backlog.awaiting_until, now + _POLL))
@@ -346,6 +352,19 @@ class Dialer:
         if not texts:
             return None
         return Waiting(rows, min(times), "; ".join(texts))
+
+    def _opens(self, at: float) -> tuple[datetime, tzinfo] | None:
+        """When calling hours are first open at or after ``at`` in a zone of the rows."""
+        hours = self.settings.hours
+        if hours is None:
+            return None
+        moment = datetime.fromtimestamp(at, UTC)
+        found = [
+            (opens, zone)
+            for zone in (self.settings.zone, *self._zones.values())
+            if (opens := hours.next_open(moment, zone)) is not None
+        ]
+        return min(found, key=lambda pair: pair[0]) if found else None
 
     def _closed(self, backlog: Backlog, now: float) -> tuple[int, datetime, tzinfo] | None:
         """(rows waiting for calling hours, when the first window opens, its zone)."""

@@ -36,6 +36,8 @@ class CampaignReport:
     throttled: int = 0
     """Throttle answers (HTTP 429, busy) the ``rate="auto"`` limiter heard, retries too
     (this process's runs, or the campaign's as its journal kept them)."""
+    attempts: tuple[tuple[int, int], ...] = ()
+    """(calls, rows called that many times), fewest calls first (redials counted)."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict (what ``aicc report --json`` prints)."""
@@ -56,6 +58,7 @@ class CampaignReport:
             },
             "refused_reasons": dict(self.outcomes.refused),
             "release_reasons": dict(self.outcomes.reasons),
+            "attempts": {str(calls): rows for calls, rows in self.attempts},
             "requeued": self.requeued,
             "throttled": self.throttled,
             "rate": [  # "time" where known (read from the journal)

@@ -43,7 +43,13 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from aicc_async._fanout import async_items
 from aicc_async._numbers import normalise_number
 from aicc_async.adaptive import AdaptiveRate, AutoRate
-from aicc_async.bulk.campaign.dialing import Dialer, DialerSettings, Waiting, WallClock
+from aicc_async.bulk.campaign.dialing import (
+    Dialer,
+    DialerSettings,
+    SystemClock,
+    Waiting,
+    WallClock,
+)
 from aicc_async.bulk.campaign.kinds import KINDS, CampaignKind
 from aicc_async.bulk.campaign.loading import loader, rows_of
 from aicc_async.bulk.campaign.report import CampaignReport, rate_over_time
@@ -150,6 +156,7 @@ class Campaign:
         """What the rows of the latest run still wait for (calling hours, redial times,
         release events, a do-not-call list that cannot be read), or ``None``."""
         self._wake = asyncio.Event()  # set by stop(): a waiting run stops at once
+        self._clock: WallClock = SystemClock()  # the latest run's: stamps release events
 
     def __repr__(self) -> str:
         return f"Campaign({self._location!r}, {self._wanted!r}, mode={self._mode!r})"
@@ -461,6 +468,7 @@ class Campaign:
         self._running, self._stopped = True, False
         self.waiting = None
         self._wake.clear()
+        self._clock = dialing.clock
         try:
             if target is None:
                 target = Target(aicc.config.base_url, aicc.config.app_key)
@@ -564,9 +572,13 @@ class Campaign:
         rules = dialer.settings
         journal = self._journal
         while not self._stopped:
-            if rules.attempts > 1:
-                await journal.redial(rules.attempts, rules.redial_after, rules.wait_outcomes)
             backlog = await journal.backlog(rules.attempts, rules.wait_outcomes, rules.clock.time())
+            # After the backlog: an event heard in between is scheduled now (its row no
+            # longer awaits it), and the backlog is read again.
+            if rules.attempts > 1 and await journal.redial(
+                rules.attempts, rules.redial_after, rules.wait_outcomes
+            ):
+                continue
             dialer.know_zones(backlog)
             if dialer.startable(backlog):
                 before = counts
@@ -696,6 +708,7 @@ class Campaign:
             samples,
             requeued,
             throttled,
+            await self._journal.attempts(),
         )
 
     async def outcomes(self) -> Outcomes:
@@ -721,7 +734,10 @@ class Campaign:
             release_time=None if event.release_time is None else event.release_time.isoformat(),
         )
         found = await self._journal.record_outcome(
-            event.call_serial_no, outcome, number=normalise_number(event.called)
+            event.call_serial_no,
+            outcome,
+            number=normalise_number(event.called),
+            now=self._clock.time(),
         )
         if not found:
             logger.warning(
@@ -731,6 +747,14 @@ class Campaign:
                 self._location,
             )
         return found
+
+    async def call_attempts(self, key: str) -> list[dict[str, Any]]:
+        """Every call of the row ``key``, first to last (redials included): ``attempt``,
+        ``number``, ``reference`` (the call serial number), ``outcome``
+        (``"answered"``, ``"not_answered"`` or ``None``), ``release_reason``,
+        ``talk_duration``, ``release_time``, ``sent`` and ``heard`` (UNIX times: when it
+        was sent, when its release event came)."""
+        return await self._journal.call_attempts(key)
 
     async def has_outcome(self, call_serial_no: str) -> bool:
         """True when the outcome of that call is recorded already."""

@@ -252,7 +252,7 @@ class Gate:
     """
 
     now: float
-    """UNIX time."""
+    """UNIX time (the rows claimed are stamped ``sent`` at it)."""
     attempts: int = 1
     zones: tuple[str, ...] | None = None
     unzoned: bool = True
@@ -661,9 +661,15 @@ class Journal(abc.ABC):
 
     @abc.abstractmethod
     async def record_outcome(
-        self, reference: str, outcome: Outcome, *, number: str | None = None
+        self,
+        reference: str,
+        outcome: Outcome,
+        *,
+        number: str | None = None,
+        now: float | None = None,
     ) -> bool:
-        """Record ``outcome`` on the row whose call is ``reference`` or, failing that,
+        """Record ``outcome`` (heard at ``now``, UNIX time: the machine's clock by
+        default) on the row whose call is ``reference`` or, failing that,
         on the one ``unknown`` row of the called ``number`` (normalised) sent before it
         (the row is then ``done``); False (and kept until such a row is recorded) when
         no row took it."""

@@ -479,13 +479,13 @@ class SQLJournal(Journal, OneThread):
         """Called first in each commit's transaction: False to claim nothing."""
         return True
 
-    def _mark_sending(self, db: Db, seqs: Sequence[int], now: float) -> None:
+    def _mark_sending(self, db: Db, seqs: Sequence[int], now: float, sent: float) -> None:
         where, args = self._in("seq", seqs)
         stamp = self._sharing.stamp()
         db.execute(
             "UPDATE rows SET state = 'sending', sends = sends + 1, updated = ?, sent = ?, "  # noqa: S608 - only '?' marks
             f"attempt = attempt + 1, due = NULL{stamp.sql} WHERE {where}",
-            (now, now, *stamp.args, *args),
+            (now, sent, *stamp.args, *args),
         )
 
     def _commit(
@@ -574,7 +574,7 @@ class SQLJournal(Journal, OneThread):
             [(SUPPRESSED, SUPPRESSED_DESCRIPTION, now, seq) for seq in suppressed],
         )
         if claimed:
-            self._mark_sending(db, [c.seq for c in claimed], now)
+            self._mark_sending(db, [c.seq for c in claimed], now, now if gate is None else gate.now)
         return Claim(claimed, len(duplicates), after, len(suppressed))
 
     def _numbers_used(self, db: Db, numbers: Sequence[str | None], taken: dict[str, str]) -> None:
@@ -687,7 +687,12 @@ class SQLJournal(Journal, OneThread):
     # -- call outcomes --------------------------------------------------------------------
 
     async def record_outcome(
-        self, reference: str, outcome: Outcome, *, number: str | None = None
+        self,
+        reference: str,
+        outcome: Outcome,
+        *,
+        number: str | None = None,
+        now: float | None = None,
     ) -> bool:
         """Record ``outcome`` on the row whose call has serial number ``reference``.
 
@@ -703,12 +708,13 @@ class SQLJournal(Journal, OneThread):
             outcome.talk_duration,
             outcome.release_time,
         )
+        heard = time.time() if now is None else now
 
         def work(db: Db) -> bool:
             found = db.execute(
                 "UPDATE rows SET outcome = ?, release_reason = ?, talk_duration = ?, "
                 "release_time = ?, heard = coalesce(heard, ?) WHERE reference = ?",
-                (*values, time.time(), reference),
+                (*values, heard, reference),
             ).rowcount
             if found:
                 return True
@@ -722,7 +728,7 @@ class SQLJournal(Journal, OneThread):
             db.execute(
                 "INSERT INTO early_outcomes (outcome, release_reason, talk_duration, "
                 "release_time, reference, received, number) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (*values, reference, time.time(), number),
+                (*values, reference, heard, number),
             )
             return number is not None and reference in self._settle_unknown(db, number)
 

@@ -1,0 +1,377 @@
+"""Dialer-grade campaigns in Python: calling hours, do-not-call lists, redials of the
+unanswered and per-number contact limits, on a SQLite journal and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import pytest
+from aicc_helpers import FAST, VOICE, JumpClock
+from aiohttp import web
+
+from aicc_async import AICCValidationError, CreateVoiceNotificationRequest
+from aicc_async.bulk import Campaign, CampaignRow, StateCounts
+from aicc_async.bulk.journal import JournalLocation
+from aicc_async.testing import FakeAICC
+
+KEY = "a-shared-key-of-32-characters-ok"
+UTC = datetime.timezone.utc
+#: Monday 7 December 2026, 00:00 UTC: 08:00 in Shanghai, midnight in London.
+MONDAY = datetime.datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+HOURS = "mon-fri 09:00-20:00"
+
+Where = Callable[[str], JournalLocation]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    """Where a test's campaigns keep their journal: a file, or a PostgreSQL campaign."""
+    if request.param == "sqlite":
+        return lambda name: JournalLocation(tmp_path / f"{name}.db")
+    dsn = request.getfixturevalue("postgresql_dsn")
+    base = request.getfixturevalue("campaign_name")
+    return lambda name: JournalLocation.parse(dsn, f"{base}-{name}")
+
+
+def numbers(n: int) -> list[str]:
+    """``n`` numbers of this test alone (contact histories are shared by campaigns)."""
+    prefix = f"86{secrets.randbelow(10**6):06d}"
+    return [f"{prefix}{i:04d}" for i in range(n)]
+
+
+def rows(called: Sequence[str], zones: Sequence[str | None] = ()) -> list[CampaignRow]:
+    zoned = list(zones) + [None] * (len(called) - len(zones))
+    return [
+        CampaignRow(
+            key=f"k{i}",
+            request=CreateVoiceNotificationRequest(called=n, voice_content="$Hi$"),
+            timezone=zone,
+        )
+        for i, (n, zone) in enumerate(zip(called, zoned, strict=True))
+    ]
+
+
+def called_numbers(fake: FakeAICC) -> list[str]:
+    return [str(r.body["called"]) for r in fake.received(VOICE)]
+
+
+@contextlib.asynccontextmanager
+async def receiving(campaign: Campaign) -> AsyncIterator[str]:
+    """Release events recorded in ``campaign`` while the block runs; yields the URL."""
+    runner = web.AppRunner(campaign.callback_receiver(KEY).app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/aicc/release"
+    finally:
+        await runner.cleanup()
+
+
+# -- calling hours ----------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_rows_start_only_inside_the_calling_hours_of_their_own_zone(where: Where) -> None:
+    called = numbers(5)
+    clock = JumpClock(MONDAY)
+    seen: list[tuple[float, int]] = []  # (clock, rows done) after each commit
+    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
+        async with Campaign(where("hours"), "voice_notification") as campaign:
+            # Three rows in the run's zone (Shanghai: 08:00), two in London (00:00).
+            await campaign.load(rows(called, [None, None, None, "Europe/London", "Europe/London"]))
+            options = {"calling_hours": HOURS, "timezone": "Asia/Shanghai", "clock": clock}
+            early = await campaign.run(aicc, no_wait=True, **options)  # type: ignore[arg-type]
+            assert early.pending == 5
+            assert called_numbers(fake) == []  # nobody is phoned before their window
+            waiting = campaign.waiting
+            assert waiting is not None
+            assert waiting.rows == 5
+            assert waiting.text == (
+                "5 rows wait for calling hours; next window opens 09:00 Asia/Shanghai, in 1 h"
+            )
+            assert waiting.until == (MONDAY + datetime.timedelta(hours=1)).timestamp()
+
+            counts = await campaign.run(
+                aicc,
+                on_progress=lambda c: seen.append((clock.time(), c.done)),
+                **options,  # type: ignore[arg-type]
+            )
+    assert counts == StateCounts(done=5)
+    assert campaign.waiting is None
+    assert sorted(called_numbers(fake)) == called
+    london_opens = (MONDAY + datetime.timedelta(hours=9)).timestamp()  # 09:00 in London
+    assert all(done <= 3 for at, done in seen if at < london_opens), seen
+    assert clock.time() >= london_opens
+
+
+@pytest.mark.asyncio
+async def test_bad_calling_hours_and_zones_are_refused_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
+        async with Campaign(tmp_path / "c.db", "voice_notification") as campaign:
+            await campaign.load(rows(numbers(2)))
+            for options, field, shown in (
+                ({"calling_hours": "mon-fri 22:00-02:00"}, "calling_hours", "22:00-02:00"),
+                ({"calling_hours": "someday 09:00-10:00"}, "calling_hours", "someday"),
+                ({"calling_hours": HOURS, "timezone": "Mars/Olympus"}, "timezone", "Mars/Olympus"),
+                ({"attempts": 11}, "attempts", "11"),
+                ({"redial_after": "soon"}, "redial_after", "soon"),
+                ({"max_calls_per_number": "3/7d"}, "max_calls_per_number", "contact_history"),
+                ({"do_not_call": "optouts.txt"}, "do_not_call", "list"),
+                ({"do_not_call": [tmp_path / "missing.txt"]}, "do_not_call", "missing.txt"),
+            ):
+                with pytest.raises(AICCValidationError, match=shown) as raised:
+                    await campaign.run(aicc, **options)  # type: ignore[arg-type]
+                assert raised.value.field == field, options
+            assert (await campaign.report()).counts == StateCounts(pending=2)
+        assert called_numbers(fake) == []
+    with pytest.raises(AICCValidationError, match="Mars/Olympus"):
+        rows(["8613800000000"], ["Mars/Olympus"])
+
+
+# -- do-not-call lists ---------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_numbers_on_a_do_not_call_list_are_suppressed_never_phoned(
+    where: Where, tmp_path: Path
+) -> None:
+    called = numbers(6)
+    plain = tmp_path / "optouts.txt"
+    plain.write_text(f"# opted out by phone\n{called[1][:2]}-{called[1][2:]}\n")
+    table = tmp_path / "complaints.csv"
+    table.write_text(f"name,called\nAda,{called[3][:4]} {called[3][4:]}\n")
+    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
+        async with Campaign(where("dnc"), "voice_notification") as campaign:
+            await campaign.load(rows(called))
+            counts = await campaign.run(aicc, do_not_call=[plain, table])
+            report = await campaign.report()
+            problems = [row async for row in campaign.problem_rows()]
+    assert counts == StateCounts(done=4, suppressed=2)
+    assert counts.settled
+    assert sorted(called_numbers(fake)) == [called[i] for i in (0, 2, 4, 5)]
+    assert report.to_json()["states"]["suppressed"] == 2
+    assert [(p["key"], p["state"], p["code"]) for p in problems] == [
+        ("k1", "suppressed", "do_not_call"),
+        ("k3", "suppressed", "do_not_call"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_a_number_added_to_the_list_mid_run_is_honoured_within_two_seconds(
+    tmp_path: Path,
+) -> None:
+    called = numbers(60)
+    listed = tmp_path / "optouts.txt"
+    listed.write_text("# none yet\n")
+    added_at: list[int] = []
+
+    def progress(counts: StateCounts) -> None:
+        if counts.done >= 10 and not added_at:  # rows 0..9 sent: opt the last 25 out
+            listed.write_text("".join(f"{n}\n" for n in called[35:]))
+            added_at.append(counts.done)
+
+    async with FakeAICC(latency=0.1) as fake, fake.client(retry=FAST) as aicc:
+        async with Campaign(tmp_path / "c.db", "voice_notification") as campaign:
+            await campaign.load(rows(called))
+            counts = await campaign.run(
+                aicc, concurrency=1, do_not_call=[listed], on_progress=progress
+            )
+    assert added_at
+    assert counts == StateCounts(done=35, suppressed=25)
+    assert called_numbers(fake) == called[:35]
+
+
+@pytest.mark.asyncio
+async def test_a_list_that_turns_unreadable_mid_run_pauses_new_calls_until_fixed(
+    tmp_path: Path,
+) -> None:
+    called = numbers(30)
+    listed = tmp_path / "optouts.txt"
+    listed.write_text(f"{called[-1]}\n")
+    paused: list[tuple[int, str]] = []
+    done_at_pause: list[int] = []
+
+    async def watch(campaign: Campaign) -> None:
+        while campaign.waiting is None or not campaign.waiting.text.startswith("Paused"):
+            await asyncio.sleep(0.05)
+        paused.append((len(fake.received(VOICE)), campaign.waiting.text))
+        await asyncio.sleep(1.5)  # nothing starts while the list cannot be read
+        done_at_pause.append(len(fake.received(VOICE)))
+        listed.write_text(f"{called[-1]}\n")  # fixed
+
+    def progress(counts: StateCounts) -> None:
+        if counts.done == 5 and not paused and "oops" not in listed.read_text():
+            listed.write_text(f"{called[-1]}\noops, not a number\n")
+
+    async with FakeAICC(latency=0.05) as fake, fake.client(retry=FAST) as aicc:
+        async with Campaign(tmp_path / "c.db", "voice_notification") as campaign:
+            await campaign.load(rows(called))
+            watcher = asyncio.ensure_future(watch(campaign))
+            counts = await campaign.run(
+                aicc, concurrency=1, do_not_call=[listed], on_progress=progress
+            )
+            await watcher
+    assert counts == StateCounts(done=29, suppressed=1)
+    ((sent_at_pause, text),) = paused
+    assert f"do-not-call list {str(listed)!r} line 2 'oops, not a number'" in text, text
+    assert "no new calls start until it is fixed" in text
+    assert done_at_pause == [sent_at_pause]
+    assert called[-1] not in called_numbers(fake)
+
+
+# -- redials --------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_unanswered_rows_are_redialed_until_answered_or_out_of_attempts(
+    where: Where,
+) -> None:
+    called = numbers(4)
+    answers = {
+        called[0]: ["no_answer", "answered"],
+        called[1]: "never",
+        called[2]: "answered",
+        called[3]: "busy",
+    }
+    clock = JumpClock(MONDAY)
+    async with (
+        FakeAICC(callback_key=KEY, release_delay=0.01, answers=answers) as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(where("redial"), "voice_notification") as campaign,
+        receiving(campaign) as url,
+    ):
+        await campaign.load(rows(called))
+        counts = await campaign.run(
+            aicc,
+            callback_url=url,
+            attempts=3,
+            redial_after="90s",
+            wait_outcomes=600,
+            clock=clock,  # type: ignore[arg-type]
+        )
+        await fake.wait_release_events()  # of the last calls: the run did not wait for them
+        report = await campaign.report()
+        first = await campaign.call_attempts("k0")
+    assert counts == StateCounts(done=4)
+    calls = {n: fake.calls_to(n) for n in called}
+    assert calls == {called[0]: 2, called[1]: 3, called[2]: 1, called[3]: 3}
+    assert dict(report.attempts) == {1: 1, 2: 1, 3: 2}
+    assert report.to_json()["attempts"] == {"1": 1, "2": 1, "3": 2}
+    assert (report.outcomes.answered, report.outcomes.not_answered) == (2, 2)
+    assert [(a["attempt"], a["outcome"]) for a in first] == [
+        (1, "not_answered"),
+        (2, "answered"),
+    ]
+    assert first[0]["reference"] != first[1]["reference"]
+    assert first[1]["sent"] - first[0]["heard"] >= 0  # the machine's stamps, in order
+    assert clock.slept >= 2 * 90  # two redial waits on the run's clock, none on the wall's
+
+
+@pytest.mark.asyncio
+async def test_a_row_whose_outcome_never_came_is_never_redialed(tmp_path: Path) -> None:
+    called = numbers(2)
+    clock = JumpClock(MONDAY)
+    async with (
+        FakeAICC(
+            callback_key=KEY, release_delay=0.01, answers={n: "never" for n in called}
+        ) as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(tmp_path / "c.db", "voice_notification") as campaign,
+    ):
+        await campaign.load(rows(called))
+        # Events go to a receiver that is not there: no outcome is ever known.
+        counts = await campaign.run(
+            aicc,
+            callback_url="http://127.0.0.1:9/aicc/release",
+            attempts=3,
+            wait_outcomes=30,
+            clock=clock,  # type: ignore[arg-type]
+        )
+        report = await campaign.report()
+    assert counts == StateCounts(done=2)
+    assert {n: fake.calls_to(n) for n in called} == {called[0]: 1, called[1]: 1}
+    assert report.outcomes.awaiting == 2
+    assert dict(report.attempts) == {1: 2}
+
+
+@pytest.mark.asyncio
+async def test_redials_wait_for_calling_hours_and_no_wait_says_until_when(tmp_path: Path) -> None:
+    called = numbers(1)
+    # 19:59 in Shanghai: the first call goes out, its redial falls after 20:00.
+    clock = JumpClock(MONDAY + datetime.timedelta(hours=11, minutes=59))
+    async with (
+        FakeAICC(callback_key=KEY, release_delay=0.01, answers={called[0]: "never"}) as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(tmp_path / "c.db", "voice_notification") as campaign,
+        receiving(campaign) as url,
+    ):
+        await campaign.load(rows(called))
+        options = {
+            "callback_url": url,
+            "attempts": 2,
+            "redial_after": "30m",
+            "calling_hours": HOURS,
+            "timezone": "Asia/Shanghai",
+            "clock": clock,
+            "no_wait": True,
+        }
+        await campaign.run(aicc, **options)  # type: ignore[arg-type]
+        while campaign.waiting is not None and "release event" in campaign.waiting.text:
+            await asyncio.sleep(0.02)  # its event is on its way: a later run sees it
+            await campaign.run(aicc, **options)  # type: ignore[arg-type]
+        waiting = campaign.waiting
+        assert waiting is not None
+        assert waiting.text == (
+            "1 wait for a redial, then for calling hours (the next at 2026-12-08 09:00 "
+            "Asia/Shanghai)"
+        )
+        assert waiting.until == (MONDAY + datetime.timedelta(days=1, hours=1)).timestamp()
+        assert fake.calls_to(called[0]) == 1
+        clock.offset += waiting.until - clock.time()  # Tuesday 09:00: a later (cron) run
+        counts = await campaign.run(aicc, **options)  # type: ignore[arg-type]
+    assert counts == StateCounts(done=1)
+    assert fake.calls_to(called[0]) == 2
+
+
+# -- contact history ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_number_called_by_another_campaign_is_limited_then_rechecked_later(
+    where: Where, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    history: str | Path = tmp_path / "history.db"
+    if "postgresql" in request.node.name:
+        history = request.getfixturevalue("postgresql_dsn")
+    called = numbers(4)
+    clock = JumpClock(MONDAY)
+    options = {"contact_history": history, "max_calls_per_number": "1/1d", "clock": clock}
+    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
+        async with Campaign(where("first"), "voice_notification") as first:
+            await first.load(rows(called[:3]))
+            assert await first.run(aicc, **options) == StateCounts(done=3)  # type: ignore[arg-type]
+        async with Campaign(where("second"), "voice_notification") as second:
+            await second.load(rows([called[0], called[1], called[3]]))
+            counts = await second.run(aicc, **options)  # type: ignore[arg-type]
+            assert counts == StateCounts(done=1, limited=2)
+            assert not counts.settled
+            report = await second.report()
+            assert report.to_json()["states"]["limited"] == 2
+            assert {n: fake.calls_to(n) for n in called} == dict.fromkeys(called, 1)
+
+            clock.offset += 86400  # a day later, the next run checks them again
+            assert await second.run(aicc, **options) == StateCounts(done=3)  # type: ignore[arg-type]
+    assert {n: fake.calls_to(n) for n in called} == {
+        called[0]: 2,
+        called[1]: 2,
+        called[2]: 1,
+        called[3]: 1,
+    }
