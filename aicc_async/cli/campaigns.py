@@ -34,6 +34,7 @@ from aicc_async.cli.terminal import (
     OK,
     SOME_NOT_DONE,
     Terminal,
+    shown,
 )
 from aicc_async.client import AICCClient
 from aicc_async.config import ENVIRONMENT, REQUIRED_ENVIRONMENT, ClientConfig, to_timeout
@@ -82,6 +83,8 @@ class Options:
     callbacks: Callbacks | None = None
     #: The input's column separator (``None``: read off its header).
     delimiter: str | None = None
+    #: The dialer's options, as ``Campaign.run`` takes them (``notify``).
+    dialer: dict[str, Any] = attrs.field(factory=dict)
 
     def client_options(self, group: str) -> dict[str, Any]:
         """``AICCClient`` options: the pool and the group's limit follow the concurrency
@@ -422,6 +425,7 @@ async def _load_and_send(
 
     def on_progress(counts: Any) -> None:
         progress.throttling(campaign.rate_limiter, campaign.requeued)
+        progress.waiting(None if campaign.waiting is None else campaign.waiting.text)
         progress.sending(counts)
 
     signals.soft = soft
@@ -440,6 +444,7 @@ async def _load_and_send(
                 rows=rows.rows() if stream else None,
                 source=rows.path if stream else None,
                 on_load=progress.loading if stream else None,
+                **options.dialer,
             )
         progress.sending(counts)  # the end: with other workers, theirs counted too
         if stream and campaign.loaded is not None:
@@ -453,6 +458,9 @@ async def _load_and_send(
         return BAD_USAGE
     except (CampaignError, JournalError):
         raise  # the caller says what became of the journal
+    except AICCValidationError as exc:  # a do-not-call list, a zone: before any call
+        terminal.fail(exc.message)
+        return BAD_USAGE
     except AICCError as exc:  # unreachable, or a failure the SDK did not expect
         terminal.fail(
             f"{exc.message} Stopped; the rows not sent stay pending: run the same command "
@@ -464,4 +472,11 @@ async def _load_and_send(
     if signals.count:
         terminal.note("Stopped. Run the same command again to resume.", "yellow")
         return INTERRUPTED
+    progress.waiting(None)
+    if campaign.waiting is not None:  # --no-wait, and every row left waits
+        terminal.note(
+            f"{shown(campaign.waiting.text)}. Run the same command again then: it goes on.",
+            "yellow",
+        )
+        return SOME_NOT_DONE
     return OK

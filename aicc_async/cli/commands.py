@@ -18,6 +18,8 @@ from aicc_async.adaptive import AUTO, AutoRate
 from aicc_async.bulk import CampaignKind, CampaignReport
 from aicc_async.bulk.campaign import KINDS
 from aicc_async.bulk.campaign.exports import export_problems, export_unanswered_rows
+from aicc_async.bulk.dialer.hours import parse_calling_hours, resolve_zone
+from aicc_async.bulk.dialer.specs import parse_duration, parse_limit
 from aicc_async.bulk.journal import DEFAULT_LEASE, mask_dsn
 from aicc_async.callbacks import MIN_SHARED_KEY
 from aicc_async.cli.campaigns import Callbacks, Options, collecting_less, run_campaign
@@ -36,7 +38,7 @@ from aicc_async.cli.terminal import (
     shown_json,
 )
 from aicc_async.config import DEFAULT_LIMITS
-from aicc_async.errors import CampaignError, JournalError
+from aicc_async.errors import AICCValidationError, CampaignError, JournalError
 
 if TYPE_CHECKING:
     pass
@@ -89,6 +91,7 @@ def _campaign_command(
     """What ``notify`` and ``write-back`` run; ends with ``Stop(exit status)``."""
     terminal = Terminal()
     where = journal_at(terminal, journal, campaign, lease)
+    dialer = _dialer(terminal, options, wait_outcomes, callback_url)
     callbacks = None
     if listen is not None and callback_url is None:
         raise terminal.fail("--listen needs --callback-url: the URL AICC posts events to")
@@ -109,11 +112,66 @@ def _campaign_command(
                 kind,
                 source,
                 where,
-                Options(callbacks=callbacks, **options),
+                Options(callbacks=callbacks, dialer=dialer, **options),
                 sandbox=fake,
             )
         )
     raise Stop(status)
+
+
+_DIALER_OPTIONS = (
+    "calling_hours",
+    "timezone",
+    "no_wait",
+    "do_not_call",
+    "attempts",
+    "redial_after",
+    "contact_history",
+    "max_calls_per_number",
+)
+
+
+def _dialer(
+    terminal: Terminal, options: dict[str, Any], wait: float, callback_url: str | None
+) -> dict[str, Any]:
+    """The dialer's options of ``notify`` (taken out of ``options``), as
+    ``Campaign.run`` takes them; the zone of ``TZ`` when no ``--timezone`` is given."""
+    dialer = {name: options.pop(name) for name in _DIALER_OPTIONS if name in options}
+    if not dialer:
+        return {}
+    if dialer["max_calls_per_number"] is not None and dialer["contact_history"] is None:
+        raise terminal.fail("--max-calls-per-number needs --contact-history to count calls in")
+    if dialer["calling_hours"] is not None and dialer["timezone"] is None:
+        variable = os.environ.get("TZ")
+        if variable:
+            try:
+                resolve_zone(variable.removeprefix(":"), field="TZ")
+            except AICCValidationError as exc:
+                raise terminal.fail(f"{exc.message}; or give --timezone NAME") from None
+            dialer["timezone"] = variable.removeprefix(":")
+    if dialer["attempts"] > 1 and callback_url is None:
+        terminal.warn(
+            "--attempts: only calls whose release event says not answered are redialed; "
+            "without --callback-url (and --listen, or `aicc listen` on this journal) only "
+            "rows with a callback_url of their own can be"
+        )
+    return {**dialer, "do_not_call": list(dialer["do_not_call"]), "wait_outcomes": wait}
+
+
+def _checked(parse: Callable[[Any], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: ``value`` given as written if ``parse`` accepts it (exit 2 with
+    its message otherwise)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            parse(value)
+        except AICCValidationError as exc:
+            raise click.BadParameter(exc.message.split(": ", 1)[-1]) from None
+        return value
+
+    return check
 
 
 def _concurrency(ctx: click.Context, param: click.Parameter, value: str) -> int | str:
@@ -302,6 +360,63 @@ def aicc() -> None:
     help="With --listen: seconds to wait for outstanding release events after the last send.",
 )
 @_ALLOW_UNSIGNED
+@click.option(
+    "--calling-hours",
+    metavar="SPEC",
+    callback=_checked(parse_calling_hours),
+    help='Start a row only inside these windows of its zone, e.g. "mon-fri 09:00-20:00, '
+    'sat 10:00-16:00"; the run waits for the next window.',
+)
+@click.option(
+    "--timezone",
+    metavar="NAME",
+    callback=_checked(resolve_zone),
+    help="IANA zone (Asia/Shanghai) of rows without a timezone column value; default: "
+    "the machine's.",
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="When every row left waits (calling hours, a redial), exit 1 at once saying until "
+    "when, instead of sleeping (cron: the next run goes on).",
+)
+@click.option(
+    "--do-not-call",
+    "do_not_call",
+    multiple=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Numbers never to phone: one per line, or a CSV with a called column (repeatable). "
+    "Re-read when it changes; such rows are suppressed.",
+)
+@click.option(
+    "--attempts",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Calls per row in all: a row whose release event says not answered is redialed.",
+)
+@click.option(
+    "--redial-after",
+    default="30m",
+    show_default=True,
+    metavar="DURATION",
+    callback=_checked(parse_duration),
+    help="How long after an unanswered call its row is redialed (90s, 30m, 2h).",
+)
+@click.option(
+    "--contact-history",
+    metavar="PATH|DSN",
+    help="Record every call in this SQLite file or PostgreSQL database, shared by "
+    "campaigns and workers.",
+)
+@click.option(
+    "--max-calls-per-number",
+    metavar="N/PERIOD",
+    callback=_checked(parse_limit),
+    help="Do not phone a number that had N calls within PERIOD in the contact history "
+    "(1/1d, 3/7d): its row is limited, checked again by a later run.",
+)
 def notify(**kwargs: Any) -> None:
     """Phone everyone in SOURCE (CSV) with a voice notification.
 

@@ -32,6 +32,8 @@ _STATE_STYLES = {
     "unknown": "yellow",
     "duplicate": "blue",
     "withdrawn": "dim",
+    "suppressed": "blue",
+    "limited": "yellow",
     "pending": "cyan",
     "sending": "magenta",
 }
@@ -55,14 +57,15 @@ class _Progress(Progress):
     refused: Callable[[], Mapping[str, int]] | None = None
     limiter: AdaptiveRate | None = None
     requeued: int = 0
+    waiting: str | None = None
 
     def get_renderables(self) -> Iterable[RenderableType]:
         yield from super().get_renderables()
         if self.counts is not None:
             line = Text("  ")
-            for state in ("done", "failed", "unknown", "duplicate"):
+            for state in ("done", "failed", "unknown", "duplicate", "suppressed", "limited"):
                 value = getattr(self.counts, state)
-                if value or state != "duplicate":
+                if value or state in ("done", "failed", "unknown"):
                     line.append(f"{state} {value:,}", style=_STATE_STYLES[state])
                     line.append("  ")
             refused = {} if self.refused is None else self.refused()
@@ -78,6 +81,8 @@ class _Progress(Progress):
                 answers = self.requeued if self.limiter is None else self.limiter.throttled
                 line.append(f"throttled {answers:,}", style="yellow")
             yield line
+        if self.waiting is not None:
+            yield Text(f"  {shown(self.waiting)}", style="bold yellow")
 
 
 class CampaignProgress:
@@ -132,6 +137,10 @@ class CampaignProgress:
         self._progress.limiter = limiter
         self._progress.requeued = requeued
 
+    def waiting(self, text: str | None) -> None:
+        """What the campaign waits for (calling hours, redials...), or ``None``."""
+        self._progress.waiting = text
+
     def sending(self, counts: StateCounts) -> None:
         """The campaign's counts after a journal commit."""
         if self._sending is None:
@@ -170,7 +179,7 @@ def render_report(
         heading.append(shown(f", sent to {report.target.describe()}"))
     parts: list[RenderableType] = [heading, states]
     if report.problems:
-        table = Table(title="Failed, unknown and duplicate rows by code", title_justify="left")
+        table = Table(title="Rows not done, by code", title_justify="left")
         table.add_column("state")
         table.add_column("code")
         table.add_column("rows", justify="right")
@@ -233,6 +242,16 @@ def render_report(
                 style="yellow",
             )
         )
+    if any(calls > 1 for calls, _ in report.attempts):
+        parts.append(
+            Text.assemble(
+                ("Calls per row: ", "bold"),
+                "  ".join(
+                    f"{calls} call{'s' if calls > 1 else ''} {rows:,}"
+                    for calls, rows in report.attempts
+                ),
+            )
+        )
     if report.rate or report.requeued:
         parts.append(_throttling(report))
     notes = [
@@ -244,6 +263,8 @@ def render_report(
         ),
         (counts.duplicate, _DUPLICATE, "blue"),
         (counts.withdrawn, _WITHDRAWN, "dim"),
+        (counts.suppressed, _SUPPRESSED, "blue"),
+        (counts.limited, _LIMITED, "yellow"),
         (counts.pending, _PENDING, "cyan"),
     ]
     parts.extend(Text(text, style=style) for count, text, style in notes if count)
@@ -299,4 +320,12 @@ _DUPLICATE = (
     "(--allow-repeat-numbers phones a number once per row)."
 )
 _WITHDRAWN = "withdrawn: removed from the input before they were sent; never phoned."
-_PENDING = "pending: not sent yet. Run the same command again to send them."
+_PENDING = (
+    "pending: not sent yet (waiting for calling hours or a redial, or the run stopped). "
+    "Run the same command again to send them."
+)
+_SUPPRESSED = "suppressed: the number is on a do-not-call list; never phoned."
+_LIMITED = (
+    "limited: not phoned, because the number already had as many calls as "
+    "--max-calls-per-number allows within its period; a later run checks them again."
+)

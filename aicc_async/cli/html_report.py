@@ -179,14 +179,14 @@ def charts(report: Mapping[str, Any], activity: Activity) -> list[Chart]:
             )
         )
     attempts = report.get("attempts")
-    if isinstance(attempts, Mapping) and attempts:
+    if isinstance(attempts, Mapping) and any(calls != "1" for calls in attempts):  # redials
         found.append(
             Chart(
                 "attempts",
-                "Answered per attempt",
+                "Rows by calls made (redials of the unanswered included)",
                 "bar",
-                tuple((f"attempt {_label(n)}", _answered(value)) for n, value in attempts.items()),
-                y_title="calls",
+                tuple((f"{_label(n)} call(s)", _count(value)) for n, value in attempts.items()),
+                y_title="rows",
             )
         )
     reasons = report.get("release_reasons", {})
@@ -210,7 +210,7 @@ def charts(report: Mapping[str, Any], activity: Activity) -> list[Chart]:
         found.append(
             Chart(
                 "problems",
-                "Failed, unknown and duplicate rows by code",
+                "Rows not done, by code",
                 "bar",
                 tuple((_tick(f"{p['state']} {p['code']}"), p["count"]) for p in problems),
                 y_title="rows",
@@ -235,10 +235,8 @@ def charts(report: Mapping[str, Any], activity: Activity) -> list[Chart]:
     return found
 
 
-def _answered(value: object) -> float:
-    """An ``attempts`` entry: a count, or a mapping holding ``answered``."""
-    if isinstance(value, Mapping):
-        value = value.get("answered", 0)
+def _count(value: object) -> float:
+    """A count from the report (anything else: 0)."""
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
@@ -345,7 +343,7 @@ def _problems(report: Mapping[str, Any]) -> str:
         for p in problems
     )
     return (
-        '<table class="problems"><caption>Failed, unknown and duplicate rows by code'
+        '<table class="problems"><caption>Rows not done, by code'
         "</caption><tr><th>state</th><th>code</th><th>rows</th>"
         f"<th>what AICC or the SDK said (one example)</th></tr>{rows}</table>"
     )

@@ -66,7 +66,10 @@ def test_report_json(tmp_path, plain_env, aicc, write_contacts):
         "unknown": 0,
         "withdrawn": 0,
         "duplicate": 0,
+        "suppressed": 0,
+        "limited": 0,
     }
+    assert report["attempts"] == {"1": 7}
     assert report["problems"] == []
 
     text = aicc.run("report", journal, env=plain_env)

@@ -243,9 +243,8 @@ def test_charts_come_only_with_their_data_and_attempts_where_present():
 
     bare = {"states": {"pending": 3, "done": 0}, "outcomes": {}, "problems": []}
     assert [c.key for c in charts(bare, Activity())] == ["states"]
-    with_attempts = {
-        **bare,
-        "attempts": {"1": {"answered": 7, "not_answered": 3}, "2": {"answered": 2}},
-    }
+    once = {**bare, "attempts": {"1": 10}}  # no redial: no chart of calls per row
+    assert [c.key for c in charts(once, Activity())] == ["states"]
+    with_attempts = {**bare, "attempts": {"1": 7, "2": 3, "3": "not a count"}}
     (attempts,) = [c for c in charts(with_attempts, Activity()) if c.key == "attempts"]
-    assert attempts.points == (("attempt 1", 7.0), ("attempt 2", 2.0))
+    assert attempts.points == (("1 call(s)", 7.0), ("2 call(s)", 3.0), ("3 call(s)", 0.0))

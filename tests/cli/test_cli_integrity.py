@@ -34,7 +34,17 @@ import pytest
 from shown import flat, no_traceback, one_message
 
 CREATE = "createVoiceNotification"
-STATES = {"pending", "sending", "done", "failed", "unknown", "withdrawn", "duplicate"}
+STATES = {
+    "pending",
+    "sending",
+    "done",
+    "failed",
+    "unknown",
+    "withdrawn",
+    "duplicate",
+    "suppressed",
+    "limited",
+}
 ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -122,7 +122,7 @@ def test_notify_listen_report_and_exports_on_postgresql(
     assert report["rows"] == n + 2
     assert report["states"] == {
         "pending": 0, "sending": 0, "done": n, "failed": 1, "unknown": 0,
-        "withdrawn": 0, "duplicate": 1,
+        "withdrawn": 0, "duplicate": 1, "suppressed": 0, "limited": 0,
     }  # fmt: skip
     assert report["outcomes"] == {
         "answered": events["answered"],

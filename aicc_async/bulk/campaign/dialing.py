@@ -333,12 +333,12 @@ class Dialer:
             rows += backlog.redials
             due = backlog.next_redial
             text = f"{backlog.redials:,} wait for a redial (the next at {_shown_time(due, zone)})"
-            opens = self._opens(due)
-            if opens is not None and opens[0].timestamp() > due:  # then for calling hours
-                due = opens[0].timestamp()
+            window = self._opens(due)
+            if window is not None and window[0].timestamp() > due:  # then for calling hours
+                due = window[0].timestamp()
                 text = (
                     f"{backlog.redials:,} wait for a redial, then for calling hours (the next "
-                    f"at {_shown_time(due, opens[1])})"
+                    f"at {_shown_time(due, window[1])})"
                 )
             times.append(due)
             texts.append(text)

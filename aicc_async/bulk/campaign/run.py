@@ -581,6 +581,7 @@ class Campaign:
                 continue
             dialer.know_zones(backlog)
             if dialer.startable(backlog):
+                self.waiting = None
                 before = counts
                 counts = await self._pass(aicc, settings, await journal.counts(), None, dialer)
                 if journal.shared:

@@ -81,27 +81,30 @@ async def test_rows_start_only_inside_the_calling_hours_of_their_own_zone(where:
     called = numbers(5)
     clock = JumpClock(MONDAY)
     seen: list[tuple[float, int]] = []  # (clock, rows done) after each commit
-    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
-        async with Campaign(where("hours"), "voice_notification") as campaign:
-            # Three rows in the run's zone (Shanghai: 08:00), two in London (00:00).
-            await campaign.load(rows(called, [None, None, None, "Europe/London", "Europe/London"]))
-            options = {"calling_hours": HOURS, "timezone": "Asia/Shanghai", "clock": clock}
-            early = await campaign.run(aicc, no_wait=True, **options)  # type: ignore[arg-type]
-            assert early.pending == 5
-            assert called_numbers(fake) == []  # nobody is phoned before their window
-            waiting = campaign.waiting
-            assert waiting is not None
-            assert waiting.rows == 5
-            assert waiting.text == (
-                "5 rows wait for calling hours; next window opens 09:00 Asia/Shanghai, in 1 h"
-            )
-            assert waiting.until == (MONDAY + datetime.timedelta(hours=1)).timestamp()
+    async with (
+        FakeAICC() as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(where("hours"), "voice_notification") as campaign,
+    ):
+        # Three rows in the run's zone (Shanghai: 08:00), two in London (00:00).
+        await campaign.load(rows(called, [None, None, None, "Europe/London", "Europe/London"]))
+        options = {"calling_hours": HOURS, "timezone": "Asia/Shanghai", "clock": clock}
+        early = await campaign.run(aicc, no_wait=True, **options)  # type: ignore[arg-type]
+        assert early.pending == 5
+        assert called_numbers(fake) == []  # nobody is phoned before their window
+        waiting = campaign.waiting
+        assert waiting is not None
+        assert waiting.rows == 5
+        assert waiting.text == (
+            "5 rows wait for calling hours; next window opens 09:00 Asia/Shanghai, in 1 h"
+        )
+        assert waiting.until == (MONDAY + datetime.timedelta(hours=1)).timestamp()
 
-            counts = await campaign.run(
-                aicc,
-                on_progress=lambda c: seen.append((clock.time(), c.done)),
-                **options,  # type: ignore[arg-type]
-            )
+        counts = await campaign.run(
+            aicc,
+            on_progress=lambda c: seen.append((clock.time(), c.done)),
+            **options,  # type: ignore[arg-type]
+        )
     assert counts == StateCounts(done=5)
     assert campaign.waiting is None
     assert sorted(called_numbers(fake)) == called
@@ -114,23 +117,26 @@ async def test_rows_start_only_inside_the_calling_hours_of_their_own_zone(where:
 async def test_bad_calling_hours_and_zones_are_refused_before_anything_is_sent(
     tmp_path: Path,
 ) -> None:
-    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
-        async with Campaign(tmp_path / "c.db", "voice_notification") as campaign:
-            await campaign.load(rows(numbers(2)))
-            for options, field, shown in (
-                ({"calling_hours": "mon-fri 22:00-02:00"}, "calling_hours", "22:00-02:00"),
-                ({"calling_hours": "someday 09:00-10:00"}, "calling_hours", "someday"),
-                ({"calling_hours": HOURS, "timezone": "Mars/Olympus"}, "timezone", "Mars/Olympus"),
-                ({"attempts": 11}, "attempts", "11"),
-                ({"redial_after": "soon"}, "redial_after", "soon"),
-                ({"max_calls_per_number": "3/7d"}, "max_calls_per_number", "contact_history"),
-                ({"do_not_call": "optouts.txt"}, "do_not_call", "list"),
-                ({"do_not_call": [tmp_path / "missing.txt"]}, "do_not_call", "missing.txt"),
-            ):
-                with pytest.raises(AICCValidationError, match=shown) as raised:
-                    await campaign.run(aicc, **options)  # type: ignore[arg-type]
-                assert raised.value.field == field, options
-            assert (await campaign.report()).counts == StateCounts(pending=2)
+    async with (
+        FakeAICC() as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(tmp_path / "c.db", "voice_notification") as campaign,
+    ):
+        await campaign.load(rows(numbers(2)))
+        for options, field, shown in (
+            ({"calling_hours": "mon-fri 22:00-02:00"}, "calling_hours", "22:00-02:00"),
+            ({"calling_hours": "someday 09:00-10:00"}, "calling_hours", "someday"),
+            ({"calling_hours": HOURS, "timezone": "Mars/Olympus"}, "timezone", "Mars/Olympus"),
+            ({"attempts": 11}, "attempts", "11"),
+            ({"redial_after": "soon"}, "redial_after", "soon"),
+            ({"max_calls_per_number": "3/7d"}, "max_calls_per_number", "contact_history"),
+            ({"do_not_call": "optouts.txt"}, "do_not_call", "list"),
+            ({"do_not_call": [tmp_path / "missing.txt"]}, "do_not_call", "missing.txt"),
+        ):
+            with pytest.raises(AICCValidationError, match=shown) as raised:
+                await campaign.run(aicc, **options)  # type: ignore[arg-type]
+            assert raised.value.field == field, options
+        assert (await campaign.report()).counts == StateCounts(pending=2)
         assert called_numbers(fake) == []
     with pytest.raises(AICCValidationError, match="Mars/Olympus"):
         rows(["8613800000000"], ["Mars/Olympus"])
@@ -148,12 +154,15 @@ async def test_numbers_on_a_do_not_call_list_are_suppressed_never_phoned(
     plain.write_text(f"# opted out by phone\n{called[1][:2]}-{called[1][2:]}\n")
     table = tmp_path / "complaints.csv"
     table.write_text(f"name,called\nAda,{called[3][:4]} {called[3][4:]}\n")
-    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
-        async with Campaign(where("dnc"), "voice_notification") as campaign:
-            await campaign.load(rows(called))
-            counts = await campaign.run(aicc, do_not_call=[plain, table])
-            report = await campaign.report()
-            problems = [row async for row in campaign.problem_rows()]
+    async with (
+        FakeAICC() as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(where("dnc"), "voice_notification") as campaign,
+    ):
+        await campaign.load(rows(called))
+        counts = await campaign.run(aicc, do_not_call=[plain, table])
+        report = await campaign.report()
+        problems = [row async for row in campaign.problem_rows()]
     assert counts == StateCounts(done=4, suppressed=2)
     assert counts.settled
     assert sorted(called_numbers(fake)) == [called[i] for i in (0, 2, 4, 5)]
@@ -178,12 +187,13 @@ async def test_a_number_added_to_the_list_mid_run_is_honoured_within_two_seconds
             listed.write_text("".join(f"{n}\n" for n in called[35:]))
             added_at.append(counts.done)
 
-    async with FakeAICC(latency=0.1) as fake, fake.client(retry=FAST) as aicc:
-        async with Campaign(tmp_path / "c.db", "voice_notification") as campaign:
-            await campaign.load(rows(called))
-            counts = await campaign.run(
-                aicc, concurrency=1, do_not_call=[listed], on_progress=progress
-            )
+    async with (
+        FakeAICC(latency=0.1) as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(tmp_path / "c.db", "voice_notification") as campaign,
+    ):
+        await campaign.load(rows(called))
+        counts = await campaign.run(aicc, concurrency=1, do_not_call=[listed], on_progress=progress)
     assert added_at
     assert counts == StateCounts(done=35, suppressed=25)
     assert called_numbers(fake) == called[:35]
@@ -198,10 +208,11 @@ async def test_a_list_that_turns_unreadable_mid_run_pauses_new_calls_until_fixed
     listed.write_text(f"{called[-1]}\n")
     paused: list[tuple[int, str]] = []
     done_at_pause: list[int] = []
+    pausing = asyncio.Event()
 
     async def watch(campaign: Campaign) -> None:
-        while campaign.waiting is None or not campaign.waiting.text.startswith("Paused"):
-            await asyncio.sleep(0.05)
+        await pausing.wait()
+        assert campaign.waiting is not None
         paused.append((len(fake.received(VOICE)), campaign.waiting.text))
         await asyncio.sleep(1.5)  # nothing starts while the list cannot be read
         done_at_pause.append(len(fake.received(VOICE)))
@@ -210,15 +221,18 @@ async def test_a_list_that_turns_unreadable_mid_run_pauses_new_calls_until_fixed
     def progress(counts: StateCounts) -> None:
         if counts.done == 5 and not paused and "oops" not in listed.read_text():
             listed.write_text(f"{called[-1]}\noops, not a number\n")
+        if campaign.waiting is not None and campaign.waiting.text.startswith("Paused"):
+            pausing.set()  # the run says why it waits
 
-    async with FakeAICC(latency=0.05) as fake, fake.client(retry=FAST) as aicc:
-        async with Campaign(tmp_path / "c.db", "voice_notification") as campaign:
-            await campaign.load(rows(called))
-            watcher = asyncio.ensure_future(watch(campaign))
-            counts = await campaign.run(
-                aicc, concurrency=1, do_not_call=[listed], on_progress=progress
-            )
-            await watcher
+    async with (
+        FakeAICC(latency=0.05) as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(tmp_path / "c.db", "voice_notification") as campaign,
+    ):
+        await campaign.load(rows(called))
+        watcher = asyncio.ensure_future(watch(campaign))
+        counts = await campaign.run(aicc, concurrency=1, do_not_call=[listed], on_progress=progress)
+        await watcher
     assert counts == StateCounts(done=29, suppressed=1)
     ((sent_at_pause, text),) = paused
     assert f"do-not-call list {str(listed)!r} line 2 'oops, not a number'" in text, text
@@ -354,10 +368,13 @@ async def test_a_number_called_by_another_campaign_is_limited_then_rechecked_lat
     called = numbers(4)
     clock = JumpClock(MONDAY)
     options = {"contact_history": history, "max_calls_per_number": "1/1d", "clock": clock}
-    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
-        async with Campaign(where("first"), "voice_notification") as first:
-            await first.load(rows(called[:3]))
-            assert await first.run(aicc, **options) == StateCounts(done=3)  # type: ignore[arg-type]
+    async with (
+        FakeAICC() as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(where("first"), "voice_notification") as first,
+    ):
+        await first.load(rows(called[:3]))
+        assert await first.run(aicc, **options) == StateCounts(done=3)  # type: ignore[arg-type]
         async with Campaign(where("second"), "voice_notification") as second:
             await second.load(rows([called[0], called[1], called[3]]))
             counts = await second.run(aicc, **options)  # type: ignore[arg-type]
