@@ -904,7 +904,10 @@ class SQLJournal(Journal, OneThread):
                 "INSERT INTO attempts (seq, attempt, number, reference, outcome, "  # noqa: S608 - constant
                 "release_reason, talk_duration, release_time, sent, heard) "
                 "SELECT seq, attempt, number, reference, outcome, release_reason, "
-                f"talk_duration, release_time, sent, heard FROM rows WHERE {self._REDIALABLE}",
+                f"talk_duration, release_time, sent, heard FROM rows WHERE {self._REDIALABLE} "
+                # Another worker scheduling the same redials at once: its rows are kept
+                # once, and the UPDATE below finds them pending (never twice).
+                "ON CONFLICT DO NOTHING",
                 args,
             )
             return int(
