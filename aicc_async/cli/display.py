@@ -242,7 +242,7 @@ def render_report(
                 style="yellow",
             )
         )
-    if any(calls > 1 for calls, _ in report.attempts):
+    if report.kind == "voice_notification" and any(calls > 1 for calls, _ in report.attempts):
         parts.append(
             Text.assemble(
                 ("Calls per row: ", "bold"),

@@ -213,9 +213,10 @@ class Dialer:
         settings = self.settings
         if settings.do_not_call:
             self.lists = await asyncio.to_thread(DoNotCall.load, settings.do_not_call)
-            self._watcher = asyncio.ensure_future(self._watch(self.lists))
         if settings.contact_history is not None:
             self.history = await open_history(settings.contact_history, clock=settings.clock.time)
+        if self.lists is not None:
+            self._watcher = asyncio.ensure_future(self._watch(self.lists))
         return self
 
     async def __aexit__(
@@ -263,13 +264,9 @@ class Dialer:
             at = datetime.fromtimestamp(now, UTC)
             zones = tuple(name for name, zone in self._zones.items() if hours.is_open(at, zone))
             unzoned = hours.is_open(at, settings.zone)
-        return Gate(
-            now,
-            settings.attempts,
-            zones,
-            unzoned,
-            None if lists is None else lists.contains,
-        )
+        # The claim checks each row against the lists as last read in full: if one
+        # turns unreadable meanwhile, the next gate starts nothing.
+        return Gate(now, settings.attempts, zones, unzoned, None if lists is None else lists.held)
 
     async def admit(self, claimed: Sequence[Claimed]) -> list[Finished]:
         """Record the calls ``claimed`` in the contact history before they are placed;

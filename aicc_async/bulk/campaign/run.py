@@ -473,7 +473,9 @@ class Campaign:
             if target is None:
                 target = Target(aicc.config.base_url, aicc.config.app_key)
             await self.bind(target)
-            async with Dialer(dialing, self._location) as dialer:
+            # The campaign as the contact history names it: one name per journal.
+            named = self._location if self.path is None else str(self.path.resolve())
+            async with Dialer(dialing, named) as dialer:
                 if rows is not None and dialing.hours is not None:
                     # Every row's zone is checked before the first call: no streaming.
                     await self._load(rows, source, on_load, None)

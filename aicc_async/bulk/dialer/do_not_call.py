@@ -267,6 +267,13 @@ class DoNotCall:
         key = normalise_number(number)
         return any(key in f.numbers for f in self._files)
 
+    def held(self, number: str) -> bool:
+        """Whether ``number`` (compared normalised) is on the lists as last read in full,
+        blocked or not: for a check already under way when a list turned unreadable
+        (start nothing new while :attr:`blocked`)."""
+        key = normalise_number(number)
+        return any(key in f.numbers for f in self._files)
+
     def refresh(self) -> bool:
         """Re-read each file whose ``stat`` changed (or that may have changed unseen,
         or that failed last time). Returns True when a list was re-read. Never

@@ -392,3 +392,22 @@ async def test_a_number_called_by_another_campaign_is_limited_then_rechecked_lat
         called[2]: 1,
         called[3]: 1,
     }
+
+
+@pytest.mark.asyncio
+async def test_journals_of_one_name_in_two_folders_are_two_campaigns_in_the_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    history = tmp_path / "history.db"
+    called = numbers(4)
+    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
+        for folder, share in (("spring", called[:2]), ("autumn", called[2:])):
+            (tmp_path / folder).mkdir()
+            monkeypatch.chdir(tmp_path / folder)  # the same relative --journal, k0 and k1
+            async with Campaign("campaign.db", "voice_notification") as campaign:
+                await campaign.load(rows(share))
+                counts = await campaign.run(
+                    aicc, contact_history=history, max_calls_per_number="1/1d"
+                )
+            assert counts == StateCounts(done=2)
+    assert sorted(called_numbers(fake)) == called
