@@ -78,6 +78,10 @@ class Waiting:
     text: str
 
 
+def _rows_wait(rows: int) -> str:
+    return "1 row waits" if rows == 1 else f"{rows:,} rows wait"
+
+
 def _shown_time(at: float, zone: tzinfo) -> str:
     moment = datetime.fromtimestamp(at, UTC).astimezone(zone)
     return f"{moment:%Y-%m-%d %H:%M} {zone_name(zone, moment)}"
@@ -329,12 +333,13 @@ class Dialer:
         if backlog.redials and backlog.next_redial is not None:
             rows += backlog.redials
             due = backlog.next_redial
-            text = f"{backlog.redials:,} wait for a redial (the next at {_shown_time(due, zone)})"
+            rows_wait = _rows_wait(backlog.redials)
+            text = f"{rows_wait} for a redial (the next at {_shown_time(due, zone)})"
             window = self._opens(due)
             if window is not None and window[0].timestamp() > due:  # then for calling hours
                 due = window[0].timestamp()
                 text = (
-                    f"{backlog.redials:,} wait for a redial, then for calling hours (the next "
+                    f"{rows_wait} for a redial, then for calling hours (the next "
                     f"at {_shown_time(due, window[1])})"
                 )
             times.append(due)
@@ -343,8 +348,9 @@ class Dialer:
             rows += backlog.awaiting
             times.append(min(backlog.awaiting_until, now + _POLL))
             texts.append(
-                f"{backlog.awaiting:,} calls await their release event (a redial if not "
-                f"answered; waited for until {_shown_time(backlog.awaiting_until, zone)})"
+                f"{_rows_wait(backlog.awaiting)} for the release event of their call (a "
+                "redial if not answered; waited for until "
+                f"{_shown_time(backlog.awaiting_until, zone)})"
             )
         if not texts:
             return None

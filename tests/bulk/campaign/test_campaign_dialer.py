@@ -274,6 +274,8 @@ async def test_unanswered_rows_are_redialed_until_answered_or_out_of_attempts(
         await fake.wait_release_events()  # of the last calls: the run did not wait for them
         report = await campaign.report()
         first = await campaign.call_attempts("k0")
+        unanswered = [row["key"] async for row in campaign.unanswered_rows()]
+    assert unanswered == ["k1", "k3"]  # not answered after their last attempt
     assert counts == StateCounts(done=4)
     calls = {n: fake.calls_to(n) for n in called}
     assert calls == {called[0]: 2, called[1]: 3, called[2]: 1, called[3]: 3}
@@ -344,7 +346,7 @@ async def test_redials_wait_for_calling_hours_and_no_wait_says_until_when(tmp_pa
         waiting = campaign.waiting
         assert waiting is not None
         assert waiting.text == (
-            "1 wait for a redial, then for calling hours (the next at 2026-12-08 09:00 "
+            "1 row waits for a redial, then for calling hours (the next at 2026-12-08 09:00 "
             "Asia/Shanghai)"
         )
         assert waiting.until == (MONDAY + datetime.timedelta(days=1, hours=1)).timestamp()
