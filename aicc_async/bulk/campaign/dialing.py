@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, tzinfo
 from datetime import timezone as _timezone
 from types import TracebackType
@@ -36,7 +37,13 @@ from aicc_async.bulk.dialer.hours import (
 )
 from aicc_async.bulk.dialer.specs import check_attempts, parse_duration, parse_limit
 from aicc_async.bulk.journal.rules import LIMITED, Backlog, Claimed, Finished, Gate
-from aicc_async.errors import AICCValidationError, check_flag, check_positive
+from aicc_async.errors import (
+    AICCValidationError,
+    CampaignError,
+    JournalError,
+    check_flag,
+    check_positive,
+)
 
 __all__ = ["DialerSettings", "SystemClock", "Waiting", "WallClock"]
 
@@ -203,9 +210,21 @@ class Dialer:
     """One run's dialer: its do-not-call lists (re-read while it runs) and contact
     history, open between ``async with`` and its end."""
 
-    def __init__(self, settings: DialerSettings, campaign: str) -> None:
+    def __init__(
+        self,
+        settings: DialerSettings,
+        campaign: str,
+        share: Callable[[str, Collection[str]], Awaitable[None]] | None = None,
+    ) -> None:
         self.settings = settings
         self._campaign = campaign
+        self._share = share
+        """Keeps the lists in a journal other workers share (``None``: not shared)."""
+        host = socket.gethostname()
+        self._sources = {
+            given: f"{host}:{os.path.abspath(given)}" for given in settings.do_not_call
+        }
+        """Each list as the other workers know it: this host's file."""
         self.lists: DoNotCall | None = None
         self.history: ContactHistory | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -220,8 +239,16 @@ class Dialer:
         if settings.contact_history is not None:
             self.history = await open_history(settings.contact_history, clock=settings.clock.time)
         if self.lists is not None:
+            await self._shared(self.lists)
             self._watcher = asyncio.ensure_future(self._watch(self.lists))
         return self
+
+    async def _shared(self, lists: DoNotCall) -> None:
+        """Hand the lists to the other workers (each file as this host names it)."""
+        if self._share is None:
+            return
+        for given, numbers in lists.lists():
+            await self._share(self._sources[given], numbers)
 
     async def __aexit__(
         self,
@@ -243,6 +270,10 @@ class Dialer:
             await asyncio.sleep(_REFRESH_EVERY)
             if await asyncio.to_thread(lists.refresh):
                 logger.info("re-read the do-not-call lists (%d numbers)", len(lists))
+                try:
+                    await self._shared(lists)
+                except (CampaignError, JournalError) as exc:  # this worker still checks them
+                    logger.warning("could not share the do-not-call lists: %s", exc)
             if lists.blocked != blocked:
                 blocked = lists.blocked
                 if blocked is not None:
@@ -270,7 +301,14 @@ class Dialer:
             unzoned = hours.is_open(at, settings.zone)
         # The claim checks each row against the lists as last read in full: if one
         # turns unreadable meanwhile, the next gate starts nothing.
-        return Gate(now, settings.attempts, zones, unzoned, None if lists is None else lists.held)
+        return Gate(
+            now,
+            settings.attempts,
+            zones,
+            unzoned,
+            None if lists is None else lists.held,
+            shared_lists=self._share is not None,
+        )
 
     async def admit(self, claimed: Sequence[Claimed]) -> list[Finished]:
         """Record the calls ``claimed`` in the contact history before they are placed;

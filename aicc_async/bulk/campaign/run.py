@@ -475,7 +475,9 @@ class Campaign:
             await self.bind(target)
             # The campaign as the contact history names it: one name per journal.
             named = self._location if self.path is None else str(self.path.resolve())
-            async with Dialer(dialing, named) as dialer:
+            journal = self._journal
+            share = journal.share_do_not_call if journal.shared else None
+            async with Dialer(dialing, named, share) as dialer:
                 if rows is not None and dialing.hours is not None:
                     # Every row's zone is checked before the first call: no streaming.
                     await self._load(rows, source, on_load, None)

@@ -267,6 +267,10 @@ class DoNotCall:
         key = normalise_number(number)
         return any(key in f.numbers for f in self._files)
 
+    def lists(self) -> list[tuple[str, frozenset[str]]]:
+        """Each file as given and the (normalised) numbers last read in full from it."""
+        return [(f.given, f.numbers) for f in self._files]
+
     def held(self, number: str) -> bool:
         """Whether ``number`` (compared normalised) is on the lists as last read in full,
         blocked or not: for a check already under way when a list turned unreadable

@@ -56,7 +56,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -196,6 +196,12 @@ _SCHEMA = [
         heard double precision,
         PRIMARY KEY (campaign, seq, attempt)
     )""",
+    """CREATE TABLE IF NOT EXISTS aicc_do_not_call (
+        campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
+        source text NOT NULL,
+        number text NOT NULL,
+        PRIMARY KEY (campaign, source, number)
+    )""",
     """CREATE TABLE IF NOT EXISTS aicc_workers (
         campaign text NOT NULL REFERENCES aicc_campaigns (name) ON DELETE CASCADE,
         worker text NOT NULL,
@@ -225,6 +231,9 @@ _VIEWS = [
     "CREATE TEMP VIEW attempts AS SELECT * FROM aicc_attempts "
     "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
     "ALTER VIEW attempts ALTER COLUMN campaign SET DEFAULT {name}",
+    "CREATE TEMP VIEW do_not_call AS SELECT * FROM aicc_do_not_call "
+    "WHERE campaign = {name} WITH CASCADED CHECK OPTION",
+    "ALTER VIEW do_not_call ALTER COLUMN campaign SET DEFAULT {name}",
     "CREATE TEMP VIEW live_workers AS SELECT worker, host, pid FROM aicc_workers "
     "WHERE campaign = {name} AND expires > clock_timestamp()",
     "CREATE TEMP TABLE join_keys (key text PRIMARY KEY)",
@@ -250,6 +259,7 @@ _ADDED_TABLES = {
         "(worker text, time double precision, rate double precision, sent bigint, "
         "throttled bigint, requeued bigint)",
     ),
+    "aicc_do_not_call": ("do_not_call", "(source text, number text)"),
     "aicc_attempts": (
         "attempts",
         "(seq bigint, attempt integer, number text, reference text, outcome text, "
@@ -715,6 +725,10 @@ class PostgresJournal(SQLJournal):
             "CREATE INDEX IF NOT EXISTS aicc_attempts_by_reference "
             "ON aicc_attempts (campaign, reference)"
         )
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS aicc_do_not_call_by_number "
+            "ON aicc_do_not_call (campaign, number)"
+        )
         checks = [
             (str(name), str(definition))
             for name, definition in db.execute(
@@ -886,6 +900,30 @@ class PostgresJournal(SQLJournal):
             )
             return attrs.evolve(unsure, rows=[])
         return attrs.evolve(unsure, rows=[c for c in unsure.rows if c.seq in found])
+
+    async def share_do_not_call(self, source: str, numbers: Collection[str]) -> None:
+        def work(db: Db) -> None:
+            db.execute("DELETE FROM do_not_call WHERE source = ?", (source,))
+            db.execute(
+                "INSERT INTO do_not_call (source, number) SELECT ?, unnest(?::text[]) "
+                "ON CONFLICT DO NOTHING",
+                (source, sorted(numbers)),
+            )
+
+        await self._write(work)
+
+    def _listed(self, db: Db, gate: Gate, numbers: Sequence[str]) -> set[str]:
+        """Also the numbers of the lists the campaign's workers shared."""
+        listed = super()._listed(db, gate, numbers)
+        if gate.shared_lists and numbers:
+            listed.update(
+                str(n)
+                for (n,) in db.execute(
+                    "SELECT DISTINCT number FROM do_not_call WHERE number = ANY(?)",
+                    (list(numbers),),
+                )
+            )
+        return listed
 
     def _stale(self) -> str:
         """Rows ``sending`` on a worker with no live lease."""

@@ -32,7 +32,7 @@ from __future__ import annotations
 import abc
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
@@ -257,6 +257,9 @@ class Gate:
     zones: tuple[str, ...] | None = None
     unzoned: bool = True
     screen: Callable[[str], bool] | None = None
+    shared_lists: bool = False
+    """Also refuse the numbers of the do-not-call lists that the campaign's workers
+    shared in its journal (:meth:`Journal.share_do_not_call`)."""
 
 
 @attrs.frozen
@@ -623,6 +626,13 @@ class Journal(abc.ABC):
         row of the current input whose call was not answered, that had fewer than
         ``attempts`` calls, and whose event came within ``wait`` seconds of its send:
         its call is kept as an attempt and it is ``pending`` again. Returns how many."""
+
+    @abc.abstractmethod
+    async def share_do_not_call(self, source: str, numbers: Collection[str]) -> None:
+        """Keep ``numbers`` as the do-not-call list ``source`` (a file on a host) in a
+        journal several workers share, replacing what it held for ``source``: every
+        worker's claims then refuse them (:attr:`Gate.shared_lists`). A journal of one
+        process keeps nothing: its run checks its own lists."""
 
     @abc.abstractmethod
     async def backlog(self, attempts: int, wait: float, now: float) -> Backlog:

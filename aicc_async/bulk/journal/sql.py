@@ -17,7 +17,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import attrs
@@ -553,11 +553,10 @@ class SQLJournal(Journal, OneThread):
             if not found:
                 break
             after = found[-1][0]
-            if gate is not None and gate.screen is not None:
-                screen = gate.screen
-                listed = {r[0] for r in found if r[3] is not None and screen(r[3])}
-                suppressed += listed
-                found = [r for r in found if r[0] not in listed]
+            if gate is not None and (gate.screen is not None or gate.shared_lists):
+                listed = self._listed(db, gate, [r[3] for r in found if r[3] is not None])
+                suppressed += [r[0] for r in found if r[3] in listed]
+                found = [r for r in found if r[3] not in listed]
             if once_per_number:
                 self._numbers_used(db, [r[3] for r in found if r[3] not in taken], taken)
             more, repeated = sort_claims(found, taken, once_per_number)
@@ -576,6 +575,14 @@ class SQLJournal(Journal, OneThread):
         if claimed:
             self._mark_sending(db, [c.seq for c in claimed], now, now if gate is None else gate.now)
         return Claim(claimed, len(duplicates), after, len(suppressed))
+
+    async def share_do_not_call(self, source: str, numbers: Collection[str]) -> None:
+        """Nothing to keep: one process's run checks its own lists."""
+
+    def _listed(self, db: Db, gate: Gate, numbers: Sequence[str]) -> set[str]:
+        """Which of ``numbers`` are on a do-not-call list ``gate`` names."""
+        screen = gate.screen
+        return set() if screen is None else {n for n in numbers if screen(n)}
 
     def _numbers_used(self, db: Db, numbers: Sequence[str | None], taken: dict[str, str]) -> None:
         """Add to ``taken`` which of ``numbers`` a row already used (number -> its key)."""

@@ -413,3 +413,29 @@ async def test_journals_of_one_name_in_two_folders_are_two_campaigns_in_the_hist
                 )
             assert counts == StateCounts(done=2)
     assert sorted(called_numbers(fake)) == called
+
+
+@pytest.mark.asyncio
+async def test_a_worker_without_the_list_honours_the_list_another_worker_shared(
+    postgresql_dsn: str, campaign_name: str, tmp_path: Path
+) -> None:
+    called = numbers(8)
+    optouts = tmp_path / "optouts.txt"
+    optouts.write_text(f"{called[6]}\n")
+    at = JournalLocation.parse(postgresql_dsn, campaign_name)
+
+    def stop_early(campaign: Campaign) -> Callable[[StateCounts], None]:
+        return lambda counts: campaign.stop() if counts.done >= 2 else None
+
+    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
+        async with Campaign(at, "voice_notification") as first:  # it has the list
+            await first.load(rows(called))
+            await first.run(
+                aicc, concurrency=1, do_not_call=[optouts], on_progress=stop_early(first)
+            )
+        optouts.write_text(f"{called[6]}\n{called[7]}\n")  # the second has no list at all
+        async with Campaign(at, "voice_notification") as second:
+            counts = await second.run(aicc)
+    assert counts == StateCounts(done=7, suppressed=1)
+    assert called[6] not in called_numbers(fake)
+    assert called[7] in called_numbers(fake)  # the file changed after the first stopped
