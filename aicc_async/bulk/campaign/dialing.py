@@ -279,6 +279,12 @@ class Dialer:
                 if blocked is not None:
                     logger.warning("%s", blocked.message)
 
+    @property
+    def gates(self) -> bool:
+        """Whether claims need :meth:`gate` (else rows start as in a plain run: any row
+        not scheduled for a redial)."""
+        return self.settings.active or self._share is not None
+
     def know_zones(self, backlog: Backlog) -> None:
         """Learn the zones the rows name (from the journal's backlog)."""
         for name, _ in backlog.zones:

@@ -639,7 +639,7 @@ class Campaign:
             max_throttled=settings.max_throttled,
             auto_concurrency=settings.auto_concurrency,
             limiter=self.rate_limiter,
-            gate=dialer.gate,
+            gate=dialer.gate if dialer.gates else None,
             admit=dialer.admit if dialer.history is not None else None,
         )
         self._engine.stopping = self._stopped
