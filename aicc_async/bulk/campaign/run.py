@@ -554,6 +554,11 @@ class Campaign:
             )
         else:  # a new campaign: nothing to requeue, every row arrives through the feed
             counts = StateCounts()
+        rules = dialer.settings
+        if rules.hours is not None:  # the zones the rows name, open or not from the start
+            dialer.know_zones(
+                await self._journal.backlog(rules.attempts, rules.wait_outcomes, rules.clock.time())
+            )
         try:
             counts = await self._pass(aicc, settings, counts, feed, dialer)
             if self._journal.shared:

@@ -439,3 +439,25 @@ async def test_a_worker_without_the_list_honours_the_list_another_worker_shared(
     assert counts == StateCounts(done=7, suppressed=1)
     assert called[6] not in called_numbers(fake)
     assert called[7] in called_numbers(fake)  # the file changed after the first stopped
+
+
+@pytest.mark.asyncio
+async def test_rows_inside_their_window_go_in_input_order_whatever_their_zone(
+    tmp_path: Path,
+) -> None:
+    called = numbers(4)
+    async with (
+        FakeAICC() as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(tmp_path / "c.db", "voice_notification") as campaign,
+    ):
+        await campaign.load(rows(called, ["Europe/London", "Asia/Tokyo"]))
+        counts = await campaign.run(
+            aicc,
+            concurrency=1,
+            calling_hours="mon-sun 00:00-24:00",
+            timezone="UTC",
+            clock=JumpClock(MONDAY),  # type: ignore[arg-type]
+        )
+    assert counts == StateCounts(done=4)
+    assert called_numbers(fake) == called
