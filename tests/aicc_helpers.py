@@ -4,10 +4,14 @@ folder: this folder is on ``sys.path`` beside its ``conftest.py``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
+
+from aiohttp import web
 
 from aicc_async import AICCClient, AICCError, RetryPolicy, Timeout, WriteBackResultRequest
 from aicc_async.bulk import CampaignRow
@@ -83,3 +87,16 @@ class JumpClock:
         self.offset += seconds
         self.slept += seconds
         await asyncio.sleep(min(seconds, 0.01))  # release events still travel
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` served on 127.0.0.1 while the block runs; yields its release-event URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/aicc/release"
+    finally:
+        await runner.cleanup()

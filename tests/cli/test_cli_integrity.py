@@ -33,18 +33,10 @@ from typing import Any
 import pytest
 from shown import flat, no_traceback, one_message
 
+from aicc_async.bulk.journal.rules import STATES as JOURNAL_STATES
+
 CREATE = "createVoiceNotification"
-STATES = {
-    "pending",
-    "sending",
-    "done",
-    "failed",
-    "unknown",
-    "withdrawn",
-    "duplicate",
-    "suppressed",
-    "limited",
-}
+STATES = set(JOURNAL_STATES)  # every state the report counts
 ANSI_SGR = re.compile(r"\x1b\[[0-9;]*m")
 
 

@@ -7,12 +7,11 @@ import asyncio
 import contextlib
 import datetime
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from aicc_helpers import FAST, VOICE, JumpClock
-from aiohttp import web
+from aicc_helpers import FAST, VOICE, JumpClock, serving
 
 from aicc_async import AICCValidationError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
@@ -60,17 +59,9 @@ def called_numbers(fake: FakeAICC) -> list[str]:
     return [str(r.body["called"]) for r in fake.received(VOICE)]
 
 
-@contextlib.asynccontextmanager
-async def receiving(campaign: Campaign) -> AsyncIterator[str]:
+def receiving(campaign: Campaign) -> contextlib.AbstractAsyncContextManager[str]:
     """Release events recorded in ``campaign`` while the block runs; yields the URL."""
-    runner = web.AppRunner(campaign.callback_receiver(KEY).app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/aicc/release"
-    finally:
-        await runner.cleanup()
+    return serving(campaign.callback_receiver(KEY).app())
 
 
 # -- calling hours ----------------------------------------------------------------------

@@ -9,13 +9,11 @@ import csv
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aicc_helpers import FAST, VOICE, number
-from aiohttp import web
+from aicc_helpers import FAST, VOICE, number, serving
 
 from aicc_async import CampaignError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
@@ -36,18 +34,6 @@ def rows(n: int) -> list[CampaignRow]:
         )
         for i in range(n)
     ]
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}/aicc/release"
-    finally:
-        await runner.cleanup()
 
 
 def outcomes_in(path: Path) -> dict[str, tuple[str | None, str | None]]:
