@@ -148,6 +148,7 @@ async def test_postgresql_tables_of_the_release_before_are_upgraded_to_write(
         for column in ("zone", "attempt", "due", "heard"):
             conn.execute(f"ALTER TABLE aicc_rows DROP COLUMN {column}")  # type: ignore[arg-type]
         conn.execute("DROP TABLE aicc_attempts")
+        conn.execute("DROP TABLE aicc_do_not_call")
         (check,) = conn.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = 'aicc_rows'::regclass "
             "AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%state%'"
