@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -198,6 +199,33 @@ def test_demo(tmp_path, plain_env, aicc):
     states = json.loads(report.stdout)["states"]
     assert states["pending"] == states["sending"] == 0
     assert states["done"] > 0
+
+
+def test_the_demo_shows_the_dialer_loop(tmp_path, plain_env, aicc):
+    """A do-not-call list, a second call for the unanswered, and calling hours said."""
+    env = {**plain_env, "TMPDIR": str(tmp_path)}
+    journal = tmp_path / "kept.db"
+    started = time.monotonic()
+    done = aicc.run("demo", "--journal", journal, env=env, timeout=90)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done
+    assert "Traceback" not in done.output
+    assert took < 60, took
+    intro = flat(done.stderr)
+    assert "calling hours are" in intro.lower(), intro
+    listed = re.search(r"do-not-call list of (\d+) of its numbers", intro)
+    assert listed is not None, intro
+    report = json.loads(aicc.run("report", journal, "--json", env=env).stdout)
+    # Every row on the list was suppressed (never phoned), and only those.
+    assert report["states"]["suppressed"] == int(listed.group(1)) > 0, report
+    assert report["states"]["pending"] == report["states"]["sending"] == 0
+    # The unanswered were called a second time; some answered then.
+    assert report["attempts"]["2"] > 0, report
+    assert set(report["attempts"]) == {"1", "2"}, report
+    text = flat(done.stdout)
+    assert "suppressed" in text, text
+    assert re.search(r"Calls per row: 1 call [\d,]+ 2 calls [\d,]+", text), text
+    assert list(tmp_path.iterdir()) == [journal]  # the list went with the scratch directory
 
 
 def test_sandbox_option_runs_a_campaign(tmp_path, plain_env, aicc, write_contacts, journal_rows):

@@ -380,7 +380,9 @@ class Dialer:
             rows_wait = _rows_wait(backlog.redials)
             text = f"{rows_wait} for a redial (the next at {_shown_time(due, zone)})"
             window = self._opens(due)
-            if window is not None and window[0].timestamp() > due:  # then for calling hours
+            # Compared as datetimes: a timestamp made one loses its sub-microsecond part
+            # and may come back a hair later than ``due`` while hours are open.
+            if window is not None and window[0] > datetime.fromtimestamp(due, UTC):
                 due = window[0].timestamp()
                 text = (
                     f"{rows_wait} for a redial, then for calling hours (the next "

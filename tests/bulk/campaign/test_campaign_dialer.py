@@ -15,7 +15,9 @@ from aicc_helpers import FAST, VOICE, JumpClock, serving
 
 from aicc_async import AICCValidationError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
+from aicc_async.bulk.campaign.dialing import Dialer, DialerSettings
 from aicc_async.bulk.journal import JournalLocation
+from aicc_async.bulk.journal.rules import Backlog
 from aicc_async.testing import FakeAICC
 
 KEY = "a-shared-key-of-32-characters-ok"
@@ -452,3 +454,42 @@ async def test_rows_inside_their_window_go_in_input_order_whatever_their_zone(
         )
     assert counts == StateCounts(done=4)
     assert called_numbers(fake) == called
+
+
+class StoppedClock:
+    """A wall clock standing at ``at``."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def time(self) -> float:
+        return self.at
+
+    async def sleep(self, seconds: float) -> None:
+        self.at += seconds
+
+
+def test_a_redial_inside_open_calling_hours_waits_only_for_its_time() -> None:
+    """Open hours never add "then for calling hours" to a redial's wait, whatever the
+    fraction of a second its time falls on (microsecond rounding included)."""
+    now = (MONDAY + datetime.timedelta(hours=12)).timestamp()
+    settings = DialerSettings.check(
+        calling_hours="00:00-24:00",
+        timezone="UTC",
+        no_wait=False,
+        do_not_call=(),
+        attempts=2,
+        redial_after="10s",
+        contact_history=None,
+        max_calls_per_number=None,
+        wait_outcomes=120.0,
+        clock=StoppedClock(now),
+        callbacks=True,
+    )
+    dialer = Dialer(settings, "demo")
+    for tenth_of_a_microsecond in range(20):
+        due = now + 10.123456 + tenth_of_a_microsecond * 1e-7
+        waiting = dialer.waiting(Backlog(redials=3, next_redial=due))
+        assert waiting is not None
+        assert waiting.text == "3 rows wait for a redial (the next at 2026-12-07 12:00 UTC)", due
+        assert waiting.until == due
