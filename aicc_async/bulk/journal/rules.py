@@ -326,7 +326,8 @@ class Outcomes:
     awaiting: int = 0
     """Done rows sent with a callback URL whose release event has not arrived (yet)."""
     reasons: tuple[tuple[str, int], ...] = ()
-    """(release reason code, rows), most rows first."""
+    """(release reason code, calls), most calls first: every call whose release event
+    came, the earlier calls of redialed rows included."""
     refused: tuple[tuple[str, int], ...] = ()
     """(why, events): release events the receiver refused, most first (a wrong shared
     key shows as ``signature``)."""

@@ -836,9 +836,11 @@ class SQLJournal(Journal, OneThread):
                     "AND (outcome IS NOT NULL OR coalesce(callback, 1) = 1) GROUP BY 1"
                 ).fetchall()
             )
-            reasons = self._db.execute(
-                "SELECT coalesce(release_reason, ''), count(*) FROM rows "
-                "WHERE outcome IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
+            reasons = self._db.execute(  # of every call: the earlier calls of redials too
+                "SELECT coalesce(release_reason, ''), count(*) FROM ("
+                "SELECT release_reason FROM rows WHERE outcome IS NOT NULL UNION ALL "
+                "SELECT release_reason FROM attempts WHERE outcome IS NOT NULL"
+                ") AS calls GROUP BY 1 ORDER BY 2 DESC, 1"
             ).fetchall()
             refused = self._db.execute(
                 "SELECT reason, events FROM refused_events ORDER BY 2 DESC, 1"

@@ -274,7 +274,9 @@ async def test_unanswered_rows_are_redialed_until_answered_or_out_of_attempts(
     assert calls == {called[0]: 2, called[1]: 3, called[2]: 1, called[3]: 3}
     assert dict(report.attempts) == {1: 1, 2: 1, 3: 2}
     assert report.to_json()["attempts"] == {"1": 1, "2": 1, "3": 2}
-    assert (report.outcomes.answered, report.outcomes.not_answered) == (2, 2)
+    assert (report.outcomes.answered, report.outcomes.not_answered) == (2, 2)  # rows
+    reasons = dict(report.outcomes.reasons)  # calls: the first calls of redials too
+    assert (reasons["4"], reasons["6"], sum(reasons.values())) == (4, 3, 9)
     assert [(a["attempt"], a["outcome"]) for a in first] == [
         (1, "not_answered"),
         (2, "answered"),
