@@ -44,6 +44,8 @@ _COLOURS = {
     "unknown": "#e6a700",
     "withdrawn": "#999999",
     "duplicate": "#1f77b4",
+    "suppressed": "#3b4cc0",
+    "limited": "#ff7f0e",
     "answered": "#2ca02c",
     "not answered": "#d62728",
     "awaiting an event": "#e6a700",
