@@ -27,14 +27,13 @@ and CPU time. The peak RSS at two sizes shows whether memory stays flat with inp
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from campaign import one_run, write_contacts
+from campaign import Runs, notify_argv, one_run, write_contacts
 
 HOURS = "mon-sun 00:00-24:00"
 LIMIT = "3/7d"
@@ -51,29 +50,6 @@ def write_do_not_call(path: Path, rows: int, numbers: int) -> int:
         for i in range(numbers - len(on_list)):
             f.write(f"+86 138-{i:08d}\n")
     return len(on_list)
-
-
-@dataclasses.dataclass
-class Runs:
-    what: str
-    walls: list[float] = dataclasses.field(default_factory=list)
-    cpus: list[float] = dataclasses.field(default_factory=list)
-    rss: list[float] = dataclasses.field(default_factory=list)
-
-
-def notify(contacts: Path, journal: Path, concurrency: int, extra: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from aicc_async.cli import main; sys.exit(main())",
-        "notify",
-        str(contacts),
-        "--journal",
-        str(journal),
-        "--concurrency",
-        str(concurrency),
-        *extra,
-    ]
 
 
 def clean(folder: Path, stem: str) -> None:
@@ -124,13 +100,11 @@ def main() -> None:
                 if r % 2:
                     order.reverse()
                 for runs, extra in order:
-                    argv = notify(contacts, folder / "journal.db", args.concurrency, extra)
+                    argv = notify_argv(contacts, folder / "journal.db", args.concurrency, extra)
                     wall, rss, _, cpu = one_run(lambda _, argv=argv: argv, first_request=False)
                     clean(folder, "journal.db")
                     clean(folder, "history.db")
-                    runs.walls.append(wall)
-                    runs.cpus.append(cpu)
-                    runs.rss.append(rss)
+                    runs.add(wall, rss, None, cpu)
                     print(
                         f"{r + 1:>5} {runs.what:>6} {wall:>8.1f} {rows / wall:>7,.0f} "
                         f"{cpu:>6.1f} {rss:>6,.0f} MiB"
@@ -145,8 +119,8 @@ def main() -> None:
             )
             line = (
                 f"{rows:>9,}  plain {wall_p:.1f} s ({rows / wall_p:,.0f} rows/s, "
-                f"{max(plain.rss):,.0f} MiB)  dialer {wall_d:.1f} s ({rows / wall_d:,.0f} rows/s, "
-                f"{max(dialer.rss):,.0f} MiB)  wall ratio {wall_d / wall_p:.2f} "
+                f"{plain.rss:,.0f} MiB)  dialer {wall_d:.1f} s ({rows / wall_d:,.0f} rows/s, "
+                f"{dialer.rss:,.0f} MiB)  wall ratio {wall_d / wall_p:.2f} "
                 f"(paired {paired:.2f})  CPU ratio {cpu_d / cpu_p:.2f} (paired {paired_cpu:.2f}), "
                 f"CPU µs/row {1e6 * cpu_p / rows:.0f} / {1e6 * cpu_d / rows:.0f}"
             )
