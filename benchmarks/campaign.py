@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,24 @@ class Runs:
         )
 
 
+def notify_argv(
+    contacts: Path, journal: Path, concurrency: int, extra: Sequence[str] = ()
+) -> list[str]:
+    """``aicc notify`` of ``contacts`` (in this Python), plus the options ``extra``."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from aicc_async.cli import main; sys.exit(main())",
+        "notify",
+        str(contacts),
+        "--journal",
+        str(journal),
+        "--concurrency",
+        str(concurrency),
+        *extra,
+    ]
+
+
 def one_run(argv_for: Any, first_request: bool) -> tuple[float, float, float | None, float]:
     """Start a fresh FakeAICC (no state left by an earlier run), run ``argv_for(info)``
     against it; returns (wall seconds, peak RSS MiB, first request seconds, CPU seconds)."""
@@ -317,22 +336,8 @@ def main() -> None:
                             first_request=False,
                         )
                     )
-                aicc.add(
-                    *one_run(
-                        lambda info, contacts=contacts, journal=journal: [
-                            sys.executable,
-                            "-c",
-                            "import sys; from aicc_async.cli import main; sys.exit(main())",
-                            "notify",
-                            str(contacts),
-                            "--journal",
-                            str(journal),
-                            "--concurrency",
-                            str(args.concurrency),
-                        ],
-                        first_request=True,
-                    )
-                )
+                argv = notify_argv(contacts, journal, args.concurrency)
+                aicc.add(*one_run(lambda _, argv=argv: argv, first_request=True))
                 journal_size = journal.stat().st_size / 2**20
                 journal.unlink()
             for runs in (raw, sdk, aicc):

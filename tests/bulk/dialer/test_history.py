@@ -159,6 +159,17 @@ async def test_recording_an_entry_again_neither_doubles_it_nor_moves_its_time(
     assert history_at.entries() == 1
 
 
+def test_an_entrys_identity_is_what_histories_already_hold() -> None:
+    # The digest is stored: a history written by an earlier release must still
+    # recognise the calls it holds (a resume would otherwise record them twice).
+    written = HistoryEntry("+86 139-0000-1234", NOW, "Zürich 营销", 'C"7', 2)
+
+    assert written.identity.hex() == (
+        "319c03f31a7ac735533d817317efd0286165f7779f56643a622b8f78415cbd00"
+    )
+    assert attrs.evolve(written, attempt=3).identity != written.identity
+
+
 @pytest.mark.asyncio
 async def test_each_attempt_and_each_campaign_is_a_call_of_its_own(history_at: HistoryAt) -> None:
     async with await history_at.open() as history:
