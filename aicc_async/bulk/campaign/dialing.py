@@ -316,6 +316,24 @@ class Dialer:
             shared_lists=self._share is not None,
         )
 
+    async def restore(self, calls: Sequence[tuple[str, str, int, float]]) -> int:
+        """Record ``calls`` made before, (key, number, attempt, when), in the contact
+        history; returns how many it did not hold."""
+        if self.history is None or not calls:
+            return 0
+        restored = await self.history.record(
+            HistoryEntry(number, at, self._campaign, key, attempt)
+            for key, number, attempt, at in calls
+        )
+        if restored:
+            logger.warning(
+                "the contact history %s lacked %d calls this campaign made (lost to a "
+                "crash or restored from a copy?): recorded again",
+                self.history.location,
+                restored,
+            )
+        return restored
+
     async def admit(self, claimed: Sequence[Claimed]) -> list[Finished]:
         """Record the calls ``claimed`` in the contact history before they are placed;
         returns the rows it refused (``limited``: not sent)."""

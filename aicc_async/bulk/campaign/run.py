@@ -478,6 +478,7 @@ class Campaign:
             journal = self._journal
             share = journal.share_do_not_call if journal.shared else None
             async with Dialer(dialing, named, share) as dialer:
+                await self._restore_history(dialer)
                 if rows is not None and dialing.hours is not None:
                     # Every row's zone is checked before the first call: no streaming.
                     await self._load(rows, source, on_load, None)
@@ -571,6 +572,21 @@ class Campaign:
                 await self._journal.checkpoint()
             except (CampaignError, JournalError):  # the run's own error (if any) says more
                 logger.warning("could not checkpoint the journal %s", self._location)
+
+    async def _restore_history(self, dialer: Dialer) -> None:
+        """Record this campaign's calls in the contact history again (those it holds
+        already are left as they are): a history file can lose its last entries to a
+        power cut, and a call must count against its number's limit all the same."""
+        if dialer.history is None:
+            return
+        after, page = 0, _LOAD_BATCH
+        while calls := await self._journal.calls(after, page):
+            if len(calls) == page and calls[0][0] != calls[-1][0]:
+                calls = [c for c in calls if c[0] != calls[-1][0]]  # its last row whole next
+            after = calls[-1][0]
+            await dialer.restore(
+                [(key, number, attempt, at) for _, key, number, attempt, at in calls]
+            )
 
     async def _dial_on(
         self, aicc: AICCClient, settings: RunSettings, dialer: Dialer, counts: StateCounts

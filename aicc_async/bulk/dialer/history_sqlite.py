@@ -1,9 +1,15 @@
 """The contact history in a SQLite file, which several processes on one machine (the
 campaigns and their ``aicc`` commands) may write at once.
 
-WAL mode, a busy timeout, one short ``BEGIN IMMEDIATE`` transaction per batch, each
-commit synced (``synchronous=FULL``: an entry recorded before its call goes out is
-on disk). Only a path where nothing exists becomes a history: the file is made
+WAL mode, a busy timeout, one short ``BEGIN IMMEDIATE`` transaction per batch.
+Commits are not synced one by one (``synchronous=NORMAL``, a checkpoint every
+:data:`_CHECKPOINT_PAGES` pages): an entry recorded before its call goes out survives
+the process being killed, and a power cut can lose only the last entries, which a
+campaign records again from its journal when it runs next (see
+:meth:`~aicc_async.bulk.campaign.run.Campaign.run`). Every number inserts into an index
+at a place of its own, so each commit writes pages all over it: syncing each commit
+and checkpointing every 1,000 pages (SQLite's default) cost 30 µs per call, three
+times the rest. Only a path where nothing exists becomes a history: the file is made
 complete under a temporary name beside it and then linked into place, so no process
 ever sees a half-made history, and two processes creating one at once both end up
 with the same file. Any other file is refused: an empty one, a campaign journal,
@@ -38,6 +44,8 @@ __all__ = ["SQLiteHistory"]
 T = TypeVar("T")
 
 _BUSY_TIMEOUT = 10.0  # seconds a write waits for another writer
+#: Pages of write-ahead log between two checkpoints (at most ~40 MiB of log).
+_CHECKPOINT_PAGES = 10_000
 _HEADER = b"SQLite format 3\0"
 
 _SCHEMA = [
@@ -146,7 +154,8 @@ class SQLiteHistory(ContactHistory):
             check_version(str(path), found)
             if db.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise CampaignError(f"{path}: SQLite could not switch the history to WAL mode")
-            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA wal_autocheckpoint={_CHECKPOINT_PAGES}")
         except sqlite3.Error as exc:
             if "locked" in str(exc) or "busy" in str(exc):
                 raise JournalError(

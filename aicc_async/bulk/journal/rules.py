@@ -644,6 +644,11 @@ class Journal(abc.ABC):
         """(calls, rows called that many times), fewest calls first."""
 
     @abc.abstractmethod
+    async def calls(self, after: int, limit: int) -> list[tuple[int, str, str, int, float]]:
+        """Up to ``limit`` calls placed or possibly placed (claimed to be sent) of rows
+        with ``seq > after``, by seq then attempt: (seq, key, number, attempt, when)."""
+
+    @abc.abstractmethod
     async def call_attempts(self, key: str) -> list[dict[str, Any]]:
         """Every call of the row ``key``, first to last: ``attempt``, ``number``,
         ``reference``, ``outcome``, ``release_reason``, ``talk_duration``,

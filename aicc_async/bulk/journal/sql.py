@@ -979,6 +979,23 @@ class SQLJournal(Journal, OneThread):
 
         return await self._run(work)
 
+    async def calls(self, after: int, limit: int) -> list[tuple[int, str, str, int, float]]:
+        def work() -> list[tuple[int, str, str, int, float]]:
+            return [
+                (int(seq), str(key), str(number), int(attempt), float(sent))
+                for seq, key, number, attempt, sent in self._db.execute(
+                    "SELECT seq, key, number, attempt, sent FROM ("
+                    "SELECT seq, key, number, attempt, sent FROM rows WHERE seq > ? "
+                    "AND attempt > 0 AND number IS NOT NULL AND sent IS NOT NULL UNION "
+                    "SELECT a.seq, r.key, a.number, a.attempt, a.sent FROM attempts a "
+                    "JOIN rows r ON r.seq = a.seq WHERE a.seq > ? AND a.number IS NOT NULL "
+                    "AND a.sent IS NOT NULL) AS made ORDER BY seq, attempt LIMIT ?",
+                    (after, after, limit),
+                ).fetchall()
+            ]
+
+        return await self._run(work)
+
     async def call_attempts(self, key: str) -> list[dict[str, Any]]:
         columns = (
             "attempt, number, reference, outcome, release_reason, talk_duration, "

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime
 import secrets
+import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -495,3 +496,25 @@ def test_a_redial_inside_open_calling_hours_waits_only_for_its_time() -> None:
         assert waiting is not None
         assert waiting.text == "3 rows wait for a redial (the next at 2026-12-07 12:00 UTC)", due
         assert waiting.until == due
+
+
+@pytest.mark.asyncio
+async def test_calls_the_history_lost_are_recorded_again_before_the_next_call(
+    where: Where, tmp_path: Path
+) -> None:
+    history = tmp_path / "history.db"
+    called = numbers(5)
+    options = {"contact_history": history, "max_calls_per_number": "1/1d"}
+    async with FakeAICC() as fake, fake.client(retry=FAST) as aicc:
+        async with Campaign(where("first"), "voice_notification") as first:
+            await first.load(rows(called[:3]))
+            assert await first.run(aicc, **options) == StateCounts(done=3)  # type: ignore[arg-type]
+        with contextlib.closing(sqlite3.connect(history)) as db, db:
+            db.execute("DELETE FROM contacts")  # a power cut took them (or an old copy)
+        async with Campaign(where("first"), "voice_notification") as first:  # runs again
+            assert await first.run(aicc, **options) == StateCounts(done=3)  # type: ignore[arg-type]
+        async with Campaign(where("second"), "voice_notification") as second:
+            await second.load(rows(called))
+            counts = await second.run(aicc, **options)  # type: ignore[arg-type]
+    assert counts == StateCounts(done=2, limited=3)
+    assert {n: fake.calls_to(n) for n in called} == dict.fromkeys(called, 1)
