@@ -211,6 +211,77 @@ def test_no_wait_outside_calling_hours_exits_1_at_once_saying_what_waits(
     assert fake.calls() == {}
 
 
+def hours_open_now() -> str:
+    """Calling hours open from an hour ago to an hour ahead (UTC), split at midnight:
+    closed now in a zone twelve hours away."""
+    now = datetime.now(timezone.utc)
+    start, end = now.hour * 60 + now.minute - 60, now.hour * 60 + now.minute + 61
+    spans = [(start, end)]
+    if start < 0:
+        spans = [(0, end), (start + 1440, 1440)]
+    elif end > 1440:
+        spans = [(start, 1440), (0, end - 1440)]
+    return ", ".join(f"{a // 60:02d}:{a % 60:02d}-{b // 60:02d}:{b % 60:02d}" for a, b in spans)
+
+
+def test_no_wait_still_records_the_release_events_of_the_calls_it_placed(
+    tmp_path, start_fake, aicc, write_csv
+):
+    # Four rows may be called now, three (twelve hours ahead) wait for calling hours:
+    # --no-wait exits 1, but not before the events of the four calls are recorded
+    # (nobody would be listening for them after the exit).
+    called = numbers()[:7]
+    fake = start_fake(0.0, "--callback-key", KEY, "--release-delay", "0.3")
+    env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
+    zones = ["UTC"] * 4 + ["Etc/GMT-12"] * 3
+    lines = [[i, number, "Hello", zones[i]] for i, number in enumerate(called)]
+    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text", "timezone"], lines)
+    journal = tmp_path / "j.db"
+    done = aicc.run(
+        "notify", source, "--journal", journal, *listening(free_port()),
+        "--calling-hours", hours_open_now(), "--no-wait", "--wait-outcomes", "20",
+        env=env, timeout=40,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    assert "3 rows wait for calling hours" in flat(done.stderr), done
+    assert fake.calls() == dict.fromkeys(called[:4], 1)
+    events = fake.stats()["release_events"]
+    assert events["delivered"] == 4, events
+    assert events["failed"] == 0, events
+    rows = sqlite_query(journal, "SELECT key, outcome FROM rows ORDER BY seq")
+    assert [r["outcome"] is not None for r in rows] == [True] * 4 + [False] * 3
+
+
+def test_no_wait_schedules_the_redials_of_its_calls_before_it_exits(
+    tmp_path, start_fake, aicc, write_csv
+):
+    called = numbers()[:5]
+    plan = dict.fromkeys(called, "never")
+    fake = start_fake(0.0, "--callback-key", KEY, "--release-delay", "0.3", *answers(plan))
+    env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
+    lines = [[i, number, "Hello"] for i, number in enumerate(called)]
+    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], lines)
+    journal = tmp_path / "j.db"
+    command = (
+        "notify", source, "--journal", journal, *listening(free_port()),
+        "--attempts", "2", "--redial-after", "1h", "--no-wait", "--wait-outcomes", "20",
+    )  # fmt: skip
+    done = aicc.run(*command, env=env, timeout=40)
+    assert done.returncode == 1, done
+    assert "5 wait for a redial" in flat(done.stderr), done
+    assert fake.stats()["release_events"]["failed"] == 0
+    rows = sqlite_query(journal, "SELECT outcome, due, attempt, state FROM rows")
+    assert [(r["state"], r["attempt"], r["due"] is not None) for r in rows] == [
+        ("pending", 1, True)
+    ] * 5
+    assert len(sqlite_query(journal, "SELECT * FROM attempts WHERE outcome = 'not_answered'")) == 5
+
+    again = aicc.run(*command, env=env, timeout=40)  # an hour early: nothing to do yet
+    assert again.returncode == 1, again
+    assert "5 wait for a redial" in flat(again.stderr), again
+    assert fake.calls() == dict.fromkeys(called, 1)
+
+
 # -- 4. redials ------------------------------------------------------------------------------
 
 
