@@ -187,6 +187,42 @@ def test_numbers_on_a_do_not_call_list_are_suppressed_counted_and_exported(
     assert sum(fake.calls().values()) == n - len(blocked)
 
 
+def test_a_list_edited_mid_run_is_honoured_and_a_bad_line_pauses_until_fixed(
+    tmp_path, start_fake, aicc, write_contacts, number_of, journal_rows
+):
+    n = 100
+    fake = start_fake(0.05)
+    source = write_contacts(tmp_path / "contacts.csv", n)
+    opt_outs = tmp_path / "opt-outs.txt"
+    opt_outs.write_text("# nobody yet\n")
+    journal = tmp_path / "j.db"
+    # The live line (what the run waits for) is drawn as on a terminal.
+    env = {**fake.env, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}
+    running = aicc.start(
+        "notify", source, "--journal", journal, "--concurrency", "1",
+        "--do-not-call", opt_outs,
+        env=env,
+    )  # fmt: skip
+    fake.wait_for(lambda s: s["processed"]["createVoiceNotification"] >= 5)
+    # Opt-outs arrive mid-run (the last rows, seconds away at one call at a time).
+    opt_outs.write_text(f"# asked today\n{number_of(98)}\n{number_of(99)}\n")
+    fake.wait_for(lambda s: s["processed"]["createVoiceNotification"] >= 20)
+    # A typo: new calls stop, and the run says why, until the list is corrected.
+    opt_outs.write_text(f"{number_of(98)}\n{number_of(99)}\n1390000x097\n")
+    said = flat(running.wait_for_stderr("1390000x097", deadline=15))
+    assert "Paused:" in said, said
+    assert "opt-outs.txt' line 3" in said, said
+    at_pause = fake.processed()
+    assert at_pause < n - 2
+    opt_outs.write_text(f"{number_of(97)}\n{number_of(98)}\n{number_of(99)}\n")
+    done = running.wait(60)
+    assert done.returncode == 0, done
+    assert "Traceback" not in done.output, done
+    assert fake.calls() == {number_of(i): 1 for i in range(97)}
+    states = {r["called"]: r["state"] for r in journal_rows(journal)}
+    assert [states[number_of(i)] for i in (97, 98, 99)] == ["suppressed"] * 3
+
+
 # -- 3. --no-wait while calling hours are closed --------------------------------------------
 
 
@@ -321,10 +357,10 @@ N = 40
 _blocks = itertools.count()
 
 
-def numbers() -> list[str]:
-    """N numbers no other test of this module calls."""
+def numbers(count: int = N) -> list[str]:
+    """``count`` numbers no other test of this module calls."""
     block = next(_blocks)
-    return [f"136{block:03d}{i:05d}" for i in range(N)]
+    return [f"136{block:03d}{i:05d}" for i in range(count)]
 
 
 class Journal:
@@ -533,17 +569,19 @@ def test_postgresql_redials_and_history_survive_sigkill_and_resume(
 def test_two_postgresql_workers_redial_each_unanswered_number_once(
     tmp_path, start_fake, aicc, write_csv, postgresql_dsn, campaign_name
 ):
-    called = numbers()
-    never = set(called[1::2])
-    plan = {number: "never" if number in never else "answered" for number in called}
-    fake = start_fake(0.02, "--callback-key", KEY, "--release-delay", "0.05", *answers(plan))
+    called = numbers(150)
+    # A third answer at once, a third on the second call, a third never.
+    outcomes = ["answered", "no_answer,answered", "never"]
+    plan = {number: outcomes[i % 3] for i, number in enumerate(called)}
+    expected = {number: 1 + i % 3 for i, number in enumerate(called)}
+    fake = start_fake(0.01, "--callback-key", KEY, "--release-delay", "0.05", *answers(plan))
     env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
     lines = [[i, number, "Hello"] for i, number in enumerate(called)]
     source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], lines)
     journal = PostgresJournal(postgresql_dsn, campaign_name)
     command = (
-        "notify", source, *journal.args, "--concurrency", "3",
-        "--attempts", "2", "--redial-after", "1s", "--wait-outcomes", "20",
+        "notify", source, *journal.args, "--concurrency", "4",
+        "--attempts", "3", "--redial-after", "1s", "--wait-outcomes", "20",
     )  # fmt: skip
     # Each worker receives the release events of its own calls.
     workers = [aicc.start(*command, *listening(free_port()), env=env) for _ in range(2)]
@@ -551,10 +589,15 @@ def test_two_postgresql_workers_redial_each_unanswered_number_once(
         done = worker.wait(60)
         assert done.returncode == 0, done
         assert "Traceback" not in done.output, done
-    assert fake.calls() == {called: 2 if called in never else 1 for called in plan}
+    assert fake.calls() == expected
     rows = journal.rows()
-    assert collections.Counter(r["outcome"] for r in rows) == {
-        "answered": N - len(never),
-        "not_answered": len(never),
+    assert collections.Counter(r["outcome"] for r in rows) == {"answered": 100, "not_answered": 50}
+    assert {r["number"]: r["attempt"] for r in rows} == expected
+    # Every call kept once: the earlier ones archived, each with its own call serial number.
+    archived = journal.attempts()
+    assert collections.Counter(a["number"] for a in archived) == {
+        number: count - 1 for number, count in expected.items() if count > 1
     }
-    assert len(journal.attempts()) == len(never)
+    assert all(a["outcome"] == "not_answered" and a["reference"] for a in archived), archived
+    references = [a["reference"] for a in archived] + [r["reference"] for r in rows]
+    assert len(set(references)) == sum(expected.values())
