@@ -566,14 +566,15 @@ def test_postgresql_redials_and_history_survive_sigkill_and_resume(
     )  # fmt: skip
 
 
-def test_two_postgresql_workers_redial_each_unanswered_number_once(
-    tmp_path, start_fake, aicc, write_csv, postgresql_dsn, campaign_name
+@pytest.mark.parametrize("attempts", [2, 3])
+def test_two_postgresql_workers_share_the_redials_and_keep_every_call_once(
+    tmp_path, start_fake, aicc, write_csv, postgresql_dsn, campaign_name, attempts
 ):
     called = numbers(150)
     # A third answer at once, a third on the second call, a third never.
     outcomes = ["answered", "no_answer,answered", "never"]
     plan = {number: outcomes[i % 3] for i, number in enumerate(called)}
-    expected = {number: 1 + i % 3 for i, number in enumerate(called)}
+    expected = {number: min(1 + i % 3, attempts) for i, number in enumerate(called)}
     fake = start_fake(0.01, "--callback-key", KEY, "--release-delay", "0.05", *answers(plan))
     env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
     lines = [[i, number, "Hello"] for i, number in enumerate(called)]
@@ -581,7 +582,8 @@ def test_two_postgresql_workers_redial_each_unanswered_number_once(
     journal = PostgresJournal(postgresql_dsn, campaign_name)
     command = (
         "notify", source, *journal.args, "--concurrency", "4",
-        "--attempts", "3", "--redial-after", "1s", "--wait-outcomes", "20",
+        "--attempts", str(attempts), "--redial-after", "1s", "--wait-outcomes", "20",
+        *journal.history_args, "--max-calls-per-number", f"{attempts}/1d",
     )  # fmt: skip
     # Each worker receives the release events of its own calls.
     workers = [aicc.start(*command, *listening(free_port()), env=env) for _ in range(2)]
@@ -589,7 +591,7 @@ def test_two_postgresql_workers_redial_each_unanswered_number_once(
         done = worker.wait(60)
         assert done.returncode == 0, done
         assert "Traceback" not in done.output, done
-    assert fake.calls() == expected
+    assert fake.calls() == expected  # nobody called more than attempts times
     rows = journal.rows()
     assert collections.Counter(r["outcome"] for r in rows) == {"answered": 100, "not_answered": 50}
     assert {r["number"]: r["attempt"] for r in rows} == expected
@@ -601,3 +603,5 @@ def test_two_postgresql_workers_redial_each_unanswered_number_once(
     assert all(a["outcome"] == "not_answered" and a["reference"] for a in archived), archived
     references = [a["reference"] for a in archived] + [r["reference"] for r in rows]
     assert len(set(references)) == sum(expected.values())
+    # The shared contact history holds each call once (none limited by a double entry).
+    assert journal.history() == expected
