@@ -533,25 +533,15 @@ def kill_and_resume(
             )
 
 
+@pytest.mark.parametrize("history", [False, True], ids=["journal", "history"])
 @pytest.mark.parametrize("kill_when", ["waiting", "redialing"])
-def test_sqlite_redials_survive_sigkill_and_resume(
-    tmp_path, start_fake, aicc, write_csv, kill_when
+def test_sqlite_redials_and_history_survive_sigkill_and_resume(
+    tmp_path, start_fake, aicc, write_csv, kill_when, history
 ):
     journal = SqliteJournal(tmp_path / "j.db", tmp_path / "history.db")
     kill_and_resume(
         tmp_path, start_fake, aicc, write_csv, journal,
-        attempts=2 if kill_when == "waiting" else 3, kill_when=kill_when, history=False,
-    )  # fmt: skip
-
-
-@pytest.mark.parametrize("kill_when", ["waiting", "redialing"])
-def test_sqlite_contact_history_survives_sigkill_and_resume(
-    tmp_path, start_fake, aicc, write_csv, kill_when
-):
-    journal = SqliteJournal(tmp_path / "j.db", tmp_path / "history.db")
-    kill_and_resume(
-        tmp_path, start_fake, aicc, write_csv, journal,
-        attempts=2 if kill_when == "waiting" else 3, kill_when=kill_when, history=True,
+        attempts=2 if kill_when == "waiting" else 3, kill_when=kill_when, history=history,
     )  # fmt: skip
 
 
