@@ -2,14 +2,23 @@
 FakeAICC in its own process): calling hours, do-not-call lists, redials of the
 unanswered and the contact history, on SQLite and on PostgreSQL.
 
-* bad values exit 2 naming the bad part before anything is sent;
-* numbers on a do-not-call list are suppressed, counted and exported, never phoned;
-* ``--no-wait`` with calling hours closed now exits 1 at once, saying what waits;
+* bad values (flags, a zone cell, a do-not-call line) exit 2 naming the bad part
+  before anything is sent;
+* numbers on a do-not-call list are suppressed, counted and exported, never phoned; a
+  list edited mid-run is honoured, a bad line pauses the run until it is fixed;
+* ``--no-wait`` with calling hours closed now exits 1 at once, saying what waits, yet
+  records the release events of the calls it placed (and schedules their redials);
+  Ctrl-C while waiting for calling hours is a clean stop;
 * redials: each row called until answered or its attempts are used up;
-* SIGKILL and resume, while redials wait and in the middle of a round of redials:
-  no attempt lost, none made twice, the journal and the contact history account for
-  every call FakeAICC saw, rows in flight at the kill end unknown and are not redialed;
-* two workers on PostgreSQL share the redials: each unanswered number redialed once.
+* SIGKILL and resume, while redials wait and in the middle of a round of redials, on
+  SQLite and PostgreSQL: no attempt lost, none made twice, the journal and the contact
+  history account for every call FakeAICC saw, rows in flight at the kill end unknown
+  and are not redialed;
+* two workers on PostgreSQL share the redials and the contact history: every call
+  kept once.
+
+Nothing here waits for the wall clock to reach a window: the windows are computed
+from the current time so that they are surely open, or surely closed.
 """
 
 from __future__ import annotations
@@ -245,6 +254,28 @@ def test_no_wait_outside_calling_hours_exits_1_at_once_saying_what_waits(
     assert f"next window opens {hour:02d}:00" in stderr, done
     assert done.elapsed < 20, done  # at once, not after sleeping
     assert fake.calls() == {}
+
+
+def test_ctrl_c_while_waiting_for_calling_hours_is_a_clean_stop(
+    tmp_path, fake, aicc, write_contacts, read_journal
+):
+    hour = (datetime.now(timezone.utc).hour + 12) % 24
+    source = write_contacts(tmp_path / "contacts.csv", 7)
+    journal = tmp_path / "j.db"
+    env = {**fake.env, "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"}  # the live line
+    running = aicc.start(
+        "notify", source, "--journal", journal,
+        "--calling-hours", f"{hour:02d}:00-{hour + 1:02d}:00", "--timezone", "UTC",
+        env=env,
+    )  # fmt: skip
+    running.wait_for_stderr("7 rows wait for calling hours; next window opens", deadline=20)
+    running.signal(signal.SIGINT)
+    done = running.wait(15)
+    assert done.returncode == 130, done
+    assert "Traceback" not in done.output, done
+    assert "Run the same command again to resume" in flat(done.stderr), done
+    assert fake.calls() == {}
+    assert [r["state"] for r in read_journal(journal)] == ["pending"] * 7
 
 
 def hours_open_now() -> str:
