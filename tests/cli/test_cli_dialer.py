@@ -626,3 +626,60 @@ def test_two_postgresql_workers_share_the_redials_and_keep_every_call_once(
     assert len(set(references)) == sum(expected.values())
     # The shared contact history holds each call once (none limited by a double entry).
     assert journal.history() == expected
+
+
+def test_a_postgresql_worker_killed_mid_redials_loses_no_attempt_and_repeats_none(
+    tmp_path, start_fake, aicc, write_csv, postgresql_dsn, campaign_name
+):
+    n, attempts = 80, 3
+    called = numbers(n)
+    fake = start_fake(
+        0.05, "--callback-key", KEY, "--release-delay", "0.3",
+        *answers(dict.fromkeys(called, "never")),
+    )  # fmt: skip
+    env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
+    lines = [[i, number, "Hello"] for i, number in enumerate(called)]
+    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], lines)
+    journal = PostgresJournal(postgresql_dsn, campaign_name)
+    command = (
+        "notify", source, *journal.args, "--concurrency", "3",
+        "--attempts", str(attempts), "--redial-after", "1s", "--wait-outcomes", "5",
+        *journal.history_args,
+    )  # fmt: skip
+    doomed, survivor = (aicc.start(*command, *listening(free_port()), env=env) for _ in range(2))
+    fake.wait_for(
+        lambda s: (
+            (s["processed"]["createVoiceNotification"] >= n + 20 and s["in_flight"] > 0)
+            or doomed.proc.poll() is not None
+        )
+    )
+    assert doomed.proc.poll() is None, doomed.wait()
+    doomed.signal(signal.SIGKILL)
+    assert doomed.wait(10).returncode == -signal.SIGKILL
+    in_flight = {r["number"] for r in journal.rows() if r["state"] == "sending"}
+
+    done = survivor.wait(60)
+    assert "Traceback" not in done.output, done
+    assert done.returncode in (0, 1), done
+    calls = fake.calls()
+    rows = journal.rows()
+    archived = collections.Counter(a["seq"] for a in journal.attempts())
+    references = [a["reference"] for a in journal.attempts()] + [
+        r["reference"] for r in rows if r["reference"] is not None
+    ]
+    assert len(references) == len(set(references)), "a call recorded twice"
+    assert {r["state"] for r in rows} <= {"done", "unknown"}, collections.Counter(
+        r["state"] for r in rows
+    )
+    entries = journal.history()
+    for row in rows:
+        placed = calls.get(row["number"], 0)
+        assert placed <= attempts, row
+        assert archived[row["seq"]] == row["attempt"] - 1, row
+        if row["state"] == "unknown":  # in flight in the dead worker: never redialed
+            assert row["number"] in in_flight, row
+            assert row["attempt"] - 1 <= placed <= row["attempt"], row
+        else:
+            assert placed == row["attempt"], row
+        assert placed <= entries[row["number"]] <= row["attempt"], (row, entries[row["number"]])
+    assert sum(calls.values()) > n + 20  # the survivor went on with the redials
