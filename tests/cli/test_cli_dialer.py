@@ -74,6 +74,12 @@ def answers(plan: dict[str, str]) -> list[str]:
     return args
 
 
+def contacts(tmp_path: Path, write_csv: Callable[..., Path], called: list[str]) -> Path:
+    """A contacts CSV (``id,called,text``) phoning ``called``, in order."""
+    lines = [[i, number, "Hello"] for i, number in enumerate(called)]
+    return write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], lines)
+
+
 def sqlite_query(path: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
     """``sql`` on a SQLite file read-only (safe while a campaign writes it)."""
     db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -326,8 +332,7 @@ def test_no_wait_schedules_the_redials_of_its_calls_before_it_exits(
     plan = dict.fromkeys(called, "never")
     fake = start_fake(0.0, "--callback-key", KEY, "--release-delay", "0.3", *answers(plan))
     env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
-    lines = [[i, number, "Hello"] for i, number in enumerate(called)]
-    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], lines)
+    source = contacts(tmp_path, write_csv, called)
     journal = tmp_path / "j.db"
     command = (
         "notify", source, "--journal", journal, *listening(free_port()),
@@ -471,8 +476,7 @@ def kill_and_resume(
     redials (``"redialing"``), then run again to its end; checks the journal, the
     archived attempts and (``history``) the contact history against FakeAICC's calls."""
     called = numbers()
-    lines = [[i, number, "Hello"] for i, number in enumerate(called)]
-    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], lines)
+    source = contacts(tmp_path, write_csv, called)
     plan = dict.fromkeys(called, "never")
     # The release events come 0.3 s after each call: one for a call in flight at the
     # kill never reaches the killed process first; nobody listens when it is delivered.
@@ -598,11 +602,9 @@ def test_two_postgresql_workers_share_the_redials_and_keep_every_call_once(
     expected = {number: min(1 + i % 3, attempts) for i, number in enumerate(called)}
     fake = start_fake(0.01, "--callback-key", KEY, "--release-delay", "0.05", *answers(plan))
     env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
-    lines = [[i, number, "Hello"] for i, number in enumerate(called)]
-    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], lines)
     journal = PostgresJournal(postgresql_dsn, campaign_name)
     command = (
-        "notify", source, *journal.args, "--concurrency", "4",
+        "notify", contacts(tmp_path, write_csv, called), *journal.args, "--concurrency", "4",
         "--attempts", str(attempts), "--redial-after", "1s", "--wait-outcomes", "20",
         *journal.history_args, "--max-calls-per-number", f"{attempts}/1d",
     )  # fmt: skip
@@ -638,8 +640,7 @@ def test_a_postgresql_worker_killed_mid_redials_loses_no_attempt_and_repeats_non
         *answers(dict.fromkeys(called, "never")),
     )  # fmt: skip
     env = {**fake.env, "AICC_CALLBACK_KEY": KEY}
-    lines = [[i, number, "Hello"] for i, number in enumerate(called)]
-    source = write_csv(tmp_path / "contacts.csv", ["id", "called", "text"], lines)
+    source = contacts(tmp_path, write_csv, called)
     journal = PostgresJournal(postgresql_dsn, campaign_name)
     command = (
         "notify", source, *journal.args, "--concurrency", "3",
