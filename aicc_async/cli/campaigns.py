@@ -232,7 +232,9 @@ async def run_campaign(
                             target=target,
                             callback_url=callback_url,
                         )
-                    if listening is not None and callbacks is not None and status == OK:
+                    # --no-wait returned: the events of the calls it placed still come.
+                    waits = status == SOME_NOT_DONE and campaign.waiting is not None
+                    if listening is not None and callbacks is not None and (status == OK or waits):
                         await _wait(terminal, campaign, where, signals, callbacks.wait, listening)
                     report = await campaign.report()
         except JournalError as exc:

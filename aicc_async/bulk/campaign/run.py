@@ -406,8 +406,10 @@ class Campaign:
             calling_hours: ``"mon-fri 09:00-20:00, sat 10:00-16:00"``: a row starts only
                 inside one of these windows in its zone (its ``timezone``, else
                 ``timezone``, else the machine's). The run sleeps until the next window.
-            no_wait: when every row left waits (calling hours, a redial, release events),
-                return at once instead of sleeping (:attr:`waiting` says until when).
+            no_wait: when every row left waits (calling hours, a redial), return at once
+                instead of sleeping (:attr:`waiting` says until when); release events of
+                calls placed are still waited for (``wait_outcomes``): their redials are
+                scheduled from them.
             do_not_call: files of numbers never to phone (one per line, or a CSV with a
                 ``called`` column): such rows become ``suppressed``. Re-read when they
                 change; one that cannot be read pauses the run.
@@ -622,7 +624,9 @@ class Campaign:
                     backlog.beyond,
                     rules.attempts,
                 )
-            if self.waiting is None or rules.no_wait:
+            # no_wait still waits for the release events of calls placed (their redials
+            # are scheduled from them); it returns when only hours or redial times are left.
+            if self.waiting is None or (rules.no_wait and not backlog.awaiting):
                 break
             if settings.on_progress is not None:
                 settings.on_progress(counts)  # shows what the run waits for

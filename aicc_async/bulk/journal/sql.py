@@ -908,26 +908,34 @@ class SQLJournal(Journal, OneThread):
 
     async def redial(self, attempts: int, after: float, wait: float) -> int:
         def work(db: Db) -> int:
-            args = (attempts, wait)
-            db.execute(
-                "INSERT INTO attempts (seq, attempt, number, reference, outcome, "  # noqa: S608 - constant
-                "release_reason, talk_duration, release_time, sent, heard) "
-                "SELECT seq, attempt, number, reference, outcome, release_reason, "
-                f"talk_duration, release_time, sent, heard FROM rows WHERE {self._REDIALABLE} "
-                # Another worker scheduling the same redials at once: its rows are kept
-                # once, and the UPDATE below finds them pending (never twice).
-                "ON CONFLICT DO NOTHING",
-                args,
-            )
-            return int(
+            # The rows are chosen (and, shared, locked) once: an event recorded by another
+            # connection meanwhile must not reset a row whose call was not archived.
+            seqs = [
+                seq
+                for (seq,) in db.execute(
+                    f"SELECT seq FROM rows WHERE {self._REDIALABLE}"  # noqa: S608 - constant
+                    f"{self._sharing.lock_rows()}",
+                    (attempts, wait),
+                ).fetchall()
+            ]
+            for i in range(0, len(seqs), self._PER_SELECT):
+                where, chosen = self._in("seq", seqs[i : i + self._PER_SELECT])
                 db.execute(
-                    "UPDATE rows SET state = 'pending', due = heard + ?, code = NULL, "  # noqa: S608 - constant
+                    "INSERT INTO attempts (seq, attempt, number, reference, outcome, "  # noqa: S608 - only '?' marks
+                    "release_reason, talk_duration, release_time, sent, heard) "
+                    "SELECT seq, attempt, number, reference, outcome, release_reason, "
+                    f"talk_duration, release_time, sent, heard FROM rows WHERE {where} "
+                    "ON CONFLICT DO NOTHING",  # archived already: the row is reset all the same
+                    chosen,
+                )
+                db.execute(
+                    "UPDATE rows SET state = 'pending', due = heard + ?, code = NULL, "  # noqa: S608 - only '?' marks
                     "description = NULL, reference = NULL, outcome = NULL, "
                     "release_reason = NULL, talk_duration = NULL, release_time = NULL, "
-                    f"heard = NULL, callback = NULL, updated = ? WHERE {self._REDIALABLE}",
-                    (after, time.time(), *args),
-                ).rowcount
-            )
+                    f"heard = NULL, callback = NULL, updated = ? WHERE {where}",
+                    (after, time.time(), *chosen),
+                )
+            return len(seqs)
 
         return await self._write(work)
 
