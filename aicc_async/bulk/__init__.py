@@ -8,6 +8,7 @@ from aicc_async.bulk.campaign import (
     CampaignRow,
     LoadSummary,
 )
+from aicc_async.bulk.campaign.dialing import SystemClock, Waiting, WallClock
 from aicc_async.bulk.campaign.exports import export_problems, export_unanswered_rows
 from aicc_async.bulk.journal import Problem, StateCounts, Target
 from aicc_async.errors import CampaignError, JournalError
@@ -23,7 +24,10 @@ __all__ = [
     "Outcome",
     "Problem",
     "StateCounts",
+    "SystemClock",
     "Target",
+    "Waiting",
+    "WallClock",
     "export_problems",
     "export_unanswered_rows",
 ]

@@ -427,7 +427,7 @@ async def _load_and_send(
 
     def on_progress(counts: Any) -> None:
         progress.throttling(campaign.rate_limiter, campaign.requeued)
-        progress.waiting(None if campaign.waiting is None else campaign.waiting.text)
+        progress.waiting(campaign.waiting)
         progress.sending(counts)
 
     signals.soft = soft

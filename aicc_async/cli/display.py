@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aicc_async.adaptive import AdaptiveRate
-from aicc_async.bulk import CampaignReport, StateCounts
+from aicc_async.bulk import CampaignReport, StateCounts, Waiting
 from aicc_async.callbacks import RELEASE_REASONS
 from aicc_async.cli.terminal import plain, shown
 
@@ -106,6 +106,8 @@ class CampaignProgress:
             refresh_per_second=2,  # a redraw costs the campaign's CPU: twice a second is enough
         )
         self._progress.refused = refused  # release events refused so far, by reason
+        self._console = console
+        self._said: tuple[int, float | None] | None = None  # the wait last written
         self._loading: TaskID | None = None
         self._sending: TaskID | None = None
 
@@ -137,9 +139,15 @@ class CampaignProgress:
         self._progress.limiter = limiter
         self._progress.requeued = requeued
 
-    def waiting(self, text: str | None) -> None:
-        """What the campaign waits for (calling hours, redials...), or ``None``."""
-        self._progress.waiting = text
+    def waiting(self, waiting: Waiting | None) -> None:
+        """What the campaign waits for (calling hours, redials...), or ``None``. Where
+        nothing is drawn live (stderr not a terminal: cron, a log file), each new wait
+        is written as a line of its own."""
+        said = None if waiting is None else (waiting.rows, waiting.until)
+        if waiting is not None and said != self._said and not self._console.is_terminal:
+            self._console.print(Text(shown(waiting.text), style="yellow"))
+        self._said = said
+        self._progress.waiting = None if waiting is None else waiting.text
 
     def sending(self, counts: StateCounts) -> None:
         """The campaign's counts after a journal commit."""
