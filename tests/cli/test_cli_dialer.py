@@ -343,7 +343,7 @@ def test_no_wait_schedules_the_redials_of_its_calls_before_it_exits(
     )  # fmt: skip
     done = aicc.run(*command, env=env, timeout=40)
     assert done.returncode == 1, done
-    assert "5 wait for a redial" in flat(done.stderr), done
+    assert "5 rows wait for a redial" in flat(done.stderr), done
     assert fake.stats()["release_events"]["failed"] == 0
     rows = sqlite_query(journal, "SELECT outcome, due, attempt, state FROM rows")
     assert [(r["state"], r["attempt"], r["due"] is not None) for r in rows] == [
@@ -353,7 +353,7 @@ def test_no_wait_schedules_the_redials_of_its_calls_before_it_exits(
 
     again = aicc.run(*command, env=env, timeout=40)  # an hour early: nothing to do yet
     assert again.returncode == 1, again
-    assert "5 wait for a redial" in flat(again.stderr), again
+    assert "5 rows wait for a redial" in flat(again.stderr), again
     assert fake.calls() == dict.fromkeys(called, 1)
 
 
