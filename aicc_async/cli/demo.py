@@ -32,7 +32,7 @@ def _contacts() -> Path:
 _CALLING_HOURS = "00:00-24:00"
 _ZONE = "UTC"
 _ATTEMPTS = 2
-_REDIAL_AFTER = "10s"
+_REDIAL_AFTER = "3s"
 _OPTED_OUT_EVERY = 500
 
 
