@@ -155,6 +155,11 @@ class HistoryEntry:
     key: str = attrs.field(validator=[text(_WHAT, MAX_TEXT), _utf8])
     attempt: int = attrs.field(default=1, validator=_attempt)
 
+    @property
+    def slot(self) -> tuple[str, str, int]:
+        """(campaign, key, attempt): what makes the entry one."""
+        return (self.campaign, self.key, self.attempt)
+
     @functools.cached_property
     def identity(self) -> bytes:
         """What makes the entry one: a digest of (campaign, key, attempt). A fixed size
@@ -271,9 +276,9 @@ class ContactHistory(OneThread):
 
     def _admit(self, batch: Sequence[HistoryEntry], limit: Limit, since: float) -> Admission:
         """:meth:`admit` inside the write transaction (on the worker thread)."""
-        known = self._known([entry.identity for entry in batch])
+        known = self._known(batch)
         for entry in batch:
-            if entry.identity in known and known[entry.identity] != entry.number:
+            if entry.slot in known and known[entry.slot] != entry.number:
                 raise CampaignError(
                     f"row {_shown(entry.key)} of campaign {_shown(entry.campaign)} (attempt "
                     f"{entry.attempt}) is in the contact history {self.location} with another "
@@ -286,14 +291,14 @@ class ContactHistory(OneThread):
         admitted: list[HistoryEntry] = []
         limited: list[HistoryEntry] = []
         for entry in batch:
-            if entry.identity in known:
+            if entry.slot in known:
                 admitted.append(entry)
             elif calls.get(entry.number, 0) < limit.count:
                 calls[entry.number] = calls.get(entry.number, 0) + 1
                 admitted.append(entry)
             else:
                 limited.append(entry)
-        self._insert([entry for entry in admitted if entry.identity not in known])
+        self._insert([entry for entry in admitted if entry.slot not in known])
         return Admission(tuple(admitted), tuple(limited))
 
     async def limited(self, numbers: Iterable[str], limit: Limit) -> frozenset[str]:
@@ -329,8 +334,9 @@ class ContactHistory(OneThread):
         many were new."""
 
     @abc.abstractmethod
-    def _known(self, identities: Sequence[bytes]) -> dict[bytes, str]:
-        """The number of each of ``identities`` that is recorded (inside :meth:`_write`)."""
+    def _known(self, entries: Sequence[HistoryEntry]) -> dict[tuple[str, str, int], str]:
+        """The recorded number of each of ``entries`` recorded already, by its
+        :attr:`~HistoryEntry.slot` (inside :meth:`_write`)."""
 
     @abc.abstractmethod
     def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:
@@ -355,15 +361,15 @@ def _shown(name: str) -> str:
 
 
 def _unique(entries: Iterable[HistoryEntry]) -> list[HistoryEntry]:
-    """``entries`` with one entry per identity (the first), in order."""
-    seen: dict[bytes, HistoryEntry] = {}
+    """``entries`` with one entry per slot (the first), in order."""
+    seen: dict[tuple[str, str, int], HistoryEntry] = {}
     for entry in entries:
         if not isinstance(entry, HistoryEntry):
             raise AICCValidationError(
                 f"entries: must be HistoryEntry values, got {type(entry).__name__}",
                 field="entries",
             )
-        seen.setdefault(entry.identity, entry)
+        seen.setdefault(entry.slot, entry)
     return list(seen.values())
 
 

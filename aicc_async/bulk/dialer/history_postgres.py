@@ -189,11 +189,12 @@ class PostgresHistory(ContactHistory):
             self._conn.execute("SELECT pg_advisory_xact_lock(%s, 1)", (_LOCK,))
             return fn()
 
-    def _known(self, identities: Sequence[bytes]) -> dict[bytes, str]:
+    def _known(self, entries: Sequence[HistoryEntry]) -> dict[tuple[str, str, int], str]:
+        slots = {entry.identity: entry.slot for entry in entries}
         found = self._conn.execute(
-            "SELECT id, number FROM aicc_contacts WHERE id = ANY(%s)", (list(identities),)
+            "SELECT id, number FROM aicc_contacts WHERE id = ANY(%s)", (list(slots),)
         )
-        return {bytes(identity): str(number) for identity, number in found}
+        return {slots[bytes(identity)]: str(number) for identity, number in found}
 
     def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:
         found = self._conn.execute(_COUNT, (list(numbers), since))

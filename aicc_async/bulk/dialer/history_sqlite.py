@@ -55,20 +55,23 @@ _SCHEMA = [
         version INTEGER NOT NULL,
         created REAL NOT NULL
     )""",
+    "CREATE TABLE campaigns (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+    # Keyed by campaign then row: a batch's entries land together, not each on a page
+    # of its own (a digest key made every commit write pages all over the file).
     """CREATE TABLE contacts (
-        id BLOB PRIMARY KEY,
+        campaign INTEGER NOT NULL REFERENCES campaigns (id),
+        key TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
         number TEXT NOT NULL,
         at REAL NOT NULL,
-        campaign TEXT NOT NULL,
-        key TEXT NOT NULL,
-        attempt INTEGER NOT NULL
-    )""",
+        PRIMARY KEY (campaign, key, attempt)
+    ) WITHOUT ROWID""",
     "CREATE INDEX contacts_by_number ON contacts (number, at)",
 ]
 
 _INSERT = (
-    "INSERT INTO contacts (id, number, at, campaign, key, attempt) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (id) DO NOTHING"
+    "INSERT INTO contacts (campaign, key, attempt, number, at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
 )
 
 
@@ -87,6 +90,7 @@ class SQLiteHistory(ContactHistory):
         super().__init__(str(path), clock)
         self.path = path
         self._db = db
+        self._campaigns: dict[str, int] = {}  # campaign name -> its number in the file
 
     @classmethod
     async def open(cls, location: str, clock: Callable[[], float]) -> SQLiteHistory:
@@ -210,25 +214,52 @@ class SQLiteHistory(ContactHistory):
             result = fn()
         except BaseException:
             db.execute("ROLLBACK")
+            self._campaigns.clear()  # a campaign numbered in it may be gone again
             raise
         db.execute("COMMIT")
         return result
 
+    def _campaign(self, name: str, *, create: bool) -> int | None:
+        """The number the history gives campaign ``name`` (inside a write; ``create``:
+        give it one if it has none)."""
+        found = self._campaigns.get(name)
+        if found is not None:
+            return found
+        if create:
+            self._db.execute(
+                "INSERT INTO campaigns (name) VALUES (?) ON CONFLICT DO NOTHING", (name,)
+            )
+        row = self._db.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        self._campaigns[name] = int(row[0])
+        return int(row[0])
+
     def _insert(self, entries: Sequence[HistoryEntry]) -> int:
-        rows = [(e.identity, e.number, e.at, e.campaign, e.key, e.attempt) for e in entries]
+        rows = [
+            (self._campaign(e.campaign, create=True), e.key, e.attempt, e.number, e.at)
+            for e in entries
+        ]
         return self._db.executemany(_INSERT, rows).rowcount if rows else 0
 
-    def _known(self, identities: Sequence[bytes]) -> dict[bytes, str]:
-        found: dict[bytes, str] = {}
-        for start in range(0, len(identities), NUMBERS_PER_SELECT):
-            chunk = identities[start : start + NUMBERS_PER_SELECT]
-            found.update(
-                (bytes(identity), str(number))
-                for identity, number in self._db.execute(
-                    f"SELECT id, number FROM contacts WHERE id IN ({marks(len(chunk))})",  # noqa: S608 - placeholders
-                    chunk,
-                )
-            )
+    def _known(self, entries: Sequence[HistoryEntry]) -> dict[tuple[str, str, int], str]:
+        found: dict[tuple[str, str, int], str] = {}
+        wanted = {entry.slot for entry in entries}
+        for name in {entry.campaign for entry in entries}:
+            campaign = self._campaign(name, create=False)
+            if campaign is None:
+                continue  # a campaign the history has no entry of
+            keys = sorted({entry.key for entry in entries if entry.campaign == name})
+            for start in range(0, len(keys), NUMBERS_PER_SELECT):
+                chunk = keys[start : start + NUMBERS_PER_SELECT]
+                for key, attempt, number in self._db.execute(
+                    "SELECT key, attempt, number FROM contacts WHERE campaign = ? "  # noqa: S608 - placeholders
+                    f"AND key IN ({marks(len(chunk))})",
+                    (campaign, *chunk),
+                ):
+                    slot = (name, str(key), int(attempt))
+                    if slot in wanted:
+                        found[slot] = str(number)
         return found
 
     def _count(self, numbers: Sequence[str], since: float) -> dict[str, int]:
