@@ -6,14 +6,16 @@ Commits are not synced one by one (``synchronous=NORMAL``, a checkpoint every
 :data:`_CHECKPOINT_PAGES` pages): an entry recorded before its call goes out survives
 the process being killed, and a power cut can lose only the last entries, which a
 campaign records again from its journal when it runs next (see
-:meth:`~aicc_async.bulk.campaign.run.Campaign.run`). Entries are keyed by campaign, row and attempt,
-so a batch's land together; only the number index takes a page per call. (Keyed by a
-digest, synced per commit and checkpointed every 1,000 pages, SQLite's default, an
-admission cost 28 µs a call; now 13.) Only a path where nothing exists becomes a history: the file is made
-complete under a temporary name beside it and then linked into place, so no process
-ever sees a half-made history, and two processes creating one at once both end up
-with the same file. Any other file is refused: an empty one, a campaign journal,
-another SQLite database, a history of another format version.
+:meth:`~aicc_async.bulk.campaign.run.Campaign.run`). Entries are keyed by campaign,
+row and attempt, so a batch's land together; only the number index takes a page per
+call. (Keyed by a digest, synced per commit and checkpointed every 1,000 pages,
+SQLite's default, an admission cost 28 µs a call; now 13.)
+
+Only a path where nothing exists becomes a history: the file is made complete under a
+temporary name beside it and then linked into place, so no process ever sees a
+half-made history, and two processes creating one at once both end up with the same
+file. Any other file is refused: an empty one, a campaign journal, another SQLite
+database, a history of another format version.
 """
 
 from __future__ import annotations
