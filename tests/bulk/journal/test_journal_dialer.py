@@ -10,26 +10,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from aicc_helpers import FAST, number
+from aicc_helpers import FAST
 from journal_store import Store
+from rows import number, voice_rows
 
-from aicc_async import CreateVoiceNotificationRequest
-from aicc_async.bulk import CampaignRow, StateCounts
+from aicc_async.bulk import StateCounts
 from aicc_async.bulk.journal import Finished, Outcome
 from aicc_async.bulk.journal.rules import STATES
 from aicc_async.testing import FakeAICC
 
 NOT_ANSWERED = Outcome(answered=False, release_reason="4", talk_duration=0)
-
-
-def voice_rows(n: int) -> list[CampaignRow]:
-    return [
-        CampaignRow(
-            key=f"k{i}",
-            request=CreateVoiceNotificationRequest(called=number(i), voice_content="$Hi$"),
-        )
-        for i in range(n)
-    ]
 
 
 @pytest.mark.asyncio
@@ -65,6 +55,18 @@ async def test_two_workers_scheduling_the_same_redials_keep_each_call_once(
             (pg_store.campaign,),
         ).fetchone()
     assert kept == (n, n)
+
+
+async def run_opting_out(store: Store, folder: Path, called: str) -> StateCounts:
+    """Run the campaign of ``store`` with a do-not-call list of ``called`` (in ``folder``)."""
+    optouts = folder / "optouts.txt"
+    optouts.write_text(f"{called}\n")
+    async with (
+        FakeAICC() as fake,
+        fake.client(retry=FAST) as aicc,
+        store.open_campaign("voice_notification") as campaign,
+    ):
+        return await campaign.run(aicc, do_not_call=[optouts])
 
 
 _OLD_STATES = "('pending', 'sending', 'done', 'failed', 'unknown', 'withdrawn', 'duplicate')"
@@ -118,15 +120,7 @@ async def test_a_sqlite_journal_of_the_release_before_is_read_as_it_is_and_upgra
     assert (report.counts, report.attempts) == (StateCounts(pending=3), ())
     assert _version_and_check(tmp_path / "c.db") == (version, table)  # nothing written
 
-    optouts = tmp_path / "optouts.txt"
-    optouts.write_text(f"{number(1)}\n")
-    async with (
-        FakeAICC() as fake,
-        fake.client(retry=FAST) as aicc,
-        store.open_campaign("voice_notification") as campaign,
-    ):
-        counts = await campaign.run(aicc, do_not_call=[optouts])
-    assert counts == StateCounts(done=2, suppressed=1)
+    assert await run_opting_out(store, tmp_path, number(1)) == StateCounts(done=2, suppressed=1)
     version, table = _version_and_check(tmp_path / "c.db")
     assert version == 3
     assert all(f"'{state}'" in table for state in STATES)
@@ -162,15 +156,7 @@ async def test_postgresql_tables_of_the_release_before_are_upgraded_to_write(
     async with store.open_campaign(read_only=True) as reader:
         assert (await reader.report()).counts == StateCounts(pending=3)
 
-    optouts = tmp_path / "optouts.txt"
-    optouts.write_text(f"{number(2)}\n")
-    async with (
-        FakeAICC() as fake,
-        fake.client(retry=FAST) as aicc,
-        store.open_campaign("voice_notification") as campaign,
-    ):
-        counts = await campaign.run(aicc, do_not_call=[optouts])
-    assert counts == StateCounts(done=2, suppressed=1)
+    assert await run_opting_out(store, tmp_path, number(2)) == StateCounts(done=2, suppressed=1)
     with psycopg.connect(str(store.location), autocommit=True) as conn:
         assert conn.execute("SELECT version FROM aicc_campaigns").fetchone() == (2,)
         definitions = [
