@@ -264,8 +264,7 @@ class DoNotCall:
         """
         if self._blocked is not None:
             raise DoNotCallBlocked(self._blocked)
-        key = normalise_number(number)
-        return any(key in f.numbers for f in self._files)
+        return self.held(number)
 
     def lists(self) -> list[tuple[str, frozenset[str]]]:
         """Each file as given and the (normalised) numbers last read in full from it."""

@@ -404,17 +404,14 @@ class SQLJournal(Journal, OneThread):
     ) -> StateCounts:
         def work(db: Db) -> StateCounts:
             current = "loaded = (SELECT current_load FROM campaign)"
-            if limited:  # checked against the contact history again when claimed
+            # Never sent, so back as they were loaded: a limited row is checked against the
+            # contact history again when claimed, a duplicate against the numbers used.
+            unsent = [s for s, asked in (("limited", limited), ("duplicate", duplicate)) if asked]
+            if unsent:
                 db.execute(
-                    f"UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - constant
-                    f"updated = ? WHERE state = 'limited' AND {current}",
-                    (time.time(),),
-                )
-            if duplicate:
-                db.execute(
-                    f"UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - constant
-                    f"updated = ? WHERE state = 'duplicate' AND {current}",
-                    (time.time(),),
+                    f"UPDATE rows SET state = 'pending', code = NULL, description = NULL, "  # noqa: S608 - only '?' marks
+                    f"updated = ? WHERE state IN ({marks(len(unsent))}) AND {current}",
+                    (time.time(), *unsent),
                 )
             if unknown:
                 self._settle_unknown(db)  # never re-send a row its release event settled
