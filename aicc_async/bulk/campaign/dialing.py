@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import socket
@@ -202,8 +203,21 @@ class DialerSettings:
             limit=limit,
             wait_outcomes=check_positive("wait_outcomes", wait_outcomes, "a number of seconds"),
             no_wait=no_wait,
-            clock=SystemClock() if clock is None else clock,
+            clock=SystemClock() if clock is None else _check_clock(clock),
         )
+
+
+def _check_clock(clock: object) -> WallClock:
+    """``clock`` if it has ``time()`` and an ``async sleep(seconds)`` (a
+    :class:`WallClock`); ``AICCValidationError`` else."""
+    sleep = getattr(clock, "sleep", None)
+    if not callable(getattr(clock, "time", None)) or not inspect.iscoroutinefunction(sleep):
+        raise AICCValidationError(
+            "clock: must be a WallClock, with time() (UNIX seconds) and async sleep(seconds), "
+            f"got {clock!r}",
+            field="clock",
+        )
+    return clock  # type: ignore[return-value]  # checked above
 
 
 class Dialer:

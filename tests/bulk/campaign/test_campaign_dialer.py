@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -126,6 +127,7 @@ async def test_bad_calling_hours_and_zones_are_refused_before_anything_is_sent(
             ({"max_calls_per_number": "3/7d"}, "max_calls_per_number", "contact_history"),
             ({"do_not_call": "optouts.txt"}, "do_not_call", "list"),
             ({"do_not_call": [tmp_path / "missing.txt"]}, "do_not_call", "missing.txt"),
+            ({"clock": time.time}, "clock", "time"),  # a function, not a clock
         ):
             with pytest.raises(AICCValidationError, match=shown) as raised:
                 await campaign.run(aicc, **options)  # type: ignore[arg-type]
