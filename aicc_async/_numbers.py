@@ -20,5 +20,7 @@ def normalise_number(number: str) -> str:
     afterwards (letters, an inner ``+``) comes back as it is, separators dropped, so it
     only ever equals another value that is the same text.
     """
+    if number.isdigit():  # nothing to drop (most numbers, and every normalised one)
+        return number
     plain = _SEPARATORS.sub("", number)
     return "00" + plain[1:] if plain.startswith("+") else plain

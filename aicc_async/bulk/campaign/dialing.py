@@ -27,7 +27,13 @@ from typing import Protocol
 import attrs
 
 from aicc_async.bulk.dialer.do_not_call import DoNotCall
-from aicc_async.bulk.dialer.history import ContactHistory, HistoryEntry, Limit, open_history
+from aicc_async.bulk.dialer.history import (
+    ContactHistory,
+    HistoryEntry,
+    Limit,
+    check_campaign,
+    open_history,
+)
 from aicc_async.bulk.dialer.hours import (
     CallingHours,
     describe_waiting,
@@ -251,11 +257,25 @@ class Dialer:
         if settings.do_not_call:
             self.lists = await asyncio.to_thread(DoNotCall.load, settings.do_not_call)
         if settings.contact_history is not None:
+            self._check_name()  # once: each call's entry is built unchecked
             self.history = await open_history(settings.contact_history, clock=settings.clock.time)
         if self.lists is not None:
             await self._shared(self.lists)
             self._watcher = asyncio.ensure_future(self._watch(self.lists))
         return self
+
+    def _check_name(self) -> None:
+        """Refuse a campaign name the contact history cannot hold (a SQLite journal's
+        path with a line break or a control character in it), before any call."""
+        try:
+            check_campaign(self._campaign)
+        except AICCValidationError as exc:
+            raise AICCValidationError(
+                f"contact_history: a contact history names a campaign by its journal, and "
+                f"{self._campaign[:200]!r} cannot be such a name ({exc.message}); move the "
+                "journal to a path without line breaks or control characters",
+                field="contact_history",
+            ) from None
 
     async def _shared(self, lists: DoNotCall) -> None:
         """Hand the lists to the other workers (each file as this host names it)."""
@@ -336,7 +356,7 @@ class Dialer:
         if self.history is None or not calls:
             return 0
         restored = await self.history.record(
-            HistoryEntry(number, at, self._campaign, key, attempt)
+            HistoryEntry.of_journal(number, at, self._campaign, key, attempt)
             for key, number, attempt, at in calls
         )
         if restored:
@@ -354,17 +374,19 @@ class Dialer:
         history, limit = self.history, self.settings.limit
         if history is None or not claimed:
             return []
-        now = self.settings.clock.time()
-        entries = {
-            c.seq: HistoryEntry(c.number, now, self._campaign, c.key, c.attempt)
+        now, campaign, entry = self.settings.clock.time(), self._campaign, HistoryEntry.of_journal
+        entries = [
+            (c.seq, entry(c.number, now, campaign, c.key, c.attempt))
             for c in claimed
             if c.number is not None
-        }
+        ]
         if limit is None:
-            await history.record(entries.values())
+            await history.record(e for _, e in entries)
             return []
-        admission = await history.admit(entries.values(), limit)
-        refused = {(e.key, e.attempt) for e in admission.limited}
+        admission = await history.admit((e for _, e in entries), limit)
+        if not admission.limited:
+            return []
+        refused = {e.slot for e in admission.limited}
         limited = [
             Finished(
                 seq,
@@ -373,8 +395,8 @@ class Dialer:
                 f"the number had {limit.count} call(s) within the contact limit's period "
                 "already; a later run checks it again",
             )
-            for seq, entry in entries.items()
-            if (entry.key, entry.attempt) in refused
+            for seq, e in entries
+            if e.slot in refused
         ]
         self.limited += len(limited)
         return limited

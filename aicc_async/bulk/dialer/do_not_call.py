@@ -93,7 +93,7 @@ def _lines(handle: BinaryIO) -> Iterator[str]:
         number += 1
         if number == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
-        if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+        if len(raw) > MAX_LINE_BYTES and len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
             raise _BadList(number, f"is longer than {MAX_LINE_BYTES // 1024} KiB")
         try:
             text = raw.decode("utf-8")
@@ -104,8 +104,6 @@ def _lines(handle: BinaryIO) -> Iterator[str]:
 
 def _number(cell: str, line: int) -> str:
     text = cell.strip()
-    if _NUMBER.fullmatch(text):
-        return text
     number = normalise_number(text)
     if not _NUMBER.fullmatch(number):
         shown = _shown(text) if text else "an empty value"
@@ -134,8 +132,9 @@ def _parse(lines: Iterable[str]) -> set[str]:
         numbers.add(_number(line, index))
         break
     for index, line in iterator:
-        if _content(line):
-            numbers.add(_number(line, index))
+        text = line.strip()
+        if text and not text.startswith("#"):
+            numbers.add(_number(text, index))
     return numbers
 
 

@@ -62,7 +62,7 @@ import attrs
 from aicc_async._numbers import normalise_number
 from aicc_async.bulk.journal.location import is_dsn
 from aicc_async.bulk.journal.thread import OneThread
-from aicc_async.endpoints._validate import text, utf8
+from aicc_async.endpoints._validate import text
 from aicc_async.errors import (
     AICCValidationError,
     CampaignError,
@@ -81,6 +81,7 @@ __all__ = [
     "ContactHistory",
     "HistoryEntry",
     "Limit",
+    "check_campaign",
     "open_history",
 ]
 
@@ -127,10 +128,6 @@ def _time(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     _check_time(attribute.name, value)
 
 
-def _utf8(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
-    utf8(_WHAT, attribute.name, value)
-
-
 def _attempt(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not is_int(value) or value < 1:
         raise AICCValidationError(
@@ -151,9 +148,27 @@ class HistoryEntry:
 
     number: str = attrs.field(converter=_number)
     at: float = attrs.field(validator=_time)
-    campaign: str = attrs.field(validator=[text(_WHAT, MAX_TEXT), _utf8])
-    key: str = attrs.field(validator=[text(_WHAT, MAX_TEXT), _utf8])
+    campaign: str = attrs.field(validator=text(_WHAT, MAX_TEXT))
+    key: str = attrs.field(validator=text(_WHAT, MAX_TEXT))
     attempt: int = attrs.field(default=1, validator=_attempt)
+
+    @classmethod
+    def of_journal(
+        cls, number: str, at: float, campaign: str, key: str, attempt: int
+    ) -> HistoryEntry:
+        """An entry of a call a campaign journal holds, built without checking its
+        values again (a campaign builds one per call, on the event loop): the number
+        was normalised and the key checked when the row was loaded, ``at`` is a time
+        the journal or the run's clock gave and ``campaign`` was checked once
+        (:func:`check_campaign`)."""
+        entry = object.__new__(cls)
+        set_ = object.__setattr__
+        set_(entry, "number", number)
+        set_(entry, "at", at)
+        set_(entry, "campaign", campaign)
+        set_(entry, "key", key)
+        set_(entry, "attempt", attempt)
+        return entry
 
     @property
     def slot(self) -> tuple[str, str, int]:
@@ -167,6 +182,15 @@ class HistoryEntry:
         Worked out once per entry: a batch's admission asks for it several times."""
         text_ = _IDENTITY_TEXT([self.campaign, self.key, self.attempt])
         return hashlib.sha256(text_.encode("utf-8")).digest()
+
+
+def check_campaign(name: str) -> str:
+    """``name`` if it may name a campaign in a history (what :class:`HistoryEntry`
+    checks); ``AICCValidationError`` (field ``campaign``) else."""
+    field = attrs.fields(HistoryEntry).campaign
+    assert field.validator is not None
+    field.validator(None, field, name)
+    return name
 
 
 @attrs.frozen
@@ -278,7 +302,8 @@ class ContactHistory(OneThread):
         """:meth:`admit` inside the write transaction (on the worker thread)."""
         known = self._known(batch)
         for entry in batch:
-            if entry.slot in known and known[entry.slot] != entry.number:
+            recorded = known.get(entry.slot) if known else None
+            if recorded is not None and recorded != entry.number:
                 raise CampaignError(
                     f"row {_shown(entry.key)} of campaign {_shown(entry.campaign)} (attempt "
                     f"{entry.attempt}) is in the contact history {self.location} with another "
@@ -290,15 +315,19 @@ class ContactHistory(OneThread):
             calls.update(self._count(numbers[start : start + NUMBERS_PER_SELECT], since))
         admitted: list[HistoryEntry] = []
         limited: list[HistoryEntry] = []
+        new: list[HistoryEntry] = []
         for entry in batch:
-            if entry.slot in known:
+            if known and entry.slot in known:
                 admitted.append(entry)
-            elif calls.get(entry.number, 0) < limit.count:
-                calls[entry.number] = calls.get(entry.number, 0) + 1
+                continue
+            made = calls.get(entry.number, 0)
+            if made < limit.count:
+                calls[entry.number] = made + 1
                 admitted.append(entry)
+                new.append(entry)
             else:
                 limited.append(entry)
-        self._insert([entry for entry in admitted if entry.slot not in known])
+        self._insert(new)
         return Admission(tuple(admitted), tuple(limited))
 
     async def limited(self, numbers: Iterable[str], limit: Limit) -> frozenset[str]:

@@ -238,10 +238,10 @@ class SQLiteHistory(ContactHistory):
         return int(row[0])
 
     def _insert(self, entries: Sequence[HistoryEntry]) -> int:
-        rows = [
-            (self._campaign(e.campaign, create=True), e.key, e.attempt, e.number, e.at)
-            for e in entries
-        ]
+        numbered = {
+            name: self._campaign(name, create=True) for name in {e.campaign for e in entries}
+        }
+        rows = [(numbered[e.campaign], e.key, e.attempt, e.number, e.at) for e in entries]
         return self._db.executemany(_INSERT, rows).rowcount if rows else 0
 
     def _known(self, entries: Sequence[HistoryEntry]) -> dict[tuple[str, str, int], str]:

@@ -109,6 +109,25 @@ async def test_rows_start_only_inside_the_calling_hours_of_their_own_zone(where:
 
 
 @pytest.mark.asyncio
+async def test_a_journal_no_contact_history_can_name_is_refused_before_anything_is_sent(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "spring\x1b[2J"  # a path may hold what a history's name may not
+    folder.mkdir()
+    async with (
+        FakeAICC() as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(folder / "c.db", "voice_notification") as campaign,
+    ):
+        await campaign.load(rows(numbers(2)))
+        with pytest.raises(AICCValidationError, match="move the journal") as refused:
+            await campaign.run(aicc, contact_history=tmp_path / "history.db")
+        assert refused.value.field == "contact_history"
+        assert (await campaign.report()).counts.pending == 2
+    assert called_numbers(fake) == []
+
+
+@pytest.mark.asyncio
 async def test_bad_calling_hours_and_zones_are_refused_before_anything_is_sent(
     tmp_path: Path,
 ) -> None:

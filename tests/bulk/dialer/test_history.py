@@ -33,6 +33,7 @@ from aicc_async.bulk.dialer.history import (
     ContactHistory,
     HistoryEntry,
     Limit,
+    check_campaign,
     open_history,
 )
 from aicc_async.bulk.journal import open_journal
@@ -725,6 +726,29 @@ def test_hostile_entries_are_refused_naming_the_field(values: dict[str, Any], fi
     with pytest.raises(AICCValidationError) as refused:
         HistoryEntry(**{**fields, **values})
     assert refused.value.field == field
+
+
+def test_an_entry_of_a_journal_is_the_entry_its_checked_values_make() -> None:
+    # Built unchecked from what a journal holds: equal, in every way a store uses it,
+    # to the entry the checked constructor makes of the same values.
+    values = ("008613900001234", NOW, "/srv/campaigns/spring.db", "C0001", 2)
+    checked, unchecked = HistoryEntry(*values), HistoryEntry.of_journal(*values)
+
+    assert unchecked == checked
+    assert hash(unchecked) == hash(checked)
+    assert (unchecked.slot, unchecked.identity) == (checked.slot, checked.identity)
+    assert repr(unchecked) == repr(checked)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["c" * (MAX_TEXT + 1), " ", "", "spring\x00", "spring\x1b[2J", "two\nlines", "\ud800", 7],
+)
+def test_a_campaign_name_no_entry_could_hold_is_refused(name: Any) -> None:
+    with pytest.raises(AICCValidationError) as refused:
+        check_campaign(name)
+    assert refused.value.field == "campaign"
+    assert check_campaign("/srv/campaigns/营销 spring.db") == "/srv/campaigns/营销 spring.db"
 
 
 @pytest.mark.asyncio
