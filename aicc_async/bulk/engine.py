@@ -209,6 +209,9 @@ class Engine:
         """Which rows may start now (the dialer's rules); ``None`` from it: none may."""
         self._admit = admit
         """Records the claimed rows' calls before they go; returns those refused."""
+        self._failure: Exception | None = None
+        """Why the contact history could not admit a batch: raised once the rows in
+        flight finished."""
         self.requeued = 0
         """Rows answered "throttled" (429, busy) that went back to the queue this run."""
         # What the journal's rate history holds of this run: (answers, throttle answers
@@ -218,8 +221,9 @@ class Engine:
     async def run(self) -> StateCounts:
         """Send every pending row (until stopped or halted); returns the final counts.
 
-        Raises the ``AICCAuthError`` / ``AICCConnectionError`` that halted the run,
-        after the rows in flight finished and were recorded.
+        Raises the ``AICCAuthError`` / ``AICCConnectionError`` that halted the run, or
+        the error of a contact history that could not admit a batch (that batch is
+        never sent), after the rows in flight finished and were recorded.
         """
         exhausted = starved = False
         feed = self._feed
@@ -271,6 +275,8 @@ class Engine:
             await self._abandon()
             raise
         await self._journal.flush_rate()
+        if self._failure is not None:
+            raise self._failure
         if self.halt is not None:
             raise self.halt
         return self.counts
@@ -363,11 +369,7 @@ class Engine:
             if cancelled is not None:
                 raise cancelled
             if self._admit is not None and claimed:
-                refused = await self._admit(claimed)  # before any of them is sent
-                if refused:
-                    self._finished += refused
-                    gone = {f.seq for f in refused}
-                    claimed = [c for c in claimed if c.seq not in gone]
+                claimed = await self._admitted(claimed)  # before any of them is sent
             if self._journal.shared:
                 await self._count_campaign()
             if self._on_progress is not None:
@@ -377,6 +379,25 @@ class Engine:
             self._finished += [Finished(c.seq, "pending") for c in claimed]
             raise
         return claimed
+
+    async def _admitted(self, claimed: list[Claimed]) -> list[Claimed]:
+        """The rows of ``claimed`` the contact history admitted; those it refused are
+        finished (``limited``). If it fails, none is sent: the run stops once the rows
+        in flight finished, and raises its error."""
+        assert self._admit is not None
+        try:
+            refused = await self._admit(claimed)
+        except Exception as exc:
+            if self._failure is None:
+                self._failure = exc
+            self.stopping = True
+            self._finished += [Finished(c.seq, "pending") for c in claimed]
+            return []
+        if not refused:
+            return claimed
+        self._finished += refused
+        gone = {f.seq for f in refused}
+        return [c for c in claimed if c.seq not in gone]
 
     async def _count_campaign(self) -> None:
         """Other workers move rows too: read the whole campaign's counts now and then

@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from aicc_helpers import FAST, VOICE, JumpClock, serving
 
-from aicc_async import AICCValidationError, CreateVoiceNotificationRequest
+from aicc_async import AICCValidationError, CampaignError, CreateVoiceNotificationRequest
 from aicc_async.bulk import Campaign, CampaignRow, StateCounts
 from aicc_async.bulk.campaign.dialing import Dialer, DialerSettings
+from aicc_async.bulk.dialer.history import HistoryEntry, open_history
 from aicc_async.bulk.journal import JournalLocation
 from aicc_async.bulk.journal.rules import Backlog
-from aicc_async.testing import FakeAICC
+from aicc_async.testing import FakeAICC, Fault
 
 KEY = "a-shared-key-of-32-characters-ok"
 UTC = datetime.timezone.utc
@@ -375,6 +376,40 @@ async def test_redials_wait_for_calling_hours_and_no_wait_says_until_when(tmp_pa
 
 
 # -- contact history ------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_a_history_that_refuses_mid_run_stops_it_after_the_calls_in_flight(
+    tmp_path: Path,
+) -> None:
+    # The history holds row k12's first call with another number (its row key was
+    # reused for another row): its batch is never sent, the run says why, and the
+    # calls already on their way finish and are recorded, not left unknown.
+    called = numbers(40)
+    journal = tmp_path / "c.db"
+    async with await open_history(tmp_path / "history.db") as history:
+        await history.record([HistoryEntry("8613900000000", 1.0, str(journal), "k12", 1)])
+    async with (
+        FakeAICC() as fake,
+        fake.client(retry=FAST) as aicc,
+        Campaign(journal, "voice_notification") as campaign,
+    ):
+        await campaign.load(rows(called))
+        fake.inject(Fault.LATENCY, delay=1.0)  # the first call is on its way meanwhile
+        with pytest.raises(CampaignError, match=r"'k12'.* with another number"):
+            await campaign.run(
+                aicc,
+                concurrency=10,
+                contact_history=tmp_path / "history.db",
+                max_calls_per_number="3/1d",
+            )
+        counts = (await campaign.report()).counts
+    sent = called_numbers(fake)
+    assert called[0] in sent
+    assert called[12] not in sent
+    assert counts.unknown == 0
+    assert counts.done == len(sent) > 0
+    assert counts.pending == len(called) - len(sent)
 
 
 @pytest.mark.asyncio
