@@ -46,6 +46,7 @@ written (the entries recorded so far are kept), and ``CampaignError`` once close
 from __future__ import annotations
 
 import abc
+import collections
 import functools
 import hashlib
 import json
@@ -300,24 +301,24 @@ class ContactHistory(OneThread):
 
     def _admit(self, batch: Sequence[HistoryEntry], limit: Limit, since: float) -> Admission:
         """:meth:`admit` inside the write transaction (on the worker thread)."""
-        known = self._known(batch)
-        for entry in batch:
-            recorded = known.get(entry.slot) if known else None
-            if recorded is not None and recorded != entry.number:
-                raise CampaignError(
-                    f"row {_shown(entry.key)} of campaign {_shown(entry.campaign)} (attempt "
-                    f"{entry.attempt}) is in the contact history {self.location} with another "
-                    "number: a row key must always name the same row"
-                )
         numbers = sorted({entry.number for entry in batch})
         calls: dict[str, int] = {}
         for start in range(0, len(numbers), NUMBERS_PER_SELECT):
             calls.update(self._count(numbers[start : start + NUMBERS_PER_SELECT], since))
+        wanted = collections.Counter(entry.number for entry in batch)
+        if all(calls.get(number, 0) + n <= limit.count for number, n in wanted.items()):
+            # Every entry is admitted, whichever were recorded already (those only need
+            # no room): record them, then check any recorded before are the same calls.
+            if self._insert(batch) < len(batch):
+                self._same_numbers(batch, self._known(batch))
+            return Admission(tuple(batch), ())
+        known = self._known(batch)
+        self._same_numbers(batch, known)
         admitted: list[HistoryEntry] = []
         limited: list[HistoryEntry] = []
         new: list[HistoryEntry] = []
         for entry in batch:
-            if known and entry.slot in known:
+            if entry.slot in known:
                 admitted.append(entry)
                 continue
             made = calls.get(entry.number, 0)
@@ -329,6 +330,20 @@ class ContactHistory(OneThread):
                 limited.append(entry)
         self._insert(new)
         return Admission(tuple(admitted), tuple(limited))
+
+    def _same_numbers(
+        self, batch: Sequence[HistoryEntry], known: Mapping[tuple[str, str, int], str]
+    ) -> None:
+        """``CampaignError`` (the transaction rolls back) if an entry of ``batch`` was
+        recorded already with another number."""
+        for entry in batch:
+            recorded = known.get(entry.slot)
+            if recorded is not None and recorded != entry.number:
+                raise CampaignError(
+                    f"row {_shown(entry.key)} of campaign {_shown(entry.campaign)} (attempt "
+                    f"{entry.attempt}) is in the contact history {self.location} with another "
+                    "number: a row key must always name the same row"
+                )
 
     async def limited(self, numbers: Iterable[str], limit: Limit) -> frozenset[str]:
         """The normalised ``numbers`` that already had ``limit.count`` calls within

@@ -314,6 +314,40 @@ async def test_admitting_a_recorded_row_with_another_number_is_refused(
 
 
 @pytest.mark.asyncio
+async def test_a_resumed_batch_under_a_loose_limit_records_only_its_new_calls(
+    history_at: HistoryAt,
+) -> None:
+    # Every number has room, so every entry is admitted: those recorded already (a
+    # resume) are kept as they were, the new ones recorded, and a row key that now
+    # names another number still refuses the whole batch.
+    async with await history_at.open() as history:
+        await history.record([entry("13800000020", NOW - 60, "spring", "1")])
+        admission = await history.admit(
+            [entry("13800000020", NOW, "spring", "1"), entry("13800000021", NOW, "spring", "2")],
+            Limit(3, DAY),
+        )
+        assert [e.key for e in admission.admitted] == ["1", "2"]
+        assert admission.limited == ()
+        assert await history.counts(["13800000020", "13800000021"], 0) == {
+            "13800000020": 1,
+            "13800000021": 1,
+        }
+        with pytest.raises(CampaignError, match="row '2' of campaign 'spring'"):
+            await history.admit(
+                [
+                    entry("13800000022", NOW, "spring", "3"),
+                    entry("13800000029", NOW, "spring", "2"),
+                ],
+                Limit(3, DAY),
+            )
+        assert await history.counts(["13800000022", "13800000029"], 0) == {
+            "13800000022": 0,
+            "13800000029": 0,
+        }
+    assert history_at.entries() == 2
+
+
+@pytest.mark.asyncio
 async def test_campaigns_admitting_one_number_at_once_call_it_once(history_at: HistoryAt) -> None:
     """Ten workers (connections, threads) admit the same numbers at the same time under
     a one-call limit: each number is admitted to exactly one of them."""
