@@ -9,7 +9,7 @@ campaign records again from its journal when it runs next (see
 :meth:`~aicc_async.bulk.campaign.run.Campaign.run`). Entries are keyed by campaign,
 row and attempt, so a batch's land together; only the number index takes a page per
 call. (Keyed by a digest, synced per commit and checkpointed every 1,000 pages,
-SQLite's default, an admission cost 28 µs a call; now 13.)
+SQLite's default, an admission cost 28 µs a call; now about 12.)
 
 Only a path where nothing exists becomes a history: the file is made complete under a
 temporary name beside it and then linked into place, so no process ever sees a
