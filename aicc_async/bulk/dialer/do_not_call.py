@@ -132,9 +132,8 @@ def _parse(lines: Iterable[str]) -> set[str]:
         numbers.add(_number(line, index))
         break
     for index, line in iterator:
-        text = line.strip()
-        if text and not text.startswith("#"):
-            numbers.add(_number(text, index))
+        if _content(line):
+            numbers.add(_number(line, index))
     return numbers
 
 
