@@ -356,7 +356,7 @@ class Dialer:
         if self.history is None or not calls:
             return 0
         restored = await self.history.record(
-            HistoryEntry.of_journal(number, at, self._campaign, key, attempt)
+            HistoryEntry._of_journal(number, at, self._campaign, key, attempt)
             for key, number, attempt, at in calls
         )
         if restored:
@@ -374,7 +374,7 @@ class Dialer:
         history, limit = self.history, self.settings.limit
         if history is None or not claimed:
             return []
-        now, campaign, entry = self.settings.clock.time(), self._campaign, HistoryEntry.of_journal
+        now, campaign, entry = self.settings.clock.time(), self._campaign, HistoryEntry._of_journal
         entries = [
             (c.seq, entry(c.number, now, campaign, c.key, c.attempt))
             for c in claimed

@@ -154,11 +154,12 @@ class HistoryEntry:
     attempt: int = attrs.field(default=1, validator=_attempt)
 
     @classmethod
-    def of_journal(
+    def _of_journal(
         cls, number: str, at: float, campaign: str, key: str, attempt: int
     ) -> HistoryEntry:
-        """An entry of a call a campaign journal holds, built without checking its
-        values again (a campaign builds one per call, on the event loop): the number
+        """For the campaign run only, never for values from outside: an entry of a
+        call a campaign journal holds, built without checking its values again (a
+        campaign builds one per call, on the event loop): the number
         was normalised and the key checked when the row was loaded, ``at`` is a time
         the journal or the run's clock gave and ``campaign`` was checked once
         (:func:`check_campaign`)."""

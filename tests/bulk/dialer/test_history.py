@@ -766,7 +766,7 @@ def test_an_entry_of_a_journal_is_the_entry_its_checked_values_make() -> None:
     # Built unchecked from what a journal holds: equal, in every way a store uses it,
     # to the entry the checked constructor makes of the same values.
     values = ("008613900001234", NOW, "/srv/campaigns/spring.db", "C0001", 2)
-    checked, unchecked = HistoryEntry(*values), HistoryEntry.of_journal(*values)
+    checked, unchecked = HistoryEntry(*values), HistoryEntry._of_journal(*values)
 
     assert unchecked == checked
     assert hash(unchecked) == hash(checked)
